@@ -1,0 +1,311 @@
+use std::fmt;
+
+use crate::{DependencyGraph, Node, PlanError, PlanLimits};
+
+/// Agents that may start together: all their dependencies are in earlier batches.
+///
+/// # Examples
+///
+/// ```
+/// use apiary_planner::{Node, Plan, PlanLimits};
+///
+/// let plan = Plan::new(&[Node::new("a"), Node::new("b")], PlanLimits::default())?;
+/// let first = plan.batches().next().unwrap();
+/// assert_eq!(first.level(), 0);
+/// assert_eq!(first.agents().collect::<Vec<_>>(), ["a", "b"]);
+/// # Ok::<(), apiary_planner::PlanError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    level: usize,
+    agents: Vec<String>,
+}
+
+impl Batch {
+    /// The dependency level: the length of the longest dependency chain above this batch.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+
+    /// The agents of the batch, critical path first.
+    pub fn agents(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.agents.iter().map(String::as_str)
+    }
+
+    /// The number of agents in the batch.
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Whether the batch is empty (a plan never yields one).
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+}
+
+/// Spawn batches for a set of agents, in the order they must start.
+///
+/// Levels are topological: an agent's level is one more than its deepest dependency. A level
+/// is cut into batches by the [`PlanLimits`]; inside a level, agents with the longest chain of
+/// dependents start first, ties broken by declaration order.
+///
+/// `Display` prints one line per batch; [`Plan::to_dot`] gives Graphviz DOT.
+///
+/// # Examples
+///
+/// ```
+/// use apiary_planner::{Node, Plan, PlanLimits};
+///
+/// let nodes: Vec<Node> = (0..5).map(|i| Node::new(format!("w{i}"))).collect();
+/// let plan = Plan::new(&nodes, PlanLimits::default().batch_size(2))?;
+/// assert_eq!(plan.len(), 3);
+/// assert_eq!(plan.to_string(), "batch 1 (level 0): w0, w1\nbatch 2 (level 0): w2, w3\nbatch 3 (level 0): w4\n");
+/// # Ok::<(), apiary_planner::PlanError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Plan {
+    graph: DependencyGraph,
+    limits: PlanLimits,
+    batches: Vec<Batch>,
+    // batch number (0-based) of each node, by declaration index
+    batch_of: Vec<usize>,
+}
+
+impl Plan {
+    /// Validates the nodes and plans their batches.
+    ///
+    /// # Errors
+    ///
+    /// As [`DependencyGraph::new`]: duplicate names, unknown dependencies, cycles.
+    pub fn new(nodes: &[Node], limits: PlanLimits) -> Result<Self, PlanError> {
+        Ok(Self::from_graph(DependencyGraph::new(nodes)?, limits))
+    }
+
+    /// Plans the batches of an already validated graph.
+    pub fn from_graph(graph: DependencyGraph, limits: PlanLimits) -> Self {
+        let levels = graph.levels();
+        let heights = graph.heights();
+        let nodes = graph.nodes();
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        order.sort_by_key(|&i| (levels[i], std::cmp::Reverse(heights[i]), i));
+
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut batch_of = vec![0; nodes.len()];
+        let mut weight = 0;
+        for i in order {
+            let node = &nodes[i];
+            let fits = batches.last().is_some_and(|b| {
+                b.level == levels[i] && limits.admits(b.len(), weight, node.weight_value())
+            });
+            if !fits {
+                batches.push(Batch {
+                    level: levels[i],
+                    agents: Vec::new(),
+                });
+                weight = 0;
+            }
+            weight += node.weight_value();
+            batch_of[i] = batches.len() - 1;
+            if let Some(b) = batches.last_mut() {
+                b.agents.push(node.name().to_owned());
+            }
+        }
+        Self {
+            graph,
+            limits,
+            batches,
+            batch_of,
+        }
+    }
+
+    /// The batches, first to start first.
+    pub fn batches(&self) -> impl ExactSizeIterator<Item = &Batch> + '_ {
+        self.batches.iter()
+    }
+
+    /// The number of batches.
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Whether there is nothing to start.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// The limits the plan was made with.
+    pub fn limits(&self) -> PlanLimits {
+        self.limits
+    }
+
+    /// The validated graph behind the plan.
+    pub fn graph(&self) -> &DependencyGraph {
+        &self.graph
+    }
+
+    /// The 0-based batch number of `agent`, if the plan has it.
+    pub fn batch_of(&self, agent: &str) -> Option<usize> {
+        let i = self.graph.nodes().iter().position(|n| n.name() == agent)?;
+        Some(self.batch_of[i])
+    }
+
+    /// The plan as Graphviz DOT: one vertex per agent labelled with its batch, an edge from
+    /// each dependency to its dependent. Ready for `dot -Tsvg`.
+    pub fn to_dot(&self) -> String {
+        use fmt::Write as _;
+        let mut out = String::from("digraph plan {\n    rankdir=LR;\n    node [shape=box];\n");
+        for (i, node) in self.graph.nodes().iter().enumerate() {
+            let name = escape(node.name());
+            let _ = writeln!(
+                out,
+                "    n{i} [label=\"{name}\\nbatch {}\"];",
+                self.batch_of[i] + 1
+            );
+        }
+        for (from, to) in self.graph.edges() {
+            let _ = writeln!(out, "    n{from} -> n{to};");
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, batch) in self.batches.iter().enumerate() {
+            writeln!(
+                f,
+                "batch {} (level {}): {}",
+                i + 1,
+                batch.level,
+                batch.agents.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn escape(name: &str) -> String {
+    name.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(plan: &Plan) -> Vec<Vec<&str>> {
+        plan.batches().map(|b| b.agents().collect()).collect()
+    }
+
+    #[test]
+    fn diamond_runs_in_three_levels() {
+        let plan = Plan::new(
+            &[
+                Node::new("top"),
+                Node::new("left").depends_on(["top"]),
+                Node::new("right").depends_on(["top"]),
+                Node::new("bottom").depends_on(["left", "right"]),
+            ],
+            PlanLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            names(&plan),
+            [vec!["top"], vec!["left", "right"], vec!["bottom"]]
+        );
+        assert_eq!(plan.batch_of("bottom"), Some(2));
+    }
+
+    #[test]
+    fn critical_path_goes_first_within_a_level() {
+        let plan = Plan::new(
+            &[
+                Node::new("short"),
+                Node::new("long"),
+                Node::new("mid").depends_on(["long"]),
+                Node::new("end").depends_on(["mid"]),
+            ],
+            PlanLimits::default().batch_size(1),
+        )
+        .unwrap();
+        assert_eq!(
+            names(&plan),
+            [vec!["long"], vec!["short"], vec!["mid"], vec!["end"]]
+        );
+    }
+
+    #[test]
+    fn cycles_of_length_one_two_and_five_are_named_exactly() {
+        let one = Plan::new(&[Node::new("a").depends_on(["a"])], PlanLimits::default());
+        assert_eq!(
+            one.unwrap_err(),
+            PlanError::Cycle {
+                path: vec!["a".into(), "a".into()]
+            }
+        );
+        let two = Plan::new(
+            &[
+                Node::new("x"),
+                Node::new("a").depends_on(["b"]),
+                Node::new("b").depends_on(["a", "x"]),
+            ],
+            PlanLimits::default(),
+        );
+        assert_eq!(two.unwrap_err().to_string(), "dependency cycle: a -> b -> a");
+        let five: Vec<Node> = (0..5)
+            .map(|i| Node::new(format!("n{i}")).depends_on([format!("n{}", (i + 1) % 5)]))
+            .collect();
+        assert_eq!(
+            Plan::new(&five, PlanLimits::default())
+                .unwrap_err()
+                .to_string(),
+            "dependency cycle: n0 -> n1 -> n2 -> n3 -> n4 -> n0"
+        );
+    }
+
+    #[test]
+    fn unknown_dependency_and_duplicates_name_the_agents() {
+        let err = Plan::new(
+            &[Node::new("a").depends_on(["ghost"])],
+            PlanLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::UnknownDependency {
+                agent: "a".into(),
+                dependency: "ghost".into()
+            }
+        );
+        let err = Plan::new(&[Node::new("a"), Node::new("a")], PlanLimits::default()).unwrap_err();
+        assert_eq!(err.to_string(), "agent `a` is declared more than once");
+    }
+
+    #[test]
+    fn weight_limit_splits_levels_and_isolates_heavy_nodes() {
+        let plan = Plan::new(
+            &[
+                Node::new("a").weight(2),
+                Node::new("b").weight(2),
+                Node::new("huge").weight(9),
+                Node::new("c").weight(1),
+            ],
+            PlanLimits::default().max_concurrency(4),
+        )
+        .unwrap();
+        assert_eq!(names(&plan), [vec!["a", "b"], vec!["huge"], vec!["c"]]);
+    }
+
+    #[test]
+    fn dot_lists_every_agent_and_edge() {
+        let plan = Plan::new(
+            &[Node::new("a"), Node::new("b\"q").depends_on(["a"])],
+            PlanLimits::default(),
+        )
+        .unwrap();
+        let dot = plan.to_dot();
+        assert!(dot.contains("n0 [label=\"a\\nbatch 1\"];"), "{dot}");
+        assert!(dot.contains("n1 [label=\"b\\\"q\\nbatch 2\"];"), "{dot}");
+        assert!(dot.contains("n0 -> n1;"), "{dot}");
+    }
+}
