@@ -1,0 +1,131 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ConfigError;
+
+/// Settings of an agent's circuit breaker.
+///
+/// The breaker opens after `failure_threshold` consecutive failures, stays open for
+/// `reset_timeout` (doubling after each failed trial, up to `max_reset_timeout`), then lets one
+/// trial task through. In a manifest, durations are written as `"30s"`, `"250ms"`, ...
+///
+/// # Examples
+///
+/// ```
+/// use apiary_supervisor::BreakerConfig;
+///
+/// let cfg: BreakerConfig = toml::from_str(r#"
+///     failure_threshold = 3
+///     reset_timeout = "2s"
+/// "#)?;
+/// assert_eq!(cfg.failure_threshold_value(), 3);
+/// assert_eq!(cfg.reset_timeout_value().as_secs(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    failure_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    reset_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    max_reset_timeout: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            reset_timeout: Duration::from_secs(1),
+            max_reset_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub fn failure_threshold(mut self, n: u32) -> Self {
+        self.failure_threshold = n;
+        self
+    }
+
+    /// How long the breaker first stays open before a trial.
+    pub fn reset_timeout(mut self, d: Duration) -> Self {
+        self.reset_timeout = d;
+        self
+    }
+
+    /// The longest the open period grows to after repeated failed trials.
+    pub fn max_reset_timeout(mut self, d: Duration) -> Self {
+        self.max_reset_timeout = d;
+        self
+    }
+
+    /// Consecutive failures that open the breaker.
+    pub fn failure_threshold_value(&self) -> u32 {
+        self.failure_threshold
+    }
+
+    /// The first open period.
+    pub fn reset_timeout_value(&self) -> Duration {
+        self.reset_timeout
+    }
+
+    /// The longest open period.
+    pub fn max_reset_timeout_value(&self) -> Duration {
+        self.max_reset_timeout
+    }
+
+    /// Checks that the settings can work.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field: a zero threshold, a zero reset timeout, or a
+    /// maximum below the first timeout.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.failure_threshold == 0 {
+            return Err(ConfigError::new(
+                "failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.reset_timeout.is_zero() {
+            return Err(ConfigError::new("reset_timeout", "must be longer than zero"));
+        }
+        if self.max_reset_timeout < self.reset_timeout {
+            return Err(ConfigError::new(
+                "max_reset_timeout",
+                format!(
+                    "{} is shorter than reset_timeout ({})",
+                    humantime::format_duration(self.max_reset_timeout),
+                    humantime::format_duration(self.reset_timeout)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field() {
+        let e = BreakerConfig::default().failure_threshold(0).validate().unwrap_err();
+        assert_eq!(e.field(), "failure_threshold");
+        let e = BreakerConfig::default()
+            .reset_timeout(Duration::from_secs(10))
+            .max_reset_timeout(Duration::from_secs(1))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.to_string(), "`max_reset_timeout`: 1s is shorter than reset_timeout (10s)");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = toml::from_str::<BreakerConfig>("failure_treshold = 3").unwrap_err();
+        assert!(e.to_string().contains("unknown field `failure_treshold`"), "{e}");
+    }
+}
