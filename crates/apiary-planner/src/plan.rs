@@ -251,7 +251,10 @@ mod tests {
             ],
             PlanLimits::default(),
         );
-        assert_eq!(two.unwrap_err().to_string(), "dependency cycle: a -> b -> a");
+        assert_eq!(
+            two.unwrap_err().to_string(),
+            "dependency cycle: a -> b -> a"
+        );
         let five: Vec<Node> = (0..5)
             .map(|i| Node::new(format!("n{i}")).depends_on([format!("n{}", (i + 1) % 5)]))
             .collect();

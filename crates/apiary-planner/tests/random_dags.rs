@@ -9,7 +9,10 @@ use proptest::prelude::*;
 /// A random DAG: node i may depend only on nodes with a smaller index.
 fn dag() -> impl Strategy<Value = Vec<Node>> {
     (1usize..60).prop_flat_map(|n| {
-        let deps = proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..4), n);
+        let deps = proptest::collection::vec(
+            proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+            n,
+        );
         let weights = proptest::collection::vec(1usize..5, n);
         (deps, weights).prop_map(move |(deps, weights)| {
             deps.into_iter()

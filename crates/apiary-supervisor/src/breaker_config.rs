@@ -85,13 +85,13 @@ impl BreakerConfig {
     /// maximum below the first timeout.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.failure_threshold == 0 {
-            return Err(ConfigError::new(
-                "failure_threshold",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("failure_threshold", "must be at least 1"));
         }
         if self.reset_timeout.is_zero() {
-            return Err(ConfigError::new("reset_timeout", "must be longer than zero"));
+            return Err(ConfigError::new(
+                "reset_timeout",
+                "must be longer than zero",
+            ));
         }
         if self.max_reset_timeout < self.reset_timeout {
             return Err(ConfigError::new(
@@ -113,19 +113,28 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let e = BreakerConfig::default().failure_threshold(0).validate().unwrap_err();
+        let e = BreakerConfig::default()
+            .failure_threshold(0)
+            .validate()
+            .unwrap_err();
         assert_eq!(e.field(), "failure_threshold");
         let e = BreakerConfig::default()
             .reset_timeout(Duration::from_secs(10))
             .max_reset_timeout(Duration::from_secs(1))
             .validate()
             .unwrap_err();
-        assert_eq!(e.to_string(), "`max_reset_timeout`: 1s is shorter than reset_timeout (10s)");
+        assert_eq!(
+            e.to_string(),
+            "`max_reset_timeout`: 1s is shorter than reset_timeout (10s)"
+        );
     }
 
     #[test]
     fn unknown_fields_are_refused() {
         let e = toml::from_str::<BreakerConfig>("failure_treshold = 3").unwrap_err();
-        assert!(e.to_string().contains("unknown field `failure_treshold`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown field `failure_treshold`"),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,218 @@
+//! The ractor actor that runs one replica of an agent.
+
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
+use tracing::Instrument;
+
+use crate::envelope::Envelope;
+use crate::events::EventBus;
+use crate::queue::AgentQueue;
+use crate::{Agent, AgentContext, AgentName, EventKind, Outcome, StopReason, TaskError};
+
+/// Messages an agent's actor takes.
+pub(crate) enum AgentMsg<T, O> {
+    /// A task to run (or hold, while the queue is paused).
+    Task(Envelope<T, O>),
+    /// The queue was resumed: run what was held.
+    Resume,
+}
+
+/// Who an actor is, for the supervisor that sees it stop.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub(crate) agent: AgentName,
+    pub(crate) replica: usize,
+}
+
+/// Actors of a swarm by id; each agent actor registers itself before it can fail.
+pub(crate) type Members = Mutex<HashMap<ActorId, Member>>;
+
+pub(crate) struct AgentActor<A>(PhantomData<fn() -> A>);
+
+impl<A> AgentActor<A> {
+    pub(crate) fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+pub(crate) struct AgentArgs<A: Agent> {
+    pub(crate) agent: A,
+    pub(crate) ctx: AgentContext<A::Task, A::Output>,
+    pub(crate) queue: Arc<AgentQueue>,
+    pub(crate) bus: Arc<EventBus>,
+    pub(crate) members: Arc<Members>,
+}
+
+pub(crate) struct AgentState<A: Agent> {
+    agent: A,
+    ctx: AgentContext<A::Task, A::Output>,
+    queue: Arc<AgentQueue>,
+    bus: Arc<EventBus>,
+    // Tasks that arrived while the queue was paused, in arrival order.
+    held: VecDeque<Envelope<A::Task, A::Output>>,
+}
+
+impl<A: Agent> Actor for AgentActor<A> {
+    type Msg = AgentMsg<A::Task, A::Output>;
+    type State = AgentState<A>;
+    type Arguments = AgentArgs<A>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let AgentArgs {
+            mut agent,
+            ctx,
+            queue,
+            bus,
+            members,
+        } = args;
+        agent.started(&ctx).await.map_err(Into::into)?;
+        let member = Member {
+            agent: ctx.name().clone(),
+            replica: ctx.replica(),
+        };
+        members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(myself.get_id(), member);
+        bus.publish(|| EventKind::AgentSpawned {
+            agent: ctx.name().clone(),
+            replica: ctx.replica(),
+            kind: ctx.spec().kind.clone(),
+        });
+        Ok(AgentState {
+            agent,
+            ctx,
+            queue,
+            bus,
+            held: VecDeque::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentMsg::Task(env) => {
+                let paused = state.queue.is_paused();
+                if paused || !state.held.is_empty() {
+                    // Keep arrival order: nothing overtakes a held task.
+                    env.ticket.shared.set_waiting(paused);
+                    state.held.push_back(env);
+                    Ok(())
+                } else {
+                    run(state, env).await
+                }
+            }
+            AgentMsg::Resume => {
+                while !state.queue.is_paused() {
+                    let Some(env) = state.held.pop_front() else {
+                        break;
+                    };
+                    env.ticket.shared.set_waiting(false);
+                    run(state, env).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Held tasks end as `AgentStopped` when their tickets drop with the state.
+        state.agent.stopping(&state.ctx).await;
+        state.bus.publish(|| EventKind::AgentStopped {
+            agent: state.ctx.name().clone(),
+            replica: state.ctx.replica(),
+            reason: StopReason::Normal,
+        });
+        Ok(())
+    }
+}
+
+/// Runs one task to its end. A panic in the agent ends the task as `Panicked` and is then
+/// returned as the actor's error, so the actor stops and its supervisor sees the failure.
+async fn run<A: Agent>(
+    state: &mut AgentState<A>,
+    env: Envelope<A::Task, A::Output>,
+) -> Result<(), ActorProcessingErr> {
+    let Envelope { task, ticket } = env;
+    let shared = &ticket.shared;
+    if shared.deadline_passed() {
+        shared.time_out();
+        return Ok(());
+    }
+    if !shared.start() {
+        // Cancelled or timed out while it waited; its result is already out.
+        return Ok(());
+    }
+    let work = AssertUnwindSafe(state.agent.handle(task, &state.ctx))
+        .catch_unwind()
+        .instrument(shared.span.clone());
+    let deadline = async {
+        match shared.deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        () = shared.cancel.cancelled() => return Ok(()),
+        () = deadline => {
+            shared.time_out();
+            return Ok(());
+        }
+    };
+    let agent = || shared.agent.clone();
+    match result {
+        Ok(Ok(output)) => {
+            shared.finish(Outcome::Completed, Ok(output));
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            shared.finish(
+                Outcome::Failed,
+                Err(TaskError::Agent {
+                    agent: agent(),
+                    source: e.into(),
+                }),
+            );
+            Ok(())
+        }
+        Err(panic) => {
+            let message = panic_message(panic);
+            shared.finish(
+                Outcome::Panicked,
+                Err(TaskError::Panicked {
+                    agent: agent(),
+                    message: message.clone(),
+                }),
+            );
+            Err(format!("agent `{}` panicked: {message}", shared.agent).into())
+        }
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

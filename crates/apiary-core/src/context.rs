@@ -1,0 +1,155 @@
+use std::fmt;
+use std::sync::{Arc, Weak};
+
+use crate::swarm::SwarmInner;
+use crate::{
+    AgentName, AgentSpec, EventStream, SubmitError, SubmitErrorKind, SubmitOptions, TaskHandle,
+};
+
+/// What an agent may touch: its own identity and spec, its peers, and the swarm's events.
+///
+/// An agent reaches the rest of the swarm only through its context; there are no globals.
+/// A context is cheap to clone and may be moved into tasks the agent spawns.
+///
+/// # Examples
+///
+/// An agent that fans work out to a peer and waits for it:
+///
+/// ```
+/// use apiary_core::{Agent, AgentContext, AgentSpec, BoxError, Swarm};
+///
+/// struct Double;
+/// impl Agent for Double {
+///     type Task = u64;
+///     type Output = u64;
+///     type Error = std::convert::Infallible;
+///     async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
+///         Ok(n * 2)
+///     }
+/// }
+///
+/// struct Quadruple;
+/// impl Agent for Quadruple {
+///     type Task = u64;
+///     type Output = u64;
+///     type Error = BoxError;
+///     async fn handle(&mut self, n: u64, ctx: &AgentContext<u64, u64>) -> Result<u64, BoxError> {
+///         let twice = ctx.send("double", n).await?.await?;
+///         Ok(ctx.send("double", twice).await?.await?)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let swarm = Swarm::builder()
+///     .agent(AgentSpec::new("double"), || Double)
+///     .agent(AgentSpec::new("quad").depends_on(["double"]), || Quadruple)
+///     .start()
+///     .await?;
+/// assert_eq!(swarm.submit("quad", 5).await?.await?, 20);
+/// swarm.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AgentContext<T, O> {
+    name: AgentName,
+    replica: usize,
+    spec: Arc<AgentSpec>,
+    swarm: Weak<SwarmInner<T, O>>,
+}
+
+impl<T, O> Clone for AgentContext<T, O> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            replica: self.replica,
+            spec: self.spec.clone(),
+            swarm: self.swarm.clone(),
+        }
+    }
+}
+
+impl<T, O> fmt::Debug for AgentContext<T, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentContext")
+            .field("name", &self.name)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
+    pub(crate) fn new(
+        name: AgentName,
+        replica: usize,
+        spec: Arc<AgentSpec>,
+        swarm: Weak<SwarmInner<T, O>>,
+    ) -> Self {
+        Self {
+            name,
+            replica,
+            spec,
+            swarm,
+        }
+    }
+
+    /// This agent's name.
+    pub fn name(&self) -> &AgentName {
+        &self.name
+    }
+
+    /// Which replica of the agent this is (0-based).
+    pub fn replica(&self) -> usize {
+        self.replica
+    }
+
+    /// This agent's spec.
+    pub fn spec(&self) -> &AgentSpec {
+        &self.spec
+    }
+
+    /// Sends a task to a peer, waiting for room in its queue.
+    ///
+    /// The task's tracing span is a child of the span of the task being handled, so a trace
+    /// follows work across agents.
+    ///
+    /// # Errors
+    ///
+    /// As [`Swarm::submit`](crate::Swarm::submit), except that it still works while the swarm
+    /// drains for shutdown (until the peer itself has stopped). The task comes back in the
+    /// error.
+    pub async fn send(&self, peer: &str, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
+        self.send_with(peer, task, SubmitOptions::default()).await
+    }
+
+    /// [`send`](Self::send) with a deadline or without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), and [`SubmitErrorKind::Busy`] if `options` asked not to wait and
+    /// the peer's queue is full.
+    pub async fn send_with(
+        &self,
+        peer: &str,
+        task: T,
+        options: SubmitOptions,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        match self.swarm.upgrade() {
+            Some(swarm) => swarm.submit(peer, task, options, true).await,
+            None => Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task)),
+        }
+    }
+
+    /// The names of the agents in the swarm, this one included.
+    pub fn peers(&self) -> Vec<AgentName> {
+        self.swarm
+            .upgrade()
+            .map(|s| s.agent_names())
+            .unwrap_or_default()
+    }
+
+    /// Subscribes to the swarm's events; `None` once the swarm is gone.
+    pub fn subscribe(&self) -> Option<EventStream> {
+        self.swarm.upgrade().map(|s| s.bus.subscribe())
+    }
+}

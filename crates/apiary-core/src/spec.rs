@@ -1,0 +1,217 @@
+use std::time::Duration;
+
+use apiary_supervisor::{BreakerConfig, RestartType};
+use serde::{Deserialize, Serialize};
+
+use crate::SpecError;
+
+/// The serializable description of one agent: what it is, what it needs, how it is run.
+///
+/// A swarm manifest is a list of these plus swarm-wide settings. Fields a manifest leaves out
+/// take the defaults shown on the builder methods.
+///
+/// # Examples
+///
+/// ```
+/// use apiary_core::AgentSpec;
+///
+/// let spec = AgentSpec::new("test")
+///     .kind("shell")
+///     .capabilities(["rust"])
+///     .depends_on(["build"])
+///     .replicas(2);
+/// spec.validate()?;
+/// assert_eq!(spec.depends_on, ["build"]);
+/// # Ok::<(), apiary_core::SpecError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AgentSpec {
+    /// Unique name within the swarm; tasks are submitted to it.
+    pub name: String,
+    /// What sort of agent this is (`shell`, `reviewer`, ...); for manifests, the key of the
+    /// factory that builds it. Empty when not given.
+    #[serde(default)]
+    pub kind: String,
+    /// Free-form tags that routing may match on.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Agents that must be ready before this one starts.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// How many actors run behind this name (at least 1).
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Which exits its supervisor answers with a restart.
+    #[serde(default)]
+    pub restart: RestartType,
+    /// Circuit-breaker settings; `None` runs without a breaker.
+    #[serde(default)]
+    pub breaker: Option<BreakerConfig>,
+    /// Bound on tasks queued or running for this agent across its replicas; `None` takes the
+    /// swarm's default.
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
+    /// Deadline given to each task that is submitted without one; `None` takes the swarm's
+    /// default (which may be none).
+    #[serde(default, with = "humantime_serde::option")]
+    pub task_timeout: Option<Duration>,
+    /// Settings for the agent's kind, left for its factory to read (a shell agent's command,
+    /// ...).
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub config: toml::Table,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The longest agent name accepted.
+pub const MAX_NAME_LEN: usize = 128;
+
+impl AgentSpec {
+    /// A spec with the given name and every other field at its default.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: String::new(),
+            capabilities: Vec::new(),
+            depends_on: Vec::new(),
+            replicas: 1,
+            restart: RestartType::default(),
+            breaker: None,
+            queue_capacity: None,
+            task_timeout: None,
+            config: toml::Table::new(),
+        }
+    }
+
+    /// Sets the kind.
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = kind.into();
+        self
+    }
+
+    /// Adds capabilities.
+    pub fn capabilities<I, S>(mut self, caps: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.capabilities.extend(caps.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds dependencies.
+    pub fn depends_on<I, S>(mut self, deps: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.depends_on.extend(deps.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the number of replicas (default 1).
+    pub fn replicas(mut self, n: u32) -> Self {
+        self.replicas = n;
+        self
+    }
+
+    /// Sets the restart type (default permanent).
+    pub fn restart(mut self, restart: RestartType) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets the circuit-breaker settings.
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Sets the queue bound for this agent.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = Some(n);
+        self
+    }
+
+    /// Sets the default deadline of each task.
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets one key of the kind-specific configuration.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<toml::Value>) -> Self {
+        self.config.insert(key.into(), value.into());
+        self
+    }
+
+    /// Checks the fields that can be checked on their own (names, counts, durations,
+    /// breaker settings). Dependencies are checked against the whole swarm by the planner.
+    ///
+    /// # Errors
+    ///
+    /// A [`SpecError`] naming the agent and the field at fault.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let err = |field: &'static str, reason: String| SpecError::new(&self.name, field, reason);
+        check_name(&self.name).map_err(|r| err("name", r))?;
+        for dep in &self.depends_on {
+            check_name(dep).map_err(|r| err("depends_on", format!("`{dep}`: {r}")))?;
+        }
+        if self.replicas == 0 {
+            return Err(err("replicas", "must be at least 1".into()));
+        }
+        if let Some(n) = self.queue_capacity {
+            crate::settings::check_capacity(n).map_err(|r| err("queue_capacity", r))?;
+        }
+        if self.task_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(err("task_timeout", "must be longer than zero".into()));
+        }
+        if let Some(breaker) = &self.breaker {
+            breaker
+                .validate()
+                .map_err(|e| SpecError::new(&self.name, "breaker", e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("is longer than {MAX_NAME_LEN} bytes"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || *c == '"')
+    {
+        return Err(format!("contains the character {c:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_agent_and_field() {
+        let e = AgentSpec::new("w").replicas(0).validate().unwrap_err();
+        assert_eq!((e.agent(), e.field()), ("w", "replicas"));
+        let e = AgentSpec::new("has space").validate().unwrap_err();
+        assert_eq!(e.field(), "name");
+        let e = AgentSpec::new("w")
+            .breaker(BreakerConfig::default().failure_threshold(0))
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "agent `w`, field `breaker`: `failure_threshold`: must be at least 1"
+        );
+    }
+}

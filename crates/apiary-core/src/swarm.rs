@@ -1,0 +1,476 @@
+//! The running swarm: its agents, submission, pause/resume and shutdown.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ractor::{ActorCell, ActorRef, ActorStatus, MessagingErr};
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
+use tokio::time::Instant;
+
+use crate::actor::{AgentMsg, Members};
+use crate::envelope::{Envelope, Ticket};
+use crate::events::EventBus;
+use crate::queue::AgentQueue;
+use crate::root::RootMsg;
+use crate::task::TaskShared;
+use crate::{
+    AgentName, AgentSpec, EventKind, EventStream, SubmitError, SubmitErrorKind, SubmitOptions,
+    SwarmBuilder, SwarmSettings, TaskHandle, TaskId, UnknownAgent,
+};
+
+/// A running swarm of agents.
+///
+/// Built with [`Swarm::builder`]; cheap to clone (clones share the swarm). Every agent runs in
+/// its own ractor actor behind a bounded queue. Call [`shutdown`](Self::shutdown) to stop it
+/// gracefully; dropping the last clone without it stops the actors abruptly (queued tasks end
+/// as [`TaskError::AgentStopped`](crate::TaskError::AgentStopped)).
+///
+/// # Examples
+///
+/// ```
+/// use apiary_core::{Agent, AgentContext, AgentSpec, Swarm};
+///
+/// struct Upper;
+/// impl Agent for Upper {
+///     type Task = String;
+///     type Output = String;
+///     type Error = std::convert::Infallible;
+///     async fn handle(&mut self, s: String, _: &AgentContext<String, String>) -> Result<String, Self::Error> {
+///         Ok(s.to_uppercase())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let swarm = Swarm::builder()
+///     .agent(AgentSpec::new("upper").replicas(2), || Upper)
+///     .start()
+///     .await?;
+/// let handle = swarm.submit("upper", "hive".to_string()).await?;
+/// assert_eq!(handle.await?, "HIVE");
+/// swarm.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Swarm<T, O> {
+    pub(crate) inner: Arc<SwarmInner<T, O>>,
+}
+
+impl<T, O> Clone for Swarm<T, O> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T, O> fmt::Debug for Swarm<T, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Swarm")
+            .field("name", &self.inner.settings.name)
+            .field("agents", &self.inner.table.load().order)
+            .finish()
+    }
+}
+
+pub(crate) struct SwarmInner<T, O> {
+    pub(crate) bus: Arc<EventBus>,
+    pub(crate) members: Arc<Members>,
+    pub(crate) root: ActorRef<RootMsg>,
+    pub(crate) settings: SwarmSettings,
+    table: ArcSwap<Table<T, O>>,
+    next_task: AtomicU64,
+    closed: AtomicBool,
+    shutdown: tokio::sync::Mutex<bool>,
+}
+
+/// The agents by name, and the order they started in.
+pub(crate) struct Table<T, O> {
+    agents: HashMap<AgentName, Arc<AgentEntry<T, O>>>,
+    order: Vec<AgentName>,
+}
+
+pub(crate) struct AgentEntry<T, O> {
+    pub(crate) name: AgentName,
+    pub(crate) spec: Arc<AgentSpec>,
+    pub(crate) queue: Arc<AgentQueue>,
+    pub(crate) replicas: Vec<Replica<T, O>>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+pub(crate) struct Replica<T, O> {
+    pub(crate) actor: ActorRef<AgentMsg<T, O>>,
+    pub(crate) load: Arc<AtomicUsize>,
+}
+
+impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
+    /// A builder for a swarm whose agents take `T` and give `O`.
+    pub fn builder() -> SwarmBuilder<T, O> {
+        SwarmBuilder::new()
+    }
+
+    /// Submits a task to an agent, waiting for room in its queue.
+    ///
+    /// Returns once the task is queued; await the handle for its result.
+    ///
+    /// # Errors
+    ///
+    /// The task comes back inside a [`SubmitError`]: `UnknownAgent`, `AgentStopped` (all of its
+    /// replicas are gone), or `SwarmStopped` once [`shutdown`](Self::shutdown) has begun.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for room drops the task unsubmitted.
+    pub async fn submit(&self, agent: &str, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
+        self.inner
+            .submit(agent, task, SubmitOptions::default(), false)
+            .await
+    }
+
+    /// Submits with explicit options (deadline, fail fast when busy).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit), and `Busy` when the queue is full and `options` asked not
+    /// to wait.
+    pub async fn submit_with(
+        &self,
+        agent: &str,
+        task: T,
+        options: SubmitOptions,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        self.inner.submit(agent, task, options, false).await
+    }
+
+    /// Submits without waiting: a full queue is an immediate `Busy` error.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit), and `Busy` when the queue is full.
+    pub fn try_submit(&self, agent: &str, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
+        self.inner
+            .try_submit(agent, task, SubmitOptions::default(), false)
+    }
+
+    /// Pauses an agent's queue: tasks keep being accepted (up to the queue bound) but none
+    /// starts until [`resume`](Self::resume). A task already running finishes.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn pause(&self, agent: &str) -> Result<(), UnknownAgent> {
+        self.inner.entry(agent)?.queue.set_paused(true);
+        Ok(())
+    }
+
+    /// Resumes a paused agent's queue; held tasks run in the order they arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn resume(&self, agent: &str) -> Result<(), UnknownAgent> {
+        let entry = self.inner.entry(agent)?;
+        entry.resume();
+        Ok(())
+    }
+
+    /// Whether an agent's queue is paused.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn is_paused(&self, agent: &str) -> Result<bool, UnknownAgent> {
+        Ok(self.inner.entry(agent)?.queue.is_paused())
+    }
+
+    /// Tasks queued or running for an agent now.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn queue_depth(&self, agent: &str) -> Result<usize, UnknownAgent> {
+        Ok(self.inner.entry(agent)?.queue.depth())
+    }
+
+    /// The bound on an agent's queue.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn queue_capacity(&self, agent: &str) -> Result<usize, UnknownAgent> {
+        Ok(self.inner.entry(agent)?.queue.capacity())
+    }
+
+    /// Subscribes to the swarm's events from now on.
+    pub fn subscribe(&self) -> EventStream {
+        self.inner.bus.subscribe()
+    }
+
+    /// The agents, in the order they started.
+    pub fn agents(&self) -> Vec<AgentName> {
+        self.inner.agent_names()
+    }
+
+    /// An agent's spec.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn spec(&self, agent: &str) -> Result<AgentSpec, UnknownAgent> {
+        Ok((*self.inner.entry(agent)?.spec).clone())
+    }
+
+    /// The swarm's settings.
+    pub fn settings(&self) -> &SwarmSettings {
+        &self.inner.settings
+    }
+
+    /// Every actor the swarm runs: its supervisor, then each agent replica in start order.
+    /// For monitoring (and for checking that shutdown left nothing behind).
+    pub fn actor_cells(&self) -> Vec<ActorCell> {
+        let table = self.inner.table.load();
+        let mut cells = vec![self.inner.root.get_cell()];
+        for name in &table.order {
+            cells.extend(
+                table.agents[name]
+                    .replicas
+                    .iter()
+                    .map(|r| r.actor.get_cell()),
+            );
+        }
+        cells
+    }
+
+    /// Stops the swarm gracefully: refuses new submissions, then, agent by agent in reverse
+    /// start order, resumes a paused queue, waits until it is empty, and stops the agent's
+    /// actors (running each `stopping` hook). Agents may still send to peers that have not
+    /// stopped yet. Ends with a `SwarmStopped` event. Calling it again does nothing.
+    ///
+    /// Shutdown waits for every queued task: give long tasks deadlines, or cancel them.
+    pub async fn shutdown(&self) {
+        let mut done = self.inner.shutdown.lock().await;
+        if *done {
+            return;
+        }
+        self.inner.closed.store(true, Ordering::Release);
+        let table = self.inner.table.load_full();
+        for name in table.order.iter().rev() {
+            let entry = &table.agents[name];
+            entry.queue.set_paused(false);
+            entry.resume();
+            entry.queue.drain_and_close().await;
+            for replica in &entry.replicas {
+                // An error means the actor was already gone.
+                let _ = replica.actor.stop_and_wait(None, None).await;
+            }
+        }
+        let _ = self.inner.root.stop_and_wait(None, None).await;
+        self.inner.bus.publish(|| EventKind::SwarmStopped);
+        *done = true;
+    }
+}
+
+impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
+    pub(crate) fn new(
+        bus: Arc<EventBus>,
+        members: Arc<Members>,
+        root: ActorRef<RootMsg>,
+        settings: SwarmSettings,
+    ) -> Self {
+        Self {
+            bus,
+            members,
+            root,
+            settings,
+            table: ArcSwap::from_pointee(Table {
+                agents: HashMap::new(),
+                order: Vec::new(),
+            }),
+            next_task: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            shutdown: tokio::sync::Mutex::new(false),
+        }
+    }
+
+    /// Adds started agents; they take tasks from now on.
+    pub(crate) fn insert(&self, entries: Vec<AgentEntry<T, O>>) {
+        let entries: Vec<Arc<AgentEntry<T, O>>> = entries.into_iter().map(Arc::new).collect();
+        self.table.rcu(|old| {
+            let mut agents = old.agents.clone();
+            let mut order = old.order.clone();
+            for e in &entries {
+                agents.insert(e.name.clone(), e.clone());
+                order.push(e.name.clone());
+            }
+            Table { agents, order }
+        });
+    }
+
+    pub(crate) fn agent_names(&self) -> Vec<AgentName> {
+        self.table.load().order.clone()
+    }
+
+    fn entry(&self, agent: &str) -> Result<Arc<AgentEntry<T, O>>, UnknownAgent> {
+        self.table
+            .load()
+            .agents
+            .get(agent)
+            .cloned()
+            .ok_or_else(|| UnknownAgent(agent.to_owned()))
+    }
+
+    pub(crate) async fn submit(
+        &self,
+        agent: &str,
+        task: T,
+        options: SubmitOptions,
+        from_agent: bool,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        if !options.wait {
+            return self.try_submit(agent, task, options, from_agent);
+        }
+        let entry = match self.admit(agent, from_agent) {
+            Ok(e) => e,
+            Err(kind) => return Err(SubmitError::new(kind, task)),
+        };
+        match entry.queue.reserve().await {
+            Ok(permit) => self.dispatch(&entry, task, options, permit),
+            Err(_closed) => Err(SubmitError::new(
+                SubmitErrorKind::AgentStopped(entry.name.clone()),
+                task,
+            )),
+        }
+    }
+
+    pub(crate) fn try_submit(
+        &self,
+        agent: &str,
+        task: T,
+        options: SubmitOptions,
+        from_agent: bool,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        let entry = match self.admit(agent, from_agent) {
+            Ok(e) => e,
+            Err(kind) => return Err(SubmitError::new(kind, task)),
+        };
+        match entry.queue.try_reserve() {
+            Ok(permit) => self.dispatch(&entry, task, options, permit),
+            Err(TryAcquireError::NoPermits) => Err(SubmitError::new(
+                SubmitErrorKind::Busy(entry.name.clone()),
+                task,
+            )),
+            Err(TryAcquireError::Closed) => Err(SubmitError::new(
+                SubmitErrorKind::AgentStopped(entry.name.clone()),
+                task,
+            )),
+        }
+    }
+
+    /// External submissions stop at shutdown; agents may still reach peers that are up.
+    fn admit(
+        &self,
+        agent: &str,
+        from_agent: bool,
+    ) -> Result<Arc<AgentEntry<T, O>>, SubmitErrorKind> {
+        if !from_agent && self.closed.load(Ordering::Acquire) {
+            return Err(SubmitErrorKind::SwarmStopped);
+        }
+        self.entry(agent)
+            .map_err(|e| SubmitErrorKind::UnknownAgent(e.0))
+    }
+
+    fn dispatch(
+        &self,
+        entry: &AgentEntry<T, O>,
+        task: T,
+        options: SubmitOptions,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        let Some((index, replica)) = entry.pick() else {
+            return Err(SubmitError::new(
+                SubmitErrorKind::AgentStopped(entry.name.clone()),
+                task,
+            ));
+        };
+        let id = TaskId(self.next_task.fetch_add(1, Ordering::Relaxed) + 1);
+        let deadline = options.deadline.or_else(|| {
+            options
+                .timeout
+                .or(entry.timeout)
+                .map(|t| Instant::now() + t)
+        });
+        let (shared, rx) =
+            TaskShared::new(id, entry.name.clone(), index, deadline, self.bus.clone());
+        let ticket = Ticket::new(shared.clone(), permit, replica.load.clone());
+        match replica
+            .actor
+            .send_message(AgentMsg::Task(Envelope { task, ticket }))
+        {
+            Ok(()) => Ok(TaskHandle::new(shared, rx)),
+            Err(MessagingErr::SendErr(AgentMsg::Task(env))) => {
+                // The actor stopped between the pick and the send: the task was never
+                // accepted, so it goes back to the caller instead of failing as a task.
+                env.ticket.shared.withdraw();
+                Err(SubmitError::new(
+                    SubmitErrorKind::AgentStopped(entry.name.clone()),
+                    env.task,
+                ))
+            }
+            // Any other failure dropped the envelope, whose ticket has already ended the task
+            // as `AgentStopped`: the handle reports it.
+            Err(_) => Ok(TaskHandle::new(shared, rx)),
+        }
+    }
+}
+
+impl<T, O> AgentEntry<T, O> {
+    /// The live replica with the least work, first on ties.
+    fn pick(&self) -> Option<(usize, &Replica<T, O>)> {
+        if let [only] = self.replicas.as_slice() {
+            return is_live(&only.actor.get_cell()).then_some((0, only));
+        }
+        self.replicas
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| is_live(&r.actor.get_cell()))
+            .min_by_key(|(_, r)| r.load.load(Ordering::Relaxed))
+    }
+}
+
+impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
+    fn resume(&self) {
+        self.queue.set_paused(false);
+        for replica in &self.replicas {
+            // A stopped replica has nothing held.
+            let _ = replica.actor.send_message(AgentMsg::Resume);
+        }
+    }
+}
+
+fn is_live(cell: &ActorCell) -> bool {
+    matches!(
+        cell.get_status(),
+        ActorStatus::Unstarted
+            | ActorStatus::Starting
+            | ActorStatus::Running
+            | ActorStatus::Upgrading
+    )
+}
+
+impl<T, O> Drop for SwarmInner<T, O> {
+    fn drop(&mut self) {
+        // The last handle is gone without a shutdown: stop every actor rather than leak it.
+        let table = self.table.load();
+        for entry in table.agents.values() {
+            entry.queue.close();
+            for replica in &entry.replicas {
+                replica.actor.stop(None);
+            }
+        }
+        self.root.stop(None);
+    }
+}

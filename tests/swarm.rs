@@ -1,0 +1,596 @@
+//! The swarm as a user drives it: real agents, real tasks, real results.
+
+mod agents;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agents::{eventually, workers, Job, JobError, Recorder, Summer, WordCounter};
+use apiary::prelude::*;
+use apiary::{StopReason, SubmitErrorKind, SwarmError};
+use ractor::ActorStatus;
+use tokio::sync::Semaphore;
+
+#[tokio::test]
+async fn several_agent_types_return_their_results() {
+    let (make_worker, _) = workers();
+    let swarm = Swarm::builder()
+        .agent(
+            AgentSpec::new("words").kind("counter"),
+            WordCounter::default,
+        )
+        .agent(AgentSpec::new("sum").kind("summer"), || Summer)
+        .agent(
+            AgentSpec::new("relay")
+                .depends_on(["words", "sum"])
+                .replicas(3),
+            make_worker,
+        )
+        .start()
+        .await
+        .unwrap();
+
+    let mut handles = Vec::new();
+    for i in 0..100u64 {
+        let text = "word ".repeat(i as usize);
+        handles.push((i, swarm.submit("words", Job::Words(text)).await.unwrap()));
+    }
+    let mut sums = Vec::new();
+    for i in 0..100u64 {
+        sums.push((
+            i,
+            swarm
+                .submit("sum", Job::Sum((0..=i).collect()))
+                .await
+                .unwrap(),
+        ));
+    }
+    let relayed = swarm
+        .submit(
+            "relay",
+            Job::Relay {
+                to: "sum".into(),
+                job: Box::new(Job::Sum(vec![40, 1])),
+            },
+        )
+        .await
+        .unwrap();
+
+    for (i, h) in handles {
+        assert_eq!(h.await.unwrap(), i);
+    }
+    for (i, h) in sums {
+        assert_eq!(h.await.unwrap(), i * (i + 1) / 2);
+    }
+    assert_eq!(relayed.await.unwrap(), 42);
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_agent_error_reaches_the_submitter_typed_and_the_agent_keeps_working() {
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("words"), WordCounter::default)
+        .start()
+        .await
+        .unwrap();
+    let err = swarm
+        .submit("words", Job::Sum(vec![1]))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.agent_error::<JobError>(),
+        Some(&JobError::WrongJob {
+            agent: "words".into(),
+            job: "Sum"
+        })
+    );
+    assert_eq!(
+        err.to_string(),
+        "agent `words` failed the task: agent `words` does not do Sum"
+    );
+    let n = swarm
+        .submit("words", Job::Words("still here".into()))
+        .await
+        .unwrap();
+    assert_eq!(n.await.unwrap(), 2);
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_queued_or_running_task_ends_it_as_cancelled() {
+    let (make, handled) = workers();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("w"), make)
+        .start()
+        .await
+        .unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let running = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
+    let queued = swarm
+        .submit("w", Job::Words("never counted".into()))
+        .await
+        .unwrap();
+    eventually("the first task to run", || {
+        running.state() == TaskState::Running
+    })
+    .await;
+    assert_eq!(queued.state(), TaskState::Queued);
+
+    assert!(queued.cancel());
+    assert!(!queued.cancel(), "a task ends once");
+    assert_eq!(queued.state(), TaskState::Cancelled);
+    assert!(matches!(queued.await, Err(TaskError::Cancelled)));
+
+    // Cancel the running one from elsewhere while awaiting it.
+    let canceller = running.canceller();
+    let waiter = tokio::spawn(running);
+    canceller.cancel();
+    assert!(matches!(waiter.await.unwrap(), Err(TaskError::Cancelled)));
+
+    // The agent dropped the held job and moved on; the queued one never ran.
+    let next = swarm.submit("w", Job::Sum(vec![2, 3])).await.unwrap();
+    assert_eq!(next.await.unwrap(), 5);
+    assert_eq!(
+        handled.load(Ordering::Relaxed),
+        2,
+        "hold + sum; the cancelled job never ran"
+    );
+    swarm.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadlines_time_out_running_and_queued_tasks_on_time() {
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("w"), make)
+        .start()
+        .await
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let slow = swarm
+        .submit_with(
+            "w",
+            Job::Sleep(Duration::from_secs(60)),
+            SubmitOptions::new().timeout(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    // Queued behind the slow task; its own deadline is earlier than the slow task's end.
+    let queued = swarm
+        .submit_with(
+            "w",
+            Job::Words("late".into()),
+            SubmitOptions::new().timeout(Duration::from_millis(500)),
+        )
+        .await
+        .unwrap();
+    let err = queued.await.unwrap_err();
+    assert!(err.is_timed_out(), "{err}");
+    assert_eq!(t0.elapsed(), Duration::from_millis(500));
+    let err = slow.await.unwrap_err();
+    assert!(err.is_timed_out(), "{err}");
+    assert_eq!(t0.elapsed(), Duration::from_secs(1));
+
+    // The agent's default deadline from its spec applies when the submission sets none.
+    swarm.shutdown().await;
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .agent(
+            AgentSpec::new("w").task_timeout(Duration::from_secs(2)),
+            make,
+        )
+        .start()
+        .await
+        .unwrap();
+    let h = swarm
+        .submit("w", Job::Sleep(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert!(h.deadline().is_some());
+    assert!(h.await.unwrap_err().is_timed_out());
+    let ok = swarm
+        .submit("w", Job::Sleep(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert_eq!(ok.await.unwrap(), 0);
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panic_fails_its_task_stops_the_agent_and_loses_nothing() {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .hook(rec.hook())
+        .agent(AgentSpec::new("w"), make)
+        .start()
+        .await
+        .unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let first = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
+    let boom = swarm.submit("w", Job::Panic).await.unwrap();
+    let behind: Vec<_> =
+        futures::future::join_all((0..5).map(|i| swarm.submit("w", Job::Sum(vec![i]))))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    gate.add_permits(1);
+    assert_eq!(first.await.unwrap(), 1);
+    match boom.await {
+        Err(TaskError::Panicked { agent, message }) => {
+            assert_eq!(agent, "w");
+            assert_eq!(message, "asked to panic");
+        }
+        other => panic!("expected a panic result, got {other:?}"),
+    }
+    for h in behind {
+        assert!(matches!(h.await, Err(TaskError::AgentStopped { .. })));
+    }
+    // The agent is gone: a new task comes straight back, not lost.
+    let err = swarm.submit("w", Job::Sum(vec![1])).await.unwrap_err();
+    assert_eq!(err.kind(), &SubmitErrorKind::AgentStopped("w".into()));
+    assert!(matches!(err.into_task(), Job::Sum(v) if v == [1]));
+    eventually("the failure event", || {
+        rec.kinds().iter().any(|k| {
+            matches!(k, EventKind::AgentStopped { reason: StopReason::Failed(m), .. } if m.contains("asked to panic"))
+        })
+    })
+    .await;
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_paused_queue_holds_tasks_until_resumed_and_keeps_their_order() {
+    let mut events = None;
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("words"), WordCounter::default)
+        .start()
+        .await
+        .unwrap();
+    events.get_or_insert(swarm.subscribe());
+    swarm.pause("words").unwrap();
+    assert!(swarm.is_paused("words").unwrap());
+    let mut handles = Vec::new();
+    for i in 1..=5 {
+        handles.push(
+            swarm
+                .submit("words", Job::Words("w ".repeat(i)))
+                .await
+                .unwrap(),
+        );
+    }
+    eventually("tasks to be held", || {
+        handles.iter().all(|h| h.state() == TaskState::Paused)
+    })
+    .await;
+    assert_eq!(swarm.queue_depth("words").unwrap(), 5);
+    let ids: Vec<_> = handles.iter().map(|h| h.id()).collect();
+    swarm.resume("words").unwrap();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.await.unwrap(), i as u64 + 1);
+    }
+    let mut started = Vec::new();
+    let mut events = events.unwrap();
+    while let Some(Ok(e)) = events.try_recv() {
+        if let EventKind::TaskStarted { task, .. } = e.kind() {
+            started.push(*task);
+        }
+    }
+    assert_eq!(started, ids, "held tasks run in arrival order");
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_arrive_in_order_with_outcomes_and_durations() {
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("w"), make)
+        .start()
+        .await
+        .unwrap();
+    let mut events = swarm.subscribe();
+    let jobs = [
+        Job::Sum(vec![1]),
+        Job::Fail("no".into()),
+        Job::Sleep(Duration::from_millis(20)),
+    ];
+    let mut ids = Vec::new();
+    for job in jobs {
+        let h = swarm.submit("w", job).await.unwrap();
+        ids.push(h.id());
+        let _ = h.await;
+    }
+    swarm.shutdown().await;
+
+    let mut seen = Vec::new();
+    let mut last_seq = 0;
+    loop {
+        match events.recv().await {
+            Ok(e) => {
+                assert!(e.seq() > last_seq, "seq must increase");
+                last_seq = e.seq();
+                seen.push(e.into_kind());
+            }
+            Err(apiary::RecvError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+        if matches!(seen.last(), Some(EventKind::SwarmStopped)) {
+            break;
+        }
+    }
+    let mut expected = Vec::new();
+    for (id, outcome) in ids
+        .iter()
+        .zip([Outcome::Completed, Outcome::Failed, Outcome::Completed])
+    {
+        expected.push(("started", *id, None));
+        expected.push(("finished", *id, Some(outcome)));
+    }
+    let got: Vec<_> = seen
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::TaskStarted { task, .. } => Some(("started", *task, None)),
+            EventKind::TaskFinished { task, outcome, .. } => {
+                Some(("finished", *task, Some(*outcome)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, expected);
+    let slept = seen.iter().find_map(|k| match k {
+        EventKind::TaskFinished { task, ran, .. } if *task == ids[2] => Some(*ran),
+        _ => None,
+    });
+    assert!(slept.unwrap() >= Duration::from_millis(20));
+    assert!(matches!(
+        &seen[seen.len() - 2..],
+        [
+            EventKind::AgentStopped {
+                reason: StopReason::Normal,
+                ..
+            },
+            EventKind::SwarmStopped
+        ]
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_drains_queues_stops_in_reverse_order_and_leaves_no_actor() {
+    let rec = Recorder::default();
+    let (make, handled) = workers();
+    let make = Arc::new(make);
+    let (m1, m2, m3) = (make.clone(), make.clone(), make.clone());
+    let swarm = Swarm::builder()
+        .hook(rec.hook())
+        .agent(AgentSpec::new("a"), move || m1())
+        .agent(
+            AgentSpec::new("b").depends_on(["a"]).replicas(2),
+            move || m2(),
+        )
+        .agent(AgentSpec::new("c").depends_on(["b"]), move || m3())
+        .start()
+        .await
+        .unwrap();
+    let cells = swarm.actor_cells();
+    assert_eq!(cells.len(), 5, "root + a + 2 b + c");
+    // Queue work everywhere and walk away from the handles: shutdown must still run it all.
+    for agent in ["a", "b", "c"] {
+        for _ in 0..50 {
+            drop(
+                swarm
+                    .submit(agent, Job::Sleep(Duration::from_millis(1)))
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    swarm.shutdown().await;
+    assert_eq!(
+        handled.load(Ordering::Relaxed),
+        150,
+        "every queued task ran"
+    );
+    for cell in &cells {
+        assert_eq!(
+            cell.get_status(),
+            ActorStatus::Stopped,
+            "{:?} still alive",
+            cell.get_id()
+        );
+    }
+    let stopped: Vec<String> = rec
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::AgentStopped {
+                agent,
+                reason: StopReason::Normal,
+                ..
+            } => Some(agent.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stopped, ["c", "b", "b", "a"]);
+    let err = swarm.submit("a", Job::Sum(vec![])).await.unwrap_err();
+    assert_eq!(err.kind(), &SubmitErrorKind::SwarmStopped);
+    swarm.shutdown().await; // idempotent
+}
+
+#[tokio::test]
+async fn agents_start_after_their_dependencies() {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let make = Arc::new(make);
+    let spec = |name: &str, deps: &[&str]| AgentSpec::new(name).depends_on(deps.iter().copied());
+    let specs = [
+        spec("top", &[]),
+        spec("left", &["top"]),
+        spec("right", &["top"]),
+        spec("bottom", &["left", "right"]),
+        spec("wide1", &[]),
+        spec("wide2", &[]),
+        spec("wide3", &["wide1", "wide2", "top"]),
+    ];
+    let mut builder = Swarm::builder().hook(rec.hook());
+    for s in specs.iter().cloned() {
+        let m = make.clone();
+        builder = builder.agent(s, move || m());
+    }
+    let swarm = builder.start().await.unwrap();
+    let spawned: Vec<String> = rec
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::AgentSpawned { agent, .. } => Some(agent.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spawned.len(), specs.len());
+    for s in &specs {
+        let at = spawned.iter().position(|n| *n == s.name).unwrap();
+        for dep in &s.depends_on {
+            let dep_at = spawned.iter().position(|n| n == dep).unwrap();
+            assert!(dep_at < at, "{dep} must start before {}", s.name);
+        }
+    }
+    swarm.shutdown().await;
+}
+
+/// Fails its start hook: stands for an agent whose resources are missing.
+struct Broken;
+
+impl Agent for Broken {
+    type Task = Job;
+    type Output = u64;
+    type Error = JobError;
+
+    async fn started(&mut self, _: &AgentContext<Job, u64>) -> Result<(), JobError> {
+        Err(JobError::Failed("database unreachable".into()))
+    }
+
+    async fn handle(&mut self, _: Job, _: &AgentContext<Job, u64>) -> Result<u64, JobError> {
+        unreachable!("never started")
+    }
+}
+
+#[tokio::test]
+async fn a_start_failure_in_batch_three_of_five_leaves_no_actor_alive() {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let make = Arc::new(make);
+    let mut builder = Swarm::builder().hook(rec.hook());
+    // A chain of five levels, two agents wide; one agent of level 3 cannot start.
+    for level in 0..5 {
+        for side in ["x", "y"] {
+            let mut spec = AgentSpec::new(format!("{side}{level}")).replicas(2);
+            if level > 0 {
+                spec = spec.depends_on([format!("x{}", level - 1), format!("y{}", level - 1)]);
+            }
+            if level == 2 && side == "y" {
+                builder = builder.agent(spec, || Broken);
+            } else {
+                let m = make.clone();
+                builder = builder.agent(spec, move || m());
+            }
+        }
+    }
+    let err = builder.start().await.unwrap_err();
+    match &err {
+        SwarmError::AgentStart { agent, reason, .. } => {
+            assert_eq!(agent, "y2");
+            assert!(reason.contains("database unreachable"), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let kinds = rec.kinds();
+    let spawned: HashSet<(String, usize)> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::AgentSpawned { agent, replica, .. } => Some((agent.to_string(), *replica)),
+            _ => None,
+        })
+        .collect();
+    let stopped: HashSet<(String, usize)> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::AgentStopped { agent, replica, .. } => Some((agent.to_string(), *replica)),
+            _ => None,
+        })
+        .collect();
+    assert!(spawned.contains(&("x1".into(), 1)));
+    assert!(!spawned
+        .iter()
+        .any(|(a, _)| a.ends_with('3') || a.ends_with('4')));
+    assert_eq!(spawned, stopped, "everything started was stopped again");
+    assert!(matches!(kinds.last(), Some(EventKind::SwarmStopped)));
+}
+
+#[tokio::test]
+async fn replicas_share_an_agents_work() {
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("w").replicas(3), make)
+        .start()
+        .await
+        .unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        handles.push(swarm.submit("w", Job::Hold(gate.clone())).await.unwrap());
+    }
+    let replicas: HashSet<usize> = handles.iter().map(|h| h.replica()).collect();
+    assert_eq!(
+        replicas.len(),
+        3,
+        "the least-loaded replica takes each task"
+    );
+    gate.add_permits(3);
+    for h in handles {
+        assert_eq!(h.await.unwrap(), 1);
+    }
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_names_and_specs_fail_before_anything_starts() {
+    let (make, _) = workers();
+    let err = Swarm::builder()
+        .agent(AgentSpec::new("w").replicas(0), make)
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agent `w`, field `replicas`: must be at least 1"
+    );
+
+    let (make, _) = workers();
+    let err = Swarm::builder()
+        .agent(AgentSpec::new("w").depends_on(["ghost"]), make)
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agent `w` depends on `ghost`, which is not declared"
+    );
+
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("w"), make)
+        .start()
+        .await
+        .unwrap();
+    let err = swarm.submit("nobody", Job::Sum(vec![])).await.unwrap_err();
+    assert_eq!(err.to_string(), "no agent named `nobody`");
+    assert_eq!(
+        swarm.pause("nobody").unwrap_err().to_string(),
+        "no agent named `nobody`"
+    );
+    swarm.shutdown().await;
+}
