@@ -189,10 +189,12 @@ fn schema_error(src: &str, err: serde_path_to_error::Error<toml::de::Error>) -> 
     }
     let inner = err.inner();
     let message = inner.message().to_owned();
-    if let Some(unknown) = between(&message, "unknown field `", "`") {
-        keys.push(unknown.to_owned());
-    } else if let Some(missing) = between(&message, "missing field `", "`") {
-        keys.push(missing.to_owned());
+    let named = between(&message, "unknown field `", "`")
+        .or_else(|| between(&message, "missing field `", "`"));
+    if let Some(key) = named {
+        if keys.last().is_none_or(|k| k != key) {
+            keys.push(key.to_owned());
+        }
     }
     let mut out = ManifestError::new(ManifestErrorKind::Schema, message).at(src, inner.span());
     if !keys.is_empty() {
@@ -218,13 +220,19 @@ fn agent_name(src: &str, index: usize) -> Option<String> {
     Some(agent.get("name")?.as_str()?.to_owned())
 }
 
-/// Where `field` is written inside the table at `span` (its `field =` line, or the table
-/// itself if the line is not found, e.g. a default).
+/// Where `field` is written inside the table that starts at `span` (its `field =` line, or
+/// the table itself if the line is not found, e.g. a default). The table runs from its header
+/// to the next header that is not one of its own subtables.
 fn field_span(src: &str, span: Range<usize>, field: &str) -> Option<Range<usize>> {
-    let text = src.get(span.clone())?;
+    let text = src.get(span.start..)?;
     let mut offset = span.start;
+    let mut first = true;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
+        if !first && trimmed.starts_with('[') && !trimmed.starts_with("[agents.") {
+            break;
+        }
+        first = false;
         if let Some(rest) = trimmed.strip_prefix(field) {
             if rest.trim_start().starts_with('=') || rest.starts_with(']') {
                 let start = offset + (line.len() - trimmed.len());

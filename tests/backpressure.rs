@@ -1,0 +1,102 @@
+//! A flood of submissions is held back by the bounded queue: memory stays flat.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use apiary::prelude::*;
+
+/// Adds each task's number to a shared total: cheap, so the flood is all overhead.
+struct Tally(Arc<AtomicU64>);
+
+impl Agent for Tally {
+    type Task = u64;
+    type Output = ();
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, n: u64, _: &AgentContext<u64, ()>) -> Result<(), Self::Error> {
+        self.0.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Resident set size of this process, from /proc.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+const FLOOD: u64 = 1_000_000;
+const CAPACITY: usize = 64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_submissions_never_exceed_the_queue_bound() {
+    let total = Arc::new(AtomicU64::new(0));
+    let t = total.clone();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("tally").queue_capacity(CAPACITY), move || Tally(t.clone()))
+        .start()
+        .await
+        .unwrap();
+
+    let rss_before = rss_bytes();
+    let mut max_depth = 0;
+    let mut last = None;
+    for n in 1..=FLOOD {
+        // Each submit waits for room; the handles are dropped, the tasks still run.
+        let h = swarm.submit("tally", n).await.unwrap();
+        if n % 1024 == 0 {
+            max_depth = max_depth.max(swarm.queue_depth("tally").unwrap());
+        }
+        if n == FLOOD {
+            last = Some(h);
+        }
+    }
+    let rss_flood = rss_bytes();
+    last.unwrap().await.unwrap();
+    swarm.shutdown().await;
+
+    assert_eq!(total.load(Ordering::Relaxed), FLOOD * (FLOOD + 1) / 2, "every task ran once");
+    assert!(max_depth <= CAPACITY, "queue depth {max_depth} exceeded {CAPACITY}");
+    // An unbounded mailbox would hold up to a million envelopes (well over 100 MiB);
+    // the bound keeps the growth to noise.
+    let grown = rss_flood.saturating_sub(rss_before);
+    assert!(grown < 32 << 20, "RSS grew by {grown} bytes during the flood");
+}
+
+#[tokio::test]
+async fn try_submit_on_a_full_queue_is_busy_and_hands_the_task_back() {
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("tally").queue_capacity(4), || Tally(Arc::default()))
+        .start()
+        .await
+        .unwrap();
+    swarm.pause("tally").unwrap();
+    let mut accepted = Vec::new();
+    let mut busy = 0;
+    for n in 0..100u64 {
+        match swarm.try_submit("tally", n) {
+            Ok(h) => accepted.push(h),
+            Err(e) => {
+                assert!(e.is_busy(), "{e}");
+                assert_eq!(e.to_string(), "agent `tally` is busy: its queue is full");
+                assert_eq!(e.into_task(), n);
+                busy += 1;
+            }
+        }
+    }
+    assert_eq!((accepted.len(), busy), (4, 96));
+    // A waiting submit blocks until room frees up.
+    let waiting = {
+        let swarm = swarm.clone();
+        tokio::spawn(async move { swarm.submit("tally", 1000).await.map(|_| ()) })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    swarm.resume("tally").unwrap();
+    for h in accepted {
+        h.await.unwrap();
+    }
+    waiting.await.unwrap().unwrap();
+    swarm.shutdown().await;
+}
