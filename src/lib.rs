@@ -56,3 +56,8 @@ pub mod prelude {
         TaskError, TaskHandle, TaskState,
     };
 }
+
+// The README's code sample is compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -34,7 +34,10 @@ async fn a_million_submissions_never_exceed_the_queue_bound() {
     let total = Arc::new(AtomicU64::new(0));
     let t = total.clone();
     let swarm = Swarm::builder()
-        .agent(AgentSpec::new("tally").queue_capacity(CAPACITY), move || Tally(t.clone()))
+        .agent(
+            AgentSpec::new("tally").queue_capacity(CAPACITY),
+            move || Tally(t.clone()),
+        )
         .start()
         .await
         .unwrap();
@@ -56,18 +59,30 @@ async fn a_million_submissions_never_exceed_the_queue_bound() {
     last.unwrap().await.unwrap();
     swarm.shutdown().await;
 
-    assert_eq!(total.load(Ordering::Relaxed), FLOOD * (FLOOD + 1) / 2, "every task ran once");
-    assert!(max_depth <= CAPACITY, "queue depth {max_depth} exceeded {CAPACITY}");
+    assert_eq!(
+        total.load(Ordering::Relaxed),
+        FLOOD * (FLOOD + 1) / 2,
+        "every task ran once"
+    );
+    assert!(
+        max_depth <= CAPACITY,
+        "queue depth {max_depth} exceeded {CAPACITY}"
+    );
     // An unbounded mailbox would hold up to a million envelopes (well over 100 MiB);
     // the bound keeps the growth to noise.
     let grown = rss_flood.saturating_sub(rss_before);
-    assert!(grown < 32 << 20, "RSS grew by {grown} bytes during the flood");
+    assert!(
+        grown < 32 << 20,
+        "RSS grew by {grown} bytes during the flood"
+    );
 }
 
 #[tokio::test]
 async fn try_submit_on_a_full_queue_is_busy_and_hands_the_task_back() {
     let swarm = Swarm::builder()
-        .agent(AgentSpec::new("tally").queue_capacity(4), || Tally(Arc::default()))
+        .agent(AgentSpec::new("tally").queue_capacity(4), || {
+            Tally(Arc::default())
+        })
         .start()
         .await
         .unwrap();

@@ -122,14 +122,29 @@ fn the_shipped_example_manifests_are_valid() {
 fn unknown_fields_are_named_with_agent_and_line() {
     let e = err("[[agents]]\nname = \"a\"\n\n[[agents]]\nname = \"b\"\nreplicaz = 2\n");
     assert_eq!(e.kind(), ManifestErrorKind::Schema);
-    assert_eq!((e.agent(), e.field(), e.line()), (Some("b"), Some("replicaz"), Some(6)));
-    assert!(e.to_string().starts_with("line 6, column 1: agent `b`: field `replicaz`: unknown field `replicaz`"), "{e}");
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (Some("b"), Some("replicaz"), Some(6))
+    );
+    assert!(
+        e.to_string()
+            .starts_with("line 6, column 1: agent `b`: field `replicaz`: unknown field `replicaz`"),
+        "{e}"
+    );
 
     let e = err("[swarm]\nqueue_capacty = 3\n");
-    assert_eq!((e.agent(), e.field(), e.line()), (None, Some("queue_capacty"), Some(2)));
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (None, Some("queue_capacty"), Some(2))
+    );
 
-    let e = err("[[agents]]\nname = \"a\"\n[agents.breaker]\nfailure_threshold = 1\ncolour = \"red\"\n");
-    assert_eq!((e.agent(), e.field(), e.line()), (Some("a"), Some("breaker.colour"), Some(5)));
+    let e = err(
+        "[[agents]]\nname = \"a\"\n[agents.breaker]\nfailure_threshold = 1\ncolour = \"red\"\n",
+    );
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (Some("a"), Some("breaker.colour"), Some(5))
+    );
 
     let e = err("topology = \"mesh\"\n");
     assert_eq!((e.field(), e.line()), (Some("topology"), Some(1)));
@@ -139,16 +154,27 @@ fn unknown_fields_are_named_with_agent_and_line() {
 fn duplicate_names_are_named_where_repeated() {
     let e = err("[[agents]]\nname = \"a\"\n[[agents]]\nname = \"b\"\n[[agents]]\nname = \"a\"\n");
     assert_eq!(e.kind(), ManifestErrorKind::Dependency);
-    assert_eq!((e.agent(), e.field(), e.line()), (Some("a"), Some("name"), Some(6)));
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (Some("a"), Some("name"), Some(6))
+    );
     assert!(e.message().contains("declared more than once"));
 }
 
 #[test]
 fn unknown_dependencies_name_both_ends() {
-    let e = err("[[agents]]\nname = \"a\"\n[[agents]]\nname = \"b\"\ndepends_on = [\"a\", \"ghost\"]\n");
+    let e = err(
+        "[[agents]]\nname = \"a\"\n[[agents]]\nname = \"b\"\ndepends_on = [\"a\", \"ghost\"]\n",
+    );
     assert_eq!(e.kind(), ManifestErrorKind::Dependency);
-    assert_eq!((e.agent(), e.field(), e.line()), (Some("b"), Some("depends_on"), Some(5)));
-    assert_eq!(e.message(), "agent `b` depends on `ghost`, which is not declared");
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (Some("b"), Some("depends_on"), Some(5))
+    );
+    assert_eq!(
+        e.message(),
+        "agent `b` depends on `ghost`, which is not declared"
+    );
 }
 
 #[test]
@@ -166,18 +192,29 @@ fn zero_replicas_and_other_impossible_values_are_invalid() {
     let cases = [
         ("replicas = 0", "replicas", "must be at least 1"),
         ("queue_capacity = 0", "queue_capacity", "must be at least 1"),
-        ("task_timeout = \"0s\"", "task_timeout", "must be longer than zero"),
+        (
+            "task_timeout = \"0s\"",
+            "task_timeout",
+            "must be longer than zero",
+        ),
     ];
     for (line, field, reason) in cases {
         let e = err(&format!("[[agents]]\nname = \"w\"\n{line}\n"));
         assert_eq!(e.kind(), ManifestErrorKind::Invalid, "{line}");
-        assert_eq!((e.agent(), e.field(), e.line()), (Some("w"), Some(field), Some(3)), "{line}");
+        assert_eq!(
+            (e.agent(), e.field(), e.line()),
+            (Some("w"), Some(field), Some(3)),
+            "{line}"
+        );
         assert_eq!(e.message(), reason);
     }
     let e = err("[[agents]]\nname = \"two words\"\n");
     assert_eq!((e.field(), e.line()), (Some("name"), Some(2)));
     let e = err("[[agents]]\nname = \"w\"\n[agents.breaker]\nfailure_threshold = 0\n");
-    assert_eq!((e.agent(), e.field(), e.line()), (Some("w"), Some("breaker"), Some(3)));
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (Some("w"), Some("breaker"), Some(3))
+    );
     assert!(e.message().contains("failure_threshold"), "{e}");
     let e = err("[swarm]\nname = \"s\"\nqueue_capacity = 0\n");
     assert_eq!((e.field(), e.line()), (Some("queue_capacity"), Some(3)));
@@ -187,11 +224,17 @@ fn zero_replicas_and_other_impossible_values_are_invalid() {
 fn bad_durations_and_types_are_schema_errors() {
     let e = err("[[agents]]\nname = \"w\"\ntask_timeout = \"5 parsecs\"\n");
     assert_eq!(e.kind(), ManifestErrorKind::Schema);
-    assert_eq!((e.agent(), e.field(), e.line()), (Some("w"), Some("task_timeout"), Some(3)));
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (Some("w"), Some("task_timeout"), Some(3))
+    );
     assert!(e.message().contains("parsecs"), "{e}");
 
     let e = err("[[agents]]\nname = \"w\"\nreplicas = \"many\"\n");
-    assert_eq!((e.agent(), e.field(), e.line()), (Some("w"), Some("replicas"), Some(3)));
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (Some("w"), Some("replicas"), Some(3))
+    );
 
     let e = err("[[agents]]\nname = \"w\"\nreplicas = -1\n");
     assert_eq!((e.agent(), e.field()), (Some("w"), Some("replicas")));
@@ -201,7 +244,10 @@ fn bad_durations_and_types_are_schema_errors() {
     assert!(e.message().contains("missing field `name`"));
 
     let e = err("[[agents]]\nname = \"w\"\nrestart = \"sometimes\"\n");
-    assert_eq!((e.agent(), e.field(), e.line()), (Some("w"), Some("restart"), Some(3)));
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (Some("w"), Some("restart"), Some(3))
+    );
 }
 
 #[test]
@@ -212,13 +258,23 @@ fn syntax_errors_and_missing_files_say_where() {
 
     let e = Manifest::load("/nonexistent/swarm.toml").unwrap_err();
     assert_eq!(e.kind(), ManifestErrorKind::Io);
-    assert!(e.to_string().starts_with("/nonexistent/swarm.toml: cannot read the file"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/swarm.toml: cannot read the file"),
+        "{e}"
+    );
 
     let dir = std::env::temp_dir().join(format!("apiary-manifest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("bad.toml");
     std::fs::write(&path, "[[agents]]\nname = \"w\"\nreplicas = 0\n").unwrap();
     let e = Manifest::load(&path).unwrap_err();
-    assert_eq!(e.to_string(), format!("{}:3:1: agent `w`: field `replicas`: must be at least 1", path.display()));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:3:1: agent `w`: field `replicas`: must be at least 1",
+            path.display()
+        )
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

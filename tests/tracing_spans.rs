@@ -12,9 +12,12 @@ use tracing::Subscriber;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Remembers each task span's agent and its parent task span's agent.
+/// A task span's agent and its parent task span's agent.
+type Edge = (String, Option<String>);
+
+/// Remembers every task span as an edge to its parent.
 #[derive(Clone, Default)]
-struct SpanTree(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct SpanTree(Arc<Mutex<Vec<Edge>>>);
 
 struct AgentField(String);
 
@@ -69,6 +72,9 @@ async fn a_task_sent_by_an_agent_is_traced_as_a_child_of_the_sending_task() {
     let spans = tree.0.lock().unwrap().clone();
     assert_eq!(
         spans,
-        [("relay".to_string(), None), ("sum".to_string(), Some("relay".to_string()))]
+        [
+            ("relay".to_string(), None),
+            ("sum".to_string(), Some("relay".to_string()))
+        ]
     );
 }

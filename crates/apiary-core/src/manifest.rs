@@ -43,7 +43,7 @@ use crate::{AgentSpec, SpecError, SwarmSettings};
 /// let err = Manifest::from_toml_str("[[agents]]\nname = \"a\"\nreplicas = 0\n").unwrap_err();
 /// assert_eq!(err.kind(), ManifestErrorKind::Invalid);
 /// assert_eq!((err.agent(), err.field(), err.line()), (Some("a"), Some("replicas"), Some(3)));
-/// # Ok::<(), apiary_core::ManifestError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]

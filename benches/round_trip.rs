@@ -1,0 +1,121 @@
+//! A task's round trip through apiary against a raw ractor `call` to an equivalent actor,
+//! in the same run: one at a time (latency) and 1,000 in flight (throughput).
+//!
+//! Run: `cargo bench --bench round_trip`
+
+use std::time::Duration;
+
+use apiary::prelude::*;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+/// The raw baseline: a ractor actor that adds one, answered through an RPC reply port.
+struct RawAdder;
+
+enum RawMsg {
+    Add(u64, RpcReplyPort<u64>),
+}
+
+impl Actor for RawAdder {
+    type Msg = RawMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<RawMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<RawMsg>,
+        msg: RawMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let RawMsg::Add(n, reply) = msg;
+        let _ = reply.send(n + 1);
+        Ok(())
+    }
+}
+
+/// The same work as an apiary agent.
+struct Adder;
+
+impl Agent for Adder {
+    type Task = u64;
+    type Output = u64;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
+        Ok(n + 1)
+    }
+}
+
+async fn raw_call(actor: &ActorRef<RawMsg>, n: u64) -> u64 {
+    match actor.call(|reply| RawMsg::Add(n, reply), None).await {
+        Ok(ractor::rpc::CallResult::Success(v)) => v,
+        _ => panic!("raw call failed"),
+    }
+}
+
+fn round_trip(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (raw, _) = rt.block_on(Actor::spawn(None, RawAdder, ())).unwrap();
+    let swarm = rt
+        .block_on(
+            Swarm::builder()
+                .agent(AgentSpec::new("adder").queue_capacity(4096), || Adder)
+                .start(),
+        )
+        .unwrap();
+
+    let mut group = c.benchmark_group("round_trip/sequential");
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("raw_ractor_call", |b| {
+        b.to_async(&rt).iter(|| async { raw_call(&raw, 1).await })
+    });
+    group.bench_function("apiary_submit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { swarm.submit("adder", 1).await.unwrap().await.unwrap() })
+    });
+    group.finish();
+
+    const IN_FLIGHT: u64 = 1000;
+    let mut group = c.benchmark_group("round_trip/in_flight");
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(IN_FLIGHT));
+    group.bench_with_input(
+        BenchmarkId::new("raw_ractor_call", IN_FLIGHT),
+        &IN_FLIGHT,
+        |b, &n| {
+            b.to_async(&rt).iter(|| async {
+                let calls = (0..n).map(|i| raw_call(&raw, i));
+                futures::future::join_all(calls).await
+            })
+        },
+    );
+    group.bench_with_input(
+        BenchmarkId::new("apiary_submit", IN_FLIGHT),
+        &IN_FLIGHT,
+        |b, &n| {
+            b.to_async(&rt).iter(|| async {
+                let mut handles = Vec::with_capacity(n as usize);
+                for i in 0..n {
+                    handles.push(swarm.submit("adder", i).await.unwrap());
+                }
+                futures::future::join_all(handles).await
+            })
+        },
+    );
+    group.finish();
+
+    rt.block_on(swarm.shutdown());
+    raw.stop(None);
+}
+
+criterion_group!(benches, round_trip);
+criterion_main!(benches);

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what building and testing apiary needs on a Debian machine, and nothing that is
+# already there. Run as root (or with sudo available). Safe to run again.
+set -euo pipefail
+
+# System packages, by Debian name. Later parts of apiary add theirs here.
+APT_PACKAGES=(
+    ca-certificates
+    pkg-config
+    build-essential
+)
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Rust toolchain comes with the machine (rustup cannot be fetched here); say so plainly
+# if it is not.
+for tool in cargo rustc; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "setup: '$tool' is not installed; install a Rust toolchain >= 1.85 (rustup) first" >&2
+        exit 1
+    fi
+done
+
+# Cargo tools the test command uses, built from crates.io when missing.
+need_cargo_tool() { # binary crate
+    if ! command -v "$1" >/dev/null 2>&1; then
+        echo "setup: installing $2 from crates.io"
+        cargo install --locked "$2"
+    fi
+}
+need_cargo_tool cargo-nextest cargo-nextest
+need_cargo_tool cargo-deny cargo-deny
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        rustup component add "$component"
+    fi
+done

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: setup, formatting, lints, dependency policy, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny"
+cargo deny --log-level error check bans licenses sources
+echo "== doc tests"
+cargo test --workspace --doc --locked
+echo "== tests (nextest)"
+cargo nextest run --workspace --locked --no-fail-fast
