@@ -6,13 +6,14 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::Instrument;
 
 use crate::envelope::Envelope;
 use crate::events::EventBus;
 use crate::queue::AgentQueue;
-use crate::{Agent, AgentContext, AgentName, EventKind, Outcome, StopReason, TaskError};
+use crate::swarm::SwarmInner;
+use crate::{Agent, AgentContext, AgentName, AgentSpec, EventKind, Outcome, StopReason, TaskError};
 
 /// Messages an agent's actor takes.
 pub(crate) enum AgentMsg<T, O> {
@@ -20,7 +21,12 @@ pub(crate) enum AgentMsg<T, O> {
     Task(Envelope<T, O>),
     /// The queue was resumed: run what was held.
     Resume,
+    /// A pool took the agent back: clear its state for the next user, then answer.
+    Reset(RpcReplyPort<()>),
 }
+
+/// How a pooled agent's state is cleared between users.
+pub(crate) type Reset<A> = Arc<dyn Fn(&mut A) + Send + Sync>;
 
 /// Who an actor is, for the supervisor that sees it stop.
 #[derive(Debug, Clone)]
@@ -46,6 +52,7 @@ pub(crate) struct AgentArgs<A: Agent> {
     pub(crate) queue: Arc<AgentQueue>,
     pub(crate) bus: Arc<EventBus>,
     pub(crate) members: Arc<Members>,
+    pub(crate) reset: Option<Reset<A>>,
 }
 
 pub(crate) struct AgentState<A: Agent> {
@@ -53,6 +60,7 @@ pub(crate) struct AgentState<A: Agent> {
     ctx: AgentContext<A::Task, A::Output>,
     queue: Arc<AgentQueue>,
     bus: Arc<EventBus>,
+    reset: Option<Reset<A>>,
     // Tasks that arrived while the queue was paused, in arrival order.
     held: VecDeque<Envelope<A::Task, A::Output>>,
 }
@@ -73,6 +81,7 @@ impl<A: Agent> Actor for AgentActor<A> {
             queue,
             bus,
             members,
+            reset,
         } = args;
         agent.started(&ctx).await.map_err(Into::into)?;
         let member = Member {
@@ -93,6 +102,7 @@ impl<A: Agent> Actor for AgentActor<A> {
             ctx,
             queue,
             bus,
+            reset,
             held: VecDeque::new(),
         })
     }
@@ -125,6 +135,14 @@ impl<A: Agent> Actor for AgentActor<A> {
                 }
                 Ok(())
             }
+            AgentMsg::Reset(reply) => {
+                if let Some(reset) = &state.reset {
+                    reset(&mut state.agent);
+                }
+                // The pool may have given up waiting; the reset is done either way.
+                let _ = reply.send(());
+                Ok(())
+            }
         }
     }
 
@@ -142,6 +160,33 @@ impl<A: Agent> Actor for AgentActor<A> {
         });
         Ok(())
     }
+}
+
+/// Starts one actor for `agent`, linked under the swarm's root; returns once the agent's
+/// `started` hook has succeeded.
+pub(crate) async fn spawn_agent<A: Agent>(
+    swarm: &Arc<SwarmInner<A::Task, A::Output>>,
+    agent: A,
+    spec: Arc<AgentSpec>,
+    replica: usize,
+    queue: Arc<AgentQueue>,
+    reset: Option<Reset<A>>,
+) -> Result<ActorRef<AgentMsg<A::Task, A::Output>>, String> {
+    let name = AgentName::from(spec.name.as_str());
+    let ctx = AgentContext::new(name, replica, spec, Arc::downgrade(swarm));
+    let args = AgentArgs {
+        agent,
+        ctx,
+        queue,
+        bus: swarm.bus.clone(),
+        members: swarm.members.clone(),
+        reset,
+    };
+    // Unnamed: ractor's registry is process-global and two swarms may share agent names.
+    Actor::spawn_linked(None, AgentActor::<A>::new(), args, swarm.root.get_cell())
+        .await
+        .map(|(actor, _)| actor)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs one task to its end. A panic in the agent ends the task as `Panicked` and is then

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use apiary_planner::{Node, Plan, PlanLimits};
 use ractor::{Actor, ActorRef};
 
-use crate::actor::{AgentActor, AgentArgs, AgentMsg, Members};
+use crate::actor::{spawn_agent, AgentMsg, Members};
 use crate::events::EventBus;
 use crate::queue::AgentQueue;
 use crate::root::{Root, RootState};
 use crate::swarm::{AgentEntry, Replica, SwarmInner};
-use crate::{Agent, AgentContext, AgentName, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings};
+use crate::{Agent, AgentName, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings};
 
 /// A started replica: its agent's spec and queue, its number, its actor.
 type Started<T, O> = (
@@ -56,22 +56,14 @@ where
         replica: usize,
         queue: Arc<AgentQueue>,
     ) -> SpawnFuture<'a, A::Task, A::Output> {
-        Box::pin(async move {
-            let name = AgentName::from(spec.name.as_str());
-            let ctx = AgentContext::new(name, replica, spec, Arc::downgrade(swarm));
-            let args = AgentArgs {
-                agent: (self.make)(),
-                ctx,
-                queue,
-                bus: swarm.bus.clone(),
-                members: swarm.members.clone(),
-            };
-            // Unnamed: ractor's registry is process-global and two swarms may share names.
-            Actor::spawn_linked(None, AgentActor::<A>::new(), args, swarm.root.get_cell())
-                .await
-                .map(|(actor, _)| actor)
-                .map_err(|e| e.to_string())
-        })
+        Box::pin(spawn_agent(
+            swarm,
+            (self.make)(),
+            spec,
+            replica,
+            queue,
+            None,
+        ))
     }
 }
 

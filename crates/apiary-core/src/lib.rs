@@ -52,6 +52,7 @@ mod error;
 mod events;
 mod manifest;
 mod name;
+mod pool;
 mod queue;
 mod root;
 mod settings;
@@ -69,6 +70,7 @@ pub use error::{
 pub use events::{EventKind, EventStream, Hook, Outcome, RecvError, StopReason, SwarmEvent};
 pub use manifest::{Manifest, ManifestError, ManifestErrorKind};
 pub use name::AgentName;
+pub use pool::{Pool, PoolBuilder, PoolError, Pooled};
 pub use settings::{SwarmSettings, MAX_QUEUE_CAPACITY};
 pub use spec::{AgentSpec, MAX_NAME_LEN};
 pub use submit::SubmitOptions;

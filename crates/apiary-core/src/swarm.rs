@@ -268,6 +268,8 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
                 let _ = replica.actor.stop_and_wait(None, None).await;
             }
         }
+        // Whatever else runs under the root (pooled agents) stops with it.
+        self.inner.root.stop_children_and_wait(None, None).await;
         let _ = self.inner.root.stop_and_wait(None, None).await;
         self.inner.bus.publish(|| EventKind::SwarmStopped);
         *done = true;
@@ -396,15 +398,34 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
                 task,
             ));
         };
+        self.send_to(
+            &entry.name,
+            index,
+            replica,
+            entry.timeout,
+            task,
+            options,
+            permit,
+        )
+    }
+
+    /// Hands a task holding `permit` to one replica's actor.
+    #[allow(clippy::too_many_arguments)] // one call site each; a struct would only rename them
+    pub(crate) fn send_to(
+        &self,
+        name: &AgentName,
+        index: usize,
+        replica: &Replica<T, O>,
+        timeout: Option<Duration>,
+        task: T,
+        options: SubmitOptions,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
         let id = TaskId(self.next_task.fetch_add(1, Ordering::Relaxed) + 1);
-        let deadline = options.deadline.or_else(|| {
-            options
-                .timeout
-                .or(entry.timeout)
-                .map(|t| Instant::now() + t)
-        });
-        let (shared, rx) =
-            TaskShared::new(id, entry.name.clone(), index, deadline, self.bus.clone());
+        let deadline = options
+            .deadline
+            .or_else(|| options.timeout.or(timeout).map(|t| Instant::now() + t));
+        let (shared, rx) = TaskShared::new(id, name.clone(), index, deadline, self.bus.clone());
         let ticket = Ticket::new(shared.clone(), permit, replica.load.clone());
         match replica
             .actor
@@ -416,7 +437,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
                 // accepted, so it goes back to the caller instead of failing as a task.
                 env.ticket.shared.withdraw();
                 Err(SubmitError::new(
-                    SubmitErrorKind::AgentStopped(entry.name.clone()),
+                    SubmitErrorKind::AgentStopped(name.clone()),
                     env.task,
                 ))
             }

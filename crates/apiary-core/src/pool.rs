@@ -1,0 +1,536 @@
+//! Pools of pre-warmed agents of one kind, handed out one user at a time.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use thiserror::Error;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::actor::{spawn_agent, AgentMsg, Reset};
+use crate::queue::AgentQueue;
+use crate::swarm::{Replica, SwarmInner};
+use crate::{
+    Agent, AgentName, AgentSpec, SubmitError, SubmitErrorKind, SubmitOptions, Swarm, TaskError,
+    TaskHandle,
+};
+
+/// Why a pool could not hand out an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The pool was closed.
+    #[error("pool `{0}` is closed")]
+    Closed(AgentName),
+    /// The swarm the pool belongs to is gone.
+    #[error("the swarm of pool `{0}` is gone")]
+    SwarmGone(AgentName),
+    /// A new agent failed to start (its `started` hook or the actor runtime said why).
+    #[error("pool `{agent}` could not start an agent: {reason}")]
+    Spawn {
+        /// The pool's agent name.
+        agent: AgentName,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A pool of pre-warmed agents of one kind.
+///
+/// Each pooled agent is a running actor whose `started` hook has already run. [`acquire`]
+/// hands one out for exclusive use (waiting if `max_size` are out); dropping the
+/// [`Pooled`] guard (or [`Pooled::release`]) resets the agent's state before anyone else gets
+/// it, so state never leaks between users. The pool starts `min_idle` agents, grows up to
+/// `max_size` on demand, and stops agents idle for longer than `idle_timeout` down to
+/// `min_idle`. Pooled agents are actors of the swarm: they reach peers through their context
+/// and stop when the swarm shuts down.
+///
+/// By default a released agent is replaced by a fresh value from the factory (in the same,
+/// still warm, actor; `started` does not run again). Give [`PoolBuilder::reset`] to clear
+/// state in place instead.
+///
+/// [`acquire`]: Pool::acquire
+///
+/// # Examples
+///
+/// ```
+/// use apiary_core::{Agent, AgentContext, AgentSpec, Pool, Swarm};
+///
+/// /// Remembers what its current user told it.
+/// #[derive(Default)]
+/// struct Scratch(Vec<String>);
+///
+/// impl Agent for Scratch {
+///     type Task = String;
+///     type Output = usize;
+///     type Error = std::convert::Infallible;
+///     async fn handle(&mut self, s: String, _: &AgentContext<String, usize>) -> Result<usize, Self::Error> {
+///         self.0.push(s);
+///         Ok(self.0.len())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let swarm: apiary_core::Swarm<String, usize> = Swarm::builder().start().await?;
+/// let pool = Pool::builder(AgentSpec::new("scratch"), Scratch::default)
+///     .min_idle(2)
+///     .max_size(4)
+///     .reset(|s: &mut Scratch| s.0.clear())
+///     .start(&swarm)
+///     .await?;
+///
+/// let agent = pool.acquire().await?;
+/// assert_eq!(agent.run("a".into()).await?, 1);
+/// assert_eq!(agent.run("b".into()).await?, 2);
+/// agent.release().await;
+///
+/// let agent = pool.acquire().await?; // the same warm actor, its state cleared
+/// assert_eq!(agent.run("c".into()).await?, 1);
+/// # drop(agent);
+/// swarm.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Pool<A: Agent> {
+    inner: Arc<PoolInner<A>>,
+}
+
+impl<A: Agent> Clone for Pool<A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<A: Agent> fmt::Debug for Pool<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("agent", &self.inner.name)
+            .field("size", &self.size())
+            .field("idle", &self.idle())
+            .finish()
+    }
+}
+
+/// Builds a [`Pool`].
+pub struct PoolBuilder<A: Agent> {
+    spec: AgentSpec,
+    make: Arc<dyn Fn() -> A + Send + Sync>,
+    reset: Option<Reset<A>>,
+    min_idle: usize,
+    max_size: usize,
+    idle_timeout: Duration,
+}
+
+impl<A: Agent> fmt::Debug for PoolBuilder<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("agent", &self.spec.name)
+            .field("min_idle", &self.min_idle)
+            .field("max_size", &self.max_size)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Agent> PoolBuilder<A> {
+    /// Agents kept warm even when idle (default 1).
+    pub fn min_idle(mut self, n: usize) -> Self {
+        self.min_idle = n;
+        self
+    }
+
+    /// Most agents alive at once (default 16; at least 1).
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.max_size = n.max(1);
+        self
+    }
+
+    /// How long an agent above `min_idle` may sit idle before it is stopped (default 30 s).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Clears an agent's state in place when it is released, instead of replacing it with a
+    /// fresh value from the factory.
+    pub fn reset(mut self, reset: impl Fn(&mut A) + Send + Sync + 'static) -> Self {
+        self.reset = Some(Arc::new(reset));
+        self
+    }
+
+    /// Starts `min_idle` agents in `swarm` and returns the pool once they are ready.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Spawn`] if a warm agent fails to start (those already started are
+    /// stopped), [`PoolError::SwarmGone`] if the swarm has shut down.
+    pub async fn start(self, swarm: &Swarm<A::Task, A::Output>) -> Result<Pool<A>, PoolError> {
+        let name = AgentName::from(self.spec.name.as_str());
+        self.spec.validate().map_err(|e| PoolError::Spawn {
+            agent: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let make = self.make.clone();
+        let reset = self
+            .reset
+            .unwrap_or_else(|| Arc::new(move |a: &mut A| *a = make()));
+        let min_idle = self.min_idle.min(self.max_size);
+        let inner = Arc::new(PoolInner {
+            swarm: Arc::downgrade(&swarm.inner),
+            name,
+            spec: Arc::new(self.spec),
+            make: self.make,
+            reset,
+            idle: Mutex::new(VecDeque::new()),
+            checkout: Arc::new(Semaphore::new(self.max_size)),
+            size: AtomicUsize::new(0),
+            next_id: AtomicUsize::new(0),
+            min_idle,
+            idle_timeout: self.idle_timeout,
+            closed: AtomicBool::new(false),
+        });
+        let warm = futures::future::join_all((0..min_idle).map(|_| inner.spawn_member())).await;
+        let mut failure = None;
+        for member in warm {
+            match member {
+                Ok(m) => inner.lock_idle().push_back(m),
+                Err(e) => failure = Some(e),
+            }
+        }
+        let pool = Pool { inner };
+        if let Some(e) = failure {
+            pool.close().await;
+            return Err(e);
+        }
+        tokio::spawn(reap_idle(
+            Arc::downgrade(&pool.inner),
+            pool.inner.idle_timeout,
+        ));
+        Ok(pool)
+    }
+}
+
+struct PoolInner<A: Agent> {
+    swarm: Weak<SwarmInner<A::Task, A::Output>>,
+    name: AgentName,
+    spec: Arc<AgentSpec>,
+    make: Arc<dyn Fn() -> A + Send + Sync>,
+    reset: Reset<A>,
+    // Released agents at the back, so the warmest is reused first and the coldest reaped.
+    idle: Mutex<VecDeque<Member<A::Task, A::Output>>>,
+    // One permit per agent that may be checked out: `max_size` bounds the pool.
+    checkout: Arc<Semaphore>,
+    size: AtomicUsize,
+    next_id: AtomicUsize,
+    min_idle: usize,
+    idle_timeout: Duration,
+    closed: AtomicBool,
+}
+
+struct Member<T, O> {
+    id: usize,
+    replica: Replica<T, O>,
+    queue: Arc<AgentQueue>,
+    idle_since: Instant,
+}
+
+impl<A: Agent> Pool<A> {
+    /// A builder for a pool of agents made by `make`, each running under `spec`.
+    pub fn builder(
+        spec: AgentSpec,
+        make: impl Fn() -> A + Send + Sync + 'static,
+    ) -> PoolBuilder<A> {
+        PoolBuilder {
+            spec,
+            make: Arc::new(make),
+            reset: None,
+            min_idle: 1,
+            max_size: 16,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Hands out a ready agent for exclusive use: an idle one if there is one, else a new one
+    /// while the pool is below `max_size`, else waits for a release.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Closed`], [`PoolError::SwarmGone`], or [`PoolError::Spawn`] if a new agent
+    /// failed to start.
+    pub async fn acquire(&self) -> Result<Pooled<A>, PoolError> {
+        let permit = self
+            .inner
+            .checkout
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PoolError::Closed(self.inner.name.clone()))?;
+        let idle = self.inner.lock_idle().pop_back();
+        let member = match idle {
+            Some(m) => m,
+            None => self.inner.spawn_member().await?,
+        };
+        Ok(Pooled {
+            member: Some(member),
+            permit: Some(permit),
+            pool: self.inner.clone(),
+        })
+    }
+
+    /// Agents alive now, idle or checked out.
+    pub fn size(&self) -> usize {
+        self.inner.size.load(Ordering::Acquire)
+    }
+
+    /// Agents idle now.
+    pub fn idle(&self) -> usize {
+        self.inner.lock_idle().len()
+    }
+
+    /// Closes the pool: no more acquisitions; idle agents stop now, checked-out ones when
+    /// released.
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.checkout.close();
+        let idle: Vec<_> = self.inner.lock_idle().drain(..).collect();
+        for member in idle {
+            self.inner.retire(member).await;
+        }
+    }
+}
+
+impl<A: Agent> PoolInner<A> {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Member<A::Task, A::Output>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn spawn_member(&self) -> Result<Member<A::Task, A::Output>, PoolError> {
+        let swarm = self
+            .swarm
+            .upgrade()
+            .ok_or_else(|| PoolError::SwarmGone(self.name.clone()))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let capacity = self
+            .spec
+            .queue_capacity
+            .unwrap_or(swarm.settings.queue_capacity);
+        let queue = Arc::new(AgentQueue::new(capacity));
+        let actor = spawn_agent(
+            &swarm,
+            (self.make)(),
+            self.spec.clone(),
+            id,
+            queue.clone(),
+            Some(self.reset.clone()),
+        )
+        .await
+        .map_err(|reason| PoolError::Spawn {
+            agent: self.name.clone(),
+            reason,
+        })?;
+        self.size.fetch_add(1, Ordering::AcqRel);
+        Ok(Member {
+            id,
+            replica: Replica {
+                actor,
+                load: Arc::default(),
+            },
+            queue,
+            idle_since: Instant::now(),
+        })
+    }
+
+    async fn retire(&self, member: Member<A::Task, A::Output>) {
+        member.queue.close();
+        let _ = member.replica.actor.stop_and_wait(None, None).await;
+        self.size.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Resets a returned agent (after the tasks it still has) and puts it back, or retires
+    /// it if the pool closed or the agent died.
+    async fn take_back(&self, mut member: Member<A::Task, A::Output>) {
+        let reset = member.replica.actor.call(AgentMsg::Reset, None).await;
+        if matches!(reset, Ok(CallResult::Success(()))) && !self.closed.load(Ordering::Acquire) {
+            member.idle_since = Instant::now();
+            self.lock_idle().push_back(member);
+        } else {
+            self.retire(member).await;
+        }
+    }
+
+    /// Stops agents idle past the timeout, oldest first, keeping `min_idle`.
+    async fn reap(&self) {
+        let mut expired = Vec::new();
+        {
+            let mut idle = self.lock_idle();
+            while idle.len() > self.min_idle
+                && idle
+                    .front()
+                    .is_some_and(|m| m.idle_since.elapsed() >= self.idle_timeout)
+            {
+                expired.extend(idle.pop_front());
+            }
+        }
+        for member in expired {
+            self.retire(member).await;
+        }
+    }
+}
+
+async fn reap_idle<A: Agent>(pool: Weak<PoolInner<A>>, idle_timeout: Duration) {
+    let period = (idle_timeout / 2).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        if pool.closed.load(Ordering::Acquire) {
+            return;
+        }
+        pool.reap().await;
+    }
+}
+
+/// An agent checked out of a [`Pool`], for its holder alone.
+///
+/// Dropping it (or calling [`release`](Self::release)) sends the agent back: its remaining
+/// tasks finish, its state is reset, and it goes back to the idle list.
+pub struct Pooled<A: Agent> {
+    member: Option<Member<A::Task, A::Output>>,
+    permit: Option<OwnedSemaphorePermit>,
+    pool: Arc<PoolInner<A>>,
+}
+
+impl<A: Agent> fmt::Debug for Pooled<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pooled")
+            .field("agent", &self.pool.name)
+            .field("id", &self.member.as_ref().map(|m| m.id))
+            .finish()
+    }
+}
+
+impl<A: Agent> Pooled<A> {
+    fn member(&self) -> &Member<A::Task, A::Output> {
+        // Only `release` and `drop` take the member, and both consume the guard.
+        self.member
+            .as_ref()
+            .expect("pooled member present until release")
+    }
+
+    /// Which pooled agent this is (stable for the agent's life; the `replica` of its events).
+    pub fn id(&self) -> usize {
+        self.member().id
+    }
+
+    /// Submits a task to this agent, waiting for room in its queue.
+    ///
+    /// # Errors
+    ///
+    /// `AgentStopped` if the agent's actor has stopped; the task comes back in the error.
+    pub async fn submit(
+        &self,
+        task: A::Task,
+    ) -> Result<TaskHandle<A::Output>, SubmitError<A::Task>> {
+        self.submit_with(task, SubmitOptions::default()).await
+    }
+
+    /// [`submit`](Self::submit) with a deadline or without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit), and `Busy` if `options` asked not to wait and the queue is
+    /// full.
+    pub async fn submit_with(
+        &self,
+        task: A::Task,
+        options: SubmitOptions,
+    ) -> Result<TaskHandle<A::Output>, SubmitError<A::Task>> {
+        let member = self.member();
+        let Some(swarm) = self.pool.swarm.upgrade() else {
+            return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
+        };
+        let reserved = if options.wait {
+            member.queue.reserve().await.ok()
+        } else {
+            match member.queue.try_reserve() {
+                Ok(p) => Some(p),
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    return Err(SubmitError::new(
+                        SubmitErrorKind::Busy(self.pool.name.clone()),
+                        task,
+                    ))
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => None,
+            }
+        };
+        let Some(permit) = reserved else {
+            return Err(SubmitError::new(
+                SubmitErrorKind::AgentStopped(self.pool.name.clone()),
+                task,
+            ));
+        };
+        swarm.send_to(
+            &self.pool.name,
+            member.id,
+            &member.replica,
+            self.pool.spec.task_timeout,
+            task,
+            options,
+            permit,
+        )
+    }
+
+    /// Runs one task on this agent and waits for its result.
+    ///
+    /// # Errors
+    ///
+    /// The task's [`TaskError`]; `AgentStopped` if the agent could not take it.
+    pub async fn run(&self, task: A::Task) -> Result<A::Output, TaskError> {
+        match self.submit(task).await {
+            Ok(handle) => handle.await,
+            Err(_) => Err(TaskError::AgentStopped {
+                agent: self.pool.name.clone(),
+            }),
+        }
+    }
+
+    /// Gives the agent back and waits until it is reset and idle again.
+    pub async fn release(mut self) {
+        if let Some(member) = self.member.take() {
+            self.pool.take_back(member).await;
+        }
+        drop(self.permit.take());
+    }
+}
+
+impl<A: Agent> Drop for Pooled<A> {
+    fn drop(&mut self) {
+        let Some(member) = self.member.take() else {
+            return;
+        };
+        let permit = self.permit.take();
+        let pool = self.pool.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    pool.take_back(member).await;
+                    drop(permit);
+                });
+            }
+            // No runtime to reset it on: stop the agent rather than hand out dirty state.
+            Err(_) => {
+                member.queue.close();
+                member.replica.actor.stop(None);
+                pool.size.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
