@@ -1,0 +1,207 @@
+//! Starting agents: 10,000 independent agents planner-batched vs one by one vs raw ractor
+//! spawns, 10,000 agents in a 100-level DAG, and a pooled acquire vs a fresh spawn.
+//! Peak memory per agent is printed (RSS growth over 10,000 started agents).
+//!
+//! Run: `cargo bench --bench spawn`
+
+use std::time::{Duration, Instant};
+
+use apiary::prelude::*;
+use apiary::Pool;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+const N: usize = 10_000;
+
+struct Idle;
+
+impl Agent for Idle {
+    type Task = u64;
+    type Output = u64;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
+        Ok(n)
+    }
+}
+
+/// The raw baseline: an actor with no state and no work.
+struct RawIdle;
+
+impl Actor for RawIdle {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+fn independent() -> Vec<AgentSpec> {
+    (0..N).map(|i| AgentSpec::new(format!("a{i}"))).collect()
+}
+
+/// 100 levels of 100 agents; each depends on two agents of the level above.
+fn layered() -> Vec<AgentSpec> {
+    (0..N)
+        .map(|i| {
+            let (level, pos) = (i / 100, i % 100);
+            let spec = AgentSpec::new(format!("a{i}"));
+            if level == 0 {
+                spec
+            } else {
+                let above = (level - 1) * 100;
+                spec.depends_on([format!("a{}", above + pos), format!("a{}", above + (pos + 1) % 100)])
+            }
+        })
+        .collect()
+}
+
+async fn start(specs: &[AgentSpec], batch_size: usize) -> Swarm<u64, u64> {
+    let mut b = Swarm::builder().spawn_limits(0, batch_size);
+    for s in specs {
+        b = b.agent(s.clone(), || Idle);
+    }
+    b.start().await.unwrap()
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+}
+
+fn spawn(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let flat = independent();
+    let dag = layered();
+
+    // Memory per agent: RSS growth while 10,000 agents run.
+    rt.block_on(async {
+        let before = rss_bytes();
+        let swarm = start(&flat, 0).await;
+        let after = rss_bytes();
+        eprintln!(
+            "memory: {} agents grew RSS by {} KiB = {} bytes per agent",
+            N,
+            (after - before) / 1024,
+            (after - before) / N as u64
+        );
+        swarm.shutdown().await;
+        let before = rss_bytes();
+        let mut actors = Vec::with_capacity(N);
+        for _ in 0..N {
+            actors.push(Actor::spawn(None, RawIdle, ()).await.unwrap().0);
+        }
+        let after = rss_bytes();
+        eprintln!(
+            "memory: {} raw ractor actors grew RSS by {} KiB = {} bytes per actor",
+            N,
+            (after - before) / 1024,
+            (after - before) / N as u64
+        );
+        for a in actors {
+            a.stop_and_wait(None, None).await.unwrap();
+        }
+    });
+
+    let mut group = c.benchmark_group("spawn_10k");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(N as u64));
+    let timed_start = |specs: Vec<AgentSpec>, batch_size: usize| {
+        let rt = &rt;
+        move |iters: u64| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let swarm = rt.block_on(start(&specs, batch_size));
+                total += t.elapsed();
+                rt.block_on(swarm.shutdown());
+            }
+            total
+        }
+    };
+    group.bench_function("apiary_planned_batches", |b| b.iter_custom(timed_start(flat.clone(), 0)));
+    group.bench_function("apiary_one_by_one", |b| b.iter_custom(timed_start(flat.clone(), 1)));
+    group.bench_function("apiary_dag_100_levels", |b| b.iter_custom(timed_start(dag.clone(), 0)));
+    let raw = |concurrent: bool| {
+        let rt = &rt;
+        move |iters: u64| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let actors: Vec<ActorRef<()>> = rt.block_on(async {
+                    if concurrent {
+                        futures::future::join_all((0..N).map(|_| Actor::spawn(None, RawIdle, ())))
+                            .await
+                            .into_iter()
+                            .map(|r| r.unwrap().0)
+                            .collect()
+                    } else {
+                        let mut v = Vec::with_capacity(N);
+                        for _ in 0..N {
+                            v.push(Actor::spawn(None, RawIdle, ()).await.unwrap().0);
+                        }
+                        v
+                    }
+                });
+                total += t.elapsed();
+                rt.block_on(async {
+                    for a in actors {
+                        a.stop_and_wait(None, None).await.unwrap();
+                    }
+                });
+            }
+            total
+        }
+    };
+    group.bench_function("raw_ractor_concurrent", |b| b.iter_custom(raw(true)));
+    group.bench_function("raw_ractor_one_by_one", |b| b.iter_custom(raw(false)));
+    group.finish();
+
+    // Pooled acquire (an idle agent is ready) vs starting a fresh agent actor.
+    let swarm: Swarm<u64, u64> = rt.block_on(Swarm::builder().start()).unwrap();
+    let pool = rt
+        .block_on(Pool::builder(AgentSpec::new("pooled"), || Idle).min_idle(1).max_size(1).start(&swarm))
+        .unwrap();
+    let mut group = c.benchmark_group("acquire");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("pool_acquire_idle", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let agent = pool.acquire().await.unwrap();
+                    total += t.elapsed();
+                    agent.release().await;
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("fresh_ractor_spawn", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let (actor, _) = Actor::spawn(None, RawIdle, ()).await.unwrap();
+                    total += t.elapsed();
+                    actor.stop_and_wait(None, None).await.unwrap();
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+    rt.block_on(swarm.shutdown());
+}
+
+criterion_group!(benches, spawn);
+criterion_main!(benches);
