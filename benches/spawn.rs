@@ -52,7 +52,10 @@ fn layered() -> Vec<AgentSpec> {
                 spec
             } else {
                 let above = (level - 1) * 100;
-                spec.depends_on([format!("a{}", above + pos), format!("a{}", above + (pos + 1) % 100)])
+                spec.depends_on([
+                    format!("a{}", above + pos),
+                    format!("a{}", above + (pos + 1) % 100),
+                ])
             }
         })
         .collect()
@@ -68,7 +71,13 @@ async fn start(specs: &[AgentSpec], batch_size: usize) -> Swarm<u64, u64> {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+    statm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 4096
 }
 
 fn spawn(c: &mut Criterion) {
@@ -126,9 +135,15 @@ fn spawn(c: &mut Criterion) {
             total
         }
     };
-    group.bench_function("apiary_planned_batches", |b| b.iter_custom(timed_start(flat.clone(), 0)));
-    group.bench_function("apiary_one_by_one", |b| b.iter_custom(timed_start(flat.clone(), 1)));
-    group.bench_function("apiary_dag_100_levels", |b| b.iter_custom(timed_start(dag.clone(), 0)));
+    group.bench_function("apiary_planned_batches", |b| {
+        b.iter_custom(timed_start(flat.clone(), 0))
+    });
+    group.bench_function("apiary_one_by_one", |b| {
+        b.iter_custom(timed_start(flat.clone(), 1))
+    });
+    group.bench_function("apiary_dag_100_levels", |b| {
+        b.iter_custom(timed_start(dag.clone(), 0))
+    });
     let raw = |concurrent: bool| {
         let rt = &rt;
         move |iters: u64| {
@@ -167,7 +182,12 @@ fn spawn(c: &mut Criterion) {
     // Pooled acquire (an idle agent is ready) vs starting a fresh agent actor.
     let swarm: Swarm<u64, u64> = rt.block_on(Swarm::builder().start()).unwrap();
     let pool = rt
-        .block_on(Pool::builder(AgentSpec::new("pooled"), || Idle).min_idle(1).max_size(1).start(&swarm))
+        .block_on(
+            Pool::builder(AgentSpec::new("pooled"), || Idle)
+                .min_idle(1)
+                .max_size(1)
+                .start(&swarm),
+        )
         .unwrap();
     let mut group = c.benchmark_group("acquire");
     group.throughput(Throughput::Elements(1));

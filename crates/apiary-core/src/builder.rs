@@ -228,14 +228,25 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             0 => usize::MAX,
             n => n,
         };
+        let entries: Vec<AgentEntry<T, O>> = agents
+            .iter()
+            .map(|(spec, _)| {
+                let capacity = spec.queue_capacity.unwrap_or(inner.settings.queue_capacity);
+                AgentEntry::new(Arc::new(spec.clone()), Arc::new(AgentQueue::new(capacity)))
+            })
+            .collect();
+        let planned: Vec<(Arc<AgentSpec>, Arc<AgentQueue>)> = entries
+            .iter()
+            .map(|e| (e.spec.clone(), e.queue.clone()))
+            .collect();
+        inner.plan(entries);
         for batch in plan.batches() {
             // Every replica of every agent in the batch, spawned `chunk` at a time.
             let mut jobs = Vec::new();
             for name in batch.agents() {
-                let (spec, factory) = &agents[by_name[name]];
-                let spec = Arc::new(spec.clone());
-                let capacity = spec.queue_capacity.unwrap_or(inner.settings.queue_capacity);
-                let queue = Arc::new(AgentQueue::new(capacity));
+                let i = by_name[name];
+                let (spec, queue) = &planned[i];
+                let factory = &agents[i].1;
                 for replica in 0..spec.replicas as usize {
                     jobs.push((spec.clone(), factory, replica, queue.clone()));
                 }
@@ -273,30 +284,26 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
                 swarm.shutdown().await;
                 return Err(err);
             }
-            inner.insert(group_entries(started));
+            for (name, replicas) in group_replicas(started) {
+                inner.mark_started(&name, replicas);
+            }
         }
         Ok(swarm)
     }
 }
 
-/// Gathers started replicas into one entry per agent, keeping the batch's order.
-fn group_entries<T, O>(started: Vec<Started<T, O>>) -> Vec<AgentEntry<T, O>> {
-    let mut entries: Vec<AgentEntry<T, O>> = Vec::new();
-    for (spec, queue, _replica, actor) in started {
+/// Gathers started replicas by agent, keeping the batch's order.
+fn group_replicas<T, O>(started: Vec<Started<T, O>>) -> Vec<(String, Vec<Replica<T, O>>)> {
+    let mut groups: Vec<(String, Vec<Replica<T, O>>)> = Vec::new();
+    for (spec, _queue, _replica, actor) in started {
         let replica = Replica {
             actor,
             load: Arc::new(AtomicUsize::new(0)),
         };
-        match entries.last_mut() {
-            Some(e) if e.name == spec.name.as_str() => e.replicas.push(replica),
-            _ => entries.push(AgentEntry {
-                name: AgentName::from(spec.name.as_str()),
-                timeout: spec.task_timeout,
-                spec,
-                queue,
-                replicas: vec![replica],
-            }),
+        match groups.last_mut() {
+            Some((name, replicas)) if *name == spec.name => replicas.push(replica),
+            _ => groups.push((spec.name.clone(), vec![replica])),
         }
     }
-    entries
+    groups
 }

@@ -111,6 +111,9 @@ pub enum SubmitErrorKind {
     /// The agent's queue is full and the caller asked not to wait.
     #[error("agent `{0}` is busy: its queue is full")]
     Busy(AgentName),
+    /// The agent is planned but has not started yet (its dependencies are still starting).
+    #[error("agent `{0}` has not started yet")]
+    NotStarted(AgentName),
     /// The agent has stopped and takes no more tasks.
     #[error("agent `{0}` has stopped")]
     AgentStopped(AgentName),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -72,7 +72,7 @@ impl<T, O> fmt::Debug for Swarm<T, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Swarm")
             .field("name", &self.inner.settings.name)
-            .field("agents", &self.inner.table.load().order)
+            .field("agents", &self.inner.agent_names())
             .finish()
     }
 }
@@ -83,23 +83,26 @@ pub(crate) struct SwarmInner<T, O> {
     pub(crate) root: ActorRef<RootMsg>,
     pub(crate) settings: SwarmSettings,
     table: ArcSwap<Table<T, O>>,
+    // Started agents, in start order (shutdown walks it backwards).
+    started: Mutex<Vec<Arc<AgentEntry<T, O>>>>,
     next_task: AtomicU64,
     closed: AtomicBool,
     shutdown: tokio::sync::Mutex<bool>,
 }
 
-/// The agents by name, and the order they started in.
+/// Every planned agent by name. Entries exist from the start of `start`, so marking an agent
+/// started is O(1) (no copy of the table per spawn batch).
 pub(crate) struct Table<T, O> {
     agents: HashMap<AgentName, Arc<AgentEntry<T, O>>>,
-    order: Vec<AgentName>,
 }
 
 pub(crate) struct AgentEntry<T, O> {
     pub(crate) name: AgentName,
     pub(crate) spec: Arc<AgentSpec>,
     pub(crate) queue: Arc<AgentQueue>,
-    pub(crate) replicas: Vec<Replica<T, O>>,
     pub(crate) timeout: Option<Duration>,
+    // Set once, when every replica has started.
+    replicas: OnceLock<Vec<Replica<T, O>>>,
 }
 
 pub(crate) struct Replica<T, O> {
@@ -232,15 +235,9 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
     /// Every actor the swarm runs: its supervisor, then each agent replica in start order.
     /// For monitoring (and for checking that shutdown left nothing behind).
     pub fn actor_cells(&self) -> Vec<ActorCell> {
-        let table = self.inner.table.load();
         let mut cells = vec![self.inner.root.get_cell()];
-        for name in &table.order {
-            cells.extend(
-                table.agents[name]
-                    .replicas
-                    .iter()
-                    .map(|r| r.actor.get_cell()),
-            );
+        for entry in self.inner.started_entries() {
+            cells.extend(entry.replicas().iter().map(|r| r.actor.get_cell()));
         }
         cells
     }
@@ -257,13 +254,11 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
             return;
         }
         self.inner.closed.store(true, Ordering::Release);
-        let table = self.inner.table.load_full();
-        for name in table.order.iter().rev() {
-            let entry = &table.agents[name];
+        for entry in self.inner.started_entries().iter().rev() {
             entry.queue.set_paused(false);
             entry.resume();
             entry.queue.drain_and_close().await;
-            for replica in &entry.replicas {
+            for replica in entry.replicas() {
                 // An error means the actor was already gone.
                 let _ = replica.actor.stop_and_wait(None, None).await;
             }
@@ -290,30 +285,33 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
             settings,
             table: ArcSwap::from_pointee(Table {
                 agents: HashMap::new(),
-                order: Vec::new(),
             }),
+            started: Mutex::new(Vec::new()),
             next_task: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             shutdown: tokio::sync::Mutex::new(false),
         }
     }
 
-    /// Adds started agents; they take tasks from now on.
-    pub(crate) fn insert(&self, entries: Vec<AgentEntry<T, O>>) {
+    /// Adds planned agents; they take tasks once marked started.
+    pub(crate) fn plan(&self, entries: Vec<AgentEntry<T, O>>) {
         let entries: Vec<Arc<AgentEntry<T, O>>> = entries.into_iter().map(Arc::new).collect();
         self.table.rcu(|old| {
             let mut agents = old.agents.clone();
-            let mut order = old.order.clone();
             for e in &entries {
                 agents.insert(e.name.clone(), e.clone());
-                order.push(e.name.clone());
             }
-            Table { agents, order }
+            Table { agents }
         });
     }
 
-    pub(crate) fn agent_names(&self) -> Vec<AgentName> {
-        self.table.load().order.clone()
+    /// Marks a planned agent started with its replicas; it takes tasks from now on.
+    pub(crate) fn mark_started(&self, agent: &str, replicas: Vec<Replica<T, O>>) {
+        if let Ok(entry) = self.entry(agent) {
+            if entry.replicas.set(replicas).is_ok() {
+                self.lock_started().push(entry);
+            }
+        }
     }
 
     fn entry(&self, agent: &str) -> Result<Arc<AgentEntry<T, O>>, UnknownAgent> {
@@ -381,8 +379,13 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         if !from_agent && self.closed.load(Ordering::Acquire) {
             return Err(SubmitErrorKind::SwarmStopped);
         }
-        self.entry(agent)
-            .map_err(|e| SubmitErrorKind::UnknownAgent(e.0))
+        let entry = self
+            .entry(agent)
+            .map_err(|e| SubmitErrorKind::UnknownAgent(e.0))?;
+        if entry.replicas.get().is_none() {
+            return Err(SubmitErrorKind::NotStarted(entry.name.clone()));
+        }
+        Ok(entry)
     }
 
     fn dispatch(
@@ -449,12 +452,28 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
 }
 
 impl<T, O> AgentEntry<T, O> {
+    pub(crate) fn new(spec: Arc<AgentSpec>, queue: Arc<AgentQueue>) -> Self {
+        Self {
+            name: AgentName::from(spec.name.as_str()),
+            timeout: spec.task_timeout,
+            spec,
+            queue,
+            replicas: OnceLock::new(),
+        }
+    }
+
+    /// The agent's replicas; empty until it has started.
+    pub(crate) fn replicas(&self) -> &[Replica<T, O>] {
+        self.replicas.get().map_or(&[], Vec::as_slice)
+    }
+
     /// The live replica with the least work, first on ties.
     fn pick(&self) -> Option<(usize, &Replica<T, O>)> {
-        if let [only] = self.replicas.as_slice() {
+        let replicas = self.replicas();
+        if let [only] = replicas {
             return is_live(&only.actor.get_cell()).then_some((0, only));
         }
-        self.replicas
+        replicas
             .iter()
             .enumerate()
             .filter(|(_, r)| is_live(&r.actor.get_cell()))
@@ -465,7 +484,7 @@ impl<T, O> AgentEntry<T, O> {
 impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     fn resume(&self) {
         self.queue.set_paused(false);
-        for replica in &self.replicas {
+        for replica in self.replicas() {
             // A stopped replica has nothing held.
             let _ = replica.actor.send_message(AgentMsg::Resume);
         }
@@ -482,13 +501,27 @@ fn is_live(cell: &ActorCell) -> bool {
     )
 }
 
+impl<T, O> SwarmInner<T, O> {
+    fn lock_started(&self) -> std::sync::MutexGuard<'_, Vec<Arc<AgentEntry<T, O>>>> {
+        self.started.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn started_entries(&self) -> Vec<Arc<AgentEntry<T, O>>> {
+        self.lock_started().clone()
+    }
+
+    pub(crate) fn agent_names(&self) -> Vec<AgentName> {
+        self.lock_started().iter().map(|e| e.name.clone()).collect()
+    }
+}
+
 impl<T, O> Drop for SwarmInner<T, O> {
     fn drop(&mut self) {
         // The last handle is gone without a shutdown: stop every actor rather than leak it.
         let table = self.table.load();
         for entry in table.agents.values() {
             entry.queue.close();
-            for replica in &entry.replicas {
+            for replica in entry.replicas() {
                 replica.actor.stop(None);
             }
         }

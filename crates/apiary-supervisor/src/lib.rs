@@ -1,10 +1,11 @@
-//! The apiary-supervisor crate holds the vocabulary of self-healing: when a child is
-//! restarted and when a failing agent stops being fed.
+//! The apiary-supervisor crate holds the policies of self-healing: when a child is restarted,
+//! how often, after what delay, and when a failing agent stops being fed.
 //!
-//! [`RestartType`] says which exits of an agent its supervisor answers with a restart
-//! (Erlang/OTP's permanent / transient / temporary), and [`BreakerConfig`] holds the settings of
-//! the circuit breaker that keeps routing away from an agent that keeps failing. Both are
-//! serde types, so they load straight from a swarm manifest.
+//! [`Strategy`] and [`RestartType`] are Erlang/OTP's supervision vocabulary,
+//! [`RestartIntensity`] bounds restarts per period, [`Backoff`] spaces them out with jitter, and
+//! [`CircuitBreaker`] is a lock-free closed / open / half-open state machine (model-checked
+//! with loom under `--cfg apiary_loom`). Nothing here runs actors: the runtime applies these
+//! policies. Settings are serde types, so they load straight from a swarm manifest.
 //!
 //! # Examples
 //!
@@ -21,10 +22,20 @@
 //! # Ok::<(), apiary_supervisor::ConfigError>(())
 //! ```
 
-mod breaker_config;
+mod backoff;
+mod breaker;
 mod error;
+mod intensity;
 mod restart;
+mod strategy;
+mod sync;
 
-pub use breaker_config::BreakerConfig;
+pub use backoff::{Backoff, BackoffState};
+pub use breaker::{
+    BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, Permit, Transition,
+    MAX_FAILURE_THRESHOLD,
+};
 pub use error::ConfigError;
+pub use intensity::{RestartIntensity, RestartWindow, WindowClock};
 pub use restart::RestartType;
+pub use strategy::Strategy;
