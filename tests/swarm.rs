@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use agents::{eventually, workers, Job, JobError, Recorder, Summer, WordCounter};
 use apiary::prelude::*;
-use apiary::{StopReason, SubmitErrorKind, SwarmError};
+use apiary::{RestartType, StopReason, SubmitErrorKind, SwarmError};
 use ractor::ActorStatus;
 use tokio::sync::Semaphore;
 
@@ -201,12 +201,12 @@ async fn deadlines_time_out_running_and_queued_tasks_on_time() {
 }
 
 #[tokio::test]
-async fn a_panic_fails_its_task_stops_the_agent_and_loses_nothing() {
+async fn a_panic_fails_its_task_and_stops_a_temporary_agent_losing_nothing() {
     let rec = Recorder::default();
     let (make, _) = workers();
     let swarm = Swarm::builder()
         .hook(rec.hook())
-        .agent(AgentSpec::new("w"), make)
+        .agent(AgentSpec::new("w").restart(RestartType::Temporary), make)
         .start()
         .await
         .unwrap();

@@ -3,17 +3,18 @@
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use futures::FutureExt;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::Instrument;
 
-use crate::envelope::Envelope;
+use crate::entry::AgentEntry;
+use crate::envelope::{Envelope, Ticket};
 use crate::events::EventBus;
 use crate::queue::AgentQueue;
 use crate::swarm::SwarmInner;
-use crate::{Agent, AgentContext, AgentName, AgentSpec, EventKind, Outcome, StopReason, TaskError};
+use crate::{Agent, AgentContext, AgentName, EventKind, Outcome, StopReason, TaskError, TaskState};
 
 /// Messages an agent's actor takes.
 pub(crate) enum AgentMsg<T, O> {
@@ -53,6 +54,7 @@ pub(crate) struct AgentArgs<A: Agent> {
     pub(crate) bus: Arc<EventBus>,
     pub(crate) members: Arc<Members>,
     pub(crate) reset: Option<Reset<A>>,
+    pub(crate) home: Weak<AgentEntry<A::Task, A::Output>>,
 }
 
 pub(crate) struct AgentState<A: Agent> {
@@ -61,6 +63,7 @@ pub(crate) struct AgentState<A: Agent> {
     queue: Arc<AgentQueue>,
     bus: Arc<EventBus>,
     reset: Option<Reset<A>>,
+    home: Weak<AgentEntry<A::Task, A::Output>>,
     // Tasks that arrived while the queue was paused, in arrival order.
     held: VecDeque<Envelope<A::Task, A::Output>>,
 }
@@ -82,6 +85,7 @@ impl<A: Agent> Actor for AgentActor<A> {
             bus,
             members,
             reset,
+            home,
         } = args;
         agent.started(&ctx).await.map_err(Into::into)?;
         let member = Member {
@@ -103,6 +107,7 @@ impl<A: Agent> Actor for AgentActor<A> {
             queue,
             bus,
             reset,
+            home,
             held: VecDeque::new(),
         })
     }
@@ -118,7 +123,7 @@ impl<A: Agent> Actor for AgentActor<A> {
                 let paused = state.queue.is_paused();
                 if paused || !state.held.is_empty() {
                     // Keep arrival order: nothing overtakes a held task.
-                    env.ticket.shared.set_waiting(paused);
+                    env.ticket().shared.set_waiting(paused);
                     state.held.push_back(env);
                     Ok(())
                 } else {
@@ -130,7 +135,7 @@ impl<A: Agent> Actor for AgentActor<A> {
                     let Some(env) = state.held.pop_front() else {
                         break;
                     };
-                    env.ticket.shared.set_waiting(false);
+                    env.ticket().shared.set_waiting(false);
                     run(state, env).await?;
                 }
                 Ok(())
@@ -167,11 +172,12 @@ impl<A: Agent> Actor for AgentActor<A> {
 pub(crate) async fn spawn_agent<A: Agent>(
     swarm: &Arc<SwarmInner<A::Task, A::Output>>,
     agent: A,
-    spec: Arc<AgentSpec>,
+    home: &Arc<AgentEntry<A::Task, A::Output>>,
     replica: usize,
-    queue: Arc<AgentQueue>,
     reset: Option<Reset<A>>,
 ) -> Result<ActorRef<AgentMsg<A::Task, A::Output>>, String> {
+    let spec = home.spec.clone();
+    let queue = home.queue.clone();
     let name = AgentName::from(spec.name.as_str());
     let ctx = AgentContext::new(name, replica, spec, Arc::downgrade(swarm));
     let args = AgentArgs {
@@ -181,6 +187,7 @@ pub(crate) async fn spawn_agent<A: Agent>(
         bus: swarm.bus.clone(),
         members: swarm.members.clone(),
         reset,
+        home: Arc::downgrade(home),
     };
     // Unnamed: ractor's registry is process-global and two swarms may share agent names.
     Actor::spawn_linked(None, AgentActor::<A>::new(), args, swarm.root.get_cell())
@@ -189,22 +196,31 @@ pub(crate) async fn spawn_agent<A: Agent>(
         .map_err(|e| e.to_string())
 }
 
-/// Runs one task to its end. A panic in the agent ends the task as `Panicked` and is then
-/// returned as the actor's error, so the actor stops and its supervisor sees the failure.
+/// Runs one task to its end. A panic in the agent ends the task as `Panicked` (or puts a
+/// copy of it back in line, while its retry budget lasts) and is then returned as the
+/// actor's error, so the actor stops and its supervisor sees the failure.
 async fn run<A: Agent>(
     state: &mut AgentState<A>,
     env: Envelope<A::Task, A::Output>,
 ) -> Result<(), ActorProcessingErr> {
-    let Envelope { task, ticket } = env;
-    let shared = &ticket.shared;
+    let home = state.home.upgrade();
+    let (task, ticket) = env.into_parts();
+    let shared = ticket.shared.clone();
     if shared.deadline_passed() {
-        shared.time_out();
+        if shared.time_out() {
+            report(&home, &ticket, Outcome::TimedOut);
+        }
         return Ok(());
     }
     if !shared.start() {
         // Cancelled or timed out while it waited; its result is already out.
         return Ok(());
     }
+    // A copy for a retry, made only while the budget lasts and tasks can be copied.
+    let retry_copy = home.as_ref().and_then(|entry| {
+        let copy = entry.cloner?;
+        (shared.attempts() < state.ctx.spec().max_retries).then(|| copy(&task))
+    });
     let work = AssertUnwindSafe(state.agent.handle(task, &state.ctx))
         .catch_unwind()
         .instrument(shared.span.clone());
@@ -216,39 +232,69 @@ async fn run<A: Agent>(
     };
     let result = tokio::select! {
         r = work => r,
-        () = shared.cancel.cancelled() => return Ok(()),
+        () = shared.cancel.cancelled() => {
+            // Ended from outside: cancelled, or timed out by its awaiting handle.
+            if shared.state() == TaskState::TimedOut {
+                report(&home, &ticket, Outcome::TimedOut);
+            }
+            return Ok(());
+        }
         () = deadline => {
-            shared.time_out();
+            if shared.time_out() {
+                report(&home, &ticket, Outcome::TimedOut);
+            }
             return Ok(());
         }
     };
     let agent = || shared.agent.clone();
     match result {
         Ok(Ok(output)) => {
-            shared.finish(Outcome::Completed, Ok(output));
+            if shared.finish(Outcome::Completed, Ok(output)) {
+                report(&home, &ticket, Outcome::Completed);
+            }
             Ok(())
         }
         Ok(Err(e)) => {
-            shared.finish(
-                Outcome::Failed,
-                Err(TaskError::Agent {
-                    agent: agent(),
-                    source: e.into(),
-                }),
-            );
+            let err = TaskError::Agent {
+                agent: agent(),
+                source: e.into(),
+            };
+            if shared.finish(Outcome::Failed, Err(err)) {
+                report(&home, &ticket, Outcome::Failed);
+            }
             Ok(())
         }
         Err(panic) => {
             let message = panic_message(panic);
-            shared.finish(
-                Outcome::Panicked,
-                Err(TaskError::Panicked {
-                    agent: agent(),
-                    message: message.clone(),
-                }),
-            );
+            report(&home, &ticket, Outcome::Panicked);
+            match (retry_copy, &home) {
+                (Some(copy), Some(entry)) if shared.retry() => {
+                    // Waits for this replica's restart (or another replica) to run again.
+                    entry.park(copy, ticket);
+                }
+                _ => {
+                    shared.finish(
+                        Outcome::Panicked,
+                        Err(TaskError::Panicked {
+                            agent: agent(),
+                            message: message.clone(),
+                        }),
+                    );
+                }
+            }
             Err(format!("agent `{}` panicked: {message}", shared.agent).into())
         }
+    }
+}
+
+/// Tells the task's breaker how it ended.
+fn report<T: Send + 'static, O: Send + 'static>(
+    home: &Option<Arc<AgentEntry<T, O>>>,
+    ticket: &Ticket<O>,
+    outcome: Outcome,
+) {
+    if let Some(entry) = home {
+        entry.report(ticket, outcome);
     }
 }
 

@@ -1,41 +1,35 @@
 //! Building and starting a swarm, batch by batch in dependency order.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use apiary_planner::{Node, Plan, PlanLimits};
+use apiary_supervisor::CircuitBreaker;
 use ractor::{Actor, ActorRef};
 
 use crate::actor::{spawn_agent, AgentMsg, Members};
+use crate::entry::{AgentEntry, Cloner, Replica};
 use crate::events::EventBus;
 use crate::queue::AgentQueue;
-use crate::root::{Root, RootState};
-use crate::swarm::{AgentEntry, Replica, SwarmInner};
+use crate::root::{Root, RootArgs};
+use crate::swarm::SwarmInner;
 use crate::{Agent, AgentName, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings};
 
-/// A started replica: its agent's spec and queue, its number, its actor.
-type Started<T, O> = (
-    Arc<AgentSpec>,
-    Arc<AgentQueue>,
-    usize,
-    ActorRef<AgentMsg<T, O>>,
-);
-
-type SpawnFuture<'a, T, O> =
+pub(crate) type SpawnFuture<'a, T, O> =
     Pin<Box<dyn Future<Output = Result<ActorRef<AgentMsg<T, O>>, String>> + Send + 'a>>;
 
-/// Starts one replica of an agent; erases the agent's type so one swarm holds many.
-trait SpawnAgent<T, O>: Send + Sync {
+/// Starts one replica of an agent (at swarm start and at every restart); erases the agent's
+/// type so one swarm holds many.
+pub(crate) trait SpawnAgent<T: Send + 'static, O: Send + 'static>: Send + Sync {
     fn spawn<'a>(
         &'a self,
         swarm: &'a Arc<SwarmInner<T, O>>,
-        spec: Arc<AgentSpec>,
+        home: &'a Arc<AgentEntry<T, O>>,
         replica: usize,
-        queue: Arc<AgentQueue>,
     ) -> SpawnFuture<'a, T, O>;
 }
 
@@ -52,18 +46,10 @@ where
     fn spawn<'a>(
         &'a self,
         swarm: &'a Arc<SwarmInner<A::Task, A::Output>>,
-        spec: Arc<AgentSpec>,
+        home: &'a Arc<AgentEntry<A::Task, A::Output>>,
         replica: usize,
-        queue: Arc<AgentQueue>,
     ) -> SpawnFuture<'a, A::Task, A::Output> {
-        Box::pin(spawn_agent(
-            swarm,
-            (self.make)(),
-            spec,
-            replica,
-            queue,
-            None,
-        ))
+        Box::pin(spawn_agent(swarm, (self.make)(), home, replica, None))
     }
 }
 
@@ -98,13 +84,14 @@ where
 /// # Ok(())
 /// # }
 /// ```
-pub struct SwarmBuilder<T, O> {
+pub struct SwarmBuilder<T: Send + 'static, O: Send + 'static> {
     settings: SwarmSettings,
-    agents: Vec<(AgentSpec, Box<dyn SpawnAgent<T, O>>)>,
+    agents: Vec<(AgentSpec, Arc<dyn SpawnAgent<T, O>>)>,
     hooks: Vec<Arc<dyn Hook>>,
+    cloner: Option<Cloner<T>>,
 }
 
-impl<T, O> fmt::Debug for SwarmBuilder<T, O> {
+impl<T: Send + 'static, O: Send + 'static> fmt::Debug for SwarmBuilder<T, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SwarmBuilder")
             .field("settings", &self.settings)
@@ -113,6 +100,7 @@ impl<T, O> fmt::Debug for SwarmBuilder<T, O> {
                 &self.agents.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
             )
             .field("hooks", &self.hooks.len())
+            .field("retries", &self.cloner.is_some())
             .finish()
     }
 }
@@ -123,6 +111,16 @@ impl<T: Send + 'static, O: Send + 'static> Default for SwarmBuilder<T, O> {
     }
 }
 
+impl<T: Clone + Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
+    /// Lets tasks whose agent crashed (panicked) on them run again, up to each agent's
+    /// `max_retries`: the swarm keeps a copy of a task while it runs. Without this, a crash
+    /// fails its task with the panic.
+    pub fn retry_crashed_tasks(mut self) -> Self {
+        self.cloner = Some(T::clone);
+        self
+    }
+}
+
 impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
     /// An empty builder with default settings.
     pub fn new() -> Self {
@@ -130,11 +128,12 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             settings: SwarmSettings::default(),
             agents: Vec::new(),
             hooks: Vec::new(),
+            cloner: None,
         }
     }
 
-    /// Adds an agent. `make` builds a fresh agent value for each replica (and, with
-    /// supervision, for each restart).
+    /// Adds an agent. `make` builds a fresh agent value for each replica and for each
+    /// restart.
     pub fn agent<A, F>(mut self, spec: AgentSpec, make: F) -> Self
     where
         A: Agent<Task = T, Output = O>,
@@ -144,13 +143,19 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             make,
             _agent: PhantomData,
         };
-        self.agents.push((spec, Box::new(factory)));
+        self.agents.push((spec, Arc::new(factory)));
         self
     }
 
     /// Replaces all settings (for instance with a manifest's `[swarm]` table).
     pub fn settings(mut self, settings: SwarmSettings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// Changes some settings in place.
+    pub fn configure(mut self, change: impl FnOnce(&mut SwarmSettings)) -> Self {
+        change(&mut self.settings);
         self
     }
 
@@ -187,6 +192,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             settings,
             agents,
             hooks,
+            cloner,
         } = self;
         settings.validate()?;
         for (spec, _) in &agents {
@@ -207,19 +213,39 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
 
         let bus = Arc::new(EventBus::new(settings.event_capacity, hooks));
         let members = Arc::new(Members::default());
-        let root_state = RootState {
+        let swarm_slot = Arc::new(OnceLock::new());
+        let root_args = RootArgs {
             members: members.clone(),
             bus: bus.clone(),
+            swarm: swarm_slot.clone(),
+            settings: settings.clone(),
         };
-        let (root, _) = Actor::spawn(None, Root, root_state)
+        let (root, _) = Actor::spawn(None, Root::<T, O>::new(), root_args)
             .await
             .map_err(|e| SwarmError::Supervisor(e.to_string()))?;
-        let inner = Arc::new(SwarmInner::new(bus, members, root, settings));
+        let inner = Arc::new(SwarmInner::new(bus.clone(), members, root, settings));
+        let _ = swarm_slot.set(Arc::downgrade(&inner));
         let swarm = Swarm {
             inner: inner.clone(),
         };
 
-        let by_name: std::collections::HashMap<&str, usize> = agents
+        // Every agent gets its entry up front; starting one only fills in its replicas.
+        let entries: Vec<Arc<AgentEntry<T, O>>> = agents
+            .iter()
+            .map(|(spec, spawner)| {
+                let capacity = spec.queue_capacity.unwrap_or(inner.settings.queue_capacity);
+                Arc::new(AgentEntry::new(
+                    Arc::new(spec.clone()),
+                    Arc::new(AgentQueue::new(capacity)),
+                    Some(spawner.clone()),
+                    cloner,
+                    bus.clone(),
+                    inner.epoch,
+                ))
+            })
+            .collect();
+        inner.plan(entries.clone());
+        let by_name: HashMap<&str, usize> = agents
             .iter()
             .enumerate()
             .map(|(i, (s, _))| (s.name.as_str(), i))
@@ -228,45 +254,31 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             0 => usize::MAX,
             n => n,
         };
-        let entries: Vec<AgentEntry<T, O>> = agents
-            .iter()
-            .map(|(spec, _)| {
-                let capacity = spec.queue_capacity.unwrap_or(inner.settings.queue_capacity);
-                AgentEntry::new(Arc::new(spec.clone()), Arc::new(AgentQueue::new(capacity)))
-            })
-            .collect();
-        let planned: Vec<(Arc<AgentSpec>, Arc<AgentQueue>)> = entries
-            .iter()
-            .map(|e| (e.spec.clone(), e.queue.clone()))
-            .collect();
-        inner.plan(entries);
         for batch in plan.batches() {
             // Every replica of every agent in the batch, spawned `chunk` at a time.
-            let mut jobs = Vec::new();
-            for name in batch.agents() {
-                let i = by_name[name];
-                let (spec, queue) = &planned[i];
-                let factory = &agents[i].1;
-                for replica in 0..spec.replicas as usize {
-                    jobs.push((spec.clone(), factory, replica, queue.clone()));
-                }
-            }
-            let mut started: Vec<Started<T, O>> = Vec::with_capacity(jobs.len());
+            let jobs: Vec<(&Arc<AgentEntry<T, O>>, usize)> = batch
+                .agents()
+                .flat_map(|name| {
+                    let entry = &entries[by_name[name]];
+                    (0..entry.spec.replicas as usize).map(move |r| (entry, r))
+                })
+                .collect();
+            let mut started: Vec<(&Arc<AgentEntry<T, O>>, ActorRef<AgentMsg<T, O>>)> =
+                Vec::with_capacity(jobs.len());
             let mut failure = None;
             for group in jobs.chunks(chunk) {
-                let results = futures::future::join_all(group.iter().map(
-                    |(spec, factory, replica, queue)| {
-                        factory.spawn(&inner, spec.clone(), *replica, queue.clone())
-                    },
-                ))
+                let results = futures::future::join_all(group.iter().map(|(entry, replica)| {
+                    let spawner = entry.spawner.as_ref().expect("swarm agents have spawners");
+                    spawner.spawn(&inner, entry, *replica)
+                }))
                 .await;
-                for ((spec, _, replica, queue), result) in group.iter().zip(results) {
+                for (&(entry, replica), result) in group.iter().zip(results) {
                     match result {
-                        Ok(actor) => started.push((spec.clone(), queue.clone(), *replica, actor)),
+                        Ok(actor) => started.push((entry, actor)),
                         Err(reason) if failure.is_none() => {
                             failure = Some(SwarmError::AgentStart {
-                                agent: AgentName::from(spec.name.as_str()),
-                                replica: *replica,
+                                agent: entry.name.clone(),
+                                replica,
                                 reason,
                             });
                         }
@@ -278,32 +290,26 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
                 }
             }
             if let Some(err) = failure {
-                for (_, _, _, actor) in started.iter().rev() {
+                inner.close();
+                for (_, actor) in started.iter().rev() {
                     let _ = actor.stop_and_wait(None, None).await;
                 }
                 swarm.shutdown().await;
                 return Err(err);
             }
-            for (name, replicas) in group_replicas(started) {
-                inner.mark_started(&name, replicas);
+            let mut by_agent: Vec<(AgentName, Vec<Replica<T, O>>)> = Vec::new();
+            for (entry, actor) in started {
+                let breaker = entry.spec.breaker.clone().map(CircuitBreaker::new);
+                let replica = Replica::new(actor, breaker);
+                match by_agent.last_mut() {
+                    Some((name, replicas)) if *name == entry.name => replicas.push(replica),
+                    _ => by_agent.push((entry.name.clone(), vec![replica])),
+                }
+            }
+            for (name, replicas) in by_agent {
+                inner.mark_started(name.as_str(), replicas);
             }
         }
         Ok(swarm)
     }
-}
-
-/// Gathers started replicas by agent, keeping the batch's order.
-fn group_replicas<T, O>(started: Vec<Started<T, O>>) -> Vec<(String, Vec<Replica<T, O>>)> {
-    let mut groups: Vec<(String, Vec<Replica<T, O>>)> = Vec::new();
-    for (spec, _queue, _replica, actor) in started {
-        let replica = Replica {
-            actor,
-            load: Arc::new(AtomicUsize::new(0)),
-        };
-        match groups.last_mut() {
-            Some((name, replicas)) if *name == spec.name => replicas.push(replica),
-            _ => groups.push((spec.name.clone(), vec![replica])),
-        }
-    }
-    groups
 }

@@ -73,11 +73,21 @@ pub enum TaskError {
         /// The agent the task was given to.
         agent: AgentName,
     },
-    /// The agent stopped (or its actor died) before it finished the task.
+    /// The agent stopped (or its actor died) before it finished the task, and no replica
+    /// could take it over.
     #[error("agent `{agent}` stopped before finishing the task")]
     AgentStopped {
         /// The agent that stopped.
         agent: AgentName,
+    },
+    /// The task had to be delivered again (its actor died before running it) and every
+    /// replica's circuit breaker was open.
+    #[error("agent `{agent}`: circuit breaker open (next trial in {retry_after:?})")]
+    BreakerOpen {
+        /// The agent.
+        agent: AgentName,
+        /// How long until a breaker lets a trial through.
+        retry_after: std::time::Duration,
     },
 }
 
@@ -117,6 +127,14 @@ pub enum SubmitErrorKind {
     /// The agent has stopped and takes no more tasks.
     #[error("agent `{0}` has stopped")]
     AgentStopped(AgentName),
+    /// Every replica's circuit breaker is open: the agent keeps failing and is not fed.
+    #[error("agent `{agent}`: circuit breaker open (next trial in {retry_after:?})")]
+    BreakerOpen {
+        /// The agent.
+        agent: AgentName,
+        /// How long until a breaker lets a trial through.
+        retry_after: std::time::Duration,
+    },
     /// The swarm is shutting down or has shut down.
     #[error("the swarm is shutting down")]
     SwarmStopped,

@@ -97,8 +97,72 @@ pub enum EventKind {
         #[serde(with = "secs")]
         ran: Duration,
     },
+    /// A replica was restarted by its supervisor after it stopped.
+    AgentRestarted {
+        /// The agent.
+        agent: AgentName,
+        /// Which replica.
+        replica: usize,
+        /// Restarts of this replica so far.
+        restarts: u32,
+        /// The backoff waited before this restart.
+        #[serde(with = "secs")]
+        delay: Duration,
+    },
+    /// A supervisor exceeded its restart intensity, stopped its children and gave up.
+    SupervisorGaveUp {
+        /// The supervisor (`swarm` for the swarm's own).
+        supervisor: String,
+        /// Why, in words (`4 restarts within 5s`).
+        reason: String,
+    },
+    /// An agent replica's circuit breaker changed state.
+    BreakerChanged {
+        /// The agent.
+        agent: AgentName,
+        /// Which replica.
+        replica: usize,
+        /// The change.
+        transition: BreakerTransition,
+    },
+    /// A task could not be delivered (again) and ended without running: the dead-letter
+    /// stream. A `TaskFinished` with the same cause follows.
+    DeadLetter {
+        /// The task.
+        task: TaskId,
+        /// The agent it was for.
+        agent: AgentName,
+        /// Why it could not be delivered.
+        cause: String,
+    },
     /// The swarm finished shutting down.
     SwarmStopped,
+}
+
+/// A circuit breaker's change of state, as reported in events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerTransition {
+    /// Closed -> open.
+    Opened,
+    /// Open -> half-open: one trial task let through.
+    HalfOpened,
+    /// Half-open -> closed: the trial succeeded.
+    Closed,
+    /// Half-open -> open: the trial failed.
+    Reopened,
+}
+
+impl From<apiary_supervisor::Transition> for BreakerTransition {
+    fn from(t: apiary_supervisor::Transition) -> Self {
+        use apiary_supervisor::Transition as T;
+        match t {
+            T::Opened => Self::Opened,
+            T::HalfOpened => Self::HalfOpened,
+            T::Closed => Self::Closed,
+            T::Reopened => Self::Reopened,
+        }
+    }
 }
 
 /// How a task ended.

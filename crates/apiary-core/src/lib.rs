@@ -47,6 +47,7 @@ mod actor;
 mod agent;
 mod builder;
 mod context;
+mod entry;
 mod envelope;
 mod error;
 mod events;

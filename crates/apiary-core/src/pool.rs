@@ -12,8 +12,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::actor::{spawn_agent, AgentMsg, Reset};
+use crate::entry::{AgentEntry, Replica};
 use crate::queue::AgentQueue;
-use crate::swarm::{Replica, SwarmInner};
+use crate::swarm::SwarmInner;
 use crate::{
     Agent, AgentName, AgentSpec, SubmitError, SubmitErrorKind, SubmitOptions, Swarm, TaskError,
     TaskHandle,
@@ -234,11 +235,18 @@ struct PoolInner<A: Agent> {
     closed: AtomicBool,
 }
 
-struct Member<T, O> {
+/// A pooled agent: an entry of its own with one replica, never restarted (a failed pooled
+/// agent is retired and its tasks end as `AgentStopped`).
+struct Member<T: Send + 'static, O: Send + 'static> {
     id: usize,
-    replica: Replica<T, O>,
-    queue: Arc<AgentQueue>,
+    entry: Arc<AgentEntry<T, O>>,
     idle_since: Instant,
+}
+
+impl<T: Send + 'static, O: Send + 'static> Member<T, O> {
+    fn actor(&self) -> Arc<ractor::ActorRef<AgentMsg<T, O>>> {
+        self.entry.replicas()[0].actor()
+    }
 }
 
 impl<A: Agent> Pool<A> {
@@ -321,42 +329,39 @@ impl<A: Agent> PoolInner<A> {
             .spec
             .queue_capacity
             .unwrap_or(swarm.settings.queue_capacity);
-        let queue = Arc::new(AgentQueue::new(capacity));
-        let actor = spawn_agent(
-            &swarm,
-            (self.make)(),
+        let entry = Arc::new(AgentEntry::new(
             self.spec.clone(),
-            id,
-            queue.clone(),
-            Some(self.reset.clone()),
-        )
-        .await
-        .map_err(|reason| PoolError::Spawn {
-            agent: self.name.clone(),
-            reason,
-        })?;
+            Arc::new(AgentQueue::new(capacity)),
+            None,
+            None,
+            swarm.bus.clone(),
+            swarm.epoch,
+        ));
+        let actor = spawn_agent(&swarm, (self.make)(), &entry, id, Some(self.reset.clone()))
+            .await
+            .map_err(|reason| PoolError::Spawn {
+                agent: self.name.clone(),
+                reason,
+            })?;
+        entry.set_replicas(vec![Replica::new(actor, None)]);
         self.size.fetch_add(1, Ordering::AcqRel);
         Ok(Member {
             id,
-            replica: Replica {
-                actor,
-                load: Arc::default(),
-            },
-            queue,
+            entry,
             idle_since: Instant::now(),
         })
     }
 
     async fn retire(&self, member: Member<A::Task, A::Output>) {
-        member.queue.close();
-        let _ = member.replica.actor.stop_and_wait(None, None).await;
+        member.entry.queue.close();
+        let _ = member.actor().stop_and_wait(None, None).await;
         self.size.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Resets a returned agent (after the tasks it still has) and puts it back, or retires
     /// it if the pool closed or the agent died.
     async fn take_back(&self, mut member: Member<A::Task, A::Output>) {
-        let reset = member.replica.actor.call(AgentMsg::Reset, None).await;
+        let reset = member.actor().call(AgentMsg::Reset, None).await;
         if matches!(reset, Ok(CallResult::Success(()))) && !self.closed.load(Ordering::Acquire) {
             member.idle_since = Instant::now();
             self.lock_idle().push_back(member);
@@ -457,10 +462,11 @@ impl<A: Agent> Pooled<A> {
         let Some(swarm) = self.pool.swarm.upgrade() else {
             return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
         };
+        let queue = &member.entry.queue;
         let reserved = if options.wait {
-            member.queue.reserve().await.ok()
+            queue.reserve().await.ok()
         } else {
-            match member.queue.try_reserve() {
+            match queue.try_reserve() {
                 Ok(p) => Some(p),
                 Err(tokio::sync::TryAcquireError::NoPermits) => {
                     return Err(SubmitError::new(
@@ -477,15 +483,9 @@ impl<A: Agent> Pooled<A> {
                 task,
             ));
         };
-        swarm.send_to(
-            &self.pool.name,
-            member.id,
-            &member.replica,
-            self.pool.spec.task_timeout,
-            task,
-            options,
-            permit,
-        )
+        member
+            .entry
+            .dispatch(swarm.next_task_id(), task, options, permit)
     }
 
     /// Runs one task on this agent and waits for its result.
@@ -527,8 +527,8 @@ impl<A: Agent> Drop for Pooled<A> {
             }
             // No runtime to reset it on: stop the agent rather than hand out dirty state.
             Err(_) => {
-                member.queue.close();
-                member.replica.actor.stop(None);
+                member.entry.queue.close();
+                member.actor().stop(None);
                 pool.size.fetch_sub(1, Ordering::AcqRel);
             }
         }

@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use apiary_supervisor::{RestartIntensity, Strategy};
+
 use crate::SpecError;
 
 /// The largest queue capacity accepted (per agent).
@@ -36,6 +38,14 @@ pub struct SwarmSettings {
     pub task_timeout: Option<Duration>,
     /// How many events a slow subscriber may fall behind before it loses the oldest.
     pub event_capacity: usize,
+    /// Which agents the swarm's supervisor restarts when one fails.
+    pub strategy: Strategy,
+    /// Restart intensity: at most this many restarts within `restart_window`; past it the
+    /// supervisor gives up and stops the swarm.
+    pub max_restarts: u32,
+    /// The period of the restart intensity.
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
 }
 
 impl Default for SwarmSettings {
@@ -47,6 +57,9 @@ impl Default for SwarmSettings {
             batch_size: 0,
             task_timeout: None,
             event_capacity: 4096,
+            strategy: Strategy::OneForOne,
+            max_restarts: 10,
+            restart_window: Duration::from_secs(10),
         }
     }
 }
@@ -67,7 +80,17 @@ impl SwarmSettings {
         if self.event_capacity == 0 {
             return Err(err("event_capacity", "must be at least 1"));
         }
+        if self.restart_window.is_zero() {
+            return Err(err("restart_window", "must be longer than zero"));
+        }
         Ok(())
+    }
+}
+
+impl SwarmSettings {
+    /// The restart intensity these settings describe.
+    pub fn intensity(&self) -> RestartIntensity {
+        RestartIntensity::new(self.max_restarts, self.restart_window)
     }
 }
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use apiary_supervisor::{BreakerConfig, RestartType};
+use apiary_supervisor::{Backoff, BreakerConfig, RestartType};
 use serde::{Deserialize, Serialize};
 
 use crate::SpecError;
@@ -46,6 +46,16 @@ pub struct AgentSpec {
     /// Which exits its supervisor answers with a restart.
     #[serde(default)]
     pub restart: RestartType,
+    /// Delay before each restart of this agent (exponential with jitter).
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// How many times a task is run again after this agent crashed on it (panicked). Needs
+    /// the swarm to know how to copy tasks ([`SwarmBuilder::retry_crashed_tasks`]); without
+    /// it, or once the budget is spent, the task fails with the panic.
+    ///
+    /// [`SwarmBuilder::retry_crashed_tasks`]: crate::SwarmBuilder::retry_crashed_tasks
+    #[serde(default)]
+    pub max_retries: u32,
     /// Circuit-breaker settings; `None` runs without a breaker.
     #[serde(default)]
     pub breaker: Option<BreakerConfig>,
@@ -80,6 +90,8 @@ impl AgentSpec {
             depends_on: Vec::new(),
             replicas: 1,
             restart: RestartType::default(),
+            backoff: Backoff::default(),
+            max_retries: 0,
             breaker: None,
             queue_capacity: None,
             task_timeout: None,
@@ -122,6 +134,18 @@ impl AgentSpec {
     /// Sets the restart type (default permanent).
     pub fn restart(mut self, restart: RestartType) -> Self {
         self.restart = restart;
+        self
+    }
+
+    /// Sets the restart backoff.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets how many times a task is retried after the agent crashed on it.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
         self
     }
 
@@ -170,6 +194,9 @@ impl AgentSpec {
         if self.task_timeout.is_some_and(|t| t.is_zero()) {
             return Err(err("task_timeout", "must be longer than zero".into()));
         }
+        self.backoff
+            .validate()
+            .map_err(|e| SpecError::new(&self.name, "backoff", e.to_string()))?;
         if let Some(breaker) = &self.breaker {
             breaker
                 .validate()

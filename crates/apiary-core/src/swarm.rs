@@ -2,21 +2,18 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use ractor::{ActorCell, ActorRef, ActorStatus, MessagingErr};
+use ractor::{ActorCell, ActorRef};
 use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::actor::{AgentMsg, Members};
-use crate::envelope::{Envelope, Ticket};
+use crate::entry::{AgentEntry, Replica};
 use crate::events::EventBus;
-use crate::queue::AgentQueue;
 use crate::root::RootMsg;
-use crate::task::TaskShared;
 use crate::{
     AgentName, AgentSpec, EventKind, EventStream, SubmitError, SubmitErrorKind, SubmitOptions,
     SwarmBuilder, SwarmSettings, TaskHandle, TaskId, UnknownAgent,
@@ -81,6 +78,8 @@ pub(crate) struct SwarmInner<T, O> {
     pub(crate) bus: Arc<EventBus>,
     pub(crate) members: Arc<Members>,
     pub(crate) root: ActorRef<RootMsg>,
+    /// Start of the swarm's clock (breakers count milliseconds from it).
+    pub(crate) epoch: Instant,
     pub(crate) settings: SwarmSettings,
     table: ArcSwap<Table<T, O>>,
     // Started agents, in start order (shutdown walks it backwards).
@@ -94,20 +93,6 @@ pub(crate) struct SwarmInner<T, O> {
 /// started is O(1) (no copy of the table per spawn batch).
 pub(crate) struct Table<T, O> {
     agents: HashMap<AgentName, Arc<AgentEntry<T, O>>>,
-}
-
-pub(crate) struct AgentEntry<T, O> {
-    pub(crate) name: AgentName,
-    pub(crate) spec: Arc<AgentSpec>,
-    pub(crate) queue: Arc<AgentQueue>,
-    pub(crate) timeout: Option<Duration>,
-    // Set once, when every replica has started.
-    replicas: OnceLock<Vec<Replica<T, O>>>,
-}
-
-pub(crate) struct Replica<T, O> {
-    pub(crate) actor: ActorRef<AgentMsg<T, O>>,
-    pub(crate) load: Arc<AtomicUsize>,
 }
 
 impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
@@ -237,7 +222,7 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
     pub fn actor_cells(&self) -> Vec<ActorCell> {
         let mut cells = vec![self.inner.root.get_cell()];
         for entry in self.inner.started_entries() {
-            cells.extend(entry.replicas().iter().map(|r| r.actor.get_cell()));
+            cells.extend(entry.replicas().iter().map(|r| r.actor().get_cell()));
         }
         cells
     }
@@ -253,15 +238,17 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
         if *done {
             return;
         }
-        self.inner.closed.store(true, Ordering::Release);
+        self.inner.close();
         for entry in self.inner.started_entries().iter().rev() {
             entry.queue.set_paused(false);
             entry.resume();
             entry.queue.drain_and_close().await;
             for replica in entry.replicas() {
                 // An error means the actor was already gone.
-                let _ = replica.actor.stop_and_wait(None, None).await;
+                let _ = replica.actor().stop_and_wait(None, None).await;
             }
+            // Tasks parked for a replica that will not come back now end as dead letters.
+            entry.flush_parked();
         }
         // Whatever else runs under the root (pooled agents) stops with it.
         self.inner.root.stop_children_and_wait(None, None).await;
@@ -282,6 +269,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
             bus,
             members,
             root,
+            epoch: Instant::now(),
             settings,
             table: ArcSwap::from_pointee(Table {
                 agents: HashMap::new(),
@@ -294,8 +282,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
     }
 
     /// Adds planned agents; they take tasks once marked started.
-    pub(crate) fn plan(&self, entries: Vec<AgentEntry<T, O>>) {
-        let entries: Vec<Arc<AgentEntry<T, O>>> = entries.into_iter().map(Arc::new).collect();
+    pub(crate) fn plan(&self, entries: Vec<Arc<AgentEntry<T, O>>>) {
         self.table.rcu(|old| {
             let mut agents = old.agents.clone();
             for e in &entries {
@@ -308,13 +295,13 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
     /// Marks a planned agent started with its replicas; it takes tasks from now on.
     pub(crate) fn mark_started(&self, agent: &str, replicas: Vec<Replica<T, O>>) {
         if let Ok(entry) = self.entry(agent) {
-            if entry.replicas.set(replicas).is_ok() {
+            if entry.set_replicas(replicas) {
                 self.lock_started().push(entry);
             }
         }
     }
 
-    fn entry(&self, agent: &str) -> Result<Arc<AgentEntry<T, O>>, UnknownAgent> {
+    pub(crate) fn entry(&self, agent: &str) -> Result<Arc<AgentEntry<T, O>>, UnknownAgent> {
         self.table
             .load()
             .agents
@@ -382,7 +369,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         let entry = self
             .entry(agent)
             .map_err(|e| SubmitErrorKind::UnknownAgent(e.0))?;
-        if entry.replicas.get().is_none() {
+        if !entry.is_started() {
             return Err(SubmitErrorKind::NotStarted(entry.name.clone()));
         }
         Ok(entry)
@@ -390,94 +377,33 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
 
     fn dispatch(
         &self,
-        entry: &AgentEntry<T, O>,
+        entry: &Arc<AgentEntry<T, O>>,
         task: T,
         options: SubmitOptions,
         permit: OwnedSemaphorePermit,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let Some((index, replica)) = entry.pick() else {
-            return Err(SubmitError::new(
-                SubmitErrorKind::AgentStopped(entry.name.clone()),
-                task,
-            ));
-        };
-        self.send_to(
-            &entry.name,
-            index,
-            replica,
-            entry.timeout,
-            task,
-            options,
-            permit,
-        )
+        entry.dispatch(self.next_task_id(), task, options, permit)
     }
 
-    /// Hands a task holding `permit` to one replica's actor.
-    #[allow(clippy::too_many_arguments)] // one call site each; a struct would only rename them
-    pub(crate) fn send_to(
-        &self,
-        name: &AgentName,
-        index: usize,
-        replica: &Replica<T, O>,
-        timeout: Option<Duration>,
-        task: T,
-        options: SubmitOptions,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let id = TaskId(self.next_task.fetch_add(1, Ordering::Relaxed) + 1);
-        let deadline = options
-            .deadline
-            .or_else(|| options.timeout.or(timeout).map(|t| Instant::now() + t));
-        let (shared, rx) = TaskShared::new(id, name.clone(), index, deadline, self.bus.clone());
-        let ticket = Ticket::new(shared.clone(), permit, replica.load.clone());
-        match replica
-            .actor
-            .send_message(AgentMsg::Task(Envelope { task, ticket }))
-        {
-            Ok(()) => Ok(TaskHandle::new(shared, rx)),
-            Err(MessagingErr::SendErr(AgentMsg::Task(env))) => {
-                // The actor stopped between the pick and the send: the task was never
-                // accepted, so it goes back to the caller instead of failing as a task.
-                env.ticket.shared.withdraw();
-                Err(SubmitError::new(
-                    SubmitErrorKind::AgentStopped(name.clone()),
-                    env.task,
-                ))
-            }
-            // Any other failure dropped the envelope, whose ticket has already ended the task
-            // as `AgentStopped`: the handle reports it.
-            Err(_) => Ok(TaskHandle::new(shared, rx)),
-        }
-    }
-}
-
-impl<T, O> AgentEntry<T, O> {
-    pub(crate) fn new(spec: Arc<AgentSpec>, queue: Arc<AgentQueue>) -> Self {
-        Self {
-            name: AgentName::from(spec.name.as_str()),
-            timeout: spec.task_timeout,
-            spec,
-            queue,
-            replicas: OnceLock::new(),
-        }
+    pub(crate) fn next_task_id(&self) -> TaskId {
+        TaskId(self.next_task.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    /// The agent's replicas; empty until it has started.
-    pub(crate) fn replicas(&self) -> &[Replica<T, O>] {
-        self.replicas.get().map_or(&[], Vec::as_slice)
+    /// Every started replica as (agent, replica), in start order: the supervisor's children.
+    pub(crate) fn children(&self) -> Vec<(Arc<AgentEntry<T, O>>, usize)> {
+        self.started_entries()
+            .into_iter()
+            .flat_map(|e| (0..e.replicas().len()).map(move |r| (e.clone(), r)))
+            .collect()
     }
 
-    /// The live replica with the least work, first on ties.
-    fn pick(&self) -> Option<(usize, &Replica<T, O>)> {
-        let replicas = self.replicas();
-        if let [only] = replicas {
-            return is_live(&only.actor.get_cell()).then_some((0, only));
-        }
-        replicas
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| is_live(&r.actor.get_cell()))
-            .min_by_key(|(_, r)| r.load.load(Ordering::Relaxed))
+    /// Refuses external submissions from now on.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 
@@ -486,19 +412,9 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         self.queue.set_paused(false);
         for replica in self.replicas() {
             // A stopped replica has nothing held.
-            let _ = replica.actor.send_message(AgentMsg::Resume);
+            let _ = replica.actor().send_message(AgentMsg::Resume);
         }
     }
-}
-
-fn is_live(cell: &ActorCell) -> bool {
-    matches!(
-        cell.get_status(),
-        ActorStatus::Unstarted
-            | ActorStatus::Starting
-            | ActorStatus::Running
-            | ActorStatus::Upgrading
-    )
 }
 
 impl<T, O> SwarmInner<T, O> {
@@ -506,7 +422,7 @@ impl<T, O> SwarmInner<T, O> {
         self.started.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn started_entries(&self) -> Vec<Arc<AgentEntry<T, O>>> {
+    pub(crate) fn started_entries(&self) -> Vec<Arc<AgentEntry<T, O>>> {
         self.lock_started().clone()
     }
 
@@ -522,7 +438,7 @@ impl<T, O> Drop for SwarmInner<T, O> {
         for entry in table.agents.values() {
             entry.queue.close();
             for replica in entry.replicas() {
-                replica.actor.stop(None);
+                replica.actor().stop(None);
             }
         }
         self.root.stop(None);

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
@@ -90,7 +90,8 @@ type Reply<O> = oneshot::Sender<Result<O, TaskError>>;
 pub(crate) struct TaskShared<O> {
     pub(crate) id: TaskId,
     pub(crate) agent: AgentName,
-    pub(crate) replica: usize,
+    replica: AtomicUsize,
+    attempts: AtomicU32,
     pub(crate) deadline: Option<Instant>,
     pub(crate) cancel: CancellationToken,
     pub(crate) span: tracing::Span,
@@ -105,16 +106,16 @@ impl<O> TaskShared<O> {
     pub(crate) fn new(
         id: TaskId,
         agent: AgentName,
-        replica: usize,
         deadline: Option<Instant>,
         bus: Arc<EventBus>,
     ) -> (Arc<Self>, oneshot::Receiver<Result<O, TaskError>>) {
         let (tx, rx) = oneshot::channel();
-        let span = tracing::info_span!("apiary.task", task = id.0, agent = %agent, replica);
+        let span = tracing::info_span!("apiary.task", task = id.0, agent = %agent);
         let shared = Arc::new(Self {
             id,
             agent,
-            replica,
+            replica: AtomicUsize::new(0),
+            attempts: AtomicU32::new(0),
             deadline,
             cancel: CancellationToken::new(),
             span,
@@ -129,6 +130,34 @@ impl<O> TaskShared<O> {
 
     pub(crate) fn state(&self) -> TaskState {
         TaskState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// The replica the task was last handed to.
+    pub(crate) fn replica(&self) -> usize {
+        self.replica.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_replica(&self, replica: usize) {
+        self.replica.store(replica, Ordering::Relaxed);
+    }
+
+    /// How many times the task was run again after its agent crashed on it.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// Puts a waiting or crashed task back in line; false if it has ended meanwhile.
+    pub(crate) fn requeue(&self) -> bool {
+        [TaskState::Running, TaskState::Paused]
+            .into_iter()
+            .any(|from| self.transition(from, TaskState::Queued))
+            || self.state() == TaskState::Queued
+    }
+
+    /// Counts a retry of a task whose agent crashed on it and puts it back in line.
+    pub(crate) fn retry(&self) -> bool {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.requeue()
     }
 
     /// Moves a waiting task between queued and paused; false if it is no longer waiting.
@@ -146,11 +175,12 @@ impl<O> TaskShared<O> {
         let started = self.transition(TaskState::Queued, TaskState::Running)
             || self.transition(TaskState::Paused, TaskState::Running);
         if started {
+            // A retried task keeps its first start time: `ran` spans every attempt.
             let _ = self.started_at.set(Instant::now());
             self.bus.publish(|| EventKind::TaskStarted {
                 task: self.id,
                 agent: self.agent.clone(),
-                replica: self.replica,
+                replica: self.replica(),
             });
         }
         started
@@ -172,7 +202,7 @@ impl<O> TaskShared<O> {
         self.bus.publish(|| EventKind::TaskFinished {
             task: self.id,
             agent: self.agent.clone(),
-            replica: self.replica,
+            replica: self.replica(),
             outcome,
             queued,
             ran,
@@ -283,9 +313,10 @@ impl<O> TaskHandle<O> {
         &self.shared.agent
     }
 
-    /// Which replica of the agent has the task.
+    /// Which replica of the agent has the task (the last one, if it was delivered again
+    /// after a crash).
     pub fn replica(&self) -> usize {
-        self.shared.replica
+        self.shared.replica()
     }
 
     /// The task's state now.

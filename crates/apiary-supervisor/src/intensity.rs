@@ -126,3 +126,10 @@ impl<I: WindowClock> RestartWindow<I> {
         self.recent.is_empty()
     }
 }
+
+/// Time as an offset from some start (for clocks that cannot name a foreign `Instant`).
+impl WindowClock for Duration {
+    fn since(self, earlier: Self) -> Duration {
+        self.saturating_sub(earlier)
+    }
+}
