@@ -19,6 +19,9 @@ use crate::root::{Root, RootArgs};
 use crate::swarm::SwarmInner;
 use crate::{Agent, AgentName, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings};
 
+/// A replica started in the current batch, with its agent's entry.
+type Started<'a, T, O> = (&'a Arc<AgentEntry<T, O>>, ActorRef<AgentMsg<T, O>>);
+
 pub(crate) type SpawnFuture<'a, T, O> =
     Pin<Box<dyn Future<Output = Result<ActorRef<AgentMsg<T, O>>, String>> + Send + 'a>>;
 
@@ -263,8 +266,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
                     (0..entry.spec.replicas as usize).map(move |r| (entry, r))
                 })
                 .collect();
-            let mut started: Vec<(&Arc<AgentEntry<T, O>>, ActorRef<AgentMsg<T, O>>)> =
-                Vec::with_capacity(jobs.len());
+            let mut started: Vec<Started<'_, T, O>> = Vec::with_capacity(jobs.len());
             let mut failure = None;
             for group in jobs.chunks(chunk) {
                 let results = futures::future::join_all(group.iter().map(|(entry, replica)| {
