@@ -26,6 +26,11 @@ pub enum Job {
     Fail(String),
     /// Panic.
     Panic,
+    /// Panic while `left` is above zero (counting it down), then answer 7.
+    PanicTimes(Arc<std::sync::atomic::AtomicUsize>),
+    /// Answer how many tasks this agent instance has handled, this one included (a restarted
+    /// agent starts again from 1).
+    Seen,
 }
 
 /// The error the test agents fail with.
@@ -46,6 +51,8 @@ fn wrong(ctx: &AgentContext<Job, u64>, job: &Job) -> JobError {
         Job::Sleep(_) => "Sleep",
         Job::Fail(_) => "Fail",
         Job::Panic => "Panic",
+        Job::PanicTimes(_) => "PanicTimes",
+        Job::Seen => "Seen",
     };
     JobError::WrongJob {
         agent: ctx.name().to_string(),
@@ -96,6 +103,8 @@ impl Agent for Summer {
 pub struct Worker {
     /// Counts tasks handled by every worker made from the same factory.
     pub handled: Arc<AtomicU64>,
+    /// Tasks handled by this instance.
+    pub mine: u64,
 }
 
 impl Agent for Worker {
@@ -105,6 +114,7 @@ impl Agent for Worker {
 
     async fn handle(&mut self, job: Job, ctx: &AgentContext<Job, u64>) -> Result<u64, BoxError> {
         self.handled.fetch_add(1, Ordering::Relaxed);
+        self.mine += 1;
         match job {
             Job::Words(text) => Ok(text.split_whitespace().count() as u64),
             Job::Sum(v) => Ok(v.iter().sum()),
@@ -119,6 +129,16 @@ impl Agent for Worker {
             }
             Job::Fail(msg) => Err(Box::new(JobError::Failed(msg))),
             Job::Panic => panic!("asked to panic"),
+            Job::PanicTimes(left) => {
+                if left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    panic!("flaky panic");
+                }
+                Ok(7)
+            }
+            Job::Seen => Ok(self.mine),
         }
     }
 }
@@ -130,6 +150,7 @@ pub fn workers() -> (impl Fn() -> Worker + Send + Sync + 'static, Arc<AtomicU64>
     (
         move || Worker {
             handled: shared.clone(),
+            mine: 0,
         },
         handled,
     )

@@ -68,7 +68,9 @@ pub use context::AgentContext;
 pub use error::{
     BoxError, SpecError, SubmitError, SubmitErrorKind, SwarmError, TaskError, UnknownAgent,
 };
-pub use events::{EventKind, EventStream, Hook, Outcome, RecvError, StopReason, SwarmEvent};
+pub use events::{
+    BreakerTransition, EventKind, EventStream, Hook, Outcome, RecvError, StopReason, SwarmEvent,
+};
 pub use manifest::{Manifest, ManifestError, ManifestErrorKind};
 pub use name::AgentName;
 pub use pool::{Pool, PoolBuilder, PoolError, Pooled};

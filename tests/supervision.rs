@@ -1,0 +1,464 @@
+//! Self-healing as a user sees it: restarts by strategy and restart type, restart intensity,
+//! backoff on tokio's clock, retries of crashed tasks, circuit breakers, dead letters.
+
+mod agents;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agents::{eventually, workers, Job, Recorder};
+use apiary::prelude::*;
+use apiary::supervisor::{Backoff, BreakerConfig, Strategy};
+use apiary::{BreakerTransition, RestartType, SubmitErrorKind};
+use tokio::sync::Semaphore;
+
+fn restarts(rec: &Recorder) -> Vec<(String, std::time::Duration)> {
+    rec.kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::AgentRestarted { agent, delay, .. } => Some((agent.to_string(), delay)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn no_backoff(spec: AgentSpec) -> AgentSpec {
+    spec.backoff(Backoff::none())
+}
+
+#[tokio::test]
+async fn a_crashed_agent_is_restarted_fresh_and_its_queue_is_not_lost() {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .hook(rec.hook())
+        .agent(no_backoff(AgentSpec::new("w")), make)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        swarm.submit("w", Job::Seen).await.unwrap().await.unwrap(),
+        1
+    );
+    let gate = Arc::new(Semaphore::new(0));
+    let hold = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
+    let boom = swarm.submit("w", Job::Panic).await.unwrap();
+    // Queued behind the crash: these must run on the restarted agent.
+    let mut behind = Vec::new();
+    for i in 0..10 {
+        behind.push(swarm.submit("w", Job::Sum(vec![i, 1])).await.unwrap());
+    }
+    gate.add_permits(1);
+    assert_eq!(hold.await.unwrap(), 1);
+    assert!(matches!(boom.await, Err(TaskError::Panicked { .. })));
+    for (i, h) in behind.into_iter().enumerate() {
+        assert_eq!(
+            h.await.unwrap(),
+            i as u64 + 1,
+            "queued task {i} survives the crash"
+        );
+    }
+    // A fresh agent: its own count restarted (10 sums, then this one).
+    assert_eq!(
+        swarm.submit("w", Job::Seen).await.unwrap().await.unwrap(),
+        11
+    );
+    assert_eq!(restarts(&rec).len(), 1);
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crashed_task_is_retried_within_its_budget_and_reported_beyond_it() {
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .retry_crashed_tasks()
+        .agent(no_backoff(AgentSpec::new("w")).max_retries(2), make)
+        .start()
+        .await
+        .unwrap();
+    // Panics twice, then succeeds: within a budget of two retries.
+    let flaky = Arc::new(AtomicUsize::new(2));
+    let h = swarm
+        .submit("w", Job::PanicTimes(flaky.clone()))
+        .await
+        .unwrap();
+    assert_eq!(h.await.unwrap(), 7);
+    // Panics three times: the budget runs out and the submitter gets the panic, once.
+    let h = swarm
+        .submit("w", Job::PanicTimes(Arc::new(AtomicUsize::new(3))))
+        .await
+        .unwrap();
+    assert!(matches!(h.await, Err(TaskError::Panicked { .. })));
+    assert_eq!(
+        swarm
+            .submit("w", Job::Sum(vec![2]))
+            .await
+            .unwrap()
+            .await
+            .unwrap(),
+        2
+    );
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn transient_agents_restart_after_a_crash_and_temporary_ones_do_not() {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let make = Arc::new(make);
+    let (m1, m2) = (make.clone(), make.clone());
+    let swarm = Swarm::builder()
+        .hook(rec.hook())
+        .agent(
+            no_backoff(AgentSpec::new("transient").restart(RestartType::Transient)),
+            move || m1(),
+        )
+        .agent(
+            no_backoff(AgentSpec::new("temporary").restart(RestartType::Temporary)),
+            move || m2(),
+        )
+        .start()
+        .await
+        .unwrap();
+    for agent in ["transient", "temporary"] {
+        let _ = swarm.submit(agent, Job::Panic).await.unwrap().await;
+    }
+    eventually("the transient agent's restart", || {
+        restarts(&rec).iter().any(|(a, _)| a == "transient")
+    })
+    .await;
+    assert_eq!(
+        swarm
+            .submit("transient", Job::Sum(vec![1]))
+            .await
+            .unwrap()
+            .await
+            .unwrap(),
+        1
+    );
+    let err = swarm
+        .submit("temporary", Job::Sum(vec![1]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &SubmitErrorKind::AgentStopped("temporary".into())
+    );
+    assert!(restarts(&rec).iter().all(|(a, _)| a == "transient"));
+    swarm.shutdown().await;
+}
+
+async fn three_in_a_row(strategy: Strategy) -> (Swarm<Job, u64>, Recorder) {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let make = Arc::new(make);
+    let mut b = Swarm::builder()
+        .hook(rec.hook())
+        .configure(|s| s.strategy = strategy);
+    for (name, deps) in [("a", vec![]), ("b", vec!["a"]), ("c", vec!["b"])] {
+        let m = make.clone();
+        b = b.agent(
+            no_backoff(AgentSpec::new(name).depends_on(deps)),
+            move || m(),
+        );
+    }
+    let swarm = b.start().await.unwrap();
+    for agent in ["a", "b", "c"] {
+        swarm.submit(agent, Job::Seen).await.unwrap().await.unwrap();
+    }
+    (swarm, rec)
+}
+
+async fn seen_after_crash_of_b(strategy: Strategy) -> Vec<u64> {
+    let (swarm, rec) = three_in_a_row(strategy).await;
+    let _ = swarm.submit("b", Job::Panic).await.unwrap().await;
+    let expected = match strategy {
+        Strategy::OneForOne => 1,
+        Strategy::OneForAll => 3,
+        Strategy::RestForOne => 2,
+    };
+    eventually("the restarts", || restarts(&rec).len() == expected).await;
+    let mut seen = Vec::new();
+    for agent in ["a", "b", "c"] {
+        // Poll until the agent takes tasks again (a restarted sibling may still be starting).
+        seen.push(swarm.submit(agent, Job::Seen).await.unwrap().await.unwrap());
+    }
+    swarm.shutdown().await;
+    seen
+}
+
+#[tokio::test]
+async fn strategies_restart_the_right_children() {
+    // An agent that was not restarted has handled two `Seen` tasks; a restarted one, one.
+    assert_eq!(seen_after_crash_of_b(Strategy::OneForOne).await, [2, 1, 2]);
+    assert_eq!(seen_after_crash_of_b(Strategy::OneForAll).await, [1, 1, 1]);
+    assert_eq!(seen_after_crash_of_b(Strategy::RestForOne).await, [2, 1, 1]);
+}
+
+#[tokio::test]
+async fn past_the_restart_intensity_the_supervisor_gives_up_and_nothing_waits_forever() {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .hook(rec.hook())
+        .configure(|s| {
+            s.max_restarts = 2;
+            s.restart_window = Duration::from_secs(60);
+        })
+        .agent(no_backoff(AgentSpec::new("w")), make)
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let _ = swarm
+            .submit("w", Job::Panic)
+            .await
+            .map(|h| async { h.await });
+        eventually("the crash to be handled", || {
+            let k = rec.kinds();
+            let crashes = k
+                .iter()
+                .filter(|k| matches!(k, EventKind::AgentStopped { .. }))
+                .count();
+            let handled = k
+                .iter()
+                .filter(|k| {
+                    matches!(
+                        k,
+                        EventKind::AgentRestarted { .. } | EventKind::SupervisorGaveUp { .. }
+                    )
+                })
+                .count();
+            crashes == handled
+        })
+        .await;
+    }
+    eventually("the supervisor to give up", || {
+        rec.kinds()
+            .iter()
+            .any(|k| matches!(k, EventKind::SupervisorGaveUp { .. }))
+    })
+    .await;
+    assert_eq!(
+        restarts(&rec).len(),
+        2,
+        "restarts stayed within the intensity"
+    );
+    let err = swarm.submit("w", Job::Sum(vec![])).await.unwrap_err();
+    assert_eq!(err.kind(), &SubmitErrorKind::SwarmStopped);
+    swarm.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_back_off_exponentially_on_tokios_clock() {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10), 2.0);
+    let swarm = Swarm::builder()
+        .hook(rec.hook())
+        .configure(|s| s.max_restarts = 100)
+        .agent(AgentSpec::new("w").backoff(backoff), make)
+        .start()
+        .await
+        .unwrap();
+    let mut waits = Vec::new();
+    for n in 1..=4 {
+        let _ = swarm.submit("w", Job::Panic).await.unwrap().await;
+        let t0 = tokio::time::Instant::now();
+        // Submitted while the agent is down: waits for the restart, then runs.
+        assert_eq!(
+            swarm
+                .submit("w", Job::Sum(vec![1]))
+                .await
+                .unwrap()
+                .await
+                .unwrap(),
+            1
+        );
+        waits.push(t0.elapsed());
+        assert_eq!(restarts(&rec).len(), n);
+    }
+    let delays: Vec<Duration> = restarts(&rec).into_iter().map(|(_, d)| d).collect();
+    for (n, (delay, waited)) in delays.iter().zip(&waits).enumerate() {
+        let base = Duration::from_millis(100 * 2u64.pow(n as u32));
+        assert!(
+            *delay >= base / 2 && *delay <= base,
+            "restart {n}: {delay:?} outside [{:?}, {base:?}]",
+            base / 2
+        );
+        assert!(
+            waited >= delay,
+            "the task waited for the restart: {waited:?} < {delay:?}"
+        );
+    }
+    swarm.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_opens_fails_fast_lets_one_trial_through_and_closes() {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let breaker = BreakerConfig::default()
+        .failure_threshold(3)
+        .reset_timeout(Duration::from_secs(1));
+    let swarm = Swarm::builder()
+        .hook(rec.hook())
+        .agent(AgentSpec::new("w").breaker(breaker), make)
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let h = swarm.submit("w", Job::Fail("down".into())).await.unwrap();
+        assert!(h.await.is_err());
+    }
+    let err = swarm.submit("w", Job::Sum(vec![1])).await.unwrap_err();
+    match err.kind() {
+        SubmitErrorKind::BreakerOpen { agent, retry_after } => {
+            assert_eq!(agent, "w");
+            assert!(*retry_after <= Duration::from_secs(1));
+        }
+        other => panic!("expected BreakerOpen, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Half-open: the first caller is the trial, a concurrent second one is refused.
+    let gate = Arc::new(Semaphore::new(0));
+    let trial = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
+    assert!(matches!(
+        swarm
+            .submit("w", Job::Sum(vec![1]))
+            .await
+            .unwrap_err()
+            .kind(),
+        SubmitErrorKind::BreakerOpen { .. }
+    ));
+    gate.add_permits(1);
+    assert_eq!(trial.await.unwrap(), 1);
+    assert_eq!(
+        swarm
+            .submit("w", Job::Sum(vec![5]))
+            .await
+            .unwrap()
+            .await
+            .unwrap(),
+        5
+    );
+    let transitions: Vec<BreakerTransition> = rec
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::BreakerChanged { transition, .. } => Some(transition),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        transitions,
+        [
+            BreakerTransition::Opened,
+            BreakerTransition::HalfOpened,
+            BreakerTransition::Closed
+        ]
+    );
+    swarm.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_trial_reopens_for_longer_and_tasks_past_deadline_count_as_failures() {
+    let (make, _) = workers();
+    let breaker = BreakerConfig::default()
+        .failure_threshold(1)
+        .reset_timeout(Duration::from_secs(1))
+        .max_reset_timeout(Duration::from_secs(10));
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("w").breaker(breaker), make)
+        .start()
+        .await
+        .unwrap();
+    // A task that hangs past its deadline opens the breaker.
+    let h = swarm
+        .submit_with(
+            "w",
+            Job::Sleep(Duration::from_secs(60)),
+            SubmitOptions::new().timeout(Duration::from_millis(10)),
+        )
+        .await
+        .unwrap();
+    assert!(h.await.unwrap_err().is_timed_out());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let trial = swarm
+        .submit("w", Job::Fail("still down".into()))
+        .await
+        .unwrap();
+    assert!(trial.await.is_err());
+    let retry_after = match swarm
+        .submit("w", Job::Sum(vec![]))
+        .await
+        .unwrap_err()
+        .kind()
+    {
+        SubmitErrorKind::BreakerOpen { retry_after, .. } => *retry_after,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        retry_after > Duration::from_secs(1),
+        "the open period doubled: {retry_after:?}"
+    );
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_open_breaker_on_one_replica_sends_tasks_to_the_others() {
+    let (make, _) = workers();
+    let breaker = BreakerConfig::default()
+        .failure_threshold(1)
+        .reset_timeout(Duration::from_secs(60));
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("w").replicas(2).breaker(breaker), make)
+        .start()
+        .await
+        .unwrap();
+    let failed = swarm.submit("w", Job::Fail("x".into())).await.unwrap();
+    let bad = failed.replica();
+    assert!(failed.await.is_err());
+    for _ in 0..20 {
+        let h = swarm.submit("w", Job::Sum(vec![1])).await.unwrap();
+        assert_ne!(h.replica(), bad, "the open replica is skipped");
+        assert_eq!(h.await.unwrap(), 1);
+    }
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn tasks_waiting_when_the_supervisor_gives_up_become_dead_letters() {
+    let rec = Recorder::default();
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .hook(rec.hook())
+        .configure(|s| s.max_restarts = 0)
+        .agent(AgentSpec::new("w"), make)
+        .start()
+        .await
+        .unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let hold = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
+    let boom = swarm.submit("w", Job::Panic).await.unwrap();
+    let waiting: Vec<_> =
+        futures::future::join_all((0..5).map(|i| swarm.submit("w", Job::Sum(vec![i]))))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    gate.add_permits(1);
+    hold.await.unwrap();
+    assert!(matches!(boom.await, Err(TaskError::Panicked { .. })));
+    for h in waiting {
+        assert!(matches!(h.await, Err(TaskError::AgentStopped { .. })));
+    }
+    let dead = rec
+        .kinds()
+        .into_iter()
+        .filter(|k| matches!(k, EventKind::DeadLetter { .. }))
+        .count();
+    assert_eq!(dead, 5, "each undeliverable task is a dead letter");
+    swarm.shutdown().await;
+}
