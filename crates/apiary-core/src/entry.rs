@@ -171,7 +171,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             .or_else(|| options.timeout.or(self.timeout).map(|t| Instant::now() + t));
         let (shared, rx) = TaskShared::new(id, self.name.clone(), deadline, self.bus.clone());
         let ticket = Ticket::new(shared.clone(), permit);
-        match self.deliver(task, ticket) {
+        match self.deliver(task, ticket, true) {
             Ok(()) => Ok(TaskHandle::new(shared, rx)),
             Err((task, ticket, refusal)) => {
                 // Never accepted: the task goes back to the caller instead of failing.
@@ -190,10 +190,14 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
 
     /// Hands a task to the live replica with the least work whose breaker lets it through.
     /// While a replica restarts, tasks that find no other taker wait for it (parked).
+    ///
+    /// `recheck`: after parking, look once more for a taker, in case a replica came back
+    /// (and its supervisor flushed the parked tasks) between the search and the parking.
     fn deliver(
         self: &Arc<Self>,
         task: T,
         mut ticket: Ticket<O>,
+        recheck: bool,
     ) -> Result<(), (T, Ticket<O>, Refusal)> {
         let replicas = self.replicas();
         let now = self.now_ms();
@@ -248,6 +252,9 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             ReplicaStatus::Dead => false,
         }) {
             self.park(task, ticket);
+            if recheck && replicas.iter().any(Replica::takes_tasks) {
+                self.flush_parked_once();
+            }
             return Ok(());
         }
         Err((task, ticket, Refusal::Dead))
@@ -265,6 +272,16 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     /// Delivers every parked task again, in the order they were parked; one that finds no
     /// taker now ends with the reason.
     pub(crate) fn flush_parked(self: &Arc<Self>) {
+        self.flush(true);
+    }
+
+    /// A flush that parks again without looking back (no recursion while a replica's state
+    /// is changing).
+    fn flush_parked_once(self: &Arc<Self>) {
+        self.flush(false);
+    }
+
+    fn flush(self: &Arc<Self>, recheck: bool) {
         let parked: Vec<_> = self
             .parked
             .lock()
@@ -272,17 +289,21 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             .drain(..)
             .collect();
         for (task, ticket) in parked {
-            self.redeliver(task, ticket);
+            self.deliver_again(task, ticket, recheck);
         }
     }
 
     /// Delivers a task that was already accepted once (its actor died before running it, or
     /// it is being retried); if nobody can take it, it ends with the reason.
     pub(crate) fn redeliver(self: &Arc<Self>, task: T, ticket: Ticket<O>) {
+        self.deliver_again(task, ticket, true);
+    }
+
+    fn deliver_again(self: &Arc<Self>, task: T, ticket: Ticket<O>, recheck: bool) {
         if ticket.shared.state().is_terminal() {
             return;
         }
-        if let Err((_task, ticket, refusal)) = self.deliver(task, ticket) {
+        if let Err((_task, ticket, refusal)) = self.deliver(task, ticket, recheck) {
             let (outcome, err) = match refusal {
                 Refusal::Dead => (
                     Outcome::AgentStopped,

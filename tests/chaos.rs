@@ -1,0 +1,161 @@
+//! Chaos: 64 agents, 100,000 tasks; 1% of tasks crash their agent, 0.1% hang past their
+//! deadline. Every task must end exactly once with its output or a cause, the swarm must
+//! stay up, and restarts must stay within the configured intensity.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apiary::prelude::*;
+use apiary::supervisor::Backoff;
+
+const AGENTS: u64 = 64;
+const TASKS: u64 = 100_000;
+const MAX_RESTARTS: u32 = 10_000;
+
+/// Returns its task number, except for the unlucky ones.
+struct Chaos;
+
+fn panics(n: u64) -> bool {
+    n % 100 == 7
+}
+
+fn hangs(n: u64) -> bool {
+    n % 1000 == 3
+}
+
+impl Agent for Chaos {
+    type Task = u64;
+    type Output = u64;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
+        if panics(n) {
+            panic!("chaos: task {n}");
+        }
+        if hangs(n) {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Ok(n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_every_task_ends_exactly_once_and_the_swarm_survives() {
+    // A thousand expected panics: keep their messages (and backtraces) out of the output.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let expected = info
+            .payload()
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.starts_with("chaos: "));
+        if !expected {
+            default_hook(info);
+        }
+    }));
+    let finished: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    let restarts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (f, r, g) = (finished.clone(), restarts.clone(), gave_up.clone());
+    let mut builder = Swarm::builder()
+        .retry_crashed_tasks()
+        .queue_capacity(256)
+        .configure(|s| {
+            s.max_restarts = MAX_RESTARTS;
+            s.restart_window = Duration::from_secs(600);
+        })
+        .hook(move |e: &SwarmEvent| match e.kind() {
+            EventKind::TaskFinished { task, .. } => {
+                *f.lock().unwrap().entry(task.get()).or_default() += 1
+            }
+            EventKind::AgentRestarted { .. } => {
+                r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            EventKind::SupervisorGaveUp { .. } => {
+                g.store(true, std::sync::atomic::Ordering::Relaxed)
+            }
+            _ => {}
+        });
+    for i in 0..AGENTS {
+        let spec = AgentSpec::new(format!("a{i}"))
+            .max_retries(1)
+            .backoff(Backoff::none());
+        builder = builder.agent(spec, || Chaos);
+    }
+    let swarm = builder.start().await.unwrap();
+
+    let mut handles = Vec::with_capacity(TASKS as usize);
+    for n in 0..TASKS {
+        let agent = format!("a{}", n % AGENTS);
+        let timeout = if hangs(n) {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(60)
+        };
+        let h = swarm
+            .submit_with(&agent, n, SubmitOptions::new().timeout(timeout))
+            .await
+            .unwrap_or_else(|e| panic!("task {n} refused: {e}"));
+        handles.push((n, h));
+    }
+    let (mut completed, mut panicked, mut timed_out, mut other) = (0u64, 0u64, 0u64, Vec::new());
+    for (n, h) in handles {
+        match h.await {
+            Ok(v) => {
+                assert_eq!(v, n, "task {n} got another task's output");
+                completed += 1;
+            }
+            Err(TaskError::Panicked { .. }) => {
+                assert!(panics(n), "task {n} panicked but should not");
+                panicked += 1;
+            }
+            Err(e) if e.is_timed_out() => {
+                assert!(hangs(n), "task {n} timed out but should not");
+                timed_out += 1;
+            }
+            Err(e) => other.push((n, e.to_string())),
+        }
+    }
+    assert!(
+        other.is_empty(),
+        "unexpected failures: {:?}",
+        &other[..other.len().min(5)]
+    );
+    let expected_panics = (0..TASKS).filter(|&n| panics(n)).count() as u64;
+    let expected_hangs = (0..TASKS).filter(|&n| hangs(n)).count() as u64;
+    assert_eq!(panicked, expected_panics);
+    assert_eq!(timed_out, expected_hangs);
+    assert_eq!(
+        completed + panicked + timed_out,
+        TASKS,
+        "every task accounted for"
+    );
+
+    // Exactly one result per task, as the event stream saw it. (The guard must not live
+    // past this block: the hook needs the lock for the tasks below.)
+    {
+        let finished = finished.lock().unwrap();
+        assert_eq!(finished.len() as u64, TASKS);
+        assert!(finished.values().all(|&c| c == 1), "a task finished twice");
+    }
+
+    // Each panicking task crashed its agent twice (first run + one retry).
+    let restarts = restarts.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(u64::from(restarts), expected_panics * 2);
+    assert!(restarts <= MAX_RESTARTS);
+    assert!(!gave_up.load(std::sync::atomic::Ordering::Relaxed));
+
+    // Still up: every agent answers.
+    for i in 0..AGENTS {
+        assert_eq!(
+            swarm
+                .submit(&format!("a{i}"), 1)
+                .await
+                .unwrap()
+                .await
+                .unwrap(),
+            1
+        );
+    }
+    swarm.shutdown().await;
+}
