@@ -240,7 +240,11 @@ async fn run<A: Agent>(
             return Ok(());
         }
         () = deadline => {
-            if shared.time_out() {
+            // Its awaiting handle may have timed it out at the same instant; either way it
+            // timed out here, and the breaker hears of it once (this actor is the only
+            // reporter).
+            shared.time_out();
+            if shared.state() == TaskState::TimedOut {
                 report(&home, &ticket, Outcome::TimedOut);
             }
             return Ok(());
@@ -248,20 +252,20 @@ async fn run<A: Agent>(
     };
     let agent = || shared.agent.clone();
     match result {
+        // The breaker hears the outcome before the submitter does, so a submitter that acts
+        // on its result sees the breaker already updated.
         Ok(Ok(output)) => {
-            if shared.finish(Outcome::Completed, Ok(output)) {
-                report(&home, &ticket, Outcome::Completed);
-            }
+            report(&home, &ticket, Outcome::Completed);
+            shared.finish(Outcome::Completed, Ok(output));
             Ok(())
         }
         Ok(Err(e)) => {
+            report(&home, &ticket, Outcome::Failed);
             let err = TaskError::Agent {
                 agent: agent(),
                 source: e.into(),
             };
-            if shared.finish(Outcome::Failed, Err(err)) {
-                report(&home, &ticket, Outcome::Failed);
-            }
+            shared.finish(Outcome::Failed, Err(err));
             Ok(())
         }
         Err(panic) => {
