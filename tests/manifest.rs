@@ -278,3 +278,45 @@ fn syntax_errors_and_missing_files_say_where() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn supervision_settings_load_per_swarm_and_per_agent() {
+    use apiary::supervisor::Strategy;
+    let m = Manifest::from_toml_str(
+        r#"
+        [swarm]
+        strategy = "rest_for_one"
+        max_restarts = 20
+        restart_window = "30s"
+
+        [[agents]]
+        name = "flaky"
+        restart = "transient"
+        max_retries = 2
+        [agents.backoff]
+        min = "50ms"
+        max = "5s"
+        factor = 3.0
+        reset_after = "1m"
+        [agents.breaker]
+        failure_threshold = 4
+        reset_timeout = "2s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(m.swarm.strategy, Strategy::RestForOne);
+    assert_eq!(m.swarm.intensity().max_restarts(), 20);
+    assert_eq!(m.swarm.intensity().within(), Duration::from_secs(30));
+    let a = m.agent("flaky").unwrap();
+    assert_eq!((a.restart, a.max_retries), (RestartType::Transient, 2));
+    assert_eq!(a.backoff, apiary::supervisor::Backoff::new(Duration::from_millis(50), Duration::from_secs(5), 3.0).reset_after(Duration::from_secs(60)));
+    assert_eq!(a.breaker.as_ref().unwrap().failure_threshold_value(), 4);
+
+    let e = err("[swarm]\nstrategy = \"one_for_some\"\n");
+    assert_eq!((e.field(), e.line()), (Some("strategy"), Some(2)));
+    let e = err("[[agents]]\nname = \"w\"\n[agents.backoff]\nmin = \"2s\"\nmax = \"1s\"\n");
+    assert_eq!((e.agent(), e.field()), (Some("w"), Some("backoff")));
+    assert!(e.message().contains("max"), "{e}");
+    let e = err("[swarm]\nrestart_window = \"0s\"\n");
+    assert_eq!(e.field(), Some("restart_window"));
+}
