@@ -78,7 +78,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn swarm(breaker: Option<BreakerConfig>) -> Swarm<Job, u64> {
-    let mut spec = AgentSpec::new("echo").queue_capacity(4096).backoff(Backoff::none());
+    let mut spec = AgentSpec::new("echo")
+        .queue_capacity(4096)
+        .backoff(Backoff::none());
     if let Some(b) = breaker {
         spec = spec.breaker(b);
     }

@@ -309,7 +309,11 @@ fn supervision_settings_load_per_swarm_and_per_agent() {
     assert_eq!(m.swarm.intensity().within(), Duration::from_secs(30));
     let a = m.agent("flaky").unwrap();
     assert_eq!((a.restart, a.max_retries), (RestartType::Transient, 2));
-    assert_eq!(a.backoff, apiary::supervisor::Backoff::new(Duration::from_millis(50), Duration::from_secs(5), 3.0).reset_after(Duration::from_secs(60)));
+    assert_eq!(
+        a.backoff,
+        apiary::supervisor::Backoff::new(Duration::from_millis(50), Duration::from_secs(5), 3.0)
+            .reset_after(Duration::from_secs(60))
+    );
     assert_eq!(a.breaker.as_ref().unwrap().failure_threshold_value(), 4);
 
     let e = err("[swarm]\nstrategy = \"one_for_some\"\n");
