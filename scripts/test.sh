@@ -13,9 +13,9 @@ echo "== cargo deny"
 cargo deny --log-level error check bans licenses sources
 echo "== doc tests"
 cargo test --workspace --doc --locked
-echo "== tests (nextest)"
-cargo nextest run --workspace --locked --no-fail-fast
 echo "== loom models (--cfg apiary_loom)"
 # A target dir of its own: the cfg changes every crate's build.
 RUSTFLAGS="--cfg apiary_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
     cargo test --locked --release -p apiary-supervisor --lib -- loom_
+echo "== tests (nextest)"
+cargo nextest run --workspace --locked --no-fail-fast

@@ -9,7 +9,7 @@ use std::time::Duration;
 use apiary_supervisor::{CircuitBreaker, Transition};
 use arc_swap::ArcSwap;
 use ractor::{ActorCell, ActorRef, ActorStatus, MessagingErr};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::actor::AgentMsg;
@@ -156,6 +156,40 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     /// Milliseconds since the swarm started, the breakers' clock.
     pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Room for one task in this agent's queue, waiting for it.
+    pub(crate) async fn reserve(&self) -> Result<OwnedSemaphorePermit, SubmitErrorKind> {
+        self.queue
+            .reserve()
+            .await
+            .map_err(|_closed| SubmitErrorKind::AgentStopped(self.name.clone()))
+    }
+
+    /// Room for one task in this agent's queue if there is some now (`Busy` if not).
+    pub(crate) fn try_reserve(&self) -> Result<OwnedSemaphorePermit, SubmitErrorKind> {
+        self.queue.try_reserve().map_err(|e| match e {
+            TryAcquireError::NoPermits => SubmitErrorKind::Busy(self.name.clone()),
+            TryAcquireError::Closed => SubmitErrorKind::AgentStopped(self.name.clone()),
+        })
+    }
+
+    /// Reserves room (waiting or not, as `options` say), then dispatches.
+    pub(crate) async fn submit(
+        self: &Arc<Self>,
+        id: TaskId,
+        task: T,
+        options: SubmitOptions,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        let permit = if options.wait {
+            self.reserve().await
+        } else {
+            self.try_reserve()
+        };
+        match permit {
+            Ok(permit) => self.dispatch(id, task, options, permit),
+            Err(kind) => Err(SubmitError::new(kind, task)),
+        }
     }
 
     /// Creates a task for this agent and hands it to a replica.

@@ -462,30 +462,10 @@ impl<A: Agent> Pooled<A> {
         let Some(swarm) = self.pool.swarm.upgrade() else {
             return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
         };
-        let queue = &member.entry.queue;
-        let reserved = if options.wait {
-            queue.reserve().await.ok()
-        } else {
-            match queue.try_reserve() {
-                Ok(p) => Some(p),
-                Err(tokio::sync::TryAcquireError::NoPermits) => {
-                    return Err(SubmitError::new(
-                        SubmitErrorKind::Busy(self.pool.name.clone()),
-                        task,
-                    ))
-                }
-                Err(tokio::sync::TryAcquireError::Closed) => None,
-            }
-        };
-        let Some(permit) = reserved else {
-            return Err(SubmitError::new(
-                SubmitErrorKind::AgentStopped(self.pool.name.clone()),
-                task,
-            ));
-        };
         member
             .entry
-            .dispatch(swarm.next_task_id(), task, options, permit)
+            .submit(swarm.next_task_id(), task, options)
+            .await
     }
 
     /// Runs one task on this agent and waits for its result.

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use ractor::{ActorCell, ActorRef};
-use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::actor::{AgentMsg, Members};
@@ -317,19 +316,9 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         options: SubmitOptions,
         from_agent: bool,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        if !options.wait {
-            return self.try_submit(agent, task, options, from_agent);
-        }
-        let entry = match self.admit(agent, from_agent) {
-            Ok(e) => e,
-            Err(kind) => return Err(SubmitError::new(kind, task)),
-        };
-        match entry.queue.reserve().await {
-            Ok(permit) => self.dispatch(&entry, task, options, permit),
-            Err(_closed) => Err(SubmitError::new(
-                SubmitErrorKind::AgentStopped(entry.name.clone()),
-                task,
-            )),
+        match self.admit(agent, from_agent) {
+            Ok(entry) => entry.submit(self.next_task_id(), task, options).await,
+            Err(kind) => Err(SubmitError::new(kind, task)),
         }
     }
 
@@ -344,16 +333,9 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
             Ok(e) => e,
             Err(kind) => return Err(SubmitError::new(kind, task)),
         };
-        match entry.queue.try_reserve() {
-            Ok(permit) => self.dispatch(&entry, task, options, permit),
-            Err(TryAcquireError::NoPermits) => Err(SubmitError::new(
-                SubmitErrorKind::Busy(entry.name.clone()),
-                task,
-            )),
-            Err(TryAcquireError::Closed) => Err(SubmitError::new(
-                SubmitErrorKind::AgentStopped(entry.name.clone()),
-                task,
-            )),
+        match entry.try_reserve() {
+            Ok(permit) => entry.dispatch(self.next_task_id(), task, options, permit),
+            Err(kind) => Err(SubmitError::new(kind, task)),
         }
     }
 
@@ -373,16 +355,6 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
             return Err(SubmitErrorKind::NotStarted(entry.name.clone()));
         }
         Ok(entry)
-    }
-
-    fn dispatch(
-        &self,
-        entry: &Arc<AgentEntry<T, O>>,
-        task: T,
-        options: SubmitOptions,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        entry.dispatch(self.next_task_id(), task, options, permit)
     }
 
     pub(crate) fn next_task_id(&self) -> TaskId {

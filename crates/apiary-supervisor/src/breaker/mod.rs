@@ -264,77 +264,72 @@ impl CircuitBreaker {
 
     /// Reports a successful call. Returns the transition it caused, if any.
     pub fn on_success(&self, permit: Permit) -> Option<Transition> {
-        let mut cur = self.word.load(Ordering::Acquire);
-        loop {
-            let w = Word::unpack(cur);
-            if w.epoch != permit.epoch {
-                return None;
+        self.update(permit, |w| match (permit.trial, w.state) {
+            (false, BreakerState::Closed) if w.failures > 0 => {
+                Some((Word { failures: 0, ..w }, None))
             }
-            let (next, transition) = match (permit.trial, w.state) {
-                (false, BreakerState::Closed) if w.failures > 0 => {
-                    (Word { failures: 0, ..w }, None)
-                }
-                (true, BreakerState::HalfOpen) => (
-                    Word {
-                        exp: 0,
-                        ..w.enter(BreakerState::Closed, w.since)
-                    },
-                    Some(Transition::Closed),
-                ),
-                _ => return None,
-            };
-            match self.word.compare_exchange_weak(
-                cur,
-                next.pack(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return transition,
-                Err(actual) => cur = actual,
-            }
-        }
+            (true, BreakerState::HalfOpen) => Some((
+                Word {
+                    exp: 0,
+                    ..w.enter(BreakerState::Closed, w.since)
+                },
+                Some(Transition::Closed),
+            )),
+            _ => None,
+        })
     }
 
     /// Reports a failed call at `now_ms` (a task past its deadline counts as failed).
     /// Returns the transition it caused, if any.
     pub fn on_failure(&self, permit: Permit, now_ms: u64) -> Option<Transition> {
+        self.update(permit, |w| match (permit.trial, w.state) {
+            (false, BreakerState::Closed) => {
+                let failures = w.failures + 1;
+                Some(if failures >= self.threshold {
+                    let open = Word {
+                        exp: 0,
+                        ..w.enter(BreakerState::Open, now_ms)
+                    };
+                    (open, Some(Transition::Opened))
+                } else {
+                    (Word { failures, ..w }, None)
+                })
+            }
+            (true, BreakerState::HalfOpen) => {
+                // Grow the open period only while it is below the maximum.
+                let exp = if self.open_for(w.exp) < self.max_reset_ms {
+                    w.exp + 1
+                } else {
+                    w.exp
+                };
+                let open = Word {
+                    exp,
+                    ..w.enter(BreakerState::Open, now_ms)
+                };
+                Some((open, Some(Transition::Reopened)))
+            }
+            _ => None,
+        })
+    }
+
+    /// Applies a report to the state word with a compare-and-swap loop. `next` sees the
+    /// current state and gives the new one (and its transition), or `None` when the report
+    /// changes nothing; a permit from another epoch never changes anything.
+    fn update(
+        &self,
+        permit: Permit,
+        next: impl Fn(Word) -> Option<(Word, Option<Transition>)>,
+    ) -> Option<Transition> {
         let mut cur = self.word.load(Ordering::Acquire);
         loop {
             let w = Word::unpack(cur);
             if w.epoch != permit.epoch {
                 return None;
             }
-            let (next, transition) = match (permit.trial, w.state) {
-                (false, BreakerState::Closed) => {
-                    let failures = w.failures + 1;
-                    if failures >= self.threshold {
-                        let open = Word {
-                            exp: 0,
-                            ..w.enter(BreakerState::Open, now_ms)
-                        };
-                        (open, Some(Transition::Opened))
-                    } else {
-                        (Word { failures, ..w }, None)
-                    }
-                }
-                (true, BreakerState::HalfOpen) => {
-                    // Grow the open period only while it is below the maximum.
-                    let exp = if self.open_for(w.exp) < self.max_reset_ms {
-                        w.exp + 1
-                    } else {
-                        w.exp
-                    };
-                    let open = Word {
-                        exp,
-                        ..w.enter(BreakerState::Open, now_ms)
-                    };
-                    (open, Some(Transition::Reopened))
-                }
-                _ => return None,
-            };
+            let (new, transition) = next(w)?;
             match self.word.compare_exchange_weak(
                 cur,
-                next.pack(),
+                new.pack(),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
