@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agents::{eventually, workers, Job, JobError, Recorder, Summer, WordCounter};
+use agents::{eventually, one_worker, workers, Job, JobError, Recorder, Summer, WordCounter};
 use apiary::prelude::*;
 use apiary::{RestartType, StopReason, SubmitErrorKind, SwarmError};
 use ractor::ActorStatus;
@@ -144,12 +144,7 @@ async fn cancelling_a_queued_or_running_task_ends_it_as_cancelled() {
 
 #[tokio::test(start_paused = true)]
 async fn deadlines_time_out_running_and_queued_tasks_on_time() {
-    let (make, _) = workers();
-    let swarm = Swarm::builder()
-        .agent(AgentSpec::new("w"), make)
-        .start()
-        .await
-        .unwrap();
+    let swarm = one_worker(AgentSpec::new("w")).await;
     let t0 = tokio::time::Instant::now();
     let slow = swarm
         .submit_with(
@@ -287,12 +282,7 @@ async fn a_paused_queue_holds_tasks_until_resumed_and_keeps_their_order() {
 
 #[tokio::test]
 async fn events_arrive_in_order_with_outcomes_and_durations() {
-    let (make, _) = workers();
-    let swarm = Swarm::builder()
-        .agent(AgentSpec::new("w"), make)
-        .start()
-        .await
-        .unwrap();
+    let swarm = one_worker(AgentSpec::new("w")).await;
     let mut events = swarm.subscribe();
     let jobs = [
         Job::Sum(vec![1]),
@@ -532,12 +522,7 @@ async fn a_start_failure_in_batch_three_of_five_leaves_no_actor_alive() {
 
 #[tokio::test]
 async fn replicas_share_an_agents_work() {
-    let (make, _) = workers();
-    let swarm = Swarm::builder()
-        .agent(AgentSpec::new("w").replicas(3), make)
-        .start()
-        .await
-        .unwrap();
+    let swarm = one_worker(AgentSpec::new("w").replicas(3)).await;
     let gate = Arc::new(Semaphore::new(0));
     let mut handles = Vec::new();
     for _ in 0..3 {
@@ -580,12 +565,7 @@ async fn bad_names_and_specs_fail_before_anything_starts() {
         "agent `w` depends on `ghost`, which is not declared"
     );
 
-    let (make, _) = workers();
-    let swarm = Swarm::builder()
-        .agent(AgentSpec::new("w"), make)
-        .start()
-        .await
-        .unwrap();
+    let swarm = one_worker(AgentSpec::new("w")).await;
     let err = swarm.submit("nobody", Job::Sum(vec![])).await.unwrap_err();
     assert_eq!(err.to_string(), "no agent named `nobody`");
     assert_eq!(

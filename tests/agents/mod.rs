@@ -188,3 +188,9 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::task::yield_now().await;
     }
 }
+
+/// A swarm of one worker agent with this spec.
+pub async fn one_worker(spec: AgentSpec) -> Swarm<Job, u64> {
+    let (make, _) = workers();
+    Swarm::builder().agent(spec, make).start().await.unwrap()
+}
