@@ -301,6 +301,8 @@ fn supervision_settings_load_per_swarm_and_per_agent() {
         [agents.breaker]
         failure_threshold = 4
         reset_timeout = "2s"
+        failure_rate = 0.25
+        window = 40
         "#,
     )
     .unwrap();
@@ -314,7 +316,15 @@ fn supervision_settings_load_per_swarm_and_per_agent() {
         apiary::supervisor::Backoff::new(Duration::from_millis(50), Duration::from_secs(5), 3.0)
             .reset_after(Duration::from_secs(60))
     );
-    assert_eq!(a.breaker.as_ref().unwrap().failure_threshold_value(), 4);
+    let breaker = a.breaker.as_ref().unwrap();
+    assert_eq!(breaker.failure_threshold_value(), 4);
+    assert_eq!(
+        (breaker.failure_rate_value(), breaker.window_value()),
+        (Some(0.25), 40)
+    );
+    let e = err("[[agents]]\nname = \"w\"\n[agents.breaker]\nfailure_rate = 1.5\n");
+    assert_eq!((e.agent(), e.field()), (Some("w"), Some("breaker")));
+    assert!(e.message().contains("failure_rate"), "{e}");
 
     let e = err("[swarm]\nstrategy = \"one_for_some\"\n");
     assert_eq!((e.field(), e.line()), (Some("strategy"), Some(2)));

@@ -6,7 +6,9 @@ use crate::ConfigError;
 
 /// Settings of an agent's circuit breaker.
 ///
-/// The breaker opens after `failure_threshold` consecutive failures, stays open for
+/// The breaker opens after `failure_threshold` consecutive failures — or, with
+/// `failure_rate` set, when at least that fraction of a window of `window` calls failed
+/// (a tumbling window of calls) — stays open for
 /// `reset_timeout` (doubling after each failed trial, up to `max_reset_timeout`), then lets one
 /// trial task through. In a manifest, durations are written as `"30s"`, `"250ms"`, ...
 ///
@@ -23,7 +25,7 @@ use crate::ConfigError;
 /// assert_eq!(cfg.reset_timeout_value().as_secs(), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     failure_threshold: u32,
@@ -31,6 +33,9 @@ pub struct BreakerConfig {
     reset_timeout: Duration,
     #[serde(with = "humantime_serde")]
     max_reset_timeout: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_rate: Option<f64>,
+    window: u32,
 }
 
 impl Default for BreakerConfig {
@@ -39,6 +44,8 @@ impl Default for BreakerConfig {
             failure_threshold: 5,
             reset_timeout: Duration::from_secs(1),
             max_reset_timeout: Duration::from_secs(60),
+            failure_rate: None,
+            window: 20,
         }
     }
 }
@@ -60,6 +67,29 @@ impl BreakerConfig {
     pub fn max_reset_timeout(mut self, d: Duration) -> Self {
         self.max_reset_timeout = d;
         self
+    }
+
+    /// Opens on the failure rate instead of a count: when at least `rate` (0 < rate <= 1)
+    /// of the last window of calls failed.
+    pub fn failure_rate(mut self, rate: f64) -> Self {
+        self.failure_rate = Some(rate);
+        self
+    }
+
+    /// The number of calls in a failure-rate window (default 20).
+    pub fn window(mut self, calls: u32) -> Self {
+        self.window = calls;
+        self
+    }
+
+    /// The failure rate that opens the breaker, if it opens on a rate.
+    pub fn failure_rate_value(&self) -> Option<f64> {
+        self.failure_rate
+    }
+
+    /// Calls per failure-rate window.
+    pub fn window_value(&self) -> u32 {
+        self.window
     }
 
     /// Consecutive failures that open the breaker.
@@ -86,6 +116,20 @@ impl BreakerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.failure_threshold == 0 {
             return Err(ConfigError::new("failure_threshold", "must be at least 1"));
+        }
+        if let Some(rate) = self.failure_rate {
+            if !(rate > 0.0 && rate <= 1.0) {
+                return Err(ConfigError::new(
+                    "failure_rate",
+                    "must be a fraction above 0 and at most 1",
+                ));
+            }
+        }
+        if self.window == 0 || self.window > super::MAX_FAILURE_THRESHOLD {
+            return Err(ConfigError::new(
+                "window",
+                format!("must be between 1 and {}", super::MAX_FAILURE_THRESHOLD),
+            ));
         }
         if self.reset_timeout.is_zero() {
             return Err(ConfigError::new(

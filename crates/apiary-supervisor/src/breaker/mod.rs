@@ -67,7 +67,8 @@ impl Permit {
 }
 
 // Layout of the packed state word, low bits first:
-// [state: 2][exponent: 5][consecutive failures: 12][epoch: 8][since, ms, wrapping: 37]
+// [state: 2][exponent: 5][failures: 12][epoch: 8][since, ms, wrapping: 37]
+// While closed, `since` is not needed and counts the calls of the current rate window.
 const STATE_BITS: u64 = 0b11;
 const EXP_SHIFT: u32 = 2;
 const EXP_MASK: u64 = 0x1f;
@@ -175,6 +176,8 @@ impl Word {
 pub struct CircuitBreaker {
     word: AtomicU64,
     threshold: u64,
+    // Some((rate, window calls)) when the breaker opens on a failure rate.
+    rate: Option<(f64, u64)>,
     reset_ms: u64,
     max_reset_ms: u64,
 }
@@ -198,6 +201,10 @@ impl CircuitBreaker {
                     .failure_threshold_value()
                     .clamp(1, MAX_FAILURE_THRESHOLD),
             ),
+            rate: config.failure_rate_value().map(|r| {
+                let window = config.window_value().clamp(1, MAX_FAILURE_THRESHOLD);
+                (r, u64::from(window))
+            }),
             reset_ms: ms(config.reset_timeout_value()),
             max_reset_ms: ms(config.max_reset_timeout_value()).min(SINCE_MASK / 2),
         }
@@ -265,13 +272,11 @@ impl CircuitBreaker {
     /// Reports a successful call. Returns the transition it caused, if any.
     pub fn on_success(&self, permit: Permit) -> Option<Transition> {
         self.update(permit, |w| match (permit.trial, w.state) {
-            (false, BreakerState::Closed) if w.failures > 0 => {
-                Some((Word { failures: 0, ..w }, None))
-            }
+            (false, BreakerState::Closed) => self.closed_report(w, false, 0),
             (true, BreakerState::HalfOpen) => Some((
                 Word {
                     exp: 0,
-                    ..w.enter(BreakerState::Closed, w.since)
+                    ..w.enter(BreakerState::Closed, 0)
                 },
                 Some(Transition::Closed),
             )),
@@ -283,18 +288,7 @@ impl CircuitBreaker {
     /// Returns the transition it caused, if any.
     pub fn on_failure(&self, permit: Permit, now_ms: u64) -> Option<Transition> {
         self.update(permit, |w| match (permit.trial, w.state) {
-            (false, BreakerState::Closed) => {
-                let failures = w.failures + 1;
-                Some(if failures >= self.threshold {
-                    let open = Word {
-                        exp: 0,
-                        ..w.enter(BreakerState::Open, now_ms)
-                    };
-                    (open, Some(Transition::Opened))
-                } else {
-                    (Word { failures, ..w }, None)
-                })
-            }
+            (false, BreakerState::Closed) => self.closed_report(w, true, now_ms),
             (true, BreakerState::HalfOpen) => {
                 // Grow the open period only while it is below the maximum.
                 let exp = if self.open_for(w.exp) < self.max_reset_ms {
@@ -310,6 +304,62 @@ impl CircuitBreaker {
             }
             _ => None,
         })
+    }
+
+    /// A call's outcome while closed: counts it, and opens the breaker when the threshold
+    /// (consecutive failures) or the failure rate of a full window is reached.
+    fn closed_report(
+        &self,
+        w: Word,
+        failed: bool,
+        now_ms: u64,
+    ) -> Option<(Word, Option<Transition>)> {
+        let open = || {
+            let open = Word {
+                exp: 0,
+                ..w.enter(BreakerState::Open, now_ms)
+            };
+            Some((open, Some(Transition::Opened)))
+        };
+        match self.rate {
+            None if failed => {
+                let failures = w.failures + 1;
+                if failures >= self.threshold {
+                    open()
+                } else {
+                    Some((Word { failures, ..w }, None))
+                }
+            }
+            // A success ends a run of consecutive failures.
+            None if w.failures > 0 => Some((Word { failures: 0, ..w }, None)),
+            None => None,
+            Some((rate, window)) => {
+                let calls = w.since + 1;
+                let failures = w.failures + u64::from(failed);
+                if calls < window {
+                    Some((
+                        Word {
+                            failures,
+                            since: calls,
+                            ..w
+                        },
+                        None,
+                    ))
+                } else if failures as f64 >= rate * calls as f64 {
+                    open()
+                } else {
+                    // The window is over and healthy: start the next one.
+                    Some((
+                        Word {
+                            failures: 0,
+                            since: 0,
+                            ..w
+                        },
+                        None,
+                    ))
+                }
+            }
+        }
     }
 
     /// Applies a report to the state word with a compare-and-swap loop. `next` sees the
@@ -446,6 +496,38 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_rate_over_a_window_of_calls_opens_it() {
+        let b = CircuitBreaker::new(
+            BreakerConfig::default()
+                .failure_rate(0.5)
+                .window(4)
+                .reset_timeout(Duration::from_millis(100)),
+        );
+        // Window 1: 1 failure in 4 calls, below the rate: stays closed, counts start over.
+        for failed in [true, false, false, false] {
+            let p = b.try_acquire(0).unwrap();
+            if failed {
+                b.on_failure(p, 0)
+            } else {
+                b.on_success(p)
+            };
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        // Window 2: failures interleaved with successes still open it at 2 of 4.
+        let mut last = None;
+        for failed in [true, false, true, false] {
+            let p = b.try_acquire(1).unwrap();
+            last = if failed {
+                b.on_failure(p, 1)
+            } else {
+                b.on_success(p)
+            };
+        }
+        assert_eq!(last, Some(Transition::Opened));
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
     fn the_clock_may_wrap() {
         let b = breaker(1, 100, 100);
         let start = SINCE_MASK - 10;
@@ -501,6 +583,35 @@ mod loom_tests {
             let b = Arc::new(breaker(2));
             let permit = b.try_acquire(0).unwrap();
             let handles: Vec<_> = (0..3)
+                .map(|_| {
+                    let b = b.clone();
+                    thread::spawn(move || b.on_failure(permit, 1))
+                })
+                .collect();
+            let opened = handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|t| *t == Some(Transition::Opened))
+                .count();
+            assert_eq!(opened, 1);
+            assert_eq!(b.state(), BreakerState::Open);
+        });
+    }
+
+    /// Failure-rate mode: concurrent reports that complete a failing window open the breaker
+    /// once, and no report is lost from the count.
+    #[test]
+    fn loom_rate_window_opens_exactly_once() {
+        loom::model(|| {
+            let b = Arc::new(CircuitBreaker::new(
+                BreakerConfig::default()
+                    .failure_rate(0.5)
+                    .window(3)
+                    .reset_timeout(Duration::from_millis(10)),
+            ));
+            let permit = b.try_acquire(0).unwrap();
+            b.on_success(permit);
+            let handles: Vec<_> = (0..2)
                 .map(|_| {
                     let b = b.clone();
                     thread::spawn(move || b.on_failure(permit, 1))
