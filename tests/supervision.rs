@@ -460,3 +460,29 @@ async fn tasks_waiting_when_the_supervisor_gives_up_become_dead_letters() {
     assert_eq!(dead, 5, "each undeliverable task is a dead letter");
     swarm.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_a_restarting_agent_to_finish_its_queue() {
+    let (make, handled) = workers();
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(1), 1.0);
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("w").backoff(backoff), make)
+        .start()
+        .await
+        .unwrap();
+    let crash = swarm.submit("w", Job::Panic).await.unwrap();
+    let queued = swarm.submit("w", Job::Sum(vec![4])).await.unwrap();
+    let t0 = tokio::time::Instant::now();
+    swarm.shutdown().await;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "shutdown waited for the restart"
+    );
+    assert!(matches!(crash.await, Err(TaskError::Panicked { .. })));
+    assert_eq!(
+        queued.await.unwrap(),
+        4,
+        "the queued task ran on the restarted agent"
+    );
+    assert_eq!(handled.load(std::sync::atomic::Ordering::Relaxed), 2);
+}

@@ -129,10 +129,10 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
                 reason: StopReason::Failed(reason.clone()),
             });
         }
+        // During shutdown the swarm marks each replica dead before stopping it, so those
+        // exits are ignored below; a crash while queues drain is still restarted, so the
+        // drain can finish.
         let Some(swarm) = self.swarm() else { return };
-        if swarm.is_closed() {
-            return;
-        }
         let Ok(entry) = swarm.entry(member.agent.as_str()) else {
             return;
         };
@@ -219,9 +219,6 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
         delay: Duration,
     ) {
         let Some(swarm) = self.swarm() else { return };
-        if swarm.is_closed() {
-            return;
-        }
         let Ok(entry) = swarm.entry(agent.as_str()) else {
             return;
         };

@@ -10,7 +10,7 @@ use ractor::{ActorCell, ActorRef};
 use tokio::time::Instant;
 
 use crate::actor::{AgentMsg, Members};
-use crate::entry::{AgentEntry, Replica};
+use crate::entry::{AgentEntry, Replica, ReplicaStatus};
 use crate::events::EventBus;
 use crate::root::RootMsg;
 use crate::{
@@ -243,6 +243,8 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
             entry.resume();
             entry.queue.drain_and_close().await;
             for replica in entry.replicas() {
+                // Dead first, so the supervisor does not restart what shutdown stops.
+                replica.set_status(ReplicaStatus::Dead);
                 // An error means the actor was already gone.
                 let _ = replica.actor().stop_and_wait(None, None).await;
             }
@@ -373,10 +375,6 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
 }
 
 impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
@@ -410,6 +408,7 @@ impl<T, O> Drop for SwarmInner<T, O> {
         for entry in table.agents.values() {
             entry.queue.close();
             for replica in entry.replicas() {
+                replica.set_status(ReplicaStatus::Dead);
                 replica.actor().stop(None);
             }
         }
