@@ -49,6 +49,12 @@ pub mod supervisor {
     pub use apiary_supervisor::*;
 }
 
+/// The built-in topologies, one crate each.
+pub mod topology {
+    pub use apiary_mesh::Mesh;
+    pub use apiary_star::Star;
+}
+
 /// The types almost every swarm needs.
 pub mod prelude {
     pub use apiary_core::{

@@ -17,7 +17,7 @@ use crate::events::EventBus;
 use crate::queue::AgentQueue;
 use crate::root::{Root, RootArgs};
 use crate::swarm::SwarmInner;
-use crate::{Agent, AgentName, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings};
+use crate::{Agent, AgentName, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings, Topology};
 
 /// A replica started in the current batch, with its agent's entry.
 type Started<'a, T, O> = (&'a Arc<AgentEntry<T, O>>, ActorRef<AgentMsg<T, O>>);
@@ -92,6 +92,7 @@ pub struct SwarmBuilder<T: Send + 'static, O: Send + 'static> {
     agents: Vec<(AgentSpec, Arc<dyn SpawnAgent<T, O>>)>,
     hooks: Vec<Arc<dyn Hook>>,
     cloner: Option<Cloner<T>>,
+    topology: Option<Box<dyn Topology>>,
 }
 
 impl<T: Send + 'static, O: Send + 'static> fmt::Debug for SwarmBuilder<T, O> {
@@ -132,6 +133,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             agents: Vec::new(),
             hooks: Vec::new(),
             cloner: None,
+            topology: None,
         }
     }
 
@@ -175,6 +177,12 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
         self
     }
 
+    /// Sets the swarm's topology (checked against the agents once they have started).
+    pub fn topology(mut self, topology: impl Topology) -> Self {
+        self.topology = Some(Box::new(topology));
+        self
+    }
+
     /// Registers a hook that sees every event, from the first agent spawned on.
     pub fn hook(mut self, hook: impl Hook) -> Self {
         self.hooks.push(Arc::new(hook));
@@ -196,6 +204,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             agents,
             hooks,
             cloner,
+            topology,
         } = self;
         settings.validate()?;
         for (spec, _) in &agents {
@@ -310,6 +319,12 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             }
             for (name, replicas) in by_agent {
                 inner.mark_started(name.as_str(), replicas);
+            }
+        }
+        if let Some(topology) = topology {
+            if let Err(e) = inner.set_topology(topology) {
+                swarm.shutdown().await;
+                return Err(e.into());
             }
         }
         Ok(swarm)

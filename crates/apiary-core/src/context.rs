@@ -134,10 +134,38 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         task: T,
         options: SubmitOptions,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        match self.swarm.upgrade() {
-            Some(swarm) => swarm.submit(peer, task, options, true).await,
-            None => Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task)),
+        let Some(swarm) = self.swarm.upgrade() else {
+            return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
+        };
+        if let Err(kind) = swarm.check_send(&self.name, peer) {
+            return Err(SubmitError::new(kind, task));
         }
+        swarm.submit(peer, task, options, true).await
+    }
+
+    /// Sends a copy of `task` to every peer the topology lets this agent reach (itself
+    /// excluded), waiting for room in each queue. Returns one result per peer, in start order.
+    pub async fn broadcast(
+        &self,
+        task: T,
+    ) -> Vec<(AgentName, Result<TaskHandle<O>, SubmitError<T>>)>
+    where
+        T: Clone,
+    {
+        let mut sent = Vec::new();
+        let Some(swarm) = self.swarm.upgrade() else {
+            return sent;
+        };
+        for peer in swarm.agent_names() {
+            if peer == self.name || swarm.check_send(&self.name, peer.as_str()).is_err() {
+                continue;
+            }
+            let result = swarm
+                .submit(peer.as_str(), task.clone(), SubmitOptions::default(), true)
+                .await;
+            sent.push((peer, result));
+        }
+        sent
     }
 
     /// The names of the agents in the swarm, this one included.

@@ -135,6 +135,19 @@ pub enum SubmitErrorKind {
         /// How long until a breaker lets a trial through.
         retry_after: std::time::Duration,
     },
+    /// The swarm's topology does not let `from` send to `to`.
+    #[error("topology `{topology}` does not let `{from}` send to `{to}`")]
+    NotAllowed {
+        /// The sending agent.
+        from: AgentName,
+        /// The agent it tried to reach.
+        to: String,
+        /// The topology's name.
+        topology: String,
+    },
+    /// No member can take a task submitted to the swarm as a whole.
+    #[error("no agent can take the task: {0}")]
+    NoRoute(String),
     /// The swarm is shutting down or has shut down.
     #[error("the swarm is shutting down")]
     SwarmStopped,
@@ -219,6 +232,9 @@ pub enum SwarmError {
         /// The failure, as reported by the agent's `started` hook or the actor runtime.
         reason: String,
     },
+    /// The topology cannot work with these agents.
+    #[error(transparent)]
+    Topology(#[from] crate::TopologyError),
     /// The swarm's own supervising actor could not start.
     #[error("the swarm supervisor failed to start: {0}")]
     Supervisor(String),

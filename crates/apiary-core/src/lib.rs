@@ -61,6 +61,7 @@ mod spec;
 mod submit;
 mod swarm;
 mod task;
+mod topology;
 
 pub use agent::Agent;
 pub use builder::SwarmBuilder;
@@ -79,5 +80,6 @@ pub use spec::{AgentSpec, MAX_NAME_LEN};
 pub use submit::SubmitOptions;
 pub use swarm::Swarm;
 pub use task::{TaskCanceller, TaskHandle, TaskId, TaskState};
+pub use topology::{MemberView, RouteRequest, Topology, TopologyError};
 
 pub use apiary_supervisor::{BreakerConfig, RestartType};

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use ractor::{ActorCell, ActorRef};
 use tokio::time::Instant;
 
@@ -14,8 +14,9 @@ use crate::entry::{AgentEntry, Replica, ReplicaStatus};
 use crate::events::EventBus;
 use crate::root::RootMsg;
 use crate::{
-    AgentName, AgentSpec, EventKind, EventStream, SubmitError, SubmitErrorKind, SubmitOptions,
-    SwarmBuilder, SwarmSettings, TaskHandle, TaskId, UnknownAgent,
+    AgentName, AgentSpec, EventKind, EventStream, MemberView, RouteRequest, SubmitError,
+    SubmitErrorKind, SubmitOptions, SwarmBuilder, SwarmSettings, TaskHandle, TaskId, Topology,
+    TopologyError, UnknownAgent,
 };
 
 /// A running swarm of agents.
@@ -81,6 +82,8 @@ pub(crate) struct SwarmInner<T, O> {
     pub(crate) epoch: Instant,
     pub(crate) settings: SwarmSettings,
     table: ArcSwap<Table<T, O>>,
+    // Swapped atomically: a switch never blocks a submission.
+    topology: ArcSwapOption<Box<dyn Topology>>,
     // Started agents, in start order (shutdown walks it backwards).
     started: Mutex<Vec<Arc<AgentEntry<T, O>>>>,
     next_task: AtomicU64,
@@ -192,6 +195,58 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
         Ok(self.inner.entry(agent)?.queue.capacity())
     }
 
+    /// Submits a task to the swarm as a whole: its topology picks the agent.
+    ///
+    /// # Errors
+    ///
+    /// `NoRoute` if the swarm has no topology or no member can take the task; otherwise as
+    /// [`submit`](Self::submit).
+    pub async fn route(&self, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
+        self.route_with(task, RouteRequest::default(), SubmitOptions::default())
+            .await
+    }
+
+    /// [`route`](Self::route) for a task that needs a capability, or with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`route`](Self::route).
+    pub async fn route_with(
+        &self,
+        task: T,
+        request: RouteRequest<'_>,
+        options: SubmitOptions,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        match self.inner.route(&request) {
+            Ok(agent) => {
+                self.inner
+                    .submit(agent.as_str(), task, options, false)
+                    .await
+            }
+            Err(kind) => Err(SubmitError::new(kind, task)),
+        }
+    }
+
+    /// Switches the swarm to another topology while it runs. Tasks already queued stay where
+    /// they are; sends and routing decisions from now on follow the new topology.
+    ///
+    /// # Errors
+    ///
+    /// The new topology's [`TopologyError`] if it cannot work with the swarm's agents; the
+    /// old topology stays.
+    pub fn set_topology(&self, topology: impl Topology) -> Result<(), TopologyError> {
+        self.inner.set_topology(Box::new(topology))
+    }
+
+    /// The name of the swarm's topology, if it has one.
+    pub fn topology(&self) -> Option<String> {
+        self.inner
+            .topology
+            .load()
+            .as_ref()
+            .map(|t| t.name().to_owned())
+    }
+
     /// Subscribes to the swarm's events from now on.
     pub fn subscribe(&self) -> EventStream {
         self.inner.bus.subscribe()
@@ -276,6 +331,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
                 agents: HashMap::new(),
             }),
             started: Mutex::new(Vec::new()),
+            topology: ArcSwapOption::empty(),
             next_task: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             shutdown: tokio::sync::Mutex::new(false),
@@ -359,6 +415,46 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         Ok(entry)
     }
 
+    /// Validates and installs a topology.
+    pub(crate) fn set_topology(&self, topology: Box<dyn Topology>) -> Result<(), TopologyError> {
+        let entries = self.started_entries();
+        let members = member_views(&entries);
+        topology.validate(&members)?;
+        self.topology.store(Some(Arc::new(topology)));
+        Ok(())
+    }
+
+    /// Where the topology sends a swarm-level task.
+    fn route(&self, request: &RouteRequest<'_>) -> Result<AgentName, SubmitErrorKind> {
+        let guard = self.topology.load();
+        let Some(topology) = guard.as_ref() else {
+            return Err(SubmitErrorKind::NoRoute("the swarm has no topology".into()));
+        };
+        let entries = self.started_entries();
+        let members = member_views(&entries);
+        topology.route(request, &members).ok_or_else(|| {
+            SubmitErrorKind::NoRoute(match request.capability {
+                Some(c) => format!(
+                    "topology `{}` found no agent with capability `{c}`",
+                    topology.name()
+                ),
+                None => format!("topology `{}` found no agent", topology.name()),
+            })
+        })
+    }
+
+    /// Whether the topology lets `from` send to `to`.
+    pub(crate) fn check_send(&self, from: &AgentName, to: &str) -> Result<(), SubmitErrorKind> {
+        match self.topology.load().as_ref() {
+            Some(t) if !t.allows(from.as_str(), to) => Err(SubmitErrorKind::NotAllowed {
+                from: from.clone(),
+                to: to.to_owned(),
+                topology: t.name().to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn next_task_id(&self) -> TaskId {
         TaskId(self.next_task.fetch_add(1, Ordering::Relaxed) + 1)
     }
@@ -414,4 +510,17 @@ impl<T, O> Drop for SwarmInner<T, O> {
         }
         self.root.stop(None);
     }
+}
+
+/// The topology's view of started agents.
+fn member_views<T, O>(entries: &[Arc<AgentEntry<T, O>>]) -> Vec<MemberView<'_>> {
+    entries
+        .iter()
+        .map(|e| MemberView {
+            name: &e.name,
+            kind: &e.spec.kind,
+            capabilities: &e.spec.capabilities,
+            load: e.queue.depth(),
+        })
+        .collect()
 }

@@ -1,0 +1,124 @@
+//! Topologies: who may send to whom, and where a task submitted to the swarm as a whole lands.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::AgentName;
+
+/// What a topology sees of one member of the swarm.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberView<'a> {
+    /// The agent's name.
+    pub name: &'a AgentName,
+    /// The agent's kind from its spec.
+    pub kind: &'a str,
+    /// The agent's capabilities from its spec.
+    pub capabilities: &'a [String],
+    /// Tasks queued or running for the agent now.
+    pub load: usize,
+}
+
+impl MemberView<'_> {
+    /// Whether the agent lists `capability` (always true for `None`).
+    pub fn can(&self, capability: Option<&str>) -> bool {
+        capability.is_none_or(|c| self.capabilities.iter().any(|have| have == c))
+    }
+}
+
+/// A task submitted to the swarm as a whole, as the topology sees it when routing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteRequest<'a> {
+    /// The capability the task needs, if any.
+    pub capability: Option<&'a str>,
+}
+
+/// A topology that cannot work with the swarm's members.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("topology `{topology}`: {reason}")]
+pub struct TopologyError {
+    topology: String,
+    reason: String,
+}
+
+impl TopologyError {
+    /// An error for `topology` with a reason naming what is wrong.
+    pub fn new(topology: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Self {
+            topology: topology.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The topology's name.
+    pub fn topology(&self) -> &str {
+        &self.topology
+    }
+
+    /// What is wrong.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// The shape of a swarm: which agents may send tasks to which, and where a task submitted
+/// to the swarm as a whole ([`Swarm::route`](crate::Swarm::route)) lands.
+///
+/// A topology is a real constraint: an agent's [`AgentContext::send`](crate::AgentContext::send)
+/// to a peer the topology does not allow fails with
+/// [`SubmitErrorKind::NotAllowed`](crate::SubmitErrorKind::NotAllowed), and swarm-level
+/// submissions go where [`route`](Topology::route) says. The swarm holds its topology behind an
+/// atomic pointer swap, so [`Swarm::set_topology`](crate::Swarm::set_topology) changes it while
+/// tasks are in flight; tasks already queued are not moved.
+///
+/// Implement it to write your own; `apiary-core` is all it needs.
+///
+/// # Examples
+///
+/// A pipeline where each agent may only hand work to the next one in name order:
+///
+/// ```
+/// use apiary_core::{AgentName, MemberView, RouteRequest, Topology};
+///
+/// struct Chain(Vec<String>);
+///
+/// impl Topology for Chain {
+///     fn name(&self) -> &str {
+///         "chain"
+///     }
+///     fn allows(&self, from: &str, to: &str) -> bool {
+///         self.0.windows(2).any(|w| w[0] == from && w[1] == to)
+///     }
+///     fn route(&self, _: &RouteRequest<'_>, members: &[MemberView<'_>]) -> Option<AgentName> {
+///         // Everything enters at the head of the chain.
+///         let head = self.0.first()?;
+///         members.iter().find(|m| m.name == head.as_str()).map(|m| m.name.clone())
+///     }
+/// }
+///
+/// let chain = Chain(vec!["parse".into(), "check".into(), "emit".into()]);
+/// assert!(chain.allows("parse", "check"));
+/// assert!(!chain.allows("parse", "emit"));
+/// ```
+pub trait Topology: Send + Sync + 'static {
+    /// A short name (`mesh`, `star`, ...), used in errors, events and metrics.
+    fn name(&self) -> &str;
+
+    /// Checks that the topology can work with these members (a star's hub exists, ...).
+    /// Called when the swarm starts with the topology and when it switches to it.
+    ///
+    /// # Errors
+    ///
+    /// A [`TopologyError`] saying what is missing; the start or switch is refused.
+    fn validate(&self, members: &[MemberView<'_>]) -> Result<(), TopologyError> {
+        let _ = members;
+        Ok(())
+    }
+
+    /// Whether agent `from` may send a task directly to agent `to`.
+    fn allows(&self, from: &str, to: &str) -> bool;
+
+    /// The agent a task submitted to the swarm as a whole lands on, or `None` if no member
+    /// can take it.
+    fn route(&self, request: &RouteRequest<'_>, members: &[MemberView<'_>]) -> Option<AgentName>;
+}

@@ -1,0 +1,214 @@
+//! Topologies as real constraints: mesh broadcast reaches every peer, a star refuses
+//! spoke-to-spoke sends, swarm-level tasks land where the topology says, and a switch while
+//! tasks are in flight loses and duplicates nothing.
+
+mod agents;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use agents::{workers, Job};
+use apiary::prelude::*;
+use apiary::topology::{Mesh, Star};
+use apiary::{BoxError, RouteRequest, SubmitErrorKind, SwarmError};
+
+/// Broadcasts `Words` to all peers on `Relay`; counts what it receives.
+struct Node {
+    seen: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl Agent for Node {
+    type Task = Job;
+    type Output = u64;
+    type Error = BoxError;
+
+    async fn handle(&mut self, job: Job, ctx: &AgentContext<Job, u64>) -> Result<u64, BoxError> {
+        match job {
+            Job::Relay { job, .. } => {
+                let mut reached = 0;
+                for (_peer, sent) in ctx.broadcast(*job).await {
+                    sent?.await?;
+                    reached += 1;
+                }
+                Ok(reached)
+            }
+            _ => {
+                *self
+                    .seen
+                    .lock()
+                    .unwrap()
+                    .entry(ctx.name().to_string())
+                    .or_default() += 1;
+                Ok(1)
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_mesh_broadcast_reaches_all_peers() {
+    const N: usize = 16;
+    let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let mut b = Swarm::builder().topology(Mesh);
+    for i in 0..N {
+        let seen = seen.clone();
+        b = b.agent(AgentSpec::new(format!("n{i}")), move || Node {
+            seen: seen.clone(),
+        });
+    }
+    let swarm = b.start().await.unwrap();
+    let relay = Job::Relay {
+        to: String::new(),
+        job: Box::new(Job::Words("hello".into())),
+    };
+    assert_eq!(
+        swarm.submit("n0", relay).await.unwrap().await.unwrap(),
+        N as u64 - 1
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), N - 1, "every peer but the sender");
+    assert!(seen.values().all(|&n| n == 1));
+    assert!(!seen.contains_key("n0"));
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_star_refuses_spoke_to_spoke_and_routes_everything_to_the_hub() {
+    let (make, _) = workers();
+    let make = Arc::new(make);
+    let mut b = Swarm::builder().topology(Star::new("hub"));
+    for name in ["hub", "a", "b"] {
+        let m = make.clone();
+        b = b.agent(AgentSpec::new(name), move || m());
+    }
+    let swarm = b.start().await.unwrap();
+    // Spoke to spoke: the agent's send is refused, and the error says who and why.
+    let err = swarm
+        .submit(
+            "a",
+            Job::Relay {
+                to: "b".into(),
+                job: Box::new(Job::Sum(vec![1])),
+            },
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agent `a` failed the task: topology `star` does not let `a` send to `b`"
+    );
+    // Spoke to hub and hub to spoke are fine.
+    for (from, to) in [("a", "hub"), ("hub", "b")] {
+        let relay = Job::Relay {
+            to: to.into(),
+            job: Box::new(Job::Sum(vec![2])),
+        };
+        assert_eq!(
+            swarm.submit(from, relay).await.unwrap().await.unwrap(),
+            3,
+            "{from} -> {to}"
+        );
+    }
+    for _ in 0..10 {
+        let h = swarm.route(Job::Sum(vec![1])).await.unwrap();
+        assert_eq!(h.agent(), "hub");
+        h.await.unwrap();
+    }
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_topology_that_cannot_work_is_refused_at_start_and_at_switch() {
+    let (make, _) = workers();
+    let err = Swarm::builder()
+        .topology(Star::new("nobody"))
+        .agent(AgentSpec::new("a"), make)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SwarmError::Topology(_)));
+    assert_eq!(
+        err.to_string(),
+        "topology `star`: the hub `nobody` is not an agent of the swarm"
+    );
+
+    let (make, _) = workers();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("a"), make)
+        .start()
+        .await
+        .unwrap();
+    let err = swarm.route(Job::Sum(vec![])).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), SubmitErrorKind::NoRoute(_)),
+        "no topology, no route"
+    );
+    assert!(swarm.set_topology(Star::new("ghost")).is_err());
+    assert_eq!(
+        swarm.topology(),
+        None,
+        "a refused switch keeps the old topology"
+    );
+    swarm.set_topology(Mesh).unwrap();
+    let err = swarm
+        .route_with(
+            Job::Sum(vec![]),
+            RouteRequest {
+                capability: Some("gpu"),
+            },
+            SubmitOptions::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no agent can take the task: topology `mesh` found no agent with capability `gpu`"
+    );
+    swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_topologies_with_ten_thousand_tasks_in_flight_loses_nothing() {
+    let finished: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    let f = finished.clone();
+    let (make, _) = workers();
+    let make = Arc::new(make);
+    let mut b = Swarm::builder()
+        .topology(Mesh)
+        .queue_capacity(8192)
+        .hook(move |e: &SwarmEvent| {
+            if let EventKind::TaskFinished { task, .. } = e.kind() {
+                *f.lock().unwrap().entry(task.get()).or_default() += 1;
+            }
+        });
+    for name in ["hub", "a", "b", "c"] {
+        let m = make.clone();
+        b = b.agent(AgentSpec::new(name), move || m());
+    }
+    let swarm = b.start().await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..10_000u64 {
+        match i {
+            3_000 => swarm.set_topology(Star::new("hub")).unwrap(),
+            6_000 => swarm.set_topology(Mesh).unwrap(),
+            _ => {}
+        }
+        let h = swarm.route(Job::Sum(vec![i])).await.unwrap();
+        if (3_000..6_000).contains(&i) {
+            assert_eq!(h.agent(), "hub", "under the star, task {i} goes to the hub");
+        }
+        handles.push((i, h));
+    }
+    for (i, h) in handles {
+        assert_eq!(h.await.unwrap(), i);
+    }
+    let finished = finished.lock().unwrap().clone();
+    assert_eq!(finished.len(), 10_000);
+    assert!(
+        finished.values().all(|&n| n == 1),
+        "every task completed exactly once"
+    );
+    swarm.shutdown().await;
+}
