@@ -22,7 +22,7 @@ impl Topology for Pairs {
         "pairs"
     }
 
-    fn allows(&self, from: &str, to: &str) -> bool {
+    fn allows(&self, from: &str, to: &str, _: &[MemberView<'_>]) -> bool {
         partner(from).as_deref() == Some(to)
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use agents::{workers, Job};
 use apiary::prelude::*;
-use apiary::topology::{Mesh, Star};
+use apiary::topology::{Mesh, Ring, Star};
 use apiary::{BoxError, RouteRequest, SubmitErrorKind, SwarmError};
 
 /// Broadcasts `Words` to all peers on `Relay`; counts what it receives.
@@ -170,7 +170,7 @@ async fn a_topology_that_cannot_work_is_refused_at_start_and_at_switch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn switching_topologies_with_ten_thousand_tasks_in_flight_loses_nothing() {
+async fn switching_mesh_star_ring_with_ten_thousand_tasks_in_flight_loses_nothing() {
     let finished: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
     let f = finished.clone();
     let (make, _) = workers();
@@ -192,12 +192,21 @@ async fn switching_topologies_with_ten_thousand_tasks_in_flight_loses_nothing() 
     for i in 0..10_000u64 {
         match i {
             3_000 => swarm.set_topology(Star::new("hub")).unwrap(),
-            6_000 => swarm.set_topology(Mesh).unwrap(),
+            6_000 => swarm
+                .set_topology(Ring::with_order(["a", "b", "c", "hub"]))
+                .unwrap(),
             _ => {}
         }
         let h = swarm.route(Job::Sum(vec![i])).await.unwrap();
         if (3_000..6_000).contains(&i) {
             assert_eq!(h.agent(), "hub", "under the star, task {i} goes to the hub");
+        }
+        if i >= 6_000 {
+            assert_eq!(
+                h.agent(),
+                "a",
+                "under the ring, task {i} enters at its head"
+            );
         }
         handles.push((i, h));
     }
@@ -211,4 +220,105 @@ async fn switching_topologies_with_ten_thousand_tasks_in_flight_loses_nothing() 
         "every task completed exactly once"
     );
     swarm.shutdown().await;
+}
+
+/// A pipeline stage: tags the token, hands it on without waiting, and the last stage
+/// records the order tokens arrive in.
+struct Stage {
+    arrivals: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Agent for Stage {
+    type Task = (u64, u32);
+    type Output = ();
+    type Error = BoxError;
+
+    async fn handle(
+        &mut self,
+        (token, hops): (u64, u32),
+        ctx: &AgentContext<(u64, u32), ()>,
+    ) -> Result<(), BoxError> {
+        if hops == 0 {
+            self.arrivals.lock().unwrap().push(token);
+            return Ok(());
+        }
+        // Fire and forget: the stage takes its next token while this one travels on.
+        drop(ctx.forward((token, hops - 1)).await?);
+        Ok(())
+    }
+}
+
+async fn ring_of(names: &[&str], arrivals: &Arc<Mutex<Vec<u64>>>) -> Swarm<(u64, u32), ()> {
+    let mut b = Swarm::builder().topology(Ring::new());
+    for name in names {
+        let a = arrivals.clone();
+        b = b.agent(AgentSpec::new(*name), move || Stage {
+            arrivals: a.clone(),
+        });
+    }
+    b.start().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_pipeline_preserves_the_order_tasks_entered_in() {
+    let arrivals: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let swarm = ring_of(&["r0", "r1", "r2", "r3"], &arrivals).await;
+    for token in 0..1_000u64 {
+        let h = swarm.route((token, 3)).await.unwrap();
+        assert_eq!(h.agent(), "r0", "tasks enter at the head");
+    }
+    swarm.shutdown().await; // drains every stage in reverse start order
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(
+        arrivals,
+        (0..1_000).collect::<Vec<_>>(),
+        "order preserved around the ring"
+    );
+}
+
+/// Stops when asked (for the routing-around test); otherwise a `Stage`.
+struct Mortal(Stage);
+
+impl Agent for Mortal {
+    type Task = (u64, u32);
+    type Output = ();
+    type Error = BoxError;
+
+    async fn handle(
+        &mut self,
+        task: (u64, u32),
+        ctx: &AgentContext<(u64, u32), ()>,
+    ) -> Result<(), BoxError> {
+        if task.0 == u64::MAX {
+            panic!("stopping {}", ctx.name());
+        }
+        self.0.handle(task, ctx).await
+    }
+}
+
+#[tokio::test]
+async fn a_ring_routes_around_a_stopped_member() {
+    let arrivals: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let mut b = Swarm::builder().topology(Ring::new());
+    for name in ["r0", "r1", "r2", "r3"] {
+        let a = arrivals.clone();
+        let spec = AgentSpec::new(name).restart(apiary::RestartType::Temporary);
+        b = b.agent(spec, move || {
+            Mortal(Stage {
+                arrivals: a.clone(),
+            })
+        });
+    }
+    let swarm = b.start().await.unwrap();
+    let stop = swarm.submit("r2", (u64::MAX, 0)).await.unwrap();
+    assert!(matches!(stop.await, Err(TaskError::Panicked { .. })));
+    // r2 is gone for good (temporary); r1's successor is now r3. Two hops from r0 land on r3.
+    for token in 0..10u64 {
+        drop(swarm.route((token, 2)).await.unwrap());
+    }
+    swarm.shutdown().await;
+    assert_eq!(
+        arrivals.lock().unwrap().clone(),
+        (0..10).collect::<Vec<_>>()
+    );
 }

@@ -143,6 +143,27 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         swarm.submit(peer, task, options, true).await
     }
 
+    /// Hands a task on to this agent's successor in the topology (a ring's next live member),
+    /// waiting for room in its queue.
+    ///
+    /// # Errors
+    ///
+    /// `NoRoute` if the topology gives this agent no successor; otherwise as
+    /// [`send`](Self::send).
+    pub async fn forward(&self, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
+        let Some(swarm) = self.swarm.upgrade() else {
+            return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
+        };
+        match swarm.successor(&self.name) {
+            Ok(next) => {
+                swarm
+                    .submit(next.as_str(), task, SubmitOptions::default(), true)
+                    .await
+            }
+            Err(kind) => Err(SubmitError::new(kind, task)),
+        }
+    }
+
     /// Sends a copy of `task` to every peer the topology lets this agent reach (itself
     /// excluded), waiting for room in each queue. Returns one result per peer, in start order.
     pub async fn broadcast(

@@ -74,7 +74,7 @@ impl<T, O> Replica<T, O> {
         self.status.store(status as u8, Ordering::Release);
     }
 
-    fn takes_tasks(&self) -> bool {
+    pub(crate) fn takes_tasks(&self) -> bool {
         self.status() == ReplicaStatus::Running && is_live(&self.actor.load().get_cell())
     }
 }

@@ -31,6 +31,13 @@ impl AgentQueue {
         self.permits.clone().try_acquire_owned()
     }
 
+    /// Waits until, at some instant, no task is queued or running.
+    pub(crate) async fn wait_idle(&self) {
+        let n = u32::try_from(self.capacity).unwrap_or(u32::MAX);
+        // Dropping the permits right away gives the room back.
+        let _ = self.permits.acquire_many(n).await;
+    }
+
     /// Waits until no task is queued or running, then refuses all further tasks.
     pub(crate) async fn drain_and_close(&self) {
         let n = u32::try_from(self.capacity).unwrap_or(u32::MAX);

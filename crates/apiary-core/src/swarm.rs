@@ -281,10 +281,10 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
         cells
     }
 
-    /// Stops the swarm gracefully: refuses new submissions, then, agent by agent in reverse
-    /// start order, resumes a paused queue, waits until it is empty, and stops the agent's
-    /// actors (running each `stopping` hook). Agents may still send to peers that have not
-    /// stopped yet. Ends with a `SwarmStopped` event. Calling it again does nothing.
+    /// Stops the swarm gracefully: refuses new submissions from outside, resumes paused
+    /// queues, waits until no agent has work queued or running (agents may still hand work to
+    /// each other meanwhile), then stops the agents in reverse start order (running each
+    /// `stopping` hook). Ends with a `SwarmStopped` event. Calling it again does nothing.
     ///
     /// Shutdown waits for every queued task: give long tasks deadlines, or cancel them.
     pub async fn shutdown(&self) {
@@ -293,9 +293,20 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
             return;
         }
         self.inner.close();
-        for entry in self.inner.started_entries().iter().rev() {
-            entry.queue.set_paused(false);
-            entry.resume();
+        let entries = self.inner.started_entries();
+        // Quiesce first: agents may still hand work to each other (a pipeline flows towards
+        // later agents), so wait until every queue is empty at once before stopping any.
+        loop {
+            for entry in entries.iter().rev() {
+                entry.queue.set_paused(false);
+                entry.resume();
+                entry.queue.wait_idle().await;
+            }
+            if entries.iter().all(|e| e.queue.depth() == 0) {
+                break;
+            }
+        }
+        for entry in entries.iter().rev() {
             entry.queue.drain_and_close().await;
             for replica in entry.replicas() {
                 // Dead first, so the supervisor does not restart what shutdown stops.
@@ -445,14 +456,37 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
 
     /// Whether the topology lets `from` send to `to`.
     pub(crate) fn check_send(&self, from: &AgentName, to: &str) -> Result<(), SubmitErrorKind> {
-        match self.topology.load().as_ref() {
-            Some(t) if !t.allows(from.as_str(), to) => Err(SubmitErrorKind::NotAllowed {
+        let guard = self.topology.load();
+        let Some(topology) = guard.as_ref() else {
+            return Ok(());
+        };
+        let entries = self.started_entries();
+        if topology.allows(from.as_str(), to, &member_views(&entries)) {
+            Ok(())
+        } else {
+            Err(SubmitErrorKind::NotAllowed {
                 from: from.clone(),
                 to: to.to_owned(),
-                topology: t.name().to_owned(),
-            }),
-            _ => Ok(()),
+                topology: topology.name().to_owned(),
+            })
         }
+    }
+
+    /// The agent the topology says `from` hands its work on to.
+    pub(crate) fn successor(&self, from: &AgentName) -> Result<AgentName, SubmitErrorKind> {
+        let guard = self.topology.load();
+        let Some(topology) = guard.as_ref() else {
+            return Err(SubmitErrorKind::NoRoute("the swarm has no topology".into()));
+        };
+        let entries = self.started_entries();
+        topology
+            .successor(from.as_str(), &member_views(&entries))
+            .ok_or_else(|| {
+                SubmitErrorKind::NoRoute(format!(
+                    "topology `{}` gives `{from}` no successor",
+                    topology.name()
+                ))
+            })
     }
 
     pub(crate) fn next_task_id(&self) -> TaskId {
@@ -521,6 +555,7 @@ fn member_views<T, O>(entries: &[Arc<AgentEntry<T, O>>]) -> Vec<MemberView<'_>> 
             kind: &e.spec.kind,
             capabilities: &e.spec.capabilities,
             load: e.queue.depth(),
+            alive: e.replicas().iter().any(Replica::takes_tasks),
         })
         .collect()
 }

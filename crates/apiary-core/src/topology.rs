@@ -17,6 +17,8 @@ pub struct MemberView<'a> {
     pub capabilities: &'a [String],
     /// Tasks queued or running for the agent now.
     pub load: usize,
+    /// Whether a replica of the agent is up and taking tasks now (false while it restarts).
+    pub alive: bool,
 }
 
 impl MemberView<'_> {
@@ -86,7 +88,7 @@ impl TopologyError {
 ///     fn name(&self) -> &str {
 ///         "chain"
 ///     }
-///     fn allows(&self, from: &str, to: &str) -> bool {
+///     fn allows(&self, from: &str, to: &str, _: &[MemberView<'_>]) -> bool {
 ///         self.0.windows(2).any(|w| w[0] == from && w[1] == to)
 ///     }
 ///     fn route(&self, _: &RouteRequest<'_>, members: &[MemberView<'_>]) -> Option<AgentName> {
@@ -97,8 +99,8 @@ impl TopologyError {
 /// }
 ///
 /// let chain = Chain(vec!["parse".into(), "check".into(), "emit".into()]);
-/// assert!(chain.allows("parse", "check"));
-/// assert!(!chain.allows("parse", "emit"));
+/// assert!(chain.allows("parse", "check", &[]));
+/// assert!(!chain.allows("parse", "emit", &[]));
 /// ```
 pub trait Topology: Send + Sync + 'static {
     /// A short name (`mesh`, `star`, ...), used in errors, events and metrics.
@@ -115,8 +117,18 @@ pub trait Topology: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Whether agent `from` may send a task directly to agent `to`.
-    fn allows(&self, from: &str, to: &str) -> bool;
+    /// Whether agent `from` may send a task directly to agent `to`, given the members as they
+    /// are now.
+    fn allows(&self, from: &str, to: &str, members: &[MemberView<'_>]) -> bool;
+
+    /// The agent `from` hands its work on to ([`AgentContext::forward`]), if the topology has
+    /// such a notion (a ring's successor); `None` by default.
+    ///
+    /// [`AgentContext::forward`]: crate::AgentContext::forward
+    fn successor(&self, from: &str, members: &[MemberView<'_>]) -> Option<AgentName> {
+        let _ = (from, members);
+        None
+    }
 
     /// The agent a task submitted to the swarm as a whole lands on, or `None` if no member
     /// can take it.

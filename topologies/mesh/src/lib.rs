@@ -49,7 +49,7 @@ impl Topology for Mesh {
         "mesh"
     }
 
-    fn allows(&self, _from: &str, _to: &str) -> bool {
+    fn allows(&self, _from: &str, _to: &str, _: &[MemberView<'_>]) -> bool {
         true
     }
 
@@ -81,18 +81,21 @@ mod tests {
                 kind: "",
                 capabilities: &rust,
                 load: 5,
+                alive: true,
             },
             MemberView {
                 name: &b,
                 kind: "",
                 capabilities: &none,
                 load: 0,
+                alive: true,
             },
             MemberView {
                 name: &c,
                 kind: "",
                 capabilities: &rust,
                 load: 2,
+                alive: true,
             },
         ];
         let rust_task = RouteRequest {
@@ -107,6 +110,6 @@ mod tests {
             capability: Some("go"),
         };
         assert_eq!(Mesh.route(&go_task, &members), None);
-        assert!(Mesh.allows("a", "c"));
+        assert!(Mesh.allows("a", "c", &[]));
     }
 }

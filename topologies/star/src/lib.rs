@@ -91,7 +91,7 @@ impl Topology for Star {
         }
     }
 
-    fn allows(&self, from: &str, to: &str) -> bool {
+    fn allows(&self, from: &str, to: &str, _: &[MemberView<'_>]) -> bool {
         from == self.hub || to == self.hub
     }
 
@@ -110,8 +110,8 @@ mod tests {
     #[test]
     fn spokes_reach_only_the_hub() {
         let star = Star::new("hub");
-        assert!(star.allows("hub", "a") && star.allows("a", "hub"));
-        assert!(!star.allows("a", "b"));
+        assert!(star.allows("hub", "a", &[]) && star.allows("a", "hub", &[]));
+        assert!(!star.allows("a", "b", &[]));
     }
 
     #[test]
@@ -122,6 +122,7 @@ mod tests {
             kind: "",
             capabilities: &[],
             load: 0,
+            alive: true,
         }];
         let err = Star::new("hub").validate(&members).unwrap_err();
         assert_eq!(
