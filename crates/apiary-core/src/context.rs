@@ -177,10 +177,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         let Some(swarm) = self.swarm.upgrade() else {
             return sent;
         };
-        for peer in swarm.agent_names() {
-            if peer == self.name || swarm.check_send(&self.name, peer.as_str()).is_err() {
-                continue;
-            }
+        for peer in swarm.reachable_from(&self.name) {
             let result = swarm
                 .submit(peer.as_str(), task.clone(), SubmitOptions::default(), true)
                 .await;

@@ -428,9 +428,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
 
     /// Validates and installs a topology.
     pub(crate) fn set_topology(&self, topology: Box<dyn Topology>) -> Result<(), TopologyError> {
-        let entries = self.started_entries();
-        let members = member_views(&entries);
-        topology.validate(&members)?;
+        self.with_members(|members| topology.validate(members))?;
         self.topology.store(Some(Arc::new(topology)));
         Ok(())
     }
@@ -441,17 +439,16 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         let Some(topology) = guard.as_ref() else {
             return Err(SubmitErrorKind::NoRoute("the swarm has no topology".into()));
         };
-        let entries = self.started_entries();
-        let members = member_views(&entries);
-        topology.route(request, &members).ok_or_else(|| {
-            SubmitErrorKind::NoRoute(match request.capability {
-                Some(c) => format!(
-                    "topology `{}` found no agent with capability `{c}`",
-                    topology.name()
-                ),
-                None => format!("topology `{}` found no agent", topology.name()),
+        self.with_members(|members| topology.route(request, members))
+            .ok_or_else(|| {
+                SubmitErrorKind::NoRoute(match request.capability {
+                    Some(c) => format!(
+                        "topology `{}` found no agent with capability `{c}`",
+                        topology.name()
+                    ),
+                    None => format!("topology `{}` found no agent", topology.name()),
+                })
             })
-        })
     }
 
     /// Whether the topology lets `from` send to `to`.
@@ -460,8 +457,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         let Some(topology) = guard.as_ref() else {
             return Ok(());
         };
-        let entries = self.started_entries();
-        if topology.allows(from.as_str(), to, &member_views(&entries)) {
+        if self.with_members(|members| topology.allows(from.as_str(), to, members)) {
             Ok(())
         } else {
             Err(SubmitErrorKind::NotAllowed {
@@ -478,9 +474,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         let Some(topology) = guard.as_ref() else {
             return Err(SubmitErrorKind::NoRoute("the swarm has no topology".into()));
         };
-        let entries = self.started_entries();
-        topology
-            .successor(from.as_str(), &member_views(&entries))
+        self.with_members(|members| topology.successor(from.as_str(), members))
             .ok_or_else(|| {
                 SubmitErrorKind::NoRoute(format!(
                     "topology `{}` gives `{from}` no successor",
@@ -522,6 +516,40 @@ impl<T, O> SwarmInner<T, O> {
         self.started.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` on the topology's view of the started agents, built under the lock (no
+    /// copy of the agent list on the routing path).
+    pub(crate) fn with_members<R>(&self, f: impl FnOnce(&[MemberView<'_>]) -> R) -> R {
+        let started = self.lock_started();
+        let views: Vec<MemberView<'_>> = started
+            .iter()
+            .map(|e| MemberView {
+                name: &e.name,
+                kind: &e.spec.kind,
+                capabilities: &e.spec.capabilities,
+                load: e.queue.depth(),
+                alive: e.replicas().iter().any(Replica::takes_tasks),
+            })
+            .collect();
+        f(&views)
+    }
+
+    /// The peers the topology lets `from` reach now (itself excluded), in start order.
+    pub(crate) fn reachable_from(&self, from: &AgentName) -> Vec<AgentName> {
+        let guard = self.topology.load();
+        self.with_members(|members| {
+            members
+                .iter()
+                .filter(|m| *m.name != *from)
+                .filter(|m| {
+                    guard
+                        .as_ref()
+                        .is_none_or(|t| t.allows(from.as_str(), m.name.as_str(), members))
+                })
+                .map(|m| m.name.clone())
+                .collect()
+        })
+    }
+
     pub(crate) fn started_entries(&self) -> Vec<Arc<AgentEntry<T, O>>> {
         self.lock_started().clone()
     }
@@ -544,18 +572,4 @@ impl<T, O> Drop for SwarmInner<T, O> {
         }
         self.root.stop(None);
     }
-}
-
-/// The topology's view of started agents.
-fn member_views<T, O>(entries: &[Arc<AgentEntry<T, O>>]) -> Vec<MemberView<'_>> {
-    entries
-        .iter()
-        .map(|e| MemberView {
-            name: &e.name,
-            kind: &e.spec.kind,
-            capabilities: &e.spec.capabilities,
-            load: e.queue.depth(),
-            alive: e.replicas().iter().any(Replica::takes_tasks),
-        })
-        .collect()
 }
