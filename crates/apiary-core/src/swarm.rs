@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use ractor::{ActorCell, ActorRef};
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::actor::{AgentMsg, Members};
@@ -217,12 +218,11 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
         request: RouteRequest<'_>,
         options: SubmitOptions,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
+        }
         match self.inner.route(&request) {
-            Ok(agent) => {
-                self.inner
-                    .submit(agent.as_str(), task, options, false)
-                    .await
-            }
+            Ok(entry) => entry.submit(self.inner.next_task_id(), task, options).await,
             Err(kind) => Err(SubmitError::new(kind, task)),
         }
     }
@@ -434,21 +434,27 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
     }
 
     /// Where the topology sends a swarm-level task.
-    fn route(&self, request: &RouteRequest<'_>) -> Result<AgentName, SubmitErrorKind> {
+    fn route(&self, request: &RouteRequest<'_>) -> Result<Arc<AgentEntry<T, O>>, SubmitErrorKind> {
         let guard = self.topology.load();
         let Some(topology) = guard.as_ref() else {
             return Err(SubmitErrorKind::NoRoute("the swarm has no topology".into()));
         };
-        self.with_members(|members| topology.route(request, members))
-            .ok_or_else(|| {
-                SubmitErrorKind::NoRoute(match request.capability {
-                    Some(c) => format!(
-                        "topology `{}` found no agent with capability `{c}`",
-                        topology.name()
-                    ),
-                    None => format!("topology `{}` found no agent", topology.name()),
-                })
+        // The chosen agent's entry comes from the same list the views were built from: no
+        // second lookup by name.
+        self.with_started(|started, members| {
+            let name = topology.route(request, members)?;
+            let at = members.iter().position(|m| *m.name == name)?;
+            Some(started[at].clone())
+        })
+        .ok_or_else(|| {
+            SubmitErrorKind::NoRoute(match request.capability {
+                Some(c) => format!(
+                    "topology `{}` found no agent with capability `{c}`",
+                    topology.name()
+                ),
+                None => format!("topology `{}` found no agent", topology.name()),
             })
+        })
     }
 
     /// Whether the topology lets `from` send to `to`.
@@ -519,8 +525,18 @@ impl<T, O> SwarmInner<T, O> {
     /// Runs `f` on the topology's view of the started agents, built under the lock (no
     /// copy of the agent list on the routing path).
     pub(crate) fn with_members<R>(&self, f: impl FnOnce(&[MemberView<'_>]) -> R) -> R {
+        self.with_started(|_, views| f(views))
+    }
+
+    /// [`with_members`](Self::with_members) that also sees the entries behind the views
+    /// (same order).
+    fn with_started<R>(
+        &self,
+        f: impl FnOnce(&[Arc<AgentEntry<T, O>>], &[MemberView<'_>]) -> R,
+    ) -> R {
         let started = self.lock_started();
-        let views: Vec<MemberView<'_>> = started
+        // Small swarms route without touching the heap.
+        let views: SmallVec<[MemberView<'_>; 16]> = started
             .iter()
             .map(|e| MemberView {
                 name: &e.name,
@@ -530,7 +546,7 @@ impl<T, O> SwarmInner<T, O> {
                 alive: e.replicas().iter().any(Replica::takes_tasks),
             })
             .collect();
-        f(&views)
+        f(&started, &views)
     }
 
     /// The peers the topology lets `from` reach now (itself excluded), in start order.
