@@ -51,6 +51,7 @@ pub mod supervisor {
 
 /// The built-in topologies, one crate each.
 pub mod topology {
+    pub use apiary_hierarchical::Hierarchy;
     pub use apiary_mesh::Mesh;
     pub use apiary_ring::Ring;
     pub use apiary_star::Star;

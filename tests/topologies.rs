@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use agents::{workers, Job};
 use apiary::prelude::*;
-use apiary::topology::{Mesh, Ring, Star};
+use apiary::topology::{Hierarchy, Mesh, Ring, Star};
 use apiary::{BoxError, RouteRequest, SubmitErrorKind, SwarmError};
 
 /// Broadcasts `Words` to all peers on `Relay`; counts what it receives.
@@ -321,4 +321,130 @@ async fn a_ring_routes_around_a_stopped_member() {
         arrivals.lock().unwrap().clone(),
         (0..10).collect::<Vec<_>>()
     );
+}
+
+/// Delegates every task down the tree by the capability it names; a worker's failure comes
+/// back through the handle and is passed up with the coordinator's name on it.
+struct Coordinator {
+    escalated: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent for Coordinator {
+    type Task = (String, Job);
+    type Output = String;
+    type Error = BoxError;
+
+    async fn handle(
+        &mut self,
+        (skill, job): (String, Job),
+        ctx: &AgentContext<(String, Job), String>,
+    ) -> Result<String, BoxError> {
+        let handle = ctx
+            .delegate((skill.clone(), job), Some(skill.as_str()))
+            .await?;
+        match handle.await {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                self.escalated
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} saw: {e}", ctx.name()));
+                Err(format!("{} escalates: {e}", ctx.name()).into())
+            }
+        }
+    }
+}
+
+struct Skilled;
+
+impl Agent for Skilled {
+    type Task = (String, Job);
+    type Output = String;
+    type Error = BoxError;
+
+    async fn handle(
+        &mut self,
+        (_, job): (String, Job),
+        ctx: &AgentContext<(String, Job), String>,
+    ) -> Result<String, BoxError> {
+        match job {
+            Job::Fail(why) => Err(why.into()),
+            _ => Ok(ctx.name().to_string()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hierarchy_routes_by_capability_and_escalates_failures_to_coordinators() {
+    let escalated: Arc<Mutex<Vec<String>>> = Arc::default();
+    let tree = Hierarchy::new()
+        .lead("root", ["backend", "frontend"])
+        .lead("backend", ["db1", "db2"])
+        .lead("frontend", ["css"]);
+    let mut b = Swarm::builder().topology(tree);
+    for (name, cap) in [("db1", "sql"), ("db2", "sql"), ("css", "style")] {
+        b = b.agent(AgentSpec::new(name).capabilities([cap]), || Skilled);
+    }
+    for (name, deps) in [
+        ("backend", vec!["db1", "db2"]),
+        ("frontend", vec!["css"]),
+        ("root", vec!["backend", "frontend"]),
+    ] {
+        let e = escalated.clone();
+        b = b.agent(AgentSpec::new(name).depends_on(deps), move || Coordinator {
+            escalated: e.clone(),
+        });
+    }
+    let swarm = b.start().await.unwrap();
+
+    let style = swarm
+        .route(("style".into(), Job::Sum(vec![])))
+        .await
+        .unwrap();
+    assert_eq!(style.agent(), "root", "swarm-level tasks enter at the root");
+    assert_eq!(style.await.unwrap(), "css");
+    // Both sql tasks reach a sql worker (the least loaded one when they are picked).
+    let (a, b2) = futures::join!(
+        async {
+            swarm
+                .route((
+                    "sql".into(),
+                    Job::Sleep(std::time::Duration::from_millis(50)),
+                ))
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        },
+        async {
+            swarm
+                .route((
+                    "sql".into(),
+                    Job::Sleep(std::time::Duration::from_millis(50)),
+                ))
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        },
+    );
+    assert!(a.starts_with("db") && b2.starts_with("db"));
+    // A worker's failure escalates: the backend coordinator sees it, then the root.
+    let err = swarm
+        .route(("sql".into(), Job::Fail("disk full".into())))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("root escalates")
+            && msg.contains("backend escalates")
+            && msg.contains("disk full"),
+        "{msg}"
+    );
+    let seen = escalated.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].starts_with("backend saw") && seen[1].starts_with("root saw"));
+    swarm.shutdown().await;
 }

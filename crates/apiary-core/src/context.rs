@@ -164,6 +164,32 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         }
     }
 
+    /// Hands a task down to the agent the topology picks for it (a coordinator's
+    /// least-loaded worker with `capability`), waiting for room in its queue.
+    ///
+    /// # Errors
+    ///
+    /// `NoRoute` if the topology gives this agent no one to delegate to; otherwise as
+    /// [`send`](Self::send).
+    pub async fn delegate(
+        &self,
+        task: T,
+        capability: Option<&str>,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        let Some(swarm) = self.swarm.upgrade() else {
+            return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
+        };
+        let request = crate::RouteRequest { capability };
+        match swarm.delegate(&self.name, &request) {
+            Ok(to) => {
+                swarm
+                    .submit(to.as_str(), task, SubmitOptions::default(), true)
+                    .await
+            }
+            Err(kind) => Err(SubmitError::new(kind, task)),
+        }
+    }
+
     /// Sends a copy of `task` to every peer the topology lets this agent reach (itself
     /// excluded), waiting for room in each queue. Returns one result per peer, in start order.
     pub async fn broadcast(

@@ -474,6 +474,29 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         }
     }
 
+    /// The agent the topology says `from` delegates a task needing `request` to.
+    pub(crate) fn delegate(
+        &self,
+        from: &AgentName,
+        request: &RouteRequest<'_>,
+    ) -> Result<AgentName, SubmitErrorKind> {
+        let guard = self.topology.load();
+        let Some(topology) = guard.as_ref() else {
+            return Err(SubmitErrorKind::NoRoute("the swarm has no topology".into()));
+        };
+        self.with_members(|members| topology.delegate(from.as_str(), request, members))
+            .ok_or_else(|| {
+                SubmitErrorKind::NoRoute(format!(
+                    "topology `{}` gives `{from}` no one to delegate to{}",
+                    topology.name(),
+                    request
+                        .capability
+                        .map(|c| format!(" with capability `{c}`"))
+                        .unwrap_or_default()
+                ))
+            })
+    }
+
     /// The agent the topology says `from` hands its work on to.
     pub(crate) fn successor(&self, from: &AgentName) -> Result<AgentName, SubmitErrorKind> {
         let guard = self.topology.load();

@@ -130,6 +130,21 @@ pub trait Topology: Send + Sync + 'static {
         None
     }
 
+    /// The agent `from` hands a task needing `request.capability` down to
+    /// ([`AgentContext::delegate`]), if the topology has such a notion (a coordinator's
+    /// least-loaded capable worker); `None` by default.
+    ///
+    /// [`AgentContext::delegate`]: crate::AgentContext::delegate
+    fn delegate(
+        &self,
+        from: &str,
+        request: &RouteRequest<'_>,
+        members: &[MemberView<'_>],
+    ) -> Option<AgentName> {
+        let _ = (from, request, members);
+        None
+    }
+
     /// The agent a task submitted to the swarm as a whole lands on, or `None` if no member
     /// can take it.
     fn route(&self, request: &RouteRequest<'_>, members: &[MemberView<'_>]) -> Option<AgentName>;
