@@ -486,3 +486,106 @@ async fn shutdown_waits_for_a_restarting_agent_to_finish_its_queue() {
     );
     assert_eq!(handled.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
+
+/// `root` leads `left` and `right`; each leads two workers.
+async fn tree_swarm(rec: &Recorder, strategy: Strategy, max_restarts: u32) -> Swarm<Job, u64> {
+    let (make, _) = workers();
+    let make = Arc::new(make);
+    let tree = apiary::topology::Hierarchy::new()
+        .lead("root", ["left", "right"])
+        .lead("left", ["l1", "l2"])
+        .lead("right", ["r1", "r2"]);
+    let mut b = Swarm::builder()
+        .hook(rec.hook())
+        .topology(tree)
+        .configure(|s| {
+            s.strategy = strategy;
+            s.max_restarts = max_restarts;
+            s.restart_window = Duration::from_secs(60);
+        });
+    for (name, deps) in [
+        ("l1", vec![]),
+        ("l2", vec![]),
+        ("r1", vec![]),
+        ("r2", vec![]),
+        ("left", vec!["l1", "l2"]),
+        ("right", vec!["r1", "r2"]),
+        ("root", vec!["left", "right"]),
+    ] {
+        let m = make.clone();
+        b = b.agent(
+            no_backoff(AgentSpec::new(name).depends_on(deps)),
+            move || m(),
+        );
+    }
+    let swarm = b.start().await.unwrap();
+    for agent in ["l1", "l2", "r1", "r2", "left", "right", "root"] {
+        swarm.submit(agent, Job::Seen).await.unwrap().await.unwrap();
+    }
+    swarm
+}
+
+async fn seen(swarm: &Swarm<Job, u64>, agents: &[&str]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for a in agents {
+        out.push(swarm.submit(a, Job::Seen).await.unwrap().await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_coordinator_supervises_its_own_subtree() {
+    // one_for_all inside `left`'s group: l1's crash restarts l1 and l2, nobody else.
+    let rec = Recorder::default();
+    let swarm = tree_swarm(&rec, Strategy::OneForAll, 10).await;
+    let _ = swarm.submit("l1", Job::Panic).await.unwrap().await;
+    eventually("left's children restarted", || restarts(&rec).len() == 2).await;
+    let mut restarted: Vec<String> = restarts(&rec).into_iter().map(|(a, _)| a).collect();
+    restarted.sort();
+    assert_eq!(restarted, ["l1", "l2"]);
+    // Fresh l1/l2 (1), untouched others (2).
+    assert_eq!(
+        seen(&swarm, &["l1", "l2", "r1", "r2", "left", "right", "root"]).await,
+        [1, 1, 2, 2, 2, 2, 2]
+    );
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_coordinator_past_its_intensity_has_its_subtree_restarted_by_its_supervisor() {
+    let rec = Recorder::default();
+    let swarm = tree_swarm(&rec, Strategy::OneForOne, 1).await;
+    // A crash in each subtree: within each coordinator's own budget of one.
+    for agent in ["l1", "r1"] {
+        let _ = swarm.submit(agent, Job::Panic).await.unwrap().await;
+    }
+    eventually("two one-for-one restarts", || restarts(&rec).len() == 2).await;
+    // A second crash under `left` exceeds left's intensity: left gives up, and `root`
+    // restarts left's whole subtree (left, l1, l2); `right`'s subtree is untouched.
+    let _ = swarm.submit("l2", Job::Panic).await.unwrap().await;
+    eventually("left's subtree restarted", || restarts(&rec).len() == 5).await;
+    let gave_up: Vec<String> = rec
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::SupervisorGaveUp { supervisor, .. } => Some(supervisor),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gave_up, ["left"]);
+    assert_eq!(
+        seen(&swarm, &["left", "l1", "l2", "right", "r2", "root"]).await,
+        [1, 1, 1, 2, 2, 2]
+    );
+    // The swarm is still up.
+    assert_eq!(
+        swarm
+            .submit("root", Job::Sum(vec![1]))
+            .await
+            .unwrap()
+            .await
+            .unwrap(),
+        1
+    );
+    swarm.shutdown().await;
+}

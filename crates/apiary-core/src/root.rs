@@ -47,6 +47,9 @@ pub(crate) struct RootArgs<T, O> {
 
 pub(crate) struct RootState<T, O> {
     args: RootArgs<T, O>,
+    // Restart intensity per supervisor: `None` is the swarm's own, `Some(c)` coordinator c's.
+    windows: HashMap<Option<AgentName>, RestartWindow<Duration>>,
+    // The swarm-wide window for restarts that fail themselves.
     window: RestartWindow<Duration>,
     backoff: HashMap<(AgentName, usize), BackoffState>,
     restarts: HashMap<(AgentName, usize), u32>,
@@ -65,6 +68,7 @@ impl<T: Send + 'static, O: Send + 'static> Actor for Root<T, O> {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RootState {
             window: args.settings.intensity().window(),
+            windows: HashMap::new(),
             args,
             backoff: HashMap::new(),
             restarts: HashMap::new(),
@@ -149,19 +153,18 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
             entry.flush_parked();
             return;
         }
-        if !self.window.admit(self.now()) {
-            let intensity = swarm.settings.intensity();
-            self.give_up(
-                &swarm,
-                format!(
-                    "more than {} restarts within {}",
-                    intensity.max_restarts(),
-                    humantime::format_duration(intensity.within())
-                ),
-            );
+        // The supervisor of this agent: its coordinator if the topology nests supervision,
+        // else the swarm itself. Strategy and intensity apply among its children only.
+        let group = swarm.supervisor_of(&member.agent);
+        if !self.admit(&group) {
+            self.escalate(myself, &swarm, group, &entry, member.replica);
             return;
         }
-        let children = swarm.children();
+        let children: Vec<_> = swarm
+            .children()
+            .into_iter()
+            .filter(|(e, _)| swarm.supervisor_of(&e.name) == group)
+            .collect();
         let Some(failed) = children
             .iter()
             .position(|(e, r)| e.name == member.agent && *r == member.replica)
@@ -194,6 +197,75 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
         // Tasks parked for the failed replica may find another replica now.
         if swarm.settings.strategy == Strategy::OneForOne {
             entry.flush_parked();
+        }
+    }
+
+    /// Counts a restart against `group`'s intensity.
+    fn admit(&mut self, group: &Option<AgentName>) -> bool {
+        let now = self.now();
+        let intensity = self.args.settings.intensity();
+        self.windows
+            .entry(group.clone())
+            .or_insert_with(|| intensity.window())
+            .admit(now)
+    }
+
+    /// A supervisor's intensity is exceeded: it gives up. The swarm's own supervisor stops the
+    /// swarm; a coordinator's subtree (the coordinator and everything under it) is restarted
+    /// by the coordinator's supervisor, counted against that one's intensity in turn.
+    fn escalate(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        swarm: &Arc<SwarmInner<T, O>>,
+        group: Option<AgentName>,
+        failed: &AgentEntry<T, O>,
+        failed_replica: usize,
+    ) {
+        let intensity = swarm.settings.intensity();
+        let reason = format!(
+            "more than {} restarts within {}",
+            intensity.max_restarts(),
+            humantime::format_duration(intensity.within())
+        );
+        let Some(coordinator) = group else {
+            self.give_up(swarm, reason);
+            return;
+        };
+        self.args.bus.publish(|| EventKind::SupervisorGaveUp {
+            supervisor: coordinator.to_string(),
+            reason: reason.clone(),
+        });
+        let up = swarm.supervisor_of(&coordinator);
+        if !self.admit(&up) {
+            self.escalate(myself, swarm, up, failed, failed_replica);
+            return;
+        }
+        let delay = self.next_delay(failed, failed_replica);
+        for (child, r) in swarm.children() {
+            if child.name != coordinator && !swarm.is_under(&child.name, &coordinator) {
+                continue;
+            }
+            let Some(replica) = child.replicas().get(r) else {
+                continue;
+            };
+            match replica.status() {
+                ReplicaStatus::Dead => continue,
+                ReplicaStatus::Restarting => {}
+                ReplicaStatus::Running => {
+                    replica.set_status(ReplicaStatus::Restarting);
+                    replica
+                        .actor()
+                        .stop(Some("its coordinator's subtree is restarted".into()));
+                }
+            }
+            schedule(myself, child.name.clone(), r, delay);
+        }
+        // The failed replica itself is already down; make sure it comes back with the rest.
+        if let Some(replica) = failed.replicas().get(failed_replica) {
+            if replica.status() == ReplicaStatus::Running {
+                replica.set_status(ReplicaStatus::Restarting);
+                schedule(myself, failed.name.clone(), failed_replica, delay);
+            }
         }
     }
 

@@ -474,6 +474,31 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         }
     }
 
+    /// The coordinator that supervises `agent`, if the topology nests supervision.
+    pub(crate) fn supervisor_of(&self, agent: &AgentName) -> Option<AgentName> {
+        let guard = self.topology.load();
+        let topology = guard.as_ref()?;
+        topology.supervisor(agent.as_str()).map(AgentName::from)
+    }
+
+    /// Whether `agent` is somewhere below `coordinator` in the supervision tree.
+    pub(crate) fn is_under(&self, agent: &AgentName, coordinator: &AgentName) -> bool {
+        let mut at = self.supervisor_of(agent);
+        let mut steps = 0;
+        while let Some(up) = at {
+            if up == *coordinator {
+                return true;
+            }
+            // A topology's tree is validated acyclic; the bound only guards a custom one.
+            steps += 1;
+            if steps > 1024 {
+                return false;
+            }
+            at = self.supervisor_of(&up);
+        }
+        false
+    }
+
     /// The agent the topology says `from` delegates a task needing `request` to.
     pub(crate) fn delegate(
         &self,

@@ -130,6 +130,15 @@ pub trait Topology: Send + Sync + 'static {
         None
     }
 
+    /// The coordinator that supervises `agent`, if the topology nests supervision (a
+    /// hierarchy); `None` (the default) means the swarm's own supervisor. Restart strategy
+    /// and intensity then apply among one coordinator's children, and a coordinator that
+    /// exceeds its intensity has its whole subtree restarted by its own supervisor.
+    fn supervisor(&self, agent: &str) -> Option<&str> {
+        let _ = agent;
+        None
+    }
+
     /// The agent `from` hands a task needing `request.capability` down to
     /// ([`AgentContext::delegate`]), if the topology has such a notion (a coordinator's
     /// least-loaded capable worker); `None` by default.

@@ -182,6 +182,10 @@ impl Topology for Hierarchy {
             || self.parent.get(from).is_some_and(|p| p == to)
     }
 
+    fn supervisor(&self, agent: &str) -> Option<&str> {
+        self.parent.get(agent).map(String::as_str)
+    }
+
     fn route(&self, _request: &RouteRequest<'_>, members: &[MemberView<'_>]) -> Option<AgentName> {
         let root = self.root()?;
         members
