@@ -212,6 +212,33 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         sent
     }
 
+    /// Sends a copy of `task` to `fanout` peers picked at random among those the topology lets
+    /// this agent reach (all of them if there are fewer): one round of gossip. Agents that
+    /// pass a rumour on this way spread it through a mesh in a few rounds.
+    pub async fn gossip(
+        &self,
+        task: T,
+        fanout: usize,
+    ) -> Vec<(AgentName, Result<TaskHandle<O>, SubmitError<T>>)>
+    where
+        T: Clone,
+    {
+        let mut sent = Vec::new();
+        let Some(swarm) = self.swarm.upgrade() else {
+            return sent;
+        };
+        let mut peers = swarm.reachable_from(&self.name);
+        fastrand::shuffle(&mut peers);
+        peers.truncate(fanout);
+        for peer in peers {
+            let result = swarm
+                .submit(peer.as_str(), task.clone(), SubmitOptions::default(), true)
+                .await;
+            sent.push((peer, result));
+        }
+        sent
+    }
+
     /// The names of the agents in the swarm, this one included.
     pub fn peers(&self) -> Vec<AgentName> {
         self.swarm

@@ -1,7 +1,8 @@
 //! The apiary-mesh crate is the mesh topology: every agent may reach every other.
 //!
 //! Peer sends are never refused, so agents can broadcast
-//! ([`AgentContext::broadcast`](apiary_core::AgentContext::broadcast)) to all of their peers, and
+//! ([`AgentContext::broadcast`](apiary_core::AgentContext::broadcast)) to all of their peers or
+//! gossip ([`AgentContext::gossip`](apiary_core::AgentContext::gossip)) to a few random ones, and
 //! a task submitted to the swarm as a whole goes to the least-loaded agent that has the
 //! capability it asks for (the first started, on a tie). Supervision is flat: every agent is a
 //! direct child of the swarm's supervisor.
