@@ -75,7 +75,8 @@ impl<T, O> Replica<T, O> {
     }
 
     pub(crate) fn takes_tasks(&self) -> bool {
-        self.status() == ReplicaStatus::Running && is_live(&self.actor.load().get_cell())
+        // Through the guard and `Deref` to the cell: no clone of the actor handle on this path.
+        self.status() == ReplicaStatus::Running && is_live(&self.actor.load())
     }
 }
 
@@ -263,7 +264,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             ticket.assign(i, replica.load.clone(), permit);
             let home: Arc<dyn crate::envelope::Redeliver<T, O>> = self.clone();
             let env = Envelope::new(task, ticket, Arc::downgrade(&home));
-            match replica.actor().send_message(AgentMsg::Task(env)) {
+            match replica.actor.load().send_message(AgentMsg::Task(env)) {
                 Ok(()) => return Ok(()),
                 Err(MessagingErr::SendErr(AgentMsg::Task(env))) => {
                     // That actor just died; try the next replica.
