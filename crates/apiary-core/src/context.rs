@@ -151,17 +151,8 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
     /// `NoRoute` if the topology gives this agent no successor; otherwise as
     /// [`send`](Self::send).
     pub async fn forward(&self, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let Some(swarm) = self.swarm.upgrade() else {
-            return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
-        };
-        match swarm.successor(&self.name) {
-            Ok(next) => {
-                swarm
-                    .submit(next.as_str(), task, SubmitOptions::default(), true)
-                    .await
-            }
-            Err(kind) => Err(SubmitError::new(kind, task)),
-        }
+        self.send_to_chosen(task, |swarm| swarm.successor(&self.name))
+            .await
     }
 
     /// Hands a task down to the agent the topology picks for it (a coordinator's
@@ -176,11 +167,21 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         task: T,
         capability: Option<&str>,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
+        let request = crate::RouteRequest { capability };
+        self.send_to_chosen(task, |swarm| swarm.delegate(&self.name, &request))
+            .await
+    }
+
+    /// Sends to the agent `choose` picks (the topology's successor, delegate, ...).
+    async fn send_to_chosen(
+        &self,
+        task: T,
+        choose: impl FnOnce(&SwarmInner<T, O>) -> Result<AgentName, SubmitErrorKind>,
+    ) -> Result<TaskHandle<O>, SubmitError<T>> {
         let Some(swarm) = self.swarm.upgrade() else {
             return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
         };
-        let request = crate::RouteRequest { capability };
-        match swarm.delegate(&self.name, &request) {
+        match choose(&swarm) {
             Ok(to) => {
                 swarm
                     .submit(to.as_str(), task, SubmitOptions::default(), true)
@@ -188,6 +189,25 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
             }
             Err(kind) => Err(SubmitError::new(kind, task)),
         }
+    }
+
+    /// Sends a copy of `task` to each of `peers`, in order.
+    async fn send_copies(
+        swarm: &SwarmInner<T, O>,
+        peers: Vec<AgentName>,
+        task: T,
+    ) -> Vec<(AgentName, Result<TaskHandle<O>, SubmitError<T>>)>
+    where
+        T: Clone,
+    {
+        let mut sent = Vec::with_capacity(peers.len());
+        for peer in peers {
+            let result = swarm
+                .submit(peer.as_str(), task.clone(), SubmitOptions::default(), true)
+                .await;
+            sent.push((peer, result));
+        }
+        sent
     }
 
     /// Sends a copy of `task` to every peer the topology lets this agent reach (itself
@@ -199,17 +219,11 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
     where
         T: Clone,
     {
-        let mut sent = Vec::new();
         let Some(swarm) = self.swarm.upgrade() else {
-            return sent;
+            return Vec::new();
         };
-        for peer in swarm.reachable_from(&self.name) {
-            let result = swarm
-                .submit(peer.as_str(), task.clone(), SubmitOptions::default(), true)
-                .await;
-            sent.push((peer, result));
-        }
-        sent
+        let peers = swarm.reachable_from(&self.name);
+        Self::send_copies(&swarm, peers, task).await
     }
 
     /// Sends a copy of `task` to `fanout` peers picked at random among those the topology lets
@@ -223,20 +237,13 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
     where
         T: Clone,
     {
-        let mut sent = Vec::new();
         let Some(swarm) = self.swarm.upgrade() else {
-            return sent;
+            return Vec::new();
         };
         let mut peers = swarm.reachable_from(&self.name);
         fastrand::shuffle(&mut peers);
         peers.truncate(fanout);
-        for peer in peers {
-            let result = swarm
-                .submit(peer.as_str(), task.clone(), SubmitOptions::default(), true)
-                .await;
-            sent.push((peer, result));
-        }
-        sent
+        Self::send_copies(&swarm, peers, task).await
     }
 
     /// The names of the agents in the swarm, this one included.
