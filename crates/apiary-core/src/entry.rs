@@ -391,3 +391,13 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         });
     }
 }
+
+impl<T, O> crate::topology::LiveMember for AgentEntry<T, O> {
+    fn load(&self) -> usize {
+        self.queue.depth()
+    }
+
+    fn alive(&self) -> bool {
+        self.replicas().iter().any(Replica::takes_tasks)
+    }
+}

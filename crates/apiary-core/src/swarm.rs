@@ -586,13 +586,7 @@ impl<T, O> SwarmInner<T, O> {
         // Small swarms route without touching the heap.
         let views: SmallVec<[MemberView<'_>; 16]> = started
             .iter()
-            .map(|e| MemberView {
-                name: &e.name,
-                kind: &e.spec.kind,
-                capabilities: &e.spec.capabilities,
-                load: e.queue.depth(),
-                alive: e.replicas().iter().any(Replica::takes_tasks),
-            })
+            .map(|e| MemberView::live(&e.name, &e.spec.kind, &e.spec.capabilities, &**e))
             .collect();
         f(&started, &views)
     }

@@ -7,7 +7,10 @@ use thiserror::Error;
 use crate::AgentName;
 
 /// What a topology sees of one member of the swarm.
-#[derive(Debug, Clone, Copy)]
+///
+/// Load and liveness are read when asked for, so a topology that does not look at them
+/// (a star) does not pay for them on every decision.
+#[derive(Clone, Copy)]
 pub struct MemberView<'a> {
     /// The agent's name.
     pub name: &'a AgentName,
@@ -15,10 +18,80 @@ pub struct MemberView<'a> {
     pub kind: &'a str,
     /// The agent's capabilities from its spec.
     pub capabilities: &'a [String],
+    state: State<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum State<'a> {
+    Fixed { load: usize, alive: bool },
+    Live(&'a dyn LiveMember),
+}
+
+/// Where a live view reads an agent's load and liveness from.
+pub(crate) trait LiveMember {
+    fn load(&self) -> usize;
+    fn alive(&self) -> bool;
+}
+
+impl fmt::Debug for MemberView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberView")
+            .field("name", self.name)
+            .field("kind", &self.kind)
+            .field("capabilities", &self.capabilities)
+            .field("load", &self.load())
+            .field("alive", &self.alive())
+            .finish()
+    }
+}
+
+impl<'a> MemberView<'a> {
+    /// A view with fixed load and liveness (for testing a topology, or for topologies that
+    /// build views of their own).
+    pub fn new(
+        name: &'a AgentName,
+        kind: &'a str,
+        capabilities: &'a [String],
+        load: usize,
+        alive: bool,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            capabilities,
+            state: State::Fixed { load, alive },
+        }
+    }
+
+    pub(crate) fn live(
+        name: &'a AgentName,
+        kind: &'a str,
+        capabilities: &'a [String],
+        live: &'a dyn LiveMember,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            capabilities,
+            state: State::Live(live),
+        }
+    }
+
     /// Tasks queued or running for the agent now.
-    pub load: usize,
+    pub fn load(&self) -> usize {
+        match self.state {
+            State::Fixed { load, .. } => load,
+            State::Live(m) => m.load(),
+        }
+    }
+
     /// Whether a replica of the agent is up and taking tasks now (false while it restarts).
-    pub alive: bool,
+    pub fn alive(&self) -> bool {
+        match self.state {
+            State::Fixed { alive, .. } => alive,
+            State::Live(m) => m.alive(),
+        }
+    }
 }
 
 impl MemberView<'_> {

@@ -203,8 +203,8 @@ impl Topology for Hierarchy {
         let kids = self.children.get(from)?;
         kids.iter()
             .filter_map(|k| members.iter().find(|m| m.name == k.as_str()))
-            .filter(|m| m.alive && self.subtree_can(m.name.as_str(), request.capability, members))
-            .min_by_key(|m| m.load)
+            .filter(|m| m.alive() && self.subtree_can(m.name.as_str(), request.capability, members))
+            .min_by_key(|m| m.load())
             .map(|m| m.name.clone())
     }
 }
@@ -217,13 +217,7 @@ mod tests {
         names
             .iter()
             .zip(caps)
-            .map(|(name, capabilities)| MemberView {
-                name,
-                kind: "",
-                capabilities,
-                load: 0,
-                alive: true,
-            })
+            .map(|(name, capabilities)| MemberView::new(name, "", capabilities, 0, true))
             .collect()
     }
 

@@ -58,7 +58,7 @@ impl Topology for Mesh {
         members
             .iter()
             .filter(|m| m.can(request.capability))
-            .min_by_key(|m| m.load)
+            .min_by_key(|m| m.load())
             .map(|m| m.name.clone())
     }
 }
@@ -77,27 +77,9 @@ mod tests {
         let rust = vec!["rust".to_string()];
         let none = Vec::new();
         let members = [
-            MemberView {
-                name: &a,
-                kind: "",
-                capabilities: &rust,
-                load: 5,
-                alive: true,
-            },
-            MemberView {
-                name: &b,
-                kind: "",
-                capabilities: &none,
-                load: 0,
-                alive: true,
-            },
-            MemberView {
-                name: &c,
-                kind: "",
-                capabilities: &rust,
-                load: 2,
-                alive: true,
-            },
+            MemberView::new(&a, "", &rust, 5, true),
+            MemberView::new(&b, "", &none, 0, true),
+            MemberView::new(&c, "", &rust, 2, true),
         ];
         let rust_task = RouteRequest {
             capability: Some("rust"),

@@ -116,14 +116,14 @@ impl Topology for Ring {
         let at = ring.iter().position(|m| m.name == from)?;
         (1..ring.len())
             .map(|step| ring[(at + step) % ring.len()])
-            .find(|m| m.alive)
+            .find(|m| m.alive())
             .map(|m| m.name.clone())
     }
 
     fn route(&self, _request: &RouteRequest<'_>, members: &[MemberView<'_>]) -> Option<AgentName> {
         self.ring(members)
             .into_iter()
-            .find(|m| m.alive)
+            .find(|m| m.alive())
             .map(|m| m.name.clone())
     }
 }
@@ -133,13 +133,7 @@ mod tests {
     use super::*;
 
     fn view<'a>(name: &'a AgentName, alive: bool) -> MemberView<'a> {
-        MemberView {
-            name,
-            kind: "",
-            capabilities: &[],
-            load: 0,
-            alive,
-        }
+        MemberView::new(name, "", &[], 0, alive)
     }
 
     #[test]

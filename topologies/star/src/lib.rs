@@ -117,13 +117,7 @@ mod tests {
     #[test]
     fn a_missing_hub_is_an_error_naming_it() {
         let a = AgentName::from("a");
-        let members = [MemberView {
-            name: &a,
-            kind: "",
-            capabilities: &[],
-            load: 0,
-            alive: true,
-        }];
+        let members = [MemberView::new(&a, "", &[], 0, true)];
         let err = Star::new("hub").validate(&members).unwrap_err();
         assert_eq!(
             err.to_string(),
