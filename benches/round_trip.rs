@@ -7,35 +7,10 @@ use std::time::Duration;
 
 use apiary::prelude::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::Actor;
 
-/// The raw baseline: a ractor actor that adds one, answered through an RPC reply port.
-struct RawAdder;
-
-enum RawMsg {
-    Add(u64, RpcReplyPort<u64>),
-}
-
-impl Actor for RawAdder {
-    type Msg = RawMsg;
-    type State = ();
-    type Arguments = ();
-
-    async fn pre_start(&self, _: ActorRef<RawMsg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<RawMsg>,
-        msg: RawMsg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        let RawMsg::Add(n, reply) = msg;
-        let _ = reply.send(n + 1);
-        Ok(())
-    }
-}
+mod baseline;
+use baseline::{raw_call, runtime, RawAdder};
 
 /// The same work as an apiary agent.
 struct Adder;
@@ -50,19 +25,8 @@ impl Agent for Adder {
     }
 }
 
-async fn raw_call(actor: &ActorRef<RawMsg>, n: u64) -> u64 {
-    match actor.call(|reply| RawMsg::Add(n, reply), None).await {
-        Ok(ractor::rpc::CallResult::Success(v)) => v,
-        _ => panic!("raw call failed"),
-    }
-}
-
 fn round_trip(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (raw, _) = rt.block_on(Actor::spawn(None, RawAdder, ())).unwrap();
     let swarm = rt
         .block_on(

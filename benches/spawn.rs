@@ -11,6 +11,9 @@ use apiary::Pool;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+mod baseline;
+use baseline::runtime;
+
 const N: usize = 10_000;
 
 struct Idle;
@@ -81,11 +84,7 @@ fn rss_bytes() -> u64 {
 }
 
 fn spawn(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let flat = independent();
     let dag = layered();
 

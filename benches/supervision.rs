@@ -11,6 +11,9 @@ use apiary::prelude::*;
 use apiary::supervisor::{Backoff, BreakerConfig, CircuitBreaker};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+mod baseline;
+use baseline::runtime;
+
 #[derive(Clone)]
 enum Job {
     Echo(u64),
@@ -67,14 +70,6 @@ fn breaker_check(c: &mut Criterion) {
     group.finish();
     rt.block_on(plain.shutdown());
     rt.block_on(guarded.shutdown());
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn swarm(breaker: Option<BreakerConfig>) -> Swarm<Job, u64> {

@@ -10,36 +10,10 @@ use apiary::prelude::*;
 use apiary::topology::{Mesh, Ring, Star};
 use apiary::{BoxError, Topology};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::Actor;
 
-struct RawAdder;
-
-impl Actor for RawAdder {
-    type Msg = (u64, RpcReplyPort<u64>);
-    type State = ();
-    type Arguments = ();
-
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        (n, reply): Self::Msg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        let _ = reply.send(n + 1);
-        Ok(())
-    }
-}
-
-async fn raw_call(actor: &ActorRef<(u64, RpcReplyPort<u64>)>, n: u64) -> u64 {
-    match actor.call(|r| (n, r), None).await {
-        Ok(ractor::rpc::CallResult::Success(v)) => v,
-        _ => panic!("raw call failed"),
-    }
-}
+mod baseline;
+use baseline::{raw_call, runtime, RawAdder};
 
 /// Adds one; with `hops > 0`, forwards to its successor first (for the ring).
 #[derive(Clone)]
@@ -86,11 +60,7 @@ async fn swarm_of(n: usize, topology: impl Topology) -> Swarm<Msg, u64> {
 }
 
 fn topologies(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (raw, _) = rt.block_on(Actor::spawn(None, RawAdder, ())).unwrap();
     let mesh = rt.block_on(swarm_of(4, Mesh));
     let star = rt.block_on(swarm_of(4, Star::new("n0")));

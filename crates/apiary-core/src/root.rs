@@ -49,8 +49,6 @@ pub(crate) struct RootState<T, O> {
     args: RootArgs<T, O>,
     // Restart intensity per supervisor: `None` is the swarm's own, `Some(c)` coordinator c's.
     windows: HashMap<Option<AgentName>, RestartWindow<Duration>>,
-    // The swarm-wide window for restarts that fail themselves.
-    window: RestartWindow<Duration>,
     backoff: HashMap<(AgentName, usize), BackoffState>,
     restarts: HashMap<(AgentName, usize), u32>,
     epoch: Instant,
@@ -67,7 +65,6 @@ impl<T: Send + 'static, O: Send + 'static> Actor for Root<T, O> {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RootState {
-            window: args.settings.intensity().window(),
             windows: HashMap::new(),
             args,
             backoff: HashMap::new(),
@@ -323,11 +320,13 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
                     replica,
                     reason: StopReason::Failed(reason),
                 });
-                if self.window.admit(self.now()) {
+                // A restart that fails counts like any other, against the same supervisor.
+                let group = swarm.supervisor_of(&agent);
+                if self.admit(&group) {
                     let delay = self.next_delay(&entry, replica);
                     schedule(myself, agent, replica, delay);
                 } else {
-                    self.give_up(&swarm, format!("agent `{agent}` cannot be restarted"));
+                    self.escalate(myself, &swarm, group, &entry, replica);
                 }
             }
         }

@@ -1,0 +1,47 @@
+//! What every bench compares against, and the runtime they all run on.
+#![allow(dead_code, unreachable_pub)] // each bench uses the part it needs
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+/// The raw baseline: a ractor actor that adds one to a number and answers through an
+/// `RpcReplyPort` (`ActorRef::call`).
+pub struct RawAdder;
+
+pub type RawMsg = (u64, RpcReplyPort<u64>);
+
+impl Actor for RawAdder {
+    type Msg = RawMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<RawMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<RawMsg>,
+        (n, reply): RawMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = reply.send(n + 1);
+        Ok(())
+    }
+}
+
+/// One raw round trip: `n` in, `n + 1` back.
+pub async fn raw_call(actor: &ActorRef<RawMsg>, n: u64) -> u64 {
+    match actor.call(|reply| (n, reply), None).await {
+        Ok(ractor::rpc::CallResult::Success(v)) => v,
+        _ => panic!("raw call failed"),
+    }
+}
+
+/// A multi-thread tokio runtime with as many workers as the machine has cores (2).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
