@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agents::{eventually, workers, Job, Recorder};
+use agents::{eventually, stage_crash, workers, Job, Recorder, StagedCrash};
 use apiary::prelude::*;
 use apiary::supervisor::{Backoff, BreakerConfig, Strategy};
 use apiary::{BreakerTransition, RestartType, SubmitErrorKind};
@@ -437,15 +437,12 @@ async fn tasks_waiting_when_the_supervisor_gives_up_become_dead_letters() {
         .start()
         .await
         .unwrap();
-    let gate = Arc::new(Semaphore::new(0));
-    let hold = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
-    let boom = swarm.submit("w", Job::Panic).await.unwrap();
-    let waiting: Vec<_> =
-        futures::future::join_all((0..5).map(|i| swarm.submit("w", Job::Sum(vec![i]))))
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+    let StagedCrash {
+        gate,
+        hold,
+        crash: boom,
+        behind: waiting,
+    } = stage_crash(&swarm, "w", 5).await;
     gate.add_permits(1);
     hold.await.unwrap();
     assert!(matches!(boom.await, Err(TaskError::Panicked { .. })));

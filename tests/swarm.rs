@@ -7,7 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agents::{eventually, one_worker, workers, Job, JobError, Recorder, Summer, WordCounter};
+use agents::{
+    eventually, one_worker, stage_crash, workers, Job, JobError, Recorder, StagedCrash, Summer,
+    WordCounter,
+};
 use apiary::prelude::*;
 use apiary::{RestartType, StopReason, SubmitErrorKind, SwarmError};
 use ractor::ActorStatus;
@@ -205,15 +208,12 @@ async fn a_panic_fails_its_task_and_stops_a_temporary_agent_losing_nothing() {
         .start()
         .await
         .unwrap();
-    let gate = Arc::new(Semaphore::new(0));
-    let first = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
-    let boom = swarm.submit("w", Job::Panic).await.unwrap();
-    let behind: Vec<_> =
-        futures::future::join_all((0..5).map(|i| swarm.submit("w", Job::Sum(vec![i]))))
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+    let StagedCrash {
+        gate,
+        hold: first,
+        crash: boom,
+        behind,
+    } = stage_crash(&swarm, "w", 5).await;
     gate.add_permits(1);
     assert_eq!(first.await.unwrap(), 1);
     match boom.await {

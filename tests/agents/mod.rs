@@ -194,3 +194,29 @@ pub async fn one_worker(spec: AgentSpec) -> Swarm<Job, u64> {
     let (make, _) = workers();
     Swarm::builder().agent(spec, make).start().await.unwrap()
 }
+
+/// A crash staged behind a held task: `hold` keeps the agent busy until `gate` opens, `crash`
+/// panics it next, and `behind` are sums (of `[i]`) queued after the crash.
+pub struct StagedCrash {
+    pub gate: Arc<Semaphore>,
+    pub hold: TaskHandle<u64>,
+    pub crash: TaskHandle<u64>,
+    pub behind: Vec<TaskHandle<u64>>,
+}
+
+/// Stages a crash on `agent` with `n` tasks queued behind it; open `gate` to let it happen.
+pub async fn stage_crash(swarm: &Swarm<Job, u64>, agent: &str, n: u64) -> StagedCrash {
+    let gate = Arc::new(Semaphore::new(0));
+    let hold = swarm.submit(agent, Job::Hold(gate.clone())).await.unwrap();
+    let crash = swarm.submit(agent, Job::Panic).await.unwrap();
+    let mut behind = Vec::new();
+    for i in 0..n {
+        behind.push(swarm.submit(agent, Job::Sum(vec![i])).await.unwrap());
+    }
+    StagedCrash {
+        gate,
+        hold,
+        crash,
+        behind,
+    }
+}
