@@ -1,0 +1,557 @@
+//! The memory actor: owns the tables, the vectors and the index; applies writes durably.
+
+use std::{
+    collections::BTreeSet,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use apiary_metrics as m;
+use globset::GlobMatcher;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::{
+    clock::Clock,
+    config::IndexConfig,
+    index::{exact_index, rerank, ActiveIndex},
+    index_file::{self, Loaded},
+    kv::{Entry, KvTable},
+    patterns::{Hit, Metadata, PatternInfo, PatternTable},
+    store::{Contents, Store, StoredPattern, Write},
+    train::{train, TrainJob, Trained},
+    vectors::{dot, VectorSlab},
+    IndexOrigin, IndexStats, MemoryError, MemoryStats,
+};
+
+type Reply<T> = RpcReplyPort<Result<T, MemoryError>>;
+
+/// A pattern ready to store: key checked, vector checked and normalised.
+pub(crate) type NewPattern = (String, Vec<f32>, Metadata);
+
+pub(crate) enum MemoryMsg {
+    Put { key: String, value: Vec<u8>, ttl: Option<Duration>, reply: Reply<()> },
+    Get { key: String, reply: Reply<Option<Vec<u8>>> },
+    Delete { key: String, reply: Reply<bool> },
+    List { prefix: String, namespace: Option<String>, reply: Reply<Vec<String>> },
+    Glob { glob: GlobMatcher, namespace: Option<String>, reply: Reply<Vec<String>> },
+    AddPatterns { patterns: Vec<NewPattern>, reply: Reply<()> },
+    RemovePattern { key: String, reply: Reply<bool> },
+    Search { vector: Vec<f32>, k: usize, namespace: Option<String>, filter: Metadata, reply: Reply<Vec<Hit>> },
+    Stats { reply: RpcReplyPort<MemoryStats> },
+    Settle { reply: RpcReplyPort<MemoryStats> },
+    Sweep,
+    Trained(Box<Result<Trained, MemoryError>>),
+}
+
+/// What `open` hands the actor: the store's contents already read (so open fails with a
+/// typed error, not an actor start failure).
+pub(crate) struct Start {
+    pub(crate) dim: usize,
+    pub(crate) index: IndexConfig,
+    pub(crate) namespaces: Vec<String>,
+    pub(crate) store: Option<(Arc<Store>, PathBuf, Contents)>,
+}
+
+pub(crate) struct MemoryActor;
+
+pub(crate) struct State {
+    dim: usize,
+    config: IndexConfig,
+    clock: Clock,
+    kv: KvTable,
+    namespaces: BTreeSet<String>,
+    patterns: PatternTable,
+    vectors: VectorSlab,
+    index: ActiveIndex,
+    generation: u64,
+    store: Option<(Arc<Store>, PathBuf)>,
+    origin: IndexOrigin,
+    training: Option<Training>,
+    trainings: u64,
+    last_error: Option<String>,
+    /// Collection size at the last failed training: retried only once it doubles.
+    failed_at: Option<usize>,
+    settle_waiters: Vec<RpcReplyPort<MemoryStats>>,
+    sweep_at: Option<u64>,
+    /// Serialises index saves (after training, at stop).
+    save_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Changes made while a training runs, replayed onto the new index before it is swapped in.
+#[derive(Default)]
+struct Training {
+    added: Vec<u64>,
+    removed: Vec<u64>,
+}
+
+impl Actor for MemoryActor {
+    type Msg = MemoryMsg;
+    type State = State;
+    type Arguments = Start;
+
+    async fn pre_start(&self, myself: ActorRef<MemoryMsg>, start: Start) -> Result<State, ActorProcessingErr> {
+        let Start { dim, index: config, namespaces, store } = start;
+        let mut state = State {
+            dim,
+            clock: Clock::new(),
+            kv: KvTable::default(),
+            namespaces: namespaces.into_iter().collect(),
+            patterns: PatternTable::default(),
+            vectors: VectorSlab::new(dim),
+            index: ActiveIndex::Exact(exact_index(dim)?),
+            generation: 0,
+            store: None,
+            origin: IndexOrigin::Fresh,
+            training: None,
+            trainings: 0,
+            last_error: None,
+            failed_at: None,
+            settle_waiters: Vec::new(),
+            sweep_at: None,
+            save_lock: Arc::default(),
+            config,
+        };
+        if let Some((store, dir, contents)) = store {
+            state.restore(&dir, contents)?;
+            state.store = Some((store, dir));
+        }
+        state.publish_sizes();
+        state.schedule_sweep(&myself);
+        state.maybe_train(&myself);
+        Ok(state)
+    }
+
+    async fn handle(&self, myself: ActorRef<MemoryMsg>, msg: MemoryMsg, state: &mut State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            MemoryMsg::Put { key, value, ttl, reply } => {
+                let expires_at = ttl.map(|t| state.clock.now_ms().saturating_add(t.as_millis() as u64));
+                let entry = Entry { value, expires_at };
+                let result = state.durably(Write::Put(key, entry)).await.map(|write| {
+                    let Write::Put(key, entry) = write else { unreachable!("put returns put") };
+                    state.note_namespace(&key);
+                    state.kv.insert(key, entry);
+                    metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "put").increment(1);
+                });
+                state.publish_sizes();
+                state.schedule_sweep(&myself);
+                let _ = reply.send(result);
+            }
+            MemoryMsg::Get { key, reply } => {
+                let now = state.clock.now_ms();
+                let _ = reply.send(Ok(state.kv.get(&key, now).map(|e| e.value.clone())));
+            }
+            MemoryMsg::Delete { key, reply } => {
+                let now = state.clock.now_ms();
+                let result = if state.kv.get(&key, now).is_none() {
+                    // Absent or expired: nothing to acknowledge, but an expired entry still
+                    // goes at the next sweep.
+                    Ok(false)
+                } else {
+                    state.durably(Write::Delete(vec![key.clone()])).await.map(|_| {
+                        state.kv.remove(&key);
+                        metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "delete").increment(1);
+                        true
+                    })
+                };
+                state.publish_sizes();
+                let _ = reply.send(result);
+            }
+            MemoryMsg::List { prefix, namespace, reply } => {
+                let result = state
+                    .known(namespace.as_deref())
+                    .map(|()| state.kv.keys_with_prefix(&prefix, state.clock.now_ms()));
+                let _ = reply.send(result);
+            }
+            MemoryMsg::Glob { glob, namespace, reply } => {
+                let result = state
+                    .known(namespace.as_deref())
+                    .map(|()| state.kv.keys_matching(&glob, state.clock.now_ms()));
+                let _ = reply.send(result);
+            }
+            MemoryMsg::AddPatterns { patterns, reply } => {
+                let result = state.add_patterns(patterns).await;
+                state.maybe_train(&myself);
+                let _ = reply.send(result);
+            }
+            MemoryMsg::RemovePattern { key, reply } => {
+                let _ = reply.send(state.remove_pattern(&key).await);
+            }
+            MemoryMsg::Search { vector, k, namespace, filter, reply } => {
+                let started = Instant::now();
+                let result = state.search(&vector, k, namespace.as_deref(), &filter);
+                let kind = if matches!(state.index, ActiveIndex::Exact(_)) { "exact" } else { "quantized" };
+                metrics::histogram!(m::MEMORY_SEARCH_DURATION_SECONDS.name, "index" => kind)
+                    .record(started.elapsed().as_secs_f64());
+                let _ = reply.send(result);
+            }
+            MemoryMsg::Stats { reply } => {
+                let _ = reply.send(state.stats());
+            }
+            MemoryMsg::Settle { reply } => {
+                if state.training.is_some() {
+                    state.settle_waiters.push(reply);
+                } else {
+                    let _ = reply.send(state.stats());
+                }
+            }
+            MemoryMsg::Sweep => {
+                state.sweep_at = None;
+                let due = state.kv.due(state.clock.now_ms());
+                if !due.is_empty() {
+                    // On failure the keys stay (still never returned) and the next sweep retries.
+                    match state.durably(Write::Delete(due)).await {
+                        Ok(Write::Delete(due)) => {
+                            for key in &due {
+                                state.kv.remove(key);
+                            }
+                            metrics::counter!(m::MEMORY_EXPIRED_TOTAL.name).increment(due.len() as u64);
+                        }
+                        Ok(_) => unreachable!("delete returns delete"),
+                        Err(e) => tracing::warn!(error = %e, "memory: expiry sweep failed; retrying at the next one"),
+                    }
+                }
+                state.publish_sizes();
+                state.schedule_sweep(&myself);
+            }
+            MemoryMsg::Trained(result) => state.trained(*result),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<MemoryMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+        // Save the index as it stands, so the next start need not retrain.
+        if let (ActiveIndex::Quantized(q), Some((_, dir))) = (&state.index, &state.store) {
+            let _guard = state.save_lock.lock().await;
+            if let Err(e) = index_file::save(dir, q, state.generation) {
+                tracing::warn!(error = %e, "memory: saving the index at stop failed; it will be rebuilt");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Fills the tables from the store and picks up the saved index if it is sound.
+    fn restore(&mut self, dir: &std::path::Path, contents: Contents) -> Result<(), MemoryError> {
+        for (key, entry) in contents.kv {
+            // Expired entries are loaded too: invisible to reads, they leave at the first sweep.
+            self.note_namespace(&key);
+            self.kv.insert(key, entry);
+        }
+        for (id, StoredPattern { info, vector }) in contents.patterns {
+            self.note_namespace(&info.key);
+            self.vectors.insert(id, &vector);
+            self.patterns.insert(id, info);
+        }
+        self.generation = contents.generation;
+        if self.patterns.len() == 0 {
+            return Ok(());
+        }
+        let (config, dim) = (&self.config, self.dim);
+        match index_file::load(dir, self.generation, |n| config.factory_for(n, dim), config.compact) {
+            Loaded::Index(q) => {
+                self.index = ActiveIndex::Quantized(*q);
+                self.origin = IndexOrigin::Loaded;
+                if let ActiveIndex::Quantized(q) = &self.index {
+                    metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
+                }
+                return Ok(());
+            }
+            Loaded::Missing if self.patterns.len() < self.config.train_threshold => {}
+            Loaded::Missing => {
+                self.origin = IndexOrigin::Rebuilt {
+                    reason: format!("no saved index in {}", dir.display()),
+                };
+            }
+            Loaded::Rejected(reason) => {
+                tracing::warn!(%reason, "memory: saved index rejected; rebuilding from stored vectors");
+                self.origin = IndexOrigin::Rebuilt { reason };
+            }
+        }
+        let (ids, data) = self.vectors.snapshot();
+        self.index.add(&ids, &data)
+    }
+
+    fn note_namespace(&mut self, key: &str) {
+        if let Some((ns, _)) = key.split_once('/') {
+            if !self.namespaces.contains(ns) {
+                self.namespaces.insert(ns.to_owned());
+            }
+        }
+    }
+
+    fn known(&self, namespace: Option<&str>) -> Result<(), MemoryError> {
+        match namespace {
+            Some(ns) if !self.namespaces.contains(ns) => Err(MemoryError::UnknownNamespace {
+                namespace: ns.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies `write` to the store (on a blocking thread: commits fsync) and hands it back.
+    /// Without a store, writes are acknowledged at once.
+    async fn durably(&mut self, write: Write) -> Result<Write, MemoryError> {
+        let changes_patterns = matches!(write, Write::Patterns { .. });
+        let Some((store, _)) = &self.store else {
+            self.generation += u64::from(changes_patterns);
+            return Ok(write);
+        };
+        let store = Arc::clone(store);
+        let (generation, write) = tokio::task::spawn_blocking(move || store.apply(&write).map(|g| (g, write)))
+            .await
+            .map_err(|e| MemoryError::Panicked { what: "store write", reason: e.to_string() })??;
+        self.generation = generation;
+        Ok(write)
+    }
+
+    async fn add_patterns(&mut self, patterns: Vec<NewPattern>) -> Result<(), MemoryError> {
+        if patterns.is_empty() {
+            return Ok(());
+        }
+        // Later entries for the same key win; an existing key is replaced.
+        let mut replaced: Vec<u64> = Vec::new();
+        let mut rows = Vec::with_capacity(patterns.len());
+        let mut batch_ids = std::collections::HashMap::new();
+        let mut next = self.patterns.next_id;
+        for (key, vector, metadata) in patterns {
+            if let Some(old) = batch_ids.insert(key.clone(), next) {
+                rows.retain(|(id, _): &(u64, StoredPattern)| *id != old);
+            } else if let Some(&old) = self.patterns.by_key.get(&key) {
+                replaced.push(old);
+            }
+            rows.push((next, StoredPattern { info: PatternInfo { key, metadata }, vector }));
+            next += 1;
+        }
+        let write = Write::Patterns { add: rows, remove: replaced.clone() };
+        let Write::Patterns { add: rows, .. } = self.durably(write).await? else {
+            unreachable!("patterns returns patterns")
+        };
+        self.patterns.next_id = next;
+        self.drop_patterns(&replaced)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut data = Vec::with_capacity(rows.len() * self.dim);
+        for (id, StoredPattern { info, vector }) in rows {
+            self.note_namespace(&info.key);
+            self.vectors.insert(id, &vector);
+            self.patterns.insert(id, info);
+            ids.push(id);
+            data.extend_from_slice(&vector);
+        }
+        self.index.add(&ids, &data)?;
+        if let Some(t) = &mut self.training {
+            t.added.extend_from_slice(&ids);
+        }
+        metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "add_patterns").increment(1);
+        self.publish_sizes();
+        Ok(())
+    }
+
+    async fn remove_pattern(&mut self, key: &str) -> Result<bool, MemoryError> {
+        let Some(&id) = self.patterns.by_key.get(key) else {
+            return Ok(false);
+        };
+        self.durably(Write::Patterns { add: Vec::new(), remove: vec![id] }).await?;
+        self.patterns.remove(key);
+        self.drop_patterns(&[id])?;
+        metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "remove_pattern").increment(1);
+        self.publish_sizes();
+        Ok(true)
+    }
+
+    /// Takes removed ids out of the vectors and the index (indexes that cannot remove keep
+    /// them; searches skip ids no longer in the table).
+    fn drop_patterns(&mut self, ids: &[u64]) -> Result<(), MemoryError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for id in ids {
+            if let Some(info) = self.patterns.by_id.get(id).cloned() {
+                self.patterns.remove(&info.key);
+            }
+            self.vectors.remove(*id);
+        }
+        self.index.remove(ids)?;
+        if let Some(t) = &mut self.training {
+            t.removed.extend_from_slice(ids);
+        }
+        Ok(())
+    }
+
+    fn search(&mut self, q: &[f32], k: usize, namespace: Option<&str>, filter: &Metadata) -> Result<Vec<Hit>, MemoryError> {
+        self.known(namespace)?;
+        let filtered = namespace.is_some() || !filter.is_empty();
+        // Filtered searches over-fetch; if the index still yields too few matches, the
+        // matching patterns are scored exactly, so a filter never comes up short.
+        let want = if filtered { k.saturating_mul(8) } else { k };
+        let mut found = self.index.candidates(q, want)?;
+        if self.index.reranks() {
+            rerank(&mut found, q, &self.vectors);
+        }
+        let mut hits: Vec<Hit> = found
+            .into_iter()
+            .filter_map(|(id, score)| {
+                let info = self.patterns.by_id.get(&id)?;
+                info.matches(namespace, filter).then(|| Hit {
+                    key: info.key.clone(),
+                    score,
+                    metadata: info.metadata.clone(),
+                })
+            })
+            .take(k)
+            .collect();
+        if filtered && hits.len() < k {
+            let mut exact: Vec<(f32, &PatternInfo)> = self
+                .patterns
+                .by_id
+                .iter()
+                .filter(|(_, info)| info.matches(namespace, filter))
+                .filter_map(|(id, info)| Some((dot(q, self.vectors.get(*id)?), info)))
+                .collect();
+            exact.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
+            hits = exact
+                .into_iter()
+                .take(k)
+                .map(|(score, info)| Hit {
+                    key: info.key.clone(),
+                    score,
+                    metadata: info.metadata.clone(),
+                })
+                .collect();
+        }
+        Ok(hits)
+    }
+
+    /// Starts a background training when the collection passed the threshold (or grew enough
+    /// since the last training), unless one is running.
+    fn maybe_train(&mut self, myself: &ActorRef<MemoryMsg>) {
+        let n = self.vectors.len();
+        let due = match &self.index {
+            ActiveIndex::Exact(_) => n >= self.config.train_threshold,
+            ActiveIndex::Quantized(q) => n as f64 >= q.trained_on as f64 * self.config.retrain_growth,
+        };
+        let retry_ok = self.failed_at.is_none_or(|f| n >= 2 * f);
+        if !due || !retry_ok || self.training.is_some() {
+            return;
+        }
+        let (ids, data) = self.vectors.snapshot();
+        let job = TrainJob {
+            dim: self.dim,
+            factory: self.config.factory_for(n, self.dim),
+            ids,
+            data,
+            target_recall: self.config.target_recall,
+            tune_queries: self.config.tune_queries,
+            rerank: self.config.compact,
+            seed: self.trainings ^ n as u64,
+        };
+        self.training = Some(Training::default());
+        tracing::info!(vectors = n, factory = %job.factory, "memory: training a quantized index in the background");
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = tokio::task::spawn_blocking(move || train(job))
+                .await
+                .unwrap_or_else(|e| Err(MemoryError::Panicked { what: "training", reason: e.to_string() }));
+            // If the actor has stopped, the trained index is simply dropped.
+            let _ = me.cast(MemoryMsg::Trained(Box::new(result)));
+        });
+    }
+
+    /// Replays what changed during training onto the new index, swaps it in and saves it.
+    fn trained(&mut self, result: Result<Trained, MemoryError>) {
+        let changes = self.training.take().unwrap_or_default();
+        self.trainings += 1;
+        let outcome = match result.and_then(|t| self.swap_in(t, changes)) {
+            Ok(()) => "swapped",
+            Err(e) => {
+                tracing::warn!(error = %e, "memory: training failed; the current index stays");
+                self.failed_at = Some(self.vectors.len());
+                self.last_error = Some(e.to_string());
+                "failed"
+            }
+        };
+        metrics::counter!(m::MEMORY_TRAININGS_TOTAL.name, "outcome" => outcome).increment(1);
+        let stats = self.stats();
+        for waiter in self.settle_waiters.drain(..) {
+            let _ = waiter.send(stats.clone());
+        }
+    }
+
+    fn swap_in(&mut self, trained: Trained, changes: Training) -> Result<(), MemoryError> {
+        let Trained { quantized, seconds } = trained;
+        let mut index = ActiveIndex::Quantized(quantized);
+        let mut ids = Vec::new();
+        let mut data = Vec::new();
+        for id in changes.added {
+            if let Some(v) = self.vectors.get(id) {
+                ids.push(id);
+                data.extend_from_slice(v);
+            }
+        }
+        index.remove(&changes.removed)?;
+        index.add(&ids, &data)?;
+        metrics::histogram!(m::MEMORY_TRAINING_DURATION_SECONDS.name).record(seconds);
+        self.index = index;
+        self.failed_at = None;
+        if let ActiveIndex::Quantized(q) = &self.index {
+            metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
+            if let Some((_, dir)) = &self.store {
+                // Save a copy on a blocking thread; searches go on against the original.
+                match faiss::index::TryClone::try_clone(&q.index) {
+                    Ok(copy) => {
+                        let q = crate::index::Quantized { index: copy, factory: q.factory.clone(), param: q.param.clone(), ..*q };
+                        let (dir, generation, lock) = (dir.clone(), self.generation, Arc::clone(&self.save_lock));
+                        tokio::spawn(async move {
+                            let _guard = lock.lock().await;
+                            let saved = tokio::task::spawn_blocking(move || index_file::save(&dir, &q, generation)).await;
+                            if let Ok(Err(e)) = saved {
+                                tracing::warn!(error = %e, "memory: saving the trained index failed; it will be rebuilt at the next start");
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "memory: cannot copy the index to save it"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_sweep(&mut self, myself: &ActorRef<MemoryMsg>) {
+        let Some(next) = self.kv.next_expiry() else { return };
+        if self.sweep_at.is_some_and(|at| at <= next) {
+            return;
+        }
+        self.sweep_at = Some(next);
+        let delay = Duration::from_millis(next.saturating_sub(self.clock.now_ms()));
+        myself.send_after(delay, || MemoryMsg::Sweep);
+    }
+
+    fn publish_sizes(&self) {
+        metrics::gauge!(m::MEMORY_KEYS.name).set(self.kv.len() as f64);
+        metrics::gauge!(m::MEMORY_PATTERNS.name).set(self.patterns.len() as f64);
+    }
+
+    fn stats(&self) -> MemoryStats {
+        let (kind, param, recall) = match &self.index {
+            ActiveIndex::Exact(_) => ("Flat".to_owned(), None, None),
+            ActiveIndex::Quantized(q) => (q.factory.clone(), q.param.clone(), Some(q.recall)),
+        };
+        MemoryStats {
+            keys: self.kv.len(),
+            patterns: self.patterns.len(),
+            namespaces: self.namespaces.iter().cloned().collect(),
+            vector_bytes: self.vectors.bytes(),
+            index: IndexStats {
+                factory: kind,
+                param,
+                recall,
+                indexed: self.index.ntotal(),
+                training: self.training.is_some(),
+                trainings: self.trainings,
+                origin: self.origin.clone(),
+                last_error: self.last_error.clone(),
+            },
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! How a memory is set up: dimension, directory, embedder and index policy.
+
+use std::{fmt, path::PathBuf, sync::Arc};
+
+use crate::{Embedder, HashingEmbedder, MemoryError};
+
+/// Settings for [`Memory::open`](crate::Memory::open).
+///
+/// ```
+/// use apiary_memory::{IndexConfig, MemoryConfig};
+///
+/// let config = MemoryConfig::new(384)
+///     .namespace("results")
+///     .index(IndexConfig::default().train_threshold(20_000).target_recall(0.97));
+/// # let _ = config;
+/// ```
+#[derive(Clone)]
+pub struct MemoryConfig {
+    pub(crate) dim: usize,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) embedder: Arc<dyn Embedder>,
+    pub(crate) index: IndexConfig,
+    pub(crate) namespaces: Vec<String>,
+}
+
+impl fmt::Debug for MemoryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryConfig")
+            .field("dim", &self.dim)
+            .field("dir", &self.dir)
+            .field("embedder_dim", &self.embedder.dim())
+            .field("index", &self.index)
+            .field("namespaces", &self.namespaces)
+            .finish()
+    }
+}
+
+impl MemoryConfig {
+    /// An in-memory store for `dim`-dimensional patterns, embedding text with a
+    /// [`HashingEmbedder`] of the same dimension.
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            dir: None,
+            embedder: Arc::new(HashingEmbedder::new(dim)),
+            index: IndexConfig::default(),
+            namespaces: Vec::new(),
+        }
+    }
+
+    /// Keeps everything in `dir` (created if missing): a crash-safe redb database for keys and
+    /// pattern vectors, and the trained FAISS index beside it. Writes are acknowledged only
+    /// once on disk.
+    pub fn persist_to(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Embeds text with `embedder`; its dimension must equal the memory's.
+    pub fn embedder(mut self, embedder: impl Embedder) -> Self {
+        self.embedder = Arc::new(embedder);
+        self
+    }
+
+    /// Declares a namespace up front, so listing or searching it works before anything is
+    /// stored in it. Namespaces also come into being with their first write.
+    pub fn namespace(mut self, name: impl Into<String>) -> Self {
+        self.namespaces.push(name.into());
+        self
+    }
+
+    /// The pattern index policy.
+    pub fn index(mut self, index: IndexConfig) -> Self {
+        self.index = index;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), MemoryError> {
+        let bad = |field, reason: String| Err(MemoryError::Config { field, reason });
+        if self.dim == 0 {
+            return bad("dim", "must be at least 1".into());
+        }
+        if self.embedder.dim() != self.dim {
+            return bad(
+                "embedder",
+                format!("embeds into {} dimensions, the memory has {}", self.embedder.dim(), self.dim),
+            );
+        }
+        if let Some(ns) = self.namespaces.iter().find(|n| n.is_empty() || n.contains('/')) {
+            return bad("namespace", format!("{ns:?} must be non-empty and contain no '/'"));
+        }
+        self.index.validate(self.dim)
+    }
+}
+
+/// When and how the pattern index turns from exact into quantized.
+///
+/// Below `train_threshold` patterns the index is exact (FAISS `Flat`, inner product on unit
+/// vectors). Past it, the quantized index (`factory`) is trained on a sample on a blocking
+/// thread while the exact index keeps answering, then swapped in; its search parameter
+/// (`nprobe` for IVF, `efSearch` for HNSW) is set to the smallest value whose measured recall@10
+/// against exact search reaches `target_recall`. The collection is retrained when it grows
+/// `retrain_growth` times past the size it was trained at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexConfig {
+    pub(crate) factory: Option<String>,
+    pub(crate) train_threshold: usize,
+    pub(crate) target_recall: f64,
+    pub(crate) compact: Option<usize>,
+    pub(crate) tune_queries: usize,
+    pub(crate) retrain_growth: f64,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            factory: None,
+            train_threshold: 10_000,
+            target_recall: 0.95,
+            compact: None,
+            tune_queries: 200,
+            retrain_growth: 4.0,
+        }
+    }
+}
+
+impl IndexConfig {
+    /// A FAISS `index_factory` string, e.g. `IVF1024,SQ8`, `IVF4096,PQ48np` or `HNSW32`.
+    /// `{nlist}` is replaced by a list count chosen from the collection size (4·√n). The
+    /// default is `IVF{nlist},SQ8` (`IVF{nlist},PQ{d/8}np` in compact mode).
+    pub fn factory(mut self, factory: impl Into<String>) -> Self {
+        self.factory = Some(factory.into());
+        self
+    }
+
+    /// Patterns needed before the quantized index is trained (default 10,000).
+    pub fn train_threshold(mut self, n: usize) -> Self {
+        self.train_threshold = n;
+        self
+    }
+
+    /// Recall@10 against exact search that tuning aims for (default 0.95).
+    pub fn target_recall(mut self, recall: f64) -> Self {
+        self.target_recall = recall;
+        self
+    }
+
+    /// Compact mode for large collections: the index keeps only product-quantization codes,
+    /// and each search re-ranks `rerank × k` candidates exactly from the stored vectors.
+    pub fn compact(mut self, rerank: usize) -> Self {
+        self.compact = Some(rerank);
+        self
+    }
+
+    /// Sample queries used to measure recall while tuning (default 200).
+    pub fn tune_queries(mut self, n: usize) -> Self {
+        self.tune_queries = n;
+        self
+    }
+
+    /// Retrain once the collection is this many times the size it was trained at (default 4).
+    pub fn retrain_growth(mut self, factor: f64) -> Self {
+        self.retrain_growth = factor;
+        self
+    }
+
+    /// The factory string for a collection of `n` vectors of `dim` dimensions.
+    pub(crate) fn factory_for(&self, n: usize, dim: usize) -> String {
+        let nlist = nlist_for(n);
+        let template = match (&self.factory, self.compact) {
+            (Some(f), _) => f.clone(),
+            (None, Some(_)) => format!("IVF{{nlist}},PQ{}np", pq_subquantizers(dim)),
+            (None, None) => "IVF{nlist},SQ8".to_owned(),
+        };
+        template.replace("{nlist}", &nlist.to_string())
+    }
+
+    fn validate(&self, dim: usize) -> Result<(), MemoryError> {
+        let bad = |field, reason: String| Err(MemoryError::Config { field, reason });
+        if !(self.target_recall > 0.0 && self.target_recall <= 1.0) {
+            return bad("target_recall", format!("{} is not in (0, 1]", self.target_recall));
+        }
+        if self.train_threshold < 2 {
+            return bad("train_threshold", "must be at least 2".into());
+        }
+        if self.compact == Some(0) {
+            return bad("compact", "rerank factor must be at least 1".into());
+        }
+        if self.retrain_growth.is_nan() || self.retrain_growth <= 1.0 {
+            return bad("retrain_growth", format!("{} must be above 1", self.retrain_growth));
+        }
+        // Build the index once, untrained, so a bad factory string fails at open, naming itself.
+        let factory = self.factory_for(self.train_threshold, dim);
+        faiss::index_factory(dim as u32, &factory, faiss::MetricType::InnerProduct)
+            .map(drop)
+            .or_else(|e| bad("factory", format!("FAISS rejects {factory:?}: {e}")))
+    }
+}
+
+/// IVF list count for `n` vectors: 4·√n, at least 1, and at most n/39 so k-means has the
+/// 39 points per centroid FAISS asks for.
+pub(crate) fn nlist_for(n: usize) -> usize {
+    let by_size = (4.0 * (n as f64).sqrt()).round() as usize;
+    by_size.min(n / 39).max(1)
+}
+
+/// Product-quantizer sub-vector count: the largest divisor of `dim` not above `dim / 8`
+/// (48 one-byte codes for 384 dimensions: 1/32 of the f32 size).
+fn pq_subquantizers(dim: usize) -> usize {
+    (1..=(dim / 8).max(1)).rev().find(|m| dim % m == 0).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factory_strings() {
+        let c = IndexConfig::default();
+        assert_eq!(c.factory_for(100_000, 384), "IVF1265,SQ8");
+        assert_eq!(c.clone().compact(10).factory_for(100_000, 384), "IVF1265,PQ48np");
+        assert_eq!(nlist_for(50), 1);
+        assert_eq!(c.factory("HNSW32").factory_for(10, 8), "HNSW32");
+    }
+}

@@ -1,0 +1,38 @@
+//! apiary's memory: one ractor actor holding a namespaced key/value store with TTLs and a
+//! FAISS index of *patterns* (vector + key + metadata), optionally crash-safe on disk.
+//!
+//! - Keys are `namespace/name` paths; values are serde types encoded with postcard.
+//! - Patterns are searched by cosine similarity. The index is exact (FAISS `Flat`) while the
+//!   collection is small; past a threshold a quantized index (default `IVF{nlist},SQ8`, any
+//!   `index_factory` string accepted) is trained on a blocking thread and swapped in, with its
+//!   `nprobe` tuned to the smallest value reaching a target recall measured against exact
+//!   search. A compact mode keeps only PQ codes in the index and re-ranks exactly.
+//! - With a directory, keys and vectors live in a redb database (a write is acknowledged only
+//!   once committed to disk) and the trained index is saved beside it with a checksum.
+//!
+//! See [`Memory`] for an example.
+#![deny(missing_docs)]
+
+mod actor;
+mod clock;
+mod config;
+mod embedder;
+mod error;
+mod index;
+mod index_file;
+mod key;
+mod kv;
+mod memory;
+mod patterns;
+mod stats;
+mod store;
+mod train;
+mod vectors;
+
+pub use config::{IndexConfig, MemoryConfig};
+pub use embedder::{Embedder, HashingEmbedder};
+pub use error::{BoxError, MemoryError};
+pub use key::namespace_of;
+pub use memory::Memory;
+pub use patterns::{Hit, Metadata, Pattern, Query};
+pub use stats::{IndexOrigin, IndexStats, MemoryStats};

@@ -1,0 +1,288 @@
+//! [`Memory`]: the handle agents and swarms hold to reach the memory actor.
+
+use std::{sync::Arc, time::Duration};
+
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    actor::{MemoryActor, MemoryMsg, NewPattern, Start},
+    key::{namespace_of, pinned_namespace},
+    patterns::Content,
+    store::Store,
+    vectors::normalised,
+    Embedder, Hit, MemoryConfig, MemoryError, MemoryStats, Pattern, Query,
+};
+
+/// A handle to a running memory actor; cheap to clone and share between agents.
+///
+/// Keys are `namespace/name` paths. Values are any serde type, stored as postcard bytes.
+/// Patterns are vectors (or texts, embedded by the configured [`Embedder`]) searched by
+/// cosine similarity through FAISS.
+///
+/// ```
+/// use apiary_memory::{Memory, MemoryConfig, Pattern, Query};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), apiary_memory::MemoryError> {
+/// let memory = Memory::open(MemoryConfig::new(64)).await?;
+/// memory.put("swarm/phase1/design", &"use a ring").await?;
+/// let design: Option<String> = memory.get("swarm/phase1/design").await?;
+/// assert_eq!(design.as_deref(), Some("use a ring"));
+///
+/// memory.add_pattern(Pattern::text("lessons/linker", "link with openblas for lapack")).await?;
+/// memory.add_pattern(Pattern::text("lessons/flaky", "retry the flaky network test")).await?;
+/// let hits = memory.search(Query::text("lapack link error", 1)).await?;
+/// assert_eq!(hits[0].key, "lessons/linker");
+/// memory.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Memory {
+    actor: ActorRef<MemoryMsg>,
+    embedder: Arc<dyn Embedder>,
+    dim: usize,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("actor", &self.actor.get_id())
+            .field("dim", &self.dim)
+            .finish()
+    }
+}
+
+impl Memory {
+    /// Validates `config`, reads the store (if a directory is configured) and starts the
+    /// actor. A saved index is loaded if its checksum and generation match the store; otherwise
+    /// the index is rebuilt from the stored vectors and [`IndexStats::origin`](crate::IndexStats)
+    /// says why.
+    pub async fn open(config: MemoryConfig) -> Result<Self, MemoryError> {
+        config.validate()?;
+        let store = match &config.dir {
+            Some(dir) => {
+                let dir = dir.clone();
+                let (store, contents) = tokio::task::spawn_blocking({
+                    let dir = dir.clone();
+                    move || Store::open(&dir)
+                })
+                .await
+                .map_err(|e| MemoryError::Panicked {
+                    what: "store open",
+                    reason: e.to_string(),
+                })??;
+                Some((Arc::new(store), dir, contents))
+            }
+            None => None,
+        };
+        let start = Start {
+            dim: config.dim,
+            index: config.index.clone(),
+            namespaces: config.namespaces.clone(),
+            store,
+        };
+        let (actor, _) = Actor::spawn(None, MemoryActor, start)
+            .await
+            .map_err(|e| MemoryError::Panicked {
+                what: "memory actor start",
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            actor,
+            embedder: config.embedder,
+            dim: config.dim,
+        })
+    }
+
+    /// The dimension of every pattern vector.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<Result<R, MemoryError>>) -> MemoryMsg,
+    ) -> Result<R, MemoryError> {
+        match self.actor.call(msg, None).await {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            _ => Err(MemoryError::Closed),
+        }
+    }
+
+    /// Stores `value` under `key` (replacing any value), durably if persistent.
+    pub async fn put<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Result<(), MemoryError> {
+        self.write(key, value, None).await
+    }
+
+    /// Stores `value` under `key` for `ttl`; after that `key` reads as absent, and the entry
+    /// is removed (from RAM and disk) by the next expiry sweep.
+    pub async fn put_with_ttl<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Duration,
+    ) -> Result<(), MemoryError> {
+        self.write(key, value, Some(ttl)).await
+    }
+
+    async fn write<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        ttl: Option<Duration>,
+    ) -> Result<(), MemoryError> {
+        namespace_of(key)?;
+        let value = postcard::to_allocvec(value).map_err(|source| MemoryError::Encode {
+            key: key.to_owned(),
+            source,
+        })?;
+        let key = key.to_owned();
+        self.call(|reply| MemoryMsg::Put {
+            key,
+            value,
+            ttl,
+            reply,
+        })
+        .await
+    }
+
+    /// The value under `key`, decoded as `V`; `None` if absent or expired.
+    pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>, MemoryError> {
+        namespace_of(key)?;
+        let owned = key.to_owned();
+        let Some(bytes) = self.call(|reply| MemoryMsg::Get { key: owned, reply }).await? else {
+            return Ok(None);
+        };
+        postcard::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|source| MemoryError::Decode {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Deletes `key`; true if it was present (and not expired).
+    pub async fn delete(&self, key: &str) -> Result<bool, MemoryError> {
+        namespace_of(key)?;
+        let key = key.to_owned();
+        self.call(|reply| MemoryMsg::Delete { key, reply }).await
+    }
+
+    /// Live keys starting with `prefix`, sorted. A prefix that names a namespace
+    /// (`results/...`) must name a known one.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, MemoryError> {
+        let namespace = pinned_namespace(prefix, false).map(str::to_owned);
+        let prefix = prefix.to_owned();
+        self.call(|reply| MemoryMsg::List {
+            prefix,
+            namespace,
+            reply,
+        })
+        .await
+    }
+
+    /// Live keys matching a glob (`swarm/*/design`, `results/**`), sorted. `*` and `?` stay
+    /// within one segment; `**` crosses segments.
+    pub async fn glob(&self, pattern: &str) -> Result<Vec<String>, MemoryError> {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|source| MemoryError::InvalidGlob {
+                pattern: pattern.to_owned(),
+                source,
+            })?
+            .compile_matcher();
+        let namespace = pinned_namespace(pattern, true).map(str::to_owned);
+        self.call(|reply| MemoryMsg::Glob {
+            glob,
+            namespace,
+            reply,
+        })
+        .await
+    }
+
+    /// Stores one pattern (replacing any pattern under the same key).
+    pub async fn add_pattern(&self, pattern: Pattern) -> Result<(), MemoryError> {
+        self.add_patterns(vec![pattern]).await
+    }
+
+    /// Stores several patterns in one durable write: all or none.
+    pub async fn add_patterns(&self, patterns: Vec<Pattern>) -> Result<(), MemoryError> {
+        let patterns = patterns
+            .into_iter()
+            .map(|p| self.prepare(p))
+            .collect::<Result<Vec<NewPattern>, _>>()?;
+        self.call(|reply| MemoryMsg::AddPatterns { patterns, reply })
+            .await
+    }
+
+    fn prepare(&self, p: Pattern) -> Result<NewPattern, MemoryError> {
+        namespace_of(&p.key)?;
+        let vector = self.vector_of(p.content)?;
+        let vector = normalised(&format!("pattern {:?}", p.key), vector, self.dim)?;
+        Ok((p.key, vector, p.metadata))
+    }
+
+    fn vector_of(&self, content: Content) -> Result<Vec<f32>, MemoryError> {
+        match content {
+            Content::Vector(v) => Ok(v),
+            // Embedding runs here, on the caller's task: a slow model never stalls the actor.
+            Content::Text(text) => self.embedder.embed(&text).map_err(MemoryError::Embed),
+        }
+    }
+
+    /// Removes the pattern under `key`; true if there was one.
+    pub async fn remove_pattern(&self, key: &str) -> Result<bool, MemoryError> {
+        namespace_of(key)?;
+        let key = key.to_owned();
+        self.call(|reply| MemoryMsg::RemovePattern { key, reply })
+            .await
+    }
+
+    /// The `k` stored patterns most similar to the query, best first.
+    pub async fn search(&self, query: Query) -> Result<Vec<Hit>, MemoryError> {
+        if query.k == 0 {
+            return Err(MemoryError::ZeroK);
+        }
+        let vector = normalised("query", self.vector_of(query.content)?, self.dim)?;
+        self.call(|reply| MemoryMsg::Search {
+            vector,
+            k: query.k,
+            namespace: query.namespace,
+            filter: query.filter,
+            reply,
+        })
+        .await
+    }
+
+    /// How many patterns are stored.
+    pub async fn pattern_count(&self) -> Result<usize, MemoryError> {
+        Ok(self.stats().await?.patterns)
+    }
+
+    /// Sizes, the index in use and what tuning measured.
+    pub async fn stats(&self) -> Result<MemoryStats, MemoryError> {
+        self.actor
+            .call(|reply| MemoryMsg::Stats { reply }, None)
+            .await
+            .ok()
+            .and_then(|r| r.success_or(()).ok())
+            .ok_or(MemoryError::Closed)
+    }
+
+    /// Waits until no index training is running, then returns the stats.
+    pub async fn settle(&self) -> Result<MemoryStats, MemoryError> {
+        self.actor
+            .call(|reply| MemoryMsg::Settle { reply }, None)
+            .await
+            .ok()
+            .and_then(|r| r.success_or(()).ok())
+            .ok_or(MemoryError::Closed)
+    }
+
+    /// Stops the actor after the messages already sent, saving a trained index beside the
+    /// store. Other handles see [`MemoryError::Closed`] afterwards.
+    pub async fn close(&self) {
+        let _ = self.actor.stop_and_wait(None, None).await;
+    }
+}

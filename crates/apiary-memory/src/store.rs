@@ -1,0 +1,170 @@
+//! The crash-safe store on disk (redb): key/value entries and pattern vectors.
+//!
+//! Every write is one redb transaction committed with immediate durability (fsync) before the
+//! memory acknowledges it. The FAISS index is not stored here: it is derived data, saved
+//! beside the database by [`crate::index_file`] and rebuilt from these vectors when needed.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::{kv::Entry, patterns::PatternInfo, MemoryError};
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const PATTERNS: TableDefinition<u64, &[u8]> = TableDefinition::new("patterns");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Bumped by every pattern change; the saved index records the generation it reflects.
+const GENERATION: &str = "pattern_generation";
+
+/// A pattern as stored: its info and its (normalised) vector.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredPattern {
+    pub(crate) info: PatternInfo,
+    pub(crate) vector: Vec<f32>,
+}
+
+/// What the store held at open.
+#[derive(Debug, Default)]
+pub(crate) struct Contents {
+    pub(crate) kv: Vec<(String, Entry)>,
+    pub(crate) patterns: Vec<(u64, StoredPattern)>,
+    pub(crate) generation: u64,
+}
+
+/// One write, applied atomically.
+#[derive(Debug)]
+pub(crate) enum Write {
+    Put(String, Entry),
+    Delete(Vec<String>),
+    /// Removes `remove`, then adds `add` (a replaced key is both).
+    Patterns {
+        add: Vec<(u64, StoredPattern)>,
+        remove: Vec<u64>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    pub(crate) fn file(dir: &Path) -> PathBuf {
+        dir.join("memory.redb")
+    }
+
+    /// Opens (or creates) the database in `dir` and reads everything back.
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Contents), MemoryError> {
+        std::fs::create_dir_all(dir).map_err(MemoryError::io(dir))?;
+        let path = Self::file(dir);
+        let db = Database::create(&path).map_err(MemoryError::storage(&path))?;
+        let store = Self { db, path };
+        // Create the tables so that a fresh database reads back empty.
+        store.commit(|_| Ok(()))?;
+        let contents = store.read_all()?;
+        Ok((store, contents))
+    }
+
+    fn read_all(&self) -> Result<Contents, MemoryError> {
+        let path = &self.path;
+        let txn = self.db.begin_read().map_err(MemoryError::storage(path))?;
+        let mut contents = Contents::default();
+        let kv = txn.open_table(KV).map_err(MemoryError::storage(path))?;
+        for row in kv.iter().map_err(MemoryError::storage(path))? {
+            let (k, v) = row.map_err(MemoryError::storage(path))?;
+            let key = k.value().to_owned();
+            let entry = postcard::from_bytes(v.value()).map_err(|source| MemoryError::CorruptRecord {
+                path: path.clone(),
+                record: format!("key {key:?}"),
+                source,
+            })?;
+            contents.kv.push((key, entry));
+        }
+        let patterns = txn.open_table(PATTERNS).map_err(MemoryError::storage(path))?;
+        for row in patterns.iter().map_err(MemoryError::storage(path))? {
+            let (id, v) = row.map_err(MemoryError::storage(path))?;
+            let id = id.value();
+            let pattern = postcard::from_bytes(v.value()).map_err(|source| MemoryError::CorruptRecord {
+                path: path.clone(),
+                record: format!("pattern #{id}"),
+                source,
+            })?;
+            contents.patterns.push((id, pattern));
+        }
+        let meta = txn.open_table(META).map_err(MemoryError::storage(path))?;
+        contents.generation = meta
+            .get(GENERATION)
+            .map_err(MemoryError::storage(path))?
+            .map_or(0, |g| g.value());
+        Ok(contents)
+    }
+
+    /// Applies `write` in one durable transaction; returns the pattern generation after it.
+    pub(crate) fn apply(&self, write: &Write) -> Result<u64, MemoryError> {
+        let path = &self.path;
+        self.commit(|txn| {
+            let mut generation = None;
+            match write {
+                Write::Put(key, entry) => {
+                    let bytes = encode(key, entry)?;
+                    let mut t = txn.open_table(KV).map_err(MemoryError::storage(path))?;
+                    t.insert(key.as_str(), bytes.as_slice()).map_err(MemoryError::storage(path))?;
+                }
+                Write::Delete(keys) => {
+                    let mut t = txn.open_table(KV).map_err(MemoryError::storage(path))?;
+                    for key in keys {
+                        t.remove(key.as_str()).map_err(MemoryError::storage(path))?;
+                    }
+                }
+                Write::Patterns { add, remove } => {
+                    let mut t = txn.open_table(PATTERNS).map_err(MemoryError::storage(path))?;
+                    for id in remove {
+                        t.remove(id).map_err(MemoryError::storage(path))?;
+                    }
+                    for (id, pattern) in add {
+                        let bytes = encode(&pattern.info.key, pattern)?;
+                        t.insert(id, bytes.as_slice()).map_err(MemoryError::storage(path))?;
+                    }
+                    generation = Some(());
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(MemoryError::storage(path))?;
+            let current = meta
+                .get(GENERATION)
+                .map_err(MemoryError::storage(path))?
+                .map_or(0, |g| g.value());
+            let next = current + u64::from(generation.is_some());
+            if next != current {
+                meta.insert(GENERATION, next).map_err(MemoryError::storage(path))?;
+            }
+            Ok(next)
+        })
+    }
+
+    fn commit<R>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, MemoryError>,
+    ) -> Result<R, MemoryError> {
+        let path = &self.path;
+        let txn = self.db.begin_write().map_err(MemoryError::storage(path))?;
+        {
+            // Opening every table makes a fresh database complete after its first commit.
+            txn.open_table(KV).map_err(MemoryError::storage(path))?;
+            txn.open_table(PATTERNS).map_err(MemoryError::storage(path))?;
+            txn.open_table(META).map_err(MemoryError::storage(path))?;
+        }
+        let out = f(&txn)?;
+        // redb's default durability is Immediate: commit returns after fsync.
+        txn.commit().map_err(MemoryError::storage(path))?;
+        Ok(out)
+    }
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, MemoryError> {
+    postcard::to_allocvec(value).map_err(|source| MemoryError::Encode {
+        key: key.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,138 @@
+//! The definitions of every metric apiary records.
+
+/// Prometheus metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (Prometheus counter, name ends in `_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations bucketed (Prometheus histogram).
+    Histogram,
+}
+
+/// One metric: what Prometheus shows and what `docs/metrics.md` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// Full series name.
+    pub name: &'static str,
+    /// Type.
+    pub kind: Kind,
+    /// Label names, in the order they are documented.
+    pub labels: &'static [&'static str],
+    /// Base unit (`seconds`, `ratio`, ...), empty for plain counts.
+    pub unit: &'static str,
+    /// What it measures, and where it is counted.
+    pub help: &'static str,
+}
+
+macro_rules! catalogue {
+    ($($(#[$doc:meta])* $id:ident = $name:literal, $kind:ident, [$($label:literal),*], $unit:literal, $help:literal;)*) => {
+        $(
+            $(#[$doc])*
+            pub const $id: Metric = Metric {
+                name: $name,
+                kind: Kind::$kind,
+                labels: &[$($label),*],
+                unit: $unit,
+                help: $help,
+            };
+        )*
+        /// Every metric apiary records.
+        pub fn catalogue() -> &'static [Metric] {
+            &[$($id),*]
+        }
+    };
+}
+
+catalogue! {
+    /// Tasks finished, by agent and outcome.
+    TASKS_TOTAL = "apiary_tasks_total", Counter, ["agent", "outcome"], "",
+        "Tasks finished, by agent and outcome (completed, failed, panicked, timed_out, cancelled, dead_letter).";
+    /// Time an agent spent running a task.
+    TASK_DURATION_SECONDS = "apiary_task_duration_seconds", Histogram, ["agent"], "seconds",
+        "Time from a task's start on an agent to its result.";
+    /// Tasks queued or running per agent.
+    QUEUE_DEPTH = "apiary_queue_depth", Gauge, ["agent"], "",
+        "Tasks queued or running on an agent (all replicas), sampled at each submission and finish.";
+    /// Agent actor restarts.
+    AGENT_RESTARTS_TOTAL = "apiary_agent_restarts_total", Counter, ["agent"], "",
+        "Agent actors restarted by their supervisor.";
+    /// Supervisors that exceeded their restart intensity.
+    SUPERVISOR_GAVE_UP_TOTAL = "apiary_supervisor_gave_up_total", Counter, ["agent"], "",
+        "Times a supervisor exceeded its restart intensity and stopped the agents it supervises.";
+    /// Circuit breaker state per replica.
+    BREAKER_STATE = "apiary_breaker_state", Gauge, ["agent", "replica"], "",
+        "Circuit breaker state per agent replica: 0 closed, 1 half-open, 2 open.";
+    /// Tasks nobody could run.
+    DEAD_LETTERS_TOTAL = "apiary_dead_letters_total", Counter, ["agent"], "",
+        "Tasks that could not be delivered (agent stopped for good) and were failed back.";
+    /// Time to start one agent.
+    SPAWN_DURATION_SECONDS = "apiary_spawn_duration_seconds", Histogram, ["agent"], "seconds",
+        "Time from spawning an agent's actors to its started hook returning.";
+    /// Agents currently running.
+    AGENTS = "apiary_agents", Gauge, ["swarm"], "",
+        "Agents of a swarm that are started and not stopped.";
+    /// Time of one pattern search through the memory actor.
+    MEMORY_SEARCH_DURATION_SECONDS = "apiary_memory_search_duration_seconds", Histogram, ["index"], "seconds",
+        "Time the memory actor spent answering one pattern search, by index kind (exact, quantized).";
+    /// Measured recall of the quantized index.
+    MEMORY_RECALL = "apiary_memory_recall", Gauge, [], "ratio",
+        "recall@10 of the quantized index against exact search, measured on sample queries when it was tuned.";
+    /// Patterns stored.
+    MEMORY_PATTERNS = "apiary_memory_patterns", Gauge, [], "",
+        "Patterns (vectors) stored in the memory.";
+    /// Keys stored.
+    MEMORY_KEYS = "apiary_memory_keys", Gauge, [], "",
+        "Key/value entries stored in the memory (expired ones leave at the next sweep).";
+    /// Keys removed because their TTL passed.
+    MEMORY_EXPIRED_TOTAL = "apiary_memory_expired_total", Counter, [], "",
+        "Key/value entries removed because their TTL passed.";
+    /// Durable writes.
+    MEMORY_WRITES_TOTAL = "apiary_memory_writes_total", Counter, ["op"], "",
+        "Writes the memory applied and acknowledged, by operation (put, delete, add_patterns, remove_pattern).";
+    /// Quantized index trainings.
+    MEMORY_TRAININGS_TOTAL = "apiary_memory_trainings_total", Counter, ["outcome"], "",
+        "Quantized index trainings, by outcome (swapped, failed).";
+    /// Time of one training.
+    MEMORY_TRAINING_DURATION_SECONDS = "apiary_memory_training_duration_seconds", Histogram, [], "seconds",
+        "Time to train, fill and tune a quantized index on a blocking thread.";
+}
+
+/// Registers the help text and unit of every metric with the installed recorder, so
+/// exporters print `# HELP` lines even before a series has a value.
+pub fn describe() {
+    for m in catalogue() {
+        let help = m.help;
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.name, help),
+            Kind::Gauge => metrics::describe_gauge!(m.name, help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prometheus naming: snake case, `apiary_` prefix, counters end in `_total`, units last.
+    #[test]
+    fn names_follow_prometheus_rules() {
+        let mut seen = std::collections::HashSet::new();
+        for m in catalogue() {
+            assert!(seen.insert(m.name), "{} twice", m.name);
+            assert!(m.name.starts_with("apiary_"), "{}", m.name);
+            assert!(
+                m.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                m.name
+            );
+            assert_eq!(m.kind == Kind::Counter, m.name.ends_with("_total"), "{}", m.name);
+            if m.unit == "seconds" {
+                assert!(m.name.ends_with("_seconds"), "{}", m.name);
+            }
+            assert!(!m.help.is_empty());
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! apiary's metrics: one catalogue of every series the runtime records.
+//!
+//! Every part of apiary records through the [`metrics`] facade using the definitions here, so
+//! names, labels and help texts live in one place and follow Prometheus naming rules
+//! (`apiary_` prefix, base units, `_total` on counters, `_seconds` on durations).
+//!
+//! ```
+//! use apiary_metrics::{catalogue, TASKS_TOTAL};
+//!
+//! assert_eq!(TASKS_TOTAL.name, "apiary_tasks_total");
+//! assert!(catalogue().iter().all(|m| m.name.starts_with("apiary_")));
+//! ```
+#![deny(missing_docs)]
+
+mod catalogue;
+
+pub use catalogue::*;
