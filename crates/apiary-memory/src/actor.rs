@@ -30,16 +30,51 @@ type Reply<T> = RpcReplyPort<Result<T, MemoryError>>;
 pub(crate) type NewPattern = (String, Vec<f32>, Metadata);
 
 pub(crate) enum MemoryMsg {
-    Put { key: String, value: Vec<u8>, ttl: Option<Duration>, reply: Reply<()> },
-    Get { key: String, reply: Reply<Option<Vec<u8>>> },
-    Delete { key: String, reply: Reply<bool> },
-    List { prefix: String, namespace: Option<String>, reply: Reply<Vec<String>> },
-    Glob { glob: GlobMatcher, namespace: Option<String>, reply: Reply<Vec<String>> },
-    AddPatterns { patterns: Vec<NewPattern>, reply: Reply<()> },
-    RemovePattern { key: String, reply: Reply<bool> },
-    Search { vector: Vec<f32>, k: usize, namespace: Option<String>, filter: Metadata, reply: Reply<Vec<Hit>> },
-    Stats { reply: RpcReplyPort<MemoryStats> },
-    Settle { reply: RpcReplyPort<MemoryStats> },
+    Put {
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        reply: Reply<()>,
+    },
+    Get {
+        key: String,
+        reply: Reply<Option<Vec<u8>>>,
+    },
+    Delete {
+        key: String,
+        reply: Reply<bool>,
+    },
+    List {
+        prefix: String,
+        namespace: Option<String>,
+        reply: Reply<Vec<String>>,
+    },
+    Glob {
+        glob: GlobMatcher,
+        namespace: Option<String>,
+        reply: Reply<Vec<String>>,
+    },
+    AddPatterns {
+        patterns: Vec<NewPattern>,
+        reply: Reply<()>,
+    },
+    RemovePattern {
+        key: String,
+        reply: Reply<bool>,
+    },
+    Search {
+        vector: Vec<f32>,
+        k: usize,
+        namespace: Option<String>,
+        filter: Metadata,
+        reply: Reply<Vec<Hit>>,
+    },
+    Stats {
+        reply: RpcReplyPort<MemoryStats>,
+    },
+    Settle {
+        reply: RpcReplyPort<MemoryStats>,
+    },
     Sweep,
     Trained(Box<Result<Trained, MemoryError>>),
 }
@@ -64,6 +99,9 @@ pub(crate) struct State {
     patterns: PatternTable,
     vectors: VectorSlab,
     index: ActiveIndex,
+    /// Removed ids still inside an index that cannot remove (HNSW); searches fetch this
+    /// many extra candidates and skip them.
+    dead_in_index: usize,
     generation: u64,
     store: Option<(Arc<Store>, PathBuf)>,
     origin: IndexOrigin,
@@ -90,8 +128,17 @@ impl Actor for MemoryActor {
     type State = State;
     type Arguments = Start;
 
-    async fn pre_start(&self, myself: ActorRef<MemoryMsg>, start: Start) -> Result<State, ActorProcessingErr> {
-        let Start { dim, index: config, namespaces, store } = start;
+    async fn pre_start(
+        &self,
+        myself: ActorRef<MemoryMsg>,
+        start: Start,
+    ) -> Result<State, ActorProcessingErr> {
+        let Start {
+            dim,
+            index: config,
+            namespaces,
+            store,
+        } = start;
         let mut state = State {
             dim,
             clock: Clock::new(),
@@ -100,6 +147,7 @@ impl Actor for MemoryActor {
             patterns: PatternTable::default(),
             vectors: VectorSlab::new(dim),
             index: ActiveIndex::Exact(exact_index(dim)?),
+            dead_in_index: 0,
             generation: 0,
             store: None,
             origin: IndexOrigin::Fresh,
@@ -122,13 +170,26 @@ impl Actor for MemoryActor {
         Ok(state)
     }
 
-    async fn handle(&self, myself: ActorRef<MemoryMsg>, msg: MemoryMsg, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<MemoryMsg>,
+        msg: MemoryMsg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
-            MemoryMsg::Put { key, value, ttl, reply } => {
-                let expires_at = ttl.map(|t| state.clock.now_ms().saturating_add(t.as_millis() as u64));
+            MemoryMsg::Put {
+                key,
+                value,
+                ttl,
+                reply,
+            } => {
+                let expires_at =
+                    ttl.map(|t| state.clock.now_ms().saturating_add(t.as_millis() as u64));
                 let entry = Entry { value, expires_at };
                 let result = state.durably(Write::Put(key, entry)).await.map(|write| {
-                    let Write::Put(key, entry) = write else { unreachable!("put returns put") };
+                    let Write::Put(key, entry) = write else {
+                        unreachable!("put returns put")
+                    };
                     state.note_namespace(&key);
                     state.kv.insert(key, entry);
                     metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "put").increment(1);
@@ -148,22 +209,34 @@ impl Actor for MemoryActor {
                     // goes at the next sweep.
                     Ok(false)
                 } else {
-                    state.durably(Write::Delete(vec![key.clone()])).await.map(|_| {
-                        state.kv.remove(&key);
-                        metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "delete").increment(1);
-                        true
-                    })
+                    state
+                        .durably(Write::Delete(vec![key.clone()]))
+                        .await
+                        .map(|_| {
+                            state.kv.remove(&key);
+                            metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "delete")
+                                .increment(1);
+                            true
+                        })
                 };
                 state.publish_sizes();
                 let _ = reply.send(result);
             }
-            MemoryMsg::List { prefix, namespace, reply } => {
+            MemoryMsg::List {
+                prefix,
+                namespace,
+                reply,
+            } => {
                 let result = state
                     .known(namespace.as_deref())
                     .map(|()| state.kv.keys_with_prefix(&prefix, state.clock.now_ms()));
                 let _ = reply.send(result);
             }
-            MemoryMsg::Glob { glob, namespace, reply } => {
+            MemoryMsg::Glob {
+                glob,
+                namespace,
+                reply,
+            } => {
                 let result = state
                     .known(namespace.as_deref())
                     .map(|()| state.kv.keys_matching(&glob, state.clock.now_ms()));
@@ -177,10 +250,20 @@ impl Actor for MemoryActor {
             MemoryMsg::RemovePattern { key, reply } => {
                 let _ = reply.send(state.remove_pattern(&key).await);
             }
-            MemoryMsg::Search { vector, k, namespace, filter, reply } => {
+            MemoryMsg::Search {
+                vector,
+                k,
+                namespace,
+                filter,
+                reply,
+            } => {
                 let started = Instant::now();
                 let result = state.search(&vector, k, namespace.as_deref(), &filter);
-                let kind = if matches!(state.index, ActiveIndex::Exact(_)) { "exact" } else { "quantized" };
+                let kind = if matches!(state.index, ActiveIndex::Exact(_)) {
+                    "exact"
+                } else {
+                    "quantized"
+                };
                 metrics::histogram!(m::MEMORY_SEARCH_DURATION_SECONDS.name, "index" => kind)
                     .record(started.elapsed().as_secs_f64());
                 let _ = reply.send(result);
@@ -205,10 +288,13 @@ impl Actor for MemoryActor {
                             for key in &due {
                                 state.kv.remove(key);
                             }
-                            metrics::counter!(m::MEMORY_EXPIRED_TOTAL.name).increment(due.len() as u64);
+                            metrics::counter!(m::MEMORY_EXPIRED_TOTAL.name)
+                                .increment(due.len() as u64);
                         }
                         Ok(_) => unreachable!("delete returns delete"),
-                        Err(e) => tracing::warn!(error = %e, "memory: expiry sweep failed; retrying at the next one"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "memory: expiry sweep failed; retrying at the next one")
+                        }
                     }
                 }
                 state.publish_sizes();
@@ -219,7 +305,11 @@ impl Actor for MemoryActor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<MemoryMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<MemoryMsg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         // Save the index as it stands, so the next start need not retrain.
         if let (ActiveIndex::Quantized(q), Some((_, dir))) = (&state.index, &state.store) {
             let _guard = state.save_lock.lock().await;
@@ -249,9 +339,16 @@ impl State {
             return Ok(());
         }
         let (config, dim) = (&self.config, self.dim);
-        match index_file::load(dir, self.generation, |n| config.factory_for(n, dim), config.compact) {
+        match index_file::load(
+            dir,
+            self.generation,
+            |n| config.factory_for(n, dim),
+            config.compact,
+        ) {
             Loaded::Index(q) => {
                 self.index = ActiveIndex::Quantized(*q);
+                // An index that cannot remove was saved with its removed ids inside.
+                self.dead_in_index = self.index.ntotal().saturating_sub(self.patterns.len());
                 self.origin = IndexOrigin::Loaded;
                 if let ActiveIndex::Quantized(q) = &self.index {
                     metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
@@ -299,9 +396,13 @@ impl State {
             return Ok(write);
         };
         let store = Arc::clone(store);
-        let (generation, write) = tokio::task::spawn_blocking(move || store.apply(&write).map(|g| (g, write)))
-            .await
-            .map_err(|e| MemoryError::Panicked { what: "store write", reason: e.to_string() })??;
+        let (generation, write) =
+            tokio::task::spawn_blocking(move || store.apply(&write).map(|g| (g, write)))
+                .await
+                .map_err(|e| MemoryError::Panicked {
+                    what: "store write",
+                    reason: e.to_string(),
+                })??;
         self.generation = generation;
         Ok(write)
     }
@@ -321,10 +422,19 @@ impl State {
             } else if let Some(&old) = self.patterns.by_key.get(&key) {
                 replaced.push(old);
             }
-            rows.push((next, StoredPattern { info: PatternInfo { key, metadata }, vector }));
+            rows.push((
+                next,
+                StoredPattern {
+                    info: PatternInfo { key, metadata },
+                    vector,
+                },
+            ));
             next += 1;
         }
-        let write = Write::Patterns { add: rows, remove: replaced.clone() };
+        let write = Write::Patterns {
+            add: rows,
+            remove: replaced.clone(),
+        };
         let Write::Patterns { add: rows, .. } = self.durably(write).await? else {
             unreachable!("patterns returns patterns")
         };
@@ -352,7 +462,11 @@ impl State {
         let Some(&id) = self.patterns.by_key.get(key) else {
             return Ok(false);
         };
-        self.durably(Write::Patterns { add: Vec::new(), remove: vec![id] }).await?;
+        self.durably(Write::Patterns {
+            add: Vec::new(),
+            remove: vec![id],
+        })
+        .await?;
         self.patterns.remove(key);
         self.drop_patterns(&[id])?;
         metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "remove_pattern").increment(1);
@@ -372,19 +486,27 @@ impl State {
             }
             self.vectors.remove(*id);
         }
-        self.index.remove(ids)?;
+        if !self.index.remove(ids)? {
+            self.dead_in_index += ids.len();
+        }
         if let Some(t) = &mut self.training {
             t.removed.extend_from_slice(ids);
         }
         Ok(())
     }
 
-    fn search(&mut self, q: &[f32], k: usize, namespace: Option<&str>, filter: &Metadata) -> Result<Vec<Hit>, MemoryError> {
+    fn search(
+        &mut self,
+        q: &[f32],
+        k: usize,
+        namespace: Option<&str>,
+        filter: &Metadata,
+    ) -> Result<Vec<Hit>, MemoryError> {
         self.known(namespace)?;
         let filtered = namespace.is_some() || !filter.is_empty();
         // Filtered searches over-fetch; if the index still yields too few matches, the
         // matching patterns are scored exactly, so a filter never comes up short.
-        let want = if filtered { k.saturating_mul(8) } else { k };
+        let want = if filtered { k.saturating_mul(8) } else { k } + self.dead_in_index;
         let mut found = self.index.candidates(q, want)?;
         if self.index.reranks() {
             rerank(&mut found, q, &self.vectors);
@@ -429,7 +551,9 @@ impl State {
         let n = self.vectors.len();
         let due = match &self.index {
             ActiveIndex::Exact(_) => n >= self.config.train_threshold,
-            ActiveIndex::Quantized(q) => n as f64 >= q.trained_on as f64 * self.config.retrain_growth,
+            ActiveIndex::Quantized(q) => {
+                n as f64 >= q.trained_on as f64 * self.config.retrain_growth
+            }
         };
         let retry_ok = self.failed_at.is_none_or(|f| n >= 2 * f);
         if !due || !retry_ok || self.training.is_some() {
@@ -452,7 +576,12 @@ impl State {
         tokio::spawn(async move {
             let result = tokio::task::spawn_blocking(move || train(job))
                 .await
-                .unwrap_or_else(|e| Err(MemoryError::Panicked { what: "training", reason: e.to_string() }));
+                .unwrap_or_else(|e| {
+                    Err(MemoryError::Panicked {
+                        what: "training",
+                        reason: e.to_string(),
+                    })
+                });
             // If the actor has stopped, the trained index is simply dropped.
             let _ = me.cast(MemoryMsg::Trained(Box::new(result)));
         });
@@ -489,10 +618,15 @@ impl State {
                 data.extend_from_slice(v);
             }
         }
-        index.remove(&changes.removed)?;
+        let dead = if index.remove(&changes.removed)? {
+            0
+        } else {
+            changes.removed.len()
+        };
         index.add(&ids, &data)?;
         metrics::histogram!(m::MEMORY_TRAINING_DURATION_SECONDS.name).record(seconds);
         self.index = index;
+        self.dead_in_index = dead;
         self.failed_at = None;
         if let ActiveIndex::Quantized(q) = &self.index {
             metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
@@ -500,17 +634,28 @@ impl State {
                 // Save a copy on a blocking thread; searches go on against the original.
                 match faiss::index::TryClone::try_clone(&q.index) {
                     Ok(copy) => {
-                        let q = crate::index::Quantized { index: copy, factory: q.factory.clone(), param: q.param.clone(), ..*q };
-                        let (dir, generation, lock) = (dir.clone(), self.generation, Arc::clone(&self.save_lock));
+                        let q = crate::index::Quantized {
+                            index: copy,
+                            factory: q.factory.clone(),
+                            param: q.param.clone(),
+                            ..*q
+                        };
+                        let (dir, generation, lock) =
+                            (dir.clone(), self.generation, Arc::clone(&self.save_lock));
                         tokio::spawn(async move {
                             let _guard = lock.lock().await;
-                            let saved = tokio::task::spawn_blocking(move || index_file::save(&dir, &q, generation)).await;
+                            let saved = tokio::task::spawn_blocking(move || {
+                                index_file::save(&dir, &q, generation)
+                            })
+                            .await;
                             if let Ok(Err(e)) = saved {
                                 tracing::warn!(error = %e, "memory: saving the trained index failed; it will be rebuilt at the next start");
                             }
                         });
                     }
-                    Err(e) => tracing::warn!(error = %e, "memory: cannot copy the index to save it"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "memory: cannot copy the index to save it")
+                    }
                 }
             }
         }
@@ -518,7 +663,9 @@ impl State {
     }
 
     fn schedule_sweep(&mut self, myself: &ActorRef<MemoryMsg>) {
-        let Some(next) = self.kv.next_expiry() else { return };
+        let Some(next) = self.kv.next_expiry() else {
+            return;
+        };
         if self.sweep_at.is_some_and(|at| at <= next) {
             return;
         }
@@ -546,7 +693,7 @@ impl State {
                 factory: kind,
                 param,
                 recall,
-                indexed: self.index.ntotal(),
+                indexed: self.index.ntotal() - self.dead_in_index,
                 training: self.training.is_some(),
                 trainings: self.trainings,
                 origin: self.origin.clone(),

@@ -83,11 +83,22 @@ impl MemoryConfig {
         if self.embedder.dim() != self.dim {
             return bad(
                 "embedder",
-                format!("embeds into {} dimensions, the memory has {}", self.embedder.dim(), self.dim),
+                format!(
+                    "embeds into {} dimensions, the memory has {}",
+                    self.embedder.dim(),
+                    self.dim
+                ),
             );
         }
-        if let Some(ns) = self.namespaces.iter().find(|n| n.is_empty() || n.contains('/')) {
-            return bad("namespace", format!("{ns:?} must be non-empty and contain no '/'"));
+        if let Some(ns) = self
+            .namespaces
+            .iter()
+            .find(|n| n.is_empty() || n.contains('/'))
+        {
+            return bad(
+                "namespace",
+                format!("{ns:?} must be non-empty and contain no '/'"),
+            );
         }
         self.index.validate(self.dim)
     }
@@ -118,7 +129,7 @@ impl Default for IndexConfig {
             train_threshold: 10_000,
             target_recall: 0.95,
             compact: None,
-            tune_queries: 200,
+            tune_queries: 500,
             retrain_growth: 4.0,
         }
     }
@@ -152,7 +163,7 @@ impl IndexConfig {
         self
     }
 
-    /// Sample queries used to measure recall while tuning (default 200).
+    /// Sample queries used to measure recall while tuning (default 500).
     pub fn tune_queries(mut self, n: usize) -> Self {
         self.tune_queries = n;
         self
@@ -178,7 +189,10 @@ impl IndexConfig {
     fn validate(&self, dim: usize) -> Result<(), MemoryError> {
         let bad = |field, reason: String| Err(MemoryError::Config { field, reason });
         if !(self.target_recall > 0.0 && self.target_recall <= 1.0) {
-            return bad("target_recall", format!("{} is not in (0, 1]", self.target_recall));
+            return bad(
+                "target_recall",
+                format!("{} is not in (0, 1]", self.target_recall),
+            );
         }
         if self.train_threshold < 2 {
             return bad("train_threshold", "must be at least 2".into());
@@ -187,13 +201,20 @@ impl IndexConfig {
             return bad("compact", "rerank factor must be at least 1".into());
         }
         if self.retrain_growth.is_nan() || self.retrain_growth <= 1.0 {
-            return bad("retrain_growth", format!("{} must be above 1", self.retrain_growth));
+            return bad(
+                "retrain_growth",
+                format!("{} must be above 1", self.retrain_growth),
+            );
         }
         // Build the index once, untrained, so a bad factory string fails at open, naming itself.
         let factory = self.factory_for(self.train_threshold, dim);
-        faiss::index_factory(dim as u32, &factory, faiss::MetricType::InnerProduct)
-            .map(drop)
-            .or_else(|e| bad("factory", format!("FAISS rejects {factory:?}: {e}")))
+        faiss::index_factory(
+            dim as u32,
+            crate::train::with_ids(&factory),
+            faiss::MetricType::InnerProduct,
+        )
+        .map(drop)
+        .or_else(|e| bad("factory", format!("FAISS rejects {factory:?}: {e}")))
     }
 }
 
@@ -207,7 +228,10 @@ pub(crate) fn nlist_for(n: usize) -> usize {
 /// Product-quantizer sub-vector count: the largest divisor of `dim` not above `dim / 8`
 /// (48 one-byte codes for 384 dimensions: 1/32 of the f32 size).
 fn pq_subquantizers(dim: usize) -> usize {
-    (1..=(dim / 8).max(1)).rev().find(|m| dim % m == 0).unwrap_or(1)
+    (1..=(dim / 8).max(1))
+        .rev()
+        .find(|m| dim % m == 0)
+        .unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -218,7 +242,10 @@ mod tests {
     fn factory_strings() {
         let c = IndexConfig::default();
         assert_eq!(c.factory_for(100_000, 384), "IVF1265,SQ8");
-        assert_eq!(c.clone().compact(10).factory_for(100_000, 384), "IVF1265,PQ48np");
+        assert_eq!(
+            c.clone().compact(10).factory_for(100_000, 384),
+            "IVF1265,PQ48np"
+        );
         assert_eq!(nlist_for(50), 1);
         assert_eq!(c.factory("HNSW32").factory_for(10, 8), "HNSW32");
     }

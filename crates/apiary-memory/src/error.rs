@@ -139,7 +139,9 @@ impl MemoryError {
         move |source| MemoryError::Index { operation, source }
     }
 
-    pub(crate) fn storage<E: Into<redb::Error>>(path: &std::path::Path) -> impl FnOnce(E) -> Self + '_ {
+    pub(crate) fn storage<E: Into<redb::Error>>(
+        path: &std::path::Path,
+    ) -> impl FnOnce(E) -> Self + '_ {
         move |source| MemoryError::Storage {
             path: path.to_path_buf(),
             source: Box::new(source.into()),

@@ -1,7 +1,7 @@
 //! The FAISS index behind pattern search: exact while small, quantized once trained.
 
 use faiss::{
-    index::autotune::ParameterSpace, selector::IdSelector, index::IndexImpl, Idx, Index, MetricType,
+    index::autotune::ParameterSpace, index::IndexImpl, selector::IdSelector, Idx, Index, MetricType,
 };
 
 use crate::{vectors::VectorSlab, MemoryError};
@@ -19,7 +19,12 @@ impl std::fmt::Debug for ActiveIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ActiveIndex::Exact(i) => write!(f, "Exact({} vectors)", i.ntotal()),
-            ActiveIndex::Quantized(q) => write!(f, "Quantized({:?}, {} vectors)", q.factory, q.index.ntotal()),
+            ActiveIndex::Quantized(q) => write!(
+                f,
+                "Quantized({:?}, {} vectors)",
+                q.factory,
+                q.index.ntotal()
+            ),
         }
     }
 }
@@ -69,7 +74,11 @@ pub(crate) fn set_param(index: &IndexImpl, name: &str, value: usize) -> Result<(
 }
 
 /// Top `k` by inner product: `(id, score)` best first, without FAISS's `-1` fillers.
-pub(crate) fn top(index: &mut IndexImpl, q: &[f32], k: usize) -> Result<Vec<(u64, f32)>, MemoryError> {
+pub(crate) fn top(
+    index: &mut IndexImpl,
+    q: &[f32],
+    k: usize,
+) -> Result<Vec<(u64, f32)>, MemoryError> {
     let k = k.min(index.ntotal() as usize);
     if k == 0 {
         return Ok(Vec::new());
@@ -130,7 +139,11 @@ impl ActiveIndex {
     }
 
     /// Candidates for a query asking for `want` results: more than `want` in compact mode.
-    pub(crate) fn candidates(&mut self, q: &[f32], want: usize) -> Result<Vec<(u64, f32)>, MemoryError> {
+    pub(crate) fn candidates(
+        &mut self,
+        q: &[f32],
+        want: usize,
+    ) -> Result<Vec<(u64, f32)>, MemoryError> {
         match self {
             ActiveIndex::Exact(i) => top(i, q, want),
             ActiveIndex::Quantized(z) => {
@@ -141,7 +154,13 @@ impl ActiveIndex {
     }
 
     pub(crate) fn reranks(&self) -> bool {
-        matches!(self, ActiveIndex::Quantized(Quantized { rerank: Some(_), .. }))
+        matches!(
+            self,
+            ActiveIndex::Quantized(Quantized {
+                rerank: Some(_),
+                ..
+            })
+        )
     }
 
     pub(crate) fn ntotal(&self) -> usize {

@@ -5,11 +5,7 @@
 //! are written to temporary names, synced, then renamed, so a crash leaves either the old
 //! pair, the new pair, or a mismatch the checksum catches: never a half-written index in use.
 
-use std::{
-    fs::File,
-    io::Write as _,
-    path::Path,
-};
+use std::{fs::File, io::Write as _, path::Path};
 
 use faiss::{index::IndexImpl, Index};
 use serde::{Deserialize, Serialize};
@@ -77,13 +73,20 @@ pub(crate) fn save(dir: &Path, index: &Quantized, generation: u64) -> Result<(),
     std::fs::rename(&tmp_index, &final_index).map_err(MemoryError::io(&final_index))?;
     let final_meta = dir.join(META);
     std::fs::rename(&tmp_meta, &final_meta).map_err(MemoryError::io(&final_meta))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(MemoryError::io(dir))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(MemoryError::io(dir))?;
     Ok(())
 }
 
 /// Loads the saved index if its checksum holds, it reflects `generation`, and it was built
 /// with `factory`.
-pub(crate) fn load(dir: &Path, generation: u64, factory: impl Fn(usize) -> String, rerank: Option<usize>) -> Loaded {
+pub(crate) fn load(
+    dir: &Path,
+    generation: u64,
+    factory: impl Fn(usize) -> String,
+    rerank: Option<usize>,
+) -> Loaded {
     let (index_file, meta_file) = (dir.join(INDEX), dir.join(META));
     if !index_file.exists() && !meta_file.exists() {
         return Loaded::Missing;
@@ -127,7 +130,9 @@ pub(crate) fn load(dir: &Path, generation: u64, factory: impl Fn(usize) -> Strin
     };
     let index: IndexImpl = match faiss::index::io::read_index(path) {
         Ok(index) => index,
-        Err(e) => return Loaded::Rejected(format!("FAISS cannot read {}: {e}", index_file.display())),
+        Err(e) => {
+            return Loaded::Rejected(format!("FAISS cannot read {}: {e}", index_file.display()))
+        }
     };
     if let Some((name, value)) = &meta.param {
         if let Err(e) = crate::index::set_param(&index, name, *value) {

@@ -81,12 +81,13 @@ impl Memory {
             namespaces: config.namespaces.clone(),
             store,
         };
-        let (actor, _) = Actor::spawn(None, MemoryActor, start)
-            .await
-            .map_err(|e| MemoryError::Panicked {
-                what: "memory actor start",
-                reason: e.to_string(),
-            })?;
+        let (actor, _) =
+            Actor::spawn(None, MemoryActor, start)
+                .await
+                .map_err(|e| MemoryError::Panicked {
+                    what: "memory actor start",
+                    reason: e.to_string(),
+                })?;
         Ok(Self {
             actor,
             embedder: config.embedder,
@@ -110,7 +111,11 @@ impl Memory {
     }
 
     /// Stores `value` under `key` (replacing any value), durably if persistent.
-    pub async fn put<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Result<(), MemoryError> {
+    pub async fn put<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+    ) -> Result<(), MemoryError> {
         self.write(key, value, None).await
     }
 
@@ -150,7 +155,10 @@ impl Memory {
     pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>, MemoryError> {
         namespace_of(key)?;
         let owned = key.to_owned();
-        let Some(bytes) = self.call(|reply| MemoryMsg::Get { key: owned, reply }).await? else {
+        let Some(bytes) = self
+            .call(|reply| MemoryMsg::Get { key: owned, reply })
+            .await?
+        else {
             return Ok(None);
         };
         postcard::from_bytes(&bytes)

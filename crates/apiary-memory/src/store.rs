@@ -75,22 +75,26 @@ impl Store {
         for row in kv.iter().map_err(MemoryError::storage(path))? {
             let (k, v) = row.map_err(MemoryError::storage(path))?;
             let key = k.value().to_owned();
-            let entry = postcard::from_bytes(v.value()).map_err(|source| MemoryError::CorruptRecord {
-                path: path.clone(),
-                record: format!("key {key:?}"),
-                source,
-            })?;
+            let entry =
+                postcard::from_bytes(v.value()).map_err(|source| MemoryError::CorruptRecord {
+                    path: path.clone(),
+                    record: format!("key {key:?}"),
+                    source,
+                })?;
             contents.kv.push((key, entry));
         }
-        let patterns = txn.open_table(PATTERNS).map_err(MemoryError::storage(path))?;
+        let patterns = txn
+            .open_table(PATTERNS)
+            .map_err(MemoryError::storage(path))?;
         for row in patterns.iter().map_err(MemoryError::storage(path))? {
             let (id, v) = row.map_err(MemoryError::storage(path))?;
             let id = id.value();
-            let pattern = postcard::from_bytes(v.value()).map_err(|source| MemoryError::CorruptRecord {
-                path: path.clone(),
-                record: format!("pattern #{id}"),
-                source,
-            })?;
+            let pattern =
+                postcard::from_bytes(v.value()).map_err(|source| MemoryError::CorruptRecord {
+                    path: path.clone(),
+                    record: format!("pattern #{id}"),
+                    source,
+                })?;
             contents.patterns.push((id, pattern));
         }
         let meta = txn.open_table(META).map_err(MemoryError::storage(path))?;
@@ -110,7 +114,8 @@ impl Store {
                 Write::Put(key, entry) => {
                     let bytes = encode(key, entry)?;
                     let mut t = txn.open_table(KV).map_err(MemoryError::storage(path))?;
-                    t.insert(key.as_str(), bytes.as_slice()).map_err(MemoryError::storage(path))?;
+                    t.insert(key.as_str(), bytes.as_slice())
+                        .map_err(MemoryError::storage(path))?;
                 }
                 Write::Delete(keys) => {
                     let mut t = txn.open_table(KV).map_err(MemoryError::storage(path))?;
@@ -119,13 +124,16 @@ impl Store {
                     }
                 }
                 Write::Patterns { add, remove } => {
-                    let mut t = txn.open_table(PATTERNS).map_err(MemoryError::storage(path))?;
+                    let mut t = txn
+                        .open_table(PATTERNS)
+                        .map_err(MemoryError::storage(path))?;
                     for id in remove {
                         t.remove(id).map_err(MemoryError::storage(path))?;
                     }
                     for (id, pattern) in add {
                         let bytes = encode(&pattern.info.key, pattern)?;
-                        t.insert(id, bytes.as_slice()).map_err(MemoryError::storage(path))?;
+                        t.insert(id, bytes.as_slice())
+                            .map_err(MemoryError::storage(path))?;
                     }
                     generation = Some(());
                 }
@@ -137,7 +145,8 @@ impl Store {
                 .map_or(0, |g| g.value());
             let next = current + u64::from(generation.is_some());
             if next != current {
-                meta.insert(GENERATION, next).map_err(MemoryError::storage(path))?;
+                meta.insert(GENERATION, next)
+                    .map_err(MemoryError::storage(path))?;
             }
             Ok(next)
         })
@@ -152,7 +161,8 @@ impl Store {
         {
             // Opening every table makes a fresh database complete after its first commit.
             txn.open_table(KV).map_err(MemoryError::storage(path))?;
-            txn.open_table(PATTERNS).map_err(MemoryError::storage(path))?;
+            txn.open_table(PATTERNS)
+                .map_err(MemoryError::storage(path))?;
             txn.open_table(META).map_err(MemoryError::storage(path))?;
         }
         let out = f(&txn)?;

@@ -36,10 +36,16 @@ pub(crate) struct Trained {
 
 pub(crate) fn train(job: TrainJob) -> Result<Trained, MemoryError> {
     let started = Instant::now();
-    let TrainJob { dim, ref factory, ref ids, ref data, .. } = job;
+    let TrainJob {
+        dim,
+        ref factory,
+        ref ids,
+        ref data,
+        ..
+    } = job;
     let n = ids.len();
     let mut rng = fastrand::Rng::with_seed(job.seed);
-    let mut index = faiss::index_factory(dim as u32, factory, MetricType::InnerProduct)
+    let mut index = faiss::index_factory(dim as u32, with_ids(factory), MetricType::InnerProduct)
         .map_err(MemoryError::index("create quantized index"))?;
 
     let nlist = list_count(factory);
@@ -79,10 +85,24 @@ pub(crate) fn train(job: TrainJob) -> Result<Trained, MemoryError> {
     })
 }
 
+/// The factory string to build: IVF keeps ids in its lists natively (and `IDMap` over IVF
+/// returned wrong ids after removals in FAISS 1.12), other indexes (HNSW, PQ, LSH) get an
+/// `IDMap2` wrapper so they accept ids.
+pub(crate) fn with_ids(factory: &str) -> String {
+    if factory.contains("IVF") || factory.starts_with("IDMap") {
+        factory.to_owned()
+    } else {
+        format!("IDMap2,{factory}")
+    }
+}
+
 /// `IVF1024,...` -> 1024.
 fn list_count(factory: &str) -> Option<usize> {
     let at = factory.find("IVF")? + 3;
-    let digits: String = factory[at..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = factory[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -177,7 +197,9 @@ impl Probe {
         let query_ids: Vec<u64> = rows.iter().map(|&r| job.ids[r]).collect();
         let mut exact = faiss::index_factory(dim as u32, "Flat", MetricType::InnerProduct)
             .map_err(MemoryError::index("create exact index"))?;
-        exact.add(&job.data).map_err(MemoryError::index("add exact"))?;
+        exact
+            .add(&job.data)
+            .map_err(MemoryError::index("add exact"))?;
         let res = exact
             .search(&queries, RECALL_K + 1)
             .map_err(MemoryError::index("exact search"))?;
@@ -196,7 +218,12 @@ impl Probe {
             })
             .collect();
         let row_of = job.ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
-        Ok(Self { queries, query_ids, truth, row_of })
+        Ok(Self {
+            queries,
+            query_ids,
+            truth,
+            row_of,
+        })
     }
 
     fn recall(&self, index: &mut IndexImpl, job: &TrainJob) -> Result<f64, MemoryError> {
@@ -230,7 +257,11 @@ impl Probe {
                 .count();
         }
         let possible: usize = self.truth.iter().map(Vec::len).sum();
-        Ok(if possible == 0 { 1.0 } else { hits as f64 / possible as f64 })
+        Ok(if possible == 0 {
+            1.0
+        } else {
+            hits as f64 / possible as f64
+        })
     }
 }
 

@@ -21,13 +21,18 @@ pub(crate) fn normalised(what: &str, mut v: Vec<f32>, dim: usize) -> Result<Vec<
             value,
         });
     }
-    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
     if norm == 0.0 {
         return Err(MemoryError::ZeroVector {
             what: what.to_owned(),
         });
     }
-    v.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+    v.iter_mut()
+        .for_each(|x| *x = (f64::from(*x) / norm) as f32);
     Ok(v)
 }
 
@@ -112,13 +117,20 @@ mod tests {
     fn checks_and_normalises() {
         assert!(matches!(
             normalised("q", vec![1.0; 3], 4),
-            Err(MemoryError::Dimension { expected: 4, got: 3, .. })
+            Err(MemoryError::Dimension {
+                expected: 4,
+                got: 3,
+                ..
+            })
         ));
         assert!(matches!(
             normalised("q", vec![1.0, f32::NAN], 2),
             Err(MemoryError::NotFinite { index: 1, .. })
         ));
-        assert!(matches!(normalised("q", vec![0.0; 2], 2), Err(MemoryError::ZeroVector { .. })));
+        assert!(matches!(
+            normalised("q", vec![0.0; 2], 2),
+            Err(MemoryError::ZeroVector { .. })
+        ));
         let v = normalised("q", vec![3.0, 4.0], 2).unwrap();
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
     }

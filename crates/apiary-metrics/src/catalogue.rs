@@ -124,11 +124,18 @@ mod tests {
             assert!(seen.insert(m.name), "{} twice", m.name);
             assert!(m.name.starts_with("apiary_"), "{}", m.name);
             assert!(
-                m.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                m.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                 "{}",
                 m.name
             );
-            assert_eq!(m.kind == Kind::Counter, m.name.ends_with("_total"), "{}", m.name);
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}",
+                m.name
+            );
             if m.unit == "seconds" {
                 assert!(m.name.ends_with("_seconds"), "{}", m.name);
             }

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-pub const DIM: usize = 384;
-pub const GT_K: usize = 100;
+pub(crate) const DIM: usize = 384;
+pub(crate) const GT_K: usize = 100;
 
-pub fn data_dir() -> PathBuf {
+pub(crate) fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
 }
 
@@ -20,16 +20,16 @@ fn read_f16(name: &str) -> Vec<Vec<f32>> {
     flat.chunks_exact(DIM).map(<[f32]>::to_vec).collect()
 }
 
-pub fn base() -> Vec<Vec<f32>> {
+pub(crate) fn base() -> Vec<Vec<f32>> {
     read_f16("minilm384_base.f16")
 }
 
-pub fn queries() -> Vec<Vec<f32>> {
+pub(crate) fn queries() -> Vec<Vec<f32>> {
     read_f16("minilm384_query.f16")
 }
 
 /// Row ids of the exact top-100 neighbours of each query, best first.
-pub fn ground_truth() -> Vec<Vec<u32>> {
+pub(crate) fn ground_truth() -> Vec<Vec<u32>> {
     let bytes = std::fs::read(data_dir().join("minilm384_gt.u32")).unwrap();
     let flat: Vec<u32> = bytes
         .chunks_exact(4)
@@ -39,11 +39,11 @@ pub fn ground_truth() -> Vec<Vec<u32>> {
 }
 
 /// Pattern key of base row `i`.
-pub fn key(i: usize) -> String {
+pub(crate) fn key(i: usize) -> String {
     format!("corpus/s{i:05}")
 }
 
 /// Base row of a pattern key.
-pub fn row(key: &str) -> u32 {
+pub(crate) fn row(key: &str) -> u32 {
     key.trim_start_matches("corpus/s").parse().unwrap()
 }
