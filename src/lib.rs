@@ -60,8 +60,8 @@ pub mod topology {
 /// The types almost every swarm needs.
 pub mod prelude {
     pub use apiary_core::{
-        Agent, AgentContext, AgentSpec, EventKind, Outcome, SubmitOptions, Swarm, SwarmEvent,
-        TaskError, TaskHandle, TaskState,
+        Agent, AgentContext, AgentSpec, EventKind, Memory, Outcome, SubmitOptions, Swarm,
+        SwarmEvent, TaskError, TaskHandle, TaskState,
     };
 }
 

@@ -11,6 +11,8 @@ use apiary_planner::{Node, Plan, PlanLimits};
 use apiary_supervisor::CircuitBreaker;
 use ractor::{Actor, ActorRef};
 
+use apiary_memory::Memory;
+
 use crate::actor::{spawn_agent, AgentMsg, Members};
 use crate::entry::{AgentEntry, Cloner, Replica};
 use crate::events::EventBus;
@@ -93,6 +95,7 @@ pub struct SwarmBuilder<T: Send + 'static, O: Send + 'static> {
     hooks: Vec<Arc<dyn Hook>>,
     cloner: Option<Cloner<T>>,
     topology: Option<Box<dyn Topology>>,
+    memory: Option<Memory>,
 }
 
 impl<T: Send + 'static, O: Send + 'static> fmt::Debug for SwarmBuilder<T, O> {
@@ -134,6 +137,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             hooks: Vec::new(),
             cloner: None,
             topology: None,
+            memory: None,
         }
     }
 
@@ -183,6 +187,14 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
         self
     }
 
+    /// Gives every agent (through [`AgentContext::memory`](crate::AgentContext::memory)) and
+    /// the swarm a shared memory. The swarm does not close it: a memory may outlive the swarm
+    /// or be shared by several.
+    pub fn memory(mut self, memory: Memory) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
     /// Registers a hook that sees every event, from the first agent spawned on.
     pub fn hook(mut self, hook: impl Hook) -> Self {
         self.hooks.push(Arc::new(hook));
@@ -205,6 +217,7 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
             hooks,
             cloner,
             topology,
+            memory,
         } = self;
         settings.validate()?;
         for (spec, _) in &agents {
@@ -235,7 +248,13 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
         let (root, _) = Actor::spawn(None, Root::<T, O>::new(), root_args)
             .await
             .map_err(|e| SwarmError::Supervisor(e.to_string()))?;
-        let inner = Arc::new(SwarmInner::new(bus.clone(), members, root, settings));
+        let inner = Arc::new(SwarmInner::new(
+            bus.clone(),
+            members,
+            root,
+            settings,
+            memory,
+        ));
         let _ = swarm_slot.set(Arc::downgrade(&inner));
         let swarm = Swarm {
             inner: inner.clone(),

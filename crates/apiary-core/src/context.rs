@@ -1,6 +1,8 @@
 use std::fmt;
 use std::sync::{Arc, Weak};
 
+use apiary_memory::Memory;
+
 use crate::swarm::SwarmInner;
 use crate::{
     AgentName, AgentSpec, EventStream, SubmitError, SubmitErrorKind, SubmitOptions, TaskHandle,
@@ -257,5 +259,11 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
     /// Subscribes to the swarm's events; `None` once the swarm is gone.
     pub fn subscribe(&self) -> Option<EventStream> {
         self.swarm.upgrade().map(|s| s.bus.subscribe())
+    }
+
+    /// The swarm's shared memory, if it was built with one
+    /// ([`SwarmBuilder::memory`](crate::SwarmBuilder::memory)).
+    pub fn memory(&self) -> Option<Memory> {
+        self.swarm.upgrade().and_then(|s| s.memory.clone())
     }
 }

@@ -82,4 +82,8 @@ pub use swarm::Swarm;
 pub use task::{TaskCanceller, TaskHandle, TaskId, TaskState};
 pub use topology::{MemberView, RouteRequest, Topology, TopologyError};
 
+/// The shared memory agents reach through [`AgentContext::memory`]: key/value store and
+/// FAISS pattern index.
+pub use apiary_memory as memory;
+pub use apiary_memory::Memory;
 pub use apiary_supervisor::{BreakerConfig, RestartType};

@@ -10,6 +10,8 @@ use ractor::{ActorCell, ActorRef};
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
+use apiary_memory::Memory;
+
 use crate::actor::{AgentMsg, Members};
 use crate::entry::{AgentEntry, Replica, ReplicaStatus};
 use crate::events::EventBus;
@@ -82,6 +84,7 @@ pub(crate) struct SwarmInner<T, O> {
     /// Start of the swarm's clock (breakers count milliseconds from it).
     pub(crate) epoch: Instant,
     pub(crate) settings: SwarmSettings,
+    pub(crate) memory: Option<Memory>,
     table: ArcSwap<Table<T, O>>,
     // Swapped atomically: a switch never blocks a submission.
     topology: ArcSwapOption<Box<dyn Topology>>,
@@ -238,6 +241,11 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
         self.inner.set_topology(Box::new(topology))
     }
 
+    /// The swarm's shared memory, if it was built with one.
+    pub fn memory(&self) -> Option<&Memory> {
+        self.inner.memory.as_ref()
+    }
+
     /// The name of the swarm's topology, if it has one.
     pub fn topology(&self) -> Option<String> {
         self.inner
@@ -331,8 +339,10 @@ impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
         members: Arc<Members>,
         root: ActorRef<RootMsg>,
         settings: SwarmSettings,
+        memory: Option<Memory>,
     ) -> Self {
         Self {
+            memory,
             bus,
             members,
             root,
