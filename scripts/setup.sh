@@ -8,6 +8,11 @@ APT_PACKAGES=(
     ca-certificates
     pkg-config
     build-essential
+    # FAISS (crate faiss, feature static) builds its vendored C++ with cmake >= 3.24 and links
+    # BLAS/LAPACK and OpenMP. The OpenMP build of OpenBLAS: the pthreads one fights OpenMP.
+    cmake
+    libopenblas-openmp-dev
+    libgomp1
 )
 
 as_root() {

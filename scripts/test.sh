@@ -9,6 +9,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== FAISS built with SIMD (.cargo/config.toml CXXFLAGS reached its CMakeCache)"
+for cache in target/debug/build/faiss-sys-*/out/build/CMakeCache.txt; do
+    grep -q '^CMAKE_CXX_FLAGS:STRING=.*-mavx2.*-mpopcnt' "$cache" || {
+        echo "FAISS was configured without AVX2/POPCNT: $cache" >&2
+        exit 1
+    }
+done
 echo "== cargo deny"
 cargo deny --log-level error check bans licenses sources
 echo "== doc tests"

@@ -1,0 +1,232 @@
+//! The memory on 100k real sentence embeddings (all-MiniLM-L6-v2, 384-d): search through the
+//! memory actor vs exact FAISS Flat search in the same run, recall@10 against the dataset's
+//! exact neighbours, bytes per vector, and insert throughput into a trained index.
+//!
+//! The full set is not in the repository: point `APIARY_DATA_DIR` at the directory holding
+//! `minilm384_{base,query}.f16` and `minilm384_gt.u32` (in this workplace, `../shared/data`).
+//!
+//!     APIARY_DATA_DIR=../shared/data cargo bench --bench memory
+
+mod baseline;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use apiary::memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use faiss::{index::IndexImpl, Index, MetricType};
+
+const DIM: usize = 384;
+const GT_K: usize = 100;
+
+struct Data {
+    base: Vec<Vec<f32>>,
+    queries: Vec<Vec<f32>>,
+    gt: Vec<Vec<u32>>,
+}
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("APIARY_DATA_DIR")?);
+    dir.join("minilm384_base.f16").exists().then_some(dir)
+}
+
+fn read_f16(path: &Path) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let flat: Vec<f32> = bytes
+        .chunks_exact(2)
+        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect();
+    flat.chunks_exact(DIM).map(<[f32]>::to_vec).collect()
+}
+
+fn load(dir: &Path) -> Data {
+    let gt_bytes = std::fs::read(dir.join("minilm384_gt.u32")).unwrap();
+    let gt: Vec<u32> = gt_bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Data {
+        base: read_f16(&dir.join("minilm384_base.f16")),
+        queries: read_f16(&dir.join("minilm384_query.f16")),
+        gt: gt.chunks_exact(GT_K).map(<[u32]>::to_vec).collect(),
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("corpus/s{i:06}")
+}
+
+fn row(key: &str) -> u32 {
+    key.trim_start_matches("corpus/s").parse().unwrap()
+}
+
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Serialized size of a FAISS index: its codes, ids and centroids, i.e. what it holds in RAM.
+fn index_bytes(index: &IndexImpl) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.faiss");
+    faiss::index::io::write_index(index, path.to_str().unwrap()).unwrap();
+    std::fs::metadata(&path).unwrap().len() as usize
+}
+
+async fn filled(data: &Data, config: IndexConfig) -> (Memory, f64) {
+    let memory = Memory::open(MemoryConfig::new(DIM).index(config)).await.unwrap();
+    let started = Instant::now();
+    for (chunk_no, chunk) in data.base.chunks(10_000).enumerate() {
+        let patterns = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Pattern::vector(key(chunk_no * 10_000 + i), v.clone()))
+            .collect();
+        memory.add_patterns(patterns).await.unwrap();
+    }
+    let stats = memory.settle().await.unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("memory: {stats:?} (filled and trained in {seconds:.1} s)");
+    (memory, seconds)
+}
+
+async fn recall_at_10(memory: &Memory, data: &Data) -> f64 {
+    let mut hits = 0;
+    for (q, truth) in data.queries.iter().zip(&data.gt) {
+        let found = memory.search(Query::vector(q.clone(), 10)).await.unwrap();
+        hits += found.iter().filter(|h| truth[..10].contains(&row(&h.key))).count();
+    }
+    hits as f64 / (data.queries.len() * 10) as f64
+}
+
+/// The same index type as the memory's quantized one, built directly, for its size.
+fn quantized_bytes(data: &Data, factory: &str) -> usize {
+    let mut index = faiss::index_factory(DIM as u32, factory, MetricType::InnerProduct).unwrap();
+    let flat: Vec<f32> = data.base.iter().flatten().copied().collect();
+    let sample = &flat[..flat.len().min(60_000 * DIM)];
+    index.train(sample).unwrap();
+    let ids: Vec<faiss::Idx> = (0..data.base.len() as u64).map(faiss::Idx::new).collect();
+    index.add_with_ids(&flat, &ids).unwrap();
+    index_bytes(&index)
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(dir) = data_dir() else {
+        eprintln!(
+            "memory bench SKIPPED: set APIARY_DATA_DIR to the directory with minilm384_base.f16, \
+             minilm384_query.f16 and minilm384_gt.u32 (the full 100k set; e.g. ../shared/data)"
+        );
+        return;
+    };
+    let rt = baseline::runtime();
+    let data = load(&dir);
+    let n = data.base.len();
+    let f32_bytes = DIM * 4;
+    eprintln!("memory bench: {n} base vectors, {} queries", data.queries.len());
+
+    // Exact baseline: FAISS Flat (inner product), searched directly.
+    let mut flat = faiss::index_factory(DIM as u32, "Flat", MetricType::InnerProduct).unwrap();
+    let all: Vec<f32> = data.base.iter().flatten().copied().collect();
+    flat.add(&all).unwrap();
+    drop(all);
+
+    let rss_before = rss_bytes();
+    let (standard, train_s) = rt.block_on(filled(&data, IndexConfig::default().train_threshold(n)));
+    let rss_standard = rss_bytes().saturating_sub(rss_before);
+    let (compact, compact_train_s) =
+        rt.block_on(filled(&data, IndexConfig::default().train_threshold(n).compact(10)));
+    let s_stats = rt.block_on(standard.stats()).unwrap();
+    let c_stats = rt.block_on(compact.stats()).unwrap();
+
+    let recall_standard = rt.block_on(recall_at_10(&standard, &data));
+    let recall_compact = rt.block_on(recall_at_10(&compact, &data));
+    let bytes_standard = quantized_bytes(&data, &s_stats.index.factory);
+    let bytes_compact = quantized_bytes(&data, &c_stats.index.factory);
+    let bytes_flat = index_bytes(&flat);
+    println!("== memory report ({n} x {DIM} all-MiniLM-L6-v2 vectors, 1,000 queries)");
+    for (name, stats, recall, bytes, train) in [
+        ("standard", &s_stats, recall_standard, bytes_standard, train_s),
+        ("compact", &c_stats, recall_compact, bytes_compact, compact_train_s),
+    ] {
+        println!(
+            "{name}: {} {:?}, tuned recall {:.3}, recall@10 vs dataset ground truth {recall:.3}, \
+             index {:.1} bytes/vector = 1/{:.1} of f32, fill+train {train:.1} s",
+            stats.index.factory,
+            stats.index.param,
+            stats.index.recall.unwrap_or(f64::NAN),
+            bytes as f64 / n as f64,
+            (n * f32_bytes) as f64 / bytes as f64,
+        );
+    }
+    println!(
+        "flat: {:.1} bytes/vector; stored f32 vectors kept by the memory: {} bytes/vector; \
+         process RSS growth for the standard memory: {:.1} bytes/vector",
+        bytes_flat as f64 / n as f64,
+        s_stats.vector_bytes / n,
+        rss_standard as f64 / n as f64
+    );
+
+    let next = AtomicUsize::new(0);
+    let mut group = c.benchmark_group("memory_search_k10");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("faiss_flat_exact", |b| {
+        b.iter(|| {
+            let q = &data.queries[next.fetch_add(1, Ordering::Relaxed) % data.queries.len()];
+            flat.search(q, 10).unwrap()
+        })
+    });
+    for (name, memory) in [("actor_ivf_sq8", &standard), ("actor_compact_pq_rerank", &compact)] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| {
+                let q = data.queries[next.fetch_add(1, Ordering::Relaxed) % data.queries.len()].clone();
+                async move { memory.search(Query::vector(q, 10)).await.unwrap() }
+            })
+        });
+    }
+    group.finish();
+
+    // Inserts into the trained index: batches of 1,000 new patterns through the actor.
+    let mut group = c.benchmark_group("memory_insert_trained");
+    let batch = 1_000;
+    group.throughput(Throughput::Elements(batch as u64));
+    group.sample_size(20);
+    let fresh = AtomicUsize::new(0);
+    for (name, memory) in [("actor_ivf_sq8", &standard)] {
+        group.bench_with_input(BenchmarkId::new(name, batch), &batch, |b, &batch| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let fresh = &fresh;
+                let data = &data;
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let patterns: Vec<Pattern> = (0..batch)
+                            .map(|_| {
+                                let i = fresh.fetch_add(1, Ordering::Relaxed);
+                                Pattern::vector(format!("fresh/{i}"), data.queries[i % data.queries.len()].clone())
+                            })
+                            .collect();
+                        let started = Instant::now();
+                        memory.add_patterns(patterns).await.unwrap();
+                        total += started.elapsed();
+                    }
+                    total
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    criterion::Criterion::default().configure_from_args().final_summary();
+}
