@@ -81,7 +81,9 @@ fn index_bytes(index: &IndexImpl) -> usize {
 }
 
 async fn filled(data: &Data, config: IndexConfig) -> (Memory, f64) {
-    let memory = Memory::open(MemoryConfig::new(DIM).index(config)).await.unwrap();
+    let memory = Memory::open(MemoryConfig::new(DIM).index(config))
+        .await
+        .unwrap();
     let started = Instant::now();
     for (chunk_no, chunk) in data.base.chunks(10_000).enumerate() {
         let patterns = chunk
@@ -101,7 +103,10 @@ async fn recall_at_10(memory: &Memory, data: &Data) -> f64 {
     let mut hits = 0;
     for (q, truth) in data.queries.iter().zip(&data.gt) {
         let found = memory.search(Query::vector(q.clone(), 10)).await.unwrap();
-        hits += found.iter().filter(|h| truth[..10].contains(&row(&h.key))).count();
+        hits += found
+            .iter()
+            .filter(|h| truth[..10].contains(&row(&h.key)))
+            .count();
     }
     hits as f64 / (data.queries.len() * 10) as f64
 }
@@ -129,7 +134,10 @@ fn bench(c: &mut Criterion) {
     let data = load(&dir);
     let n = data.base.len();
     let f32_bytes = DIM * 4;
-    eprintln!("memory bench: {n} base vectors, {} queries", data.queries.len());
+    eprintln!(
+        "memory bench: {n} base vectors, {} queries",
+        data.queries.len()
+    );
 
     // Exact baseline: FAISS Flat (inner product), searched directly.
     let mut flat = faiss::index_factory(DIM as u32, "Flat", MetricType::InnerProduct).unwrap();
@@ -140,8 +148,10 @@ fn bench(c: &mut Criterion) {
     let rss_before = rss_bytes();
     let (standard, train_s) = rt.block_on(filled(&data, IndexConfig::default().train_threshold(n)));
     let rss_standard = rss_bytes().saturating_sub(rss_before);
-    let (compact, compact_train_s) =
-        rt.block_on(filled(&data, IndexConfig::default().train_threshold(n).compact(10)));
+    let (compact, compact_train_s) = rt.block_on(filled(
+        &data,
+        IndexConfig::default().train_threshold(n).compact(10),
+    ));
     let s_stats = rt.block_on(standard.stats()).unwrap();
     let c_stats = rt.block_on(compact.stats()).unwrap();
 
@@ -152,8 +162,20 @@ fn bench(c: &mut Criterion) {
     let bytes_flat = index_bytes(&flat);
     println!("== memory report ({n} x {DIM} all-MiniLM-L6-v2 vectors, 1,000 queries)");
     for (name, stats, recall, bytes, train) in [
-        ("standard", &s_stats, recall_standard, bytes_standard, train_s),
-        ("compact", &c_stats, recall_compact, bytes_compact, compact_train_s),
+        (
+            "standard",
+            &s_stats,
+            recall_standard,
+            bytes_standard,
+            train_s,
+        ),
+        (
+            "compact",
+            &c_stats,
+            recall_compact,
+            bytes_compact,
+            compact_train_s,
+        ),
     ] {
         println!(
             "{name}: {} {:?}, tuned recall {:.3}, recall@10 vs dataset ground truth {recall:.3}, \
@@ -182,10 +204,14 @@ fn bench(c: &mut Criterion) {
             flat.search(q, 10).unwrap()
         })
     });
-    for (name, memory) in [("actor_ivf_sq8", &standard), ("actor_compact_pq_rerank", &compact)] {
+    for (name, memory) in [
+        ("actor_ivf_sq8", &standard),
+        ("actor_compact_pq_rerank", &compact),
+    ] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {
-                let q = data.queries[next.fetch_add(1, Ordering::Relaxed) % data.queries.len()].clone();
+                let q =
+                    data.queries[next.fetch_add(1, Ordering::Relaxed) % data.queries.len()].clone();
                 async move { memory.search(Query::vector(q, 10)).await.unwrap() }
             })
         });
@@ -209,7 +235,10 @@ fn bench(c: &mut Criterion) {
                         let patterns: Vec<Pattern> = (0..batch)
                             .map(|_| {
                                 let i = fresh.fetch_add(1, Ordering::Relaxed);
-                                Pattern::vector(format!("fresh/{i}"), data.queries[i % data.queries.len()].clone())
+                                Pattern::vector(
+                                    format!("fresh/{i}"),
+                                    data.queries[i % data.queries.len()].clone(),
+                                )
                             })
                             .collect();
                         let started = Instant::now();
@@ -228,5 +257,7 @@ criterion_group!(benches, bench);
 
 fn main() {
     benches();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
 }

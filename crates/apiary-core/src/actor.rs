@@ -14,6 +14,7 @@ use crate::envelope::{Envelope, Ticket};
 use crate::events::EventBus;
 use crate::queue::AgentQueue;
 use crate::swarm::SwarmInner;
+use crate::telemetry;
 use crate::{Agent, AgentContext, AgentName, EventKind, Outcome, StopReason, TaskError, TaskState};
 
 /// Messages an agent's actor takes.
@@ -158,6 +159,7 @@ impl<A: Agent> Actor for AgentActor<A> {
     ) -> Result<(), ActorProcessingErr> {
         // Held tasks end as `AgentStopped` when their tickets drop with the state.
         state.agent.stopping(&state.ctx).await;
+        telemetry::stopped();
         state.bus.publish(|| EventKind::AgentStopped {
             agent: state.ctx.name().clone(),
             replica: state.ctx.replica(),
@@ -189,11 +191,13 @@ pub(crate) async fn spawn_agent<A: Agent>(
         reset,
         home: Arc::downgrade(home),
     };
+    let started = std::time::Instant::now();
     // Unnamed: ractor's registry is process-global and two swarms may share agent names.
-    Actor::spawn_linked(None, AgentActor::<A>::new(), args, swarm.root.get_cell())
+    let (actor, _) = Actor::spawn_linked(None, AgentActor::<A>::new(), args, swarm.root.get_cell())
         .await
-        .map(|(actor, _)| actor)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    telemetry::spawned(&home.name, started.elapsed());
+    Ok(actor)
 }
 
 /// Runs one task to its end. A panic in the agent ends the task as `Panicked` (or puts a

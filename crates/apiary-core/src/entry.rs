@@ -18,6 +18,7 @@ use crate::envelope::{Envelope, Ticket};
 use crate::events::EventBus;
 use crate::queue::AgentQueue;
 use crate::task::TaskShared;
+use crate::telemetry::{self, AgentMetrics};
 use crate::{
     AgentName, AgentSpec, EventKind, Outcome, SubmitError, SubmitErrorKind, SubmitOptions,
     TaskError, TaskHandle, TaskId,
@@ -108,6 +109,7 @@ pub(crate) struct AgentEntry<T, O> {
     pub(crate) spawner: Option<Arc<dyn SpawnAgent<T, O>>>,
     pub(crate) cloner: Option<Cloner<T>>,
     pub(crate) bus: Arc<EventBus>,
+    metrics: Arc<AgentMetrics>,
     epoch: Instant,
     // Set once, when every replica has started.
     replicas: OnceLock<Vec<Replica<T, O>>>,
@@ -140,8 +142,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         bus: Arc<EventBus>,
         epoch: Instant,
     ) -> Self {
+        let name = AgentName::from(spec.name.as_str());
         Self {
-            name: AgentName::from(spec.name.as_str()),
+            metrics: Arc::new(AgentMetrics::new(&name)),
+            name,
             timeout: spec.task_timeout,
             spec,
             queue,
@@ -204,7 +208,13 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         let deadline = options
             .deadline
             .or_else(|| options.timeout.or(self.timeout).map(|t| Instant::now() + t));
-        let (shared, rx) = TaskShared::new(id, self.name.clone(), deadline, self.bus.clone());
+        let (shared, rx) = TaskShared::new(
+            id,
+            self.name.clone(),
+            deadline,
+            self.bus.clone(),
+            self.metrics.clone(),
+        );
         let ticket = Ticket::new(shared.clone(), permit);
         match self.deliver(task, ticket, true) {
             Ok(()) => Ok(TaskHandle::new(shared, rx)),
@@ -354,6 +364,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
                     },
                 ),
             };
+            telemetry::dead_letter(&self.name);
             self.bus.publish(|| EventKind::DeadLetter {
                 task: ticket.shared.id,
                 agent: self.name.clone(),
@@ -384,6 +395,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     }
 
     fn breaker_event(&self, replica: usize, transition: Transition) {
+        telemetry::breaker(&self.name, replica, transition.into());
         self.bus.publish(|| EventKind::BreakerChanged {
             agent: self.name.clone(),
             replica,

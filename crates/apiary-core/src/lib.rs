@@ -61,7 +61,9 @@ mod spec;
 mod submit;
 mod swarm;
 mod task;
+mod telemetry;
 mod topology;
+mod topology_spec;
 
 pub use agent::Agent;
 pub use builder::SwarmBuilder;
@@ -81,6 +83,7 @@ pub use submit::SubmitOptions;
 pub use swarm::Swarm;
 pub use task::{TaskCanceller, TaskHandle, TaskId, TaskState};
 pub use topology::{MemberView, RouteRequest, Topology, TopologyError};
+pub use topology_spec::TopologySpec;
 
 /// The shared memory agents reach through [`AgentContext::memory`]: key/value store and
 /// FAISS pattern index.

@@ -8,7 +8,7 @@ use apiary_planner::{Node, Plan, PlanError, PlanLimits};
 use serde::{Deserialize, Serialize};
 use serde_path_to_error::Segment;
 
-use crate::{AgentSpec, SpecError, SwarmSettings};
+use crate::{AgentSpec, SpecError, SwarmSettings, TopologySpec};
 
 /// A swarm described in TOML: a `[swarm]` table of [`SwarmSettings`] and an `[[agents]]`
 /// array of [`AgentSpec`]s.
@@ -52,6 +52,8 @@ pub struct Manifest {
     pub swarm: SwarmSettings,
     /// The agents, in declaration order.
     pub agents: Vec<AgentSpec>,
+    /// The `[topology]` table, if any.
+    pub topology: Option<TopologySpec>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +63,8 @@ struct RawManifest {
     swarm: Option<toml::Spanned<SwarmSettings>>,
     #[serde(default)]
     agents: Vec<toml::Spanned<AgentSpec>>,
+    #[serde(default)]
+    topology: Option<toml::Spanned<TopologySpec>>,
 }
 
 impl Manifest {
@@ -113,7 +117,34 @@ impl Manifest {
             spec.validate()
                 .map_err(|e| spec_error(src, span.clone(), &e))?;
         }
-        let manifest = Self { swarm, agents };
+        let topology = match raw.topology {
+            Some(t) => {
+                let span = t.span();
+                let t = t.into_inner();
+                if let Some((field, name)) = t
+                    .names()
+                    .into_iter()
+                    .find(|(_, n)| !agents.iter().any(|a| a.name == *n))
+                {
+                    return Err(ManifestError::new(
+                        ManifestErrorKind::Dependency,
+                        format!(
+                            "the {} topology names `{name}`, which is not an agent",
+                            t.name()
+                        ),
+                    )
+                    .with_field(field)
+                    .at(src, Some(span)));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let manifest = Self {
+            swarm,
+            agents,
+            topology,
+        };
         manifest.plan().map_err(|e| {
             let (agent, field) = match &e {
                 PlanError::DuplicateAgent { agent } => (agent.as_str(), "name"),

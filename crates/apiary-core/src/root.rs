@@ -17,6 +17,7 @@ use crate::actor::Members;
 use crate::entry::{AgentEntry, ReplicaStatus};
 use crate::events::EventBus;
 use crate::swarm::SwarmInner;
+use crate::telemetry;
 use crate::{AgentName, EventKind, StopReason, SwarmSettings};
 
 pub(crate) struct Root<T, O>(PhantomData<fn() -> (T, O)>);
@@ -124,6 +125,8 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
             .remove(&cell.get_id());
         let Some(member) = member else { return };
         if let Some(reason) = &failure {
+            // A crashed actor never runs post_stop: its stop is counted here.
+            telemetry::stopped();
             self.args.bus.publish(|| EventKind::AgentStopped {
                 agent: member.agent.clone(),
                 replica: member.replica,
@@ -228,6 +231,7 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
             self.give_up(swarm, reason);
             return;
         };
+        telemetry::gave_up(coordinator.as_str());
         self.args.bus.publish(|| EventKind::SupervisorGaveUp {
             supervisor: coordinator.to_string(),
             reason: reason.clone(),
@@ -306,6 +310,7 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
                 let count = self.restarts.entry((agent.clone(), replica)).or_insert(0);
                 *count += 1;
                 let restarts = *count;
+                telemetry::restarted(&agent);
                 self.args.bus.publish(|| EventKind::AgentRestarted {
                     agent: agent.clone(),
                     replica,
@@ -345,6 +350,7 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
             entry.queue.close();
             entry.flush_parked();
         }
+        telemetry::gave_up("swarm");
         self.args.bus.publish(|| EventKind::SupervisorGaveUp {
             supervisor: "swarm".into(),
             reason,

@@ -13,6 +13,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventBus;
+use crate::telemetry::AgentMetrics;
 use crate::{AgentName, EventKind, Outcome, TaskError};
 
 /// A task's number, unique within its swarm.
@@ -100,6 +101,7 @@ pub(crate) struct TaskShared<O> {
     submitted_at: Instant,
     started_at: OnceLock<Instant>,
     bus: Arc<EventBus>,
+    metrics: Arc<AgentMetrics>,
 }
 
 impl<O> TaskShared<O> {
@@ -108,8 +110,10 @@ impl<O> TaskShared<O> {
         agent: AgentName,
         deadline: Option<Instant>,
         bus: Arc<EventBus>,
+        metrics: Arc<AgentMetrics>,
     ) -> (Arc<Self>, oneshot::Receiver<Result<O, TaskError>>) {
         let (tx, rx) = oneshot::channel();
+        metrics.accepted();
         let span = tracing::info_span!("apiary.task", task = id.0, agent = %agent);
         let shared = Arc::new(Self {
             id,
@@ -124,6 +128,7 @@ impl<O> TaskShared<O> {
             submitted_at: Instant::now(),
             started_at: OnceLock::new(),
             bus,
+            metrics,
         });
         (shared, rx)
     }
@@ -199,6 +204,8 @@ impl<O> TaskShared<O> {
             Some(&s) => (s - self.submitted_at, now - s),
             None => (now - self.submitted_at, std::time::Duration::ZERO),
         };
+        self.metrics
+            .finished(outcome, self.started_at.get().map(|_| ran));
         self.bus.publish(|| EventKind::TaskFinished {
             task: self.id,
             agent: self.agent.clone(),
@@ -219,7 +226,15 @@ impl<O> TaskShared<O> {
     /// Ends the task silently because it was never accepted (the submission failed and the
     /// task went back to the caller).
     pub(crate) fn withdraw(&self) {
-        self.reply.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if self
+            .reply
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
+        {
+            self.metrics.withdrawn();
+        }
         self.state.store(TaskState::Failed as u8, Ordering::Release);
     }
 

@@ -48,13 +48,13 @@ macro_rules! catalogue {
 catalogue! {
     /// Tasks finished, by agent and outcome.
     TASKS_TOTAL = "apiary_tasks_total", Counter, ["agent", "outcome"], "",
-        "Tasks finished, by agent and outcome (completed, failed, panicked, timed_out, cancelled, dead_letter).";
+        "Tasks finished, by agent and outcome (completed, failed, panicked, cancelled, timed_out, agent_stopped).";
     /// Time an agent spent running a task.
     TASK_DURATION_SECONDS = "apiary_task_duration_seconds", Histogram, ["agent"], "seconds",
         "Time from a task's start on an agent to its result.";
     /// Tasks queued or running per agent.
     QUEUE_DEPTH = "apiary_queue_depth", Gauge, ["agent"], "",
-        "Tasks queued or running on an agent (all replicas), sampled at each submission and finish.";
+        "Tasks accepted by an agent (all replicas) and not yet finished: queued or running.";
     /// Agent actor restarts.
     AGENT_RESTARTS_TOTAL = "apiary_agent_restarts_total", Counter, ["agent"], "",
         "Agent actors restarted by their supervisor.";
@@ -71,8 +71,8 @@ catalogue! {
     SPAWN_DURATION_SECONDS = "apiary_spawn_duration_seconds", Histogram, ["agent"], "seconds",
         "Time from spawning an agent's actors to its started hook returning.";
     /// Agents currently running.
-    AGENTS = "apiary_agents", Gauge, ["swarm"], "",
-        "Agents of a swarm that are started and not stopped.";
+    AGENTS = "apiary_agents", Gauge, [], "",
+        "Agent actors (replicas) running in this process.";
     /// Time of one pattern search through the memory actor.
     MEMORY_SEARCH_DURATION_SECONDS = "apiary_memory_search_duration_seconds", Histogram, ["index"], "seconds",
         "Time the memory actor spent answering one pattern search, by index kind (exact, quantized).";

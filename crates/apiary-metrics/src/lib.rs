@@ -3,6 +3,7 @@
 //! Every part of apiary records through the [`metrics`] facade using the definitions here, so
 //! names, labels and help texts live in one place and follow Prometheus naming rules
 //! (`apiary_` prefix, base units, `_total` on counters, `_seconds` on durations).
+//! [`Exporter`] serves them on `/metrics` for Prometheus to scrape.
 //!
 //! ```
 //! use apiary_metrics::{catalogue, TASKS_TOTAL};
@@ -13,5 +14,7 @@
 #![deny(missing_docs)]
 
 mod catalogue;
+mod exporter;
 
 pub use catalogue::*;
+pub use exporter::{Exporter, ExporterError};

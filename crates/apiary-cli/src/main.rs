@@ -1,0 +1,135 @@
+//! `apiary`: validate, plan, graph and run swarms described in TOML manifests.
+
+mod graph;
+mod kinds;
+mod printer;
+mod recall;
+mod run;
+mod shell;
+mod step;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use apiary::Manifest;
+use clap::{Parser, Subcommand};
+
+/// Run swarms of agents described in TOML manifests.
+#[derive(Debug, Parser)]
+#[command(name = "apiary", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a manifest completely (schema, values, dependencies, topology, agent configs).
+    Validate {
+        /// The manifest.
+        file: PathBuf,
+    },
+    /// Print the spawn plan: which agents start together, batch by batch.
+    Plan {
+        /// The manifest.
+        file: PathBuf,
+    },
+    /// Print the topology and the dependency plan as Graphviz DOT (`| dot -Tsvg > swarm.svg`).
+    Graph {
+        /// The manifest.
+        file: PathBuf,
+    },
+    /// Run the swarm: each agent's step once its dependencies succeeded.
+    Run {
+        /// The manifest.
+        file: PathBuf,
+        /// Print one JSON object per event and step result instead of progress and a table.
+        #[arg(long)]
+        json: bool,
+        /// Serve Prometheus metrics on this address while running (e.g. 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// Keep the memory in this directory (crash-safe) instead of in RAM.
+        #[arg(long, value_name = "DIR")]
+        memory_dir: Option<PathBuf>,
+        /// Keep serving metrics this long after the run ends (e.g. 30s), for a last scrape.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        linger: Option<Duration>,
+    },
+}
+
+fn load(file: &PathBuf) -> anyhow::Result<Manifest> {
+    let manifest = Manifest::load(file)?;
+    kinds::check(&manifest)?;
+    Ok(manifest)
+}
+
+async fn main_inner(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Validate { file } => {
+            let manifest = load(&file)?;
+            let plan = manifest.plan()?;
+            println!(
+                "{}: ok: swarm `{}`, {} agents in {} batches, topology {}",
+                file.display(),
+                manifest.swarm.name,
+                manifest.agents.len(),
+                plan.batches().len(),
+                manifest.topology.as_ref().map_or("none", |t| t.name())
+            );
+            Ok(true)
+        }
+        Command::Plan { file } => {
+            print!("{}", load(&file)?.plan()?);
+            Ok(true)
+        }
+        Command::Graph { file } => {
+            let manifest = load(&file)?;
+            print!("{}", graph::dot(&manifest, &manifest.plan()?));
+            Ok(true)
+        }
+        Command::Run {
+            file,
+            json,
+            metrics,
+            memory_dir,
+            linger,
+        } => {
+            let options = run::RunOptions {
+                json,
+                metrics,
+                memory_dir,
+                linger,
+            };
+            run::run(&file, options)
+                .await
+                .with_context(|| format!("apiary run {}", file.display()))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("APIARY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_inner(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

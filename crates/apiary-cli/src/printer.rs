@@ -1,0 +1,239 @@
+//! What `apiary run` shows: live progress and a summary table on a terminal, or one JSON
+//! object per line with `--json`.
+
+use std::{io::Write as _, time::Duration};
+
+use apiary::{EventKind, SwarmEvent};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    Succeeded,
+    Failed,
+    /// Not run: a dependency did not succeed.
+    Skipped,
+}
+
+/// One step's end, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StepReport {
+    pub(crate) agent: String,
+    pub(crate) kind: String,
+    pub(crate) status: Status,
+    pub(crate) attempts: u32,
+    #[serde(rename = "seconds")]
+    pub(crate) seconds: f64,
+    /// `exit 0`, the error, or why it was skipped.
+    pub(crate) detail: String,
+    /// What the step printed (the end of it).
+    pub(crate) output: String,
+}
+
+pub(crate) enum Printer {
+    Human(ProgressBar),
+    Json,
+}
+
+impl Printer {
+    pub(crate) fn new(json: bool, steps: usize) -> Self {
+        if json {
+            return Self::Json;
+        }
+        // indicatif draws only when stderr is a terminal; lines go to stdout either way.
+        let bar = ProgressBar::new(steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self::Human(bar)
+    }
+
+    fn line(&self, text: &str) {
+        if let Self::Human(bar) = self {
+            bar.suspend(|| println!("{text}"));
+        }
+    }
+
+    fn json(value: &serde_json::Value) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
+    }
+
+    pub(crate) fn note(&self, kind: &str, text: &str) {
+        match self {
+            Self::Human(_) => self.line(&format!("· {text}")),
+            Self::Json => Self::json(&json!({ "type": kind, "message": text })),
+        }
+    }
+
+    pub(crate) fn running(&self, agents: &[String]) {
+        if let Self::Human(bar) = self {
+            bar.set_message(format!("running: {}", agents.join(", ")));
+        }
+    }
+
+    pub(crate) fn event(&self, event: &SwarmEvent) {
+        match self {
+            Self::Json => {
+                let mut value = serde_json::to_value(event).unwrap_or_default();
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("type".into(), "event".into());
+                }
+                Self::json(&value);
+            }
+            Self::Human(_) => match event.kind() {
+                EventKind::AgentRestarted {
+                    agent,
+                    replica,
+                    restarts,
+                    delay,
+                } => self.line(&format!(
+                    "↻ {agent}#{replica} restarted (restart {restarts}, after {})",
+                    humantime::format_duration(*delay)
+                )),
+                EventKind::BreakerChanged {
+                    agent,
+                    replica,
+                    transition,
+                } => self.line(&format!(
+                    "⚡ {agent}#{replica} circuit breaker {transition:?}"
+                )),
+                EventKind::DeadLetter { agent, cause, .. } => {
+                    self.line(&format!("✉ {agent}: dead letter: {cause}"))
+                }
+                EventKind::SupervisorGaveUp { supervisor, reason } => {
+                    self.line(&format!("✖ supervisor {supervisor} gave up: {reason}"))
+                }
+                _ => {}
+            },
+        }
+    }
+
+    pub(crate) fn retry(&self, agent: &str, attempt: u32, error: &str) {
+        match self {
+            Self::Human(_) => self.line(&format!(
+                "↺ {agent} attempt {attempt} failed, retrying: {error}"
+            )),
+            Self::Json => Self::json(
+                &json!({ "type": "retry", "agent": agent, "attempt": attempt, "error": error }),
+            ),
+        }
+    }
+
+    pub(crate) fn step(&self, report: &StepReport) {
+        match self {
+            Self::Human(bar) => {
+                bar.inc(1);
+                let mark = match report.status {
+                    Status::Succeeded => "✔",
+                    Status::Failed => "✘",
+                    Status::Skipped => "–",
+                };
+                self.line(&format!(
+                    "{mark} {} ({}, {:.2}s)",
+                    report.agent, report.detail, report.seconds
+                ));
+                // What a memory step recalled is the point of running it: show it.
+                if report.kind == "memory" && !report.output.is_empty() {
+                    for line in report.output.lines() {
+                        self.line(&format!("    {line}"));
+                    }
+                }
+            }
+            Self::Json => {
+                let mut value = serde_json::to_value(report).unwrap_or_default();
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("type".into(), "step".into());
+                }
+                Self::json(&value);
+            }
+        }
+    }
+
+    /// The summary table (or JSON object) once the run is over.
+    pub(crate) fn summary(&self, swarm: &str, reports: &[StepReport], seconds: f64) {
+        let ok = reports.iter().all(|r| r.status == Status::Succeeded);
+        let count = |s| reports.iter().filter(|r| r.status == s).count();
+        match self {
+            Self::Json => Self::json(&json!({
+                "type": "summary",
+                "swarm": swarm,
+                "ok": ok,
+                "steps": reports.len(),
+                "succeeded": count(Status::Succeeded),
+                "failed": count(Status::Failed),
+                "skipped": count(Status::Skipped),
+                "seconds": seconds,
+            })),
+            Self::Human(bar) => {
+                bar.finish_and_clear();
+                println!("\n{}", table(reports));
+                println!(
+                    "{swarm}: {} succeeded, {} failed, {} skipped in {seconds:.1}s",
+                    count(Status::Succeeded),
+                    count(Status::Failed),
+                    count(Status::Skipped)
+                );
+            }
+        }
+    }
+}
+
+fn table(reports: &[StepReport]) -> String {
+    let header = ["step", "kind", "status", "attempts", "time", "result"];
+    let rows: Vec<[String; 6]> = reports
+        .iter()
+        .map(|r| {
+            [
+                r.agent.clone(),
+                r.kind.clone(),
+                format!("{:?}", r.status).to_lowercase(),
+                r.attempts.to_string(),
+                format!("{:.2}s", r.seconds),
+                r.detail
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(70)
+                    .collect(),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let render = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = vec![render(&header.map(String::from))];
+    out.push(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
+    out.extend(rows.iter().map(|r| render(r)));
+    out.join("\n")
+}

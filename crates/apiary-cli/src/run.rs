@@ -1,0 +1,245 @@
+//! `apiary run`: starts the manifest's swarm and runs each agent's step once its
+//! dependencies succeeded, retrying failed steps and waiting out open breakers.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use apiary::{
+    memory::{Memory, MemoryConfig},
+    Manifest, SubmitErrorKind, Swarm, SwarmEvent,
+};
+use apiary_metrics::Exporter;
+use futures::{stream::FuturesUnordered, StreamExt};
+
+use crate::{
+    kinds,
+    printer::{Printer, Status, StepReport},
+    step::{Step, StepOutput},
+};
+
+/// Dimension of the run's memory patterns (hashing embedder).
+const MEMORY_DIM: usize = 256;
+
+/// Options of `apiary run`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunOptions {
+    pub(crate) json: bool,
+    pub(crate) metrics: Option<SocketAddr>,
+    pub(crate) memory_dir: Option<PathBuf>,
+    /// Keep serving metrics this long after the run (for a last scrape).
+    pub(crate) linger: Option<Duration>,
+}
+
+/// Runs the manifest; true if every step succeeded.
+pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool> {
+    let manifest = Manifest::load(path)?;
+    kinds::check(&manifest)?;
+    let base = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the directory of {}", path.display()))?;
+    let printer = Arc::new(Printer::new(options.json, manifest.agents.len()));
+
+    // Before the swarm: per-agent series bind to the recorder present when it starts.
+    let exporter = options.metrics.map(Exporter::install).transpose()?;
+    if let Some(e) = &exporter {
+        printer.note(
+            "metrics",
+            &format!("serving Prometheus metrics on http://{}/metrics", e.addr()),
+        );
+    }
+    let mut memory_config = MemoryConfig::new(MEMORY_DIM).namespace("results");
+    if let Some(dir) = &options.memory_dir {
+        memory_config = memory_config.persist_to(dir);
+    }
+    let memory = Memory::open(memory_config)
+        .await
+        .context("cannot open the memory")?;
+
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<SwarmEvent>();
+    let swarm = kinds::builder(&manifest, &base)?
+        .memory(memory.clone())
+        .hook(move |e: &SwarmEvent| {
+            let _ = tx.send(e.clone());
+        })
+        .start()
+        .await
+        .with_context(|| format!("cannot start swarm `{}`", manifest.swarm.name))?;
+
+    let started = Instant::now();
+    let kinds_of: HashMap<&str, &str> = manifest
+        .agents
+        .iter()
+        .map(|a| (a.name.as_str(), a.kind.as_str()))
+        .collect();
+    let mut status: HashMap<String, Option<Status>> = manifest
+        .agents
+        .iter()
+        .map(|a| (a.name.clone(), None))
+        .collect();
+    let mut launched: Vec<String> = Vec::new();
+    let mut reports: Vec<StepReport> = Vec::new();
+    let mut running = FuturesUnordered::new();
+    loop {
+        // Launch what is ready; skip what can no longer run. Repeat until nothing changes,
+        // so a skip propagates down the whole chain at once.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for spec in &manifest.agents {
+                if status[&spec.name].is_some() || launched.contains(&spec.name) {
+                    continue;
+                }
+                let deps: Vec<Option<Status>> = spec.depends_on.iter().map(|d| status[d]).collect();
+                if deps.iter().all(|s| *s == Some(Status::Succeeded)) {
+                    launched.push(spec.name.clone());
+                    running.push(run_step(
+                        swarm.clone(),
+                        spec.name.clone(),
+                        spec.max_retries,
+                        printer.clone(),
+                    ));
+                    changed = true;
+                } else if deps
+                    .iter()
+                    .any(|s| matches!(s, Some(Status::Failed | Status::Skipped)))
+                {
+                    let report = StepReport {
+                        agent: spec.name.clone(),
+                        kind: spec.kind.clone(),
+                        status: Status::Skipped,
+                        attempts: 0,
+                        seconds: 0.0,
+                        detail: "skipped: a dependency did not succeed".into(),
+                        output: String::new(),
+                    };
+                    printer.step(&report);
+                    status.insert(spec.name.clone(), Some(Status::Skipped));
+                    reports.push(report);
+                    changed = true;
+                }
+            }
+        }
+        let in_flight: Vec<String> = launched
+            .iter()
+            .filter(|a| status[*a].is_none())
+            .cloned()
+            .collect();
+        printer.running(&in_flight);
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(mut report) = running.next() => {
+                report.kind = kinds_of.get(report.agent.as_str()).copied().unwrap_or("").to_owned();
+                printer.step(&report);
+                status.insert(report.agent.clone(), Some(report.status));
+                reports.push(report);
+            }
+            Some(event) = events.recv() => printer.event(&event),
+        }
+    }
+
+    swarm.shutdown().await;
+    while let Ok(event) = events.try_recv() {
+        printer.event(&event);
+    }
+    memory.close().await;
+    // Report in manifest order.
+    reports.sort_by_key(|r| manifest.agents.iter().position(|a| a.name == r.agent));
+    printer.summary(
+        &manifest.swarm.name,
+        &reports,
+        started.elapsed().as_secs_f64(),
+    );
+    if let (Some(linger), Some(e)) = (options.linger, &exporter) {
+        printer.note(
+            "metrics",
+            &format!(
+                "serving metrics on {} for {} more",
+                e.addr(),
+                humantime::format_duration(linger)
+            ),
+        );
+        tokio::time::sleep(linger).await;
+    }
+    Ok(reports.iter().all(|r| r.status == Status::Succeeded))
+}
+
+/// Runs one agent's step: up to `1 + retries` attempts; an open breaker is waited out (it is
+/// not an attempt: nothing ran).
+async fn run_step(
+    swarm: Swarm<Step, StepOutput>,
+    agent: String,
+    retries: u32,
+    printer: Arc<Printer>,
+) -> StepReport {
+    let started = Instant::now();
+    let mut attempt = 0;
+    let result: Result<StepOutput, String> = loop {
+        attempt += 1;
+        let outcome = match swarm.submit(&agent, Step { attempt }).await {
+            Ok(handle) => handle.await.map_err(|e| e.to_string()),
+            Err(refused) => match refused.kind() {
+                SubmitErrorKind::BreakerOpen { retry_after, .. } => {
+                    printer.note(
+                        "breaker",
+                        &format!(
+                            "{agent}: breaker open, next trial in {}",
+                            humantime::format_duration(*retry_after)
+                        ),
+                    );
+                    tokio::time::sleep((*retry_after).max(Duration::from_millis(10))).await;
+                    attempt -= 1;
+                    continue;
+                }
+                // Refused for good (stopped, unknown): nothing to retry.
+                _ => break Err(refused.to_string()),
+            },
+        };
+        match outcome {
+            Ok(output) => break Ok(output),
+            Err(error) if attempt <= retries => printer.retry(&agent, attempt, &error),
+            Err(error) => break Err(error),
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(output) => StepReport {
+            agent,
+            kind: String::new(),
+            status: Status::Succeeded,
+            attempts: attempt,
+            seconds,
+            detail: output.summary,
+            output: if output.stdout.is_empty() {
+                output.stderr
+            } else {
+                output.stdout
+            },
+        },
+        Err(error) => StepReport {
+            agent,
+            kind: String::new(),
+            status: Status::Failed,
+            attempts: attempt,
+            seconds,
+            detail: error,
+            output: String::new(),
+        },
+    }
+}

@@ -1,0 +1,100 @@
+//! Where the runtime records its metrics (names and help live in `apiary-metrics`).
+//!
+//! Per-task series use handles registered once per agent, so the hot path is an atomic add,
+//! not a label lookup. Handles bind to the recorder installed when the swarm starts: install
+//! the exporter first (as the `apiary` binary does).
+
+use std::time::Duration;
+
+use apiary_metrics as m;
+use metrics::{Counter, Gauge, Histogram};
+
+use crate::{events::BreakerTransition, AgentName, Outcome};
+
+const OUTCOMES: [Outcome; 6] = [
+    Outcome::Completed,
+    Outcome::Failed,
+    Outcome::Panicked,
+    Outcome::Cancelled,
+    Outcome::TimedOut,
+    Outcome::AgentStopped,
+];
+
+/// One agent's task series.
+pub(crate) struct AgentMetrics {
+    outcomes: [Counter; 6],
+    duration: Histogram,
+    depth: Gauge,
+}
+
+impl std::fmt::Debug for AgentMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentMetrics")
+    }
+}
+
+impl AgentMetrics {
+    pub(crate) fn new(agent: &AgentName) -> Self {
+        let name = agent.to_string();
+        Self {
+            outcomes: OUTCOMES.map(|o| {
+                metrics::counter!(m::TASKS_TOTAL.name, "agent" => name.clone(), "outcome" => o.as_str())
+            }),
+            duration: metrics::histogram!(m::TASK_DURATION_SECONDS.name, "agent" => name.clone()),
+            depth: metrics::gauge!(m::QUEUE_DEPTH.name, "agent" => name),
+        }
+    }
+
+    /// A task was accepted into the agent's queue.
+    pub(crate) fn accepted(&self) {
+        self.depth.increment(1.0);
+    }
+
+    /// A task left the queue without being accepted (handed back to the submitter).
+    pub(crate) fn withdrawn(&self) {
+        self.depth.decrement(1.0);
+    }
+
+    /// A task ended; `ran` is how long the agent worked on it, if it started.
+    pub(crate) fn finished(&self, outcome: Outcome, ran: Option<Duration>) {
+        self.depth.decrement(1.0);
+        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.outcomes[i].increment(1);
+        if let Some(ran) = ran {
+            self.duration.record(ran.as_secs_f64());
+        }
+    }
+}
+
+pub(crate) fn restarted(agent: &AgentName) {
+    metrics::counter!(m::AGENT_RESTARTS_TOTAL.name, "agent" => agent.to_string()).increment(1);
+}
+
+pub(crate) fn gave_up(supervisor: &str) {
+    metrics::counter!(m::SUPERVISOR_GAVE_UP_TOTAL.name, "agent" => supervisor.to_owned())
+        .increment(1);
+}
+
+pub(crate) fn dead_letter(agent: &AgentName) {
+    metrics::counter!(m::DEAD_LETTERS_TOTAL.name, "agent" => agent.to_string()).increment(1);
+}
+
+pub(crate) fn breaker(agent: &AgentName, replica: usize, transition: BreakerTransition) {
+    let state = match transition {
+        BreakerTransition::Closed => 0.0,
+        BreakerTransition::HalfOpened => 1.0,
+        BreakerTransition::Opened | BreakerTransition::Reopened => 2.0,
+    };
+    metrics::gauge!(m::BREAKER_STATE.name, "agent" => agent.to_string(), "replica" => replica.to_string())
+        .set(state);
+}
+
+pub(crate) fn spawned(agent: &AgentName, took: Duration) {
+    metrics::histogram!(m::SPAWN_DURATION_SECONDS.name, "agent" => agent.to_string())
+        .record(took.as_secs_f64());
+    metrics::gauge!(m::AGENTS.name).increment(1.0);
+}
+
+pub(crate) fn stopped() {
+    metrics::gauge!(m::AGENTS.name).decrement(1.0);
+}
