@@ -13,6 +13,9 @@ APT_PACKAGES=(
     cmake
     libopenblas-openmp-dev
     libgomp1
+    # The metrics end-to-end test scrapes a running swarm with a real Prometheus server and
+    # checks the exposition with promtool.
+    prometheus
 )
 
 as_root() {

@@ -143,3 +143,30 @@ mod tests {
         }
     }
 }
+
+/// The catalogue as the Markdown table in `docs/metrics.md`.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| metric | type | labels | unit | what it counts |\n|---|---|---|---|---|\n");
+    for m in catalogue() {
+        let kind = match m.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let labels = m.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
+        out.push_str(&format!("| `{}` | {kind} | {labels} | {} | {} |\n", m.name, m.unit, m.help));
+    }
+    out
+}
+
+#[cfg(test)]
+mod docs {
+    /// docs/metrics.md lists exactly the catalogue (regenerate the table from the message).
+    #[test]
+    fn docs_metrics_md_matches_the_catalogue() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let table = super::markdown_table();
+        assert!(doc.contains(&table), "docs/metrics.md is out of date; its table should be:\n{table}");
+    }
+}
