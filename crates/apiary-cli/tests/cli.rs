@@ -34,19 +34,31 @@ fn validate_plan_and_graph_the_demo() {
         .arg(demo())
         .assert()
         .success()
-        .stdout(predicate::str::contains("ok: swarm `quality-fleet`, 7 agents in 3 batches, topology hierarchical"));
+        .stdout(predicate::str::contains(
+            "ok: swarm `quality-fleet`, 7 agents in 3 batches, topology hierarchical",
+        ));
     apiary()
         .arg("plan")
         .arg(demo())
         .assert()
         .success()
         .stdout("batch 1 (level 0): build, fmt\nbatch 2 (level 1): lint, test, docs, smoke\nbatch 3 (level 2): report\n");
-    let out = apiary().arg("graph").arg(demo()).assert().success().get_output().stdout.clone();
+    let out = apiary()
+        .arg("graph")
+        .arg(demo())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let dot = String::from_utf8(out).unwrap();
     assert!(dot.starts_with("digraph \"quality-fleet\" {"), "{dot}");
     assert!(dot.contains("subgraph cluster_batch_2"), "{dot}");
     assert!(dot.contains("\"build\" -> \"lint\";"), "{dot}");
-    assert!(dot.contains("\"report\" -> \"build\" [style=dashed"), "{dot}");
+    assert!(
+        dot.contains("\"report\" -> \"build\" [style=dashed"),
+        "{dot}"
+    );
     assert!(dot.trim_end().ends_with('}'));
 }
 
@@ -57,7 +69,10 @@ fn bad_inputs_exit_non_zero_naming_the_problem() {
         .args(["validate", "no/such/swarm.toml"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("no/such/swarm.toml").and(predicate::str::contains("cannot read")));
+        .stderr(
+            predicate::str::contains("no/such/swarm.toml")
+                .and(predicate::str::contains("cannot read")),
+        );
 
     let invalid = manifest(&dir, "[[agents]]\nname = \"a\"\nkind = \"shell\"\nreplicas = 0\nconfig = { command = \"true\" }\n");
     apiary()
@@ -87,15 +102,23 @@ fn bad_inputs_exit_non_zero_naming_the_problem() {
         .arg(&unknown_kind)
         .assert()
         .failure()
-        .stderr(predicate::str::contains("agent `a`: unknown kind \"python\""));
+        .stderr(predicate::str::contains(
+            "agent `a`: unknown kind \"python\"",
+        ));
 
-    let bad_config = manifest(&dir, "[[agents]]\nname = \"a\"\nkind = \"shell\"\nconfig = { cmd = \"true\" }\n");
+    let bad_config = manifest(
+        &dir,
+        "[[agents]]\nname = \"a\"\nkind = \"shell\"\nconfig = { cmd = \"true\" }\n",
+    );
     apiary()
         .arg("validate")
         .arg(&bad_config)
         .assert()
         .failure()
-        .stderr(predicate::str::contains("agent `a`: invalid shell config").and(predicate::str::contains("cmd")));
+        .stderr(
+            predicate::str::contains("agent `a`: invalid shell config")
+                .and(predicate::str::contains("cmd")),
+        );
 
     let bad_topology = manifest(
         &dir,
@@ -114,14 +137,19 @@ fn a_port_in_use_is_a_clear_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let path = manifest(&dir, "[[agents]]\nname = \"a\"\nkind = \"shell\"\nconfig = { command = \"true\" }\n");
+    let path = manifest(
+        &dir,
+        "[[agents]]\nname = \"a\"\nkind = \"shell\"\nconfig = { command = \"true\" }\n",
+    );
     apiary()
         .arg("run")
         .arg(&path)
         .args(["--metrics", &addr])
         .assert()
         .failure()
-        .stderr(predicate::str::contains(format!("cannot serve metrics on {addr}")));
+        .stderr(predicate::str::contains(format!(
+            "cannot serve metrics on {addr}"
+        )));
 }
 
 #[test]
@@ -157,7 +185,15 @@ fn run_json_reports_every_step_and_skips_what_depends_on_a_failure() {
         config = { action = "report", prefix = "results/" }
         "#,
     );
-    let out = apiary().arg("run").arg(&path).arg("--json").assert().code(1).get_output().stdout.clone();
+    let out = apiary()
+        .arg("run")
+        .arg(&path)
+        .arg("--json")
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
     let lines = json_lines(&out);
     let step = |agent: &str| {
         lines
@@ -170,17 +206,34 @@ fn run_json_reports_every_step_and_skips_what_depends_on_a_failure() {
     assert_eq!(step("hello")["output"], "hello from hello\n");
     assert_eq!(step("broken")["status"], "failed");
     assert_eq!(step("broken")["attempts"], 2);
-    assert!(step("broken")["detail"].as_str().unwrap().contains("exit 3: nope"));
+    assert!(step("broken")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("exit 3: nope"));
     assert_eq!(step("after-broken")["status"], "skipped");
     assert_eq!(step("recall")["status"], "succeeded");
-    assert!(step("recall")["output"].as_str().unwrap().contains("results/hello: passed on attempt 1"));
+    assert!(step("recall")["output"]
+        .as_str()
+        .unwrap()
+        .contains("results/hello: passed on attempt 1"));
     assert_eq!(lines.iter().filter(|l| l["type"] == "retry").count(), 1);
     // Swarm events come through as JSON too, e.g. one TaskFinished per attempt that ran.
-    let finished = lines.iter().filter(|l| l["type"] == "event" && l["event"] == "task_finished").count();
+    let finished = lines
+        .iter()
+        .filter(|l| l["type"] == "event" && l["event"] == "task_finished")
+        .count();
     assert_eq!(finished, 1 + 2 + 1, "{lines:#?}");
     let summary = lines.last().unwrap();
     assert_eq!(summary["type"], "summary");
-    assert_eq!((summary["ok"].clone(), summary["succeeded"].clone(), summary["failed"].clone(), summary["skipped"].clone()), (false.into(), 2.into(), 1.into(), 1.into()));
+    assert_eq!(
+        (
+            summary["ok"].clone(),
+            summary["succeeded"].clone(),
+            summary["failed"].clone(),
+            summary["skipped"].clone()
+        ),
+        (false.into(), 2.into(), 1.into(), 1.into())
+    );
 }
 
 #[test]
@@ -195,15 +248,24 @@ fn the_demo_runs_green_with_retry_and_breaker() {
         .stdout
         .clone();
     let lines = json_lines(&out);
-    let smoke = lines.iter().find(|l| l["type"] == "step" && l["agent"] == "smoke").unwrap();
-    assert_eq!((smoke["status"].clone(), smoke["attempts"].clone()), ("succeeded".into(), 3.into()));
+    let smoke = lines
+        .iter()
+        .find(|l| l["type"] == "step" && l["agent"] == "smoke")
+        .unwrap();
+    assert_eq!(
+        (smoke["status"].clone(), smoke["attempts"].clone()),
+        ("succeeded".into(), 3.into())
+    );
     let transitions: Vec<&str> = lines
         .iter()
         .filter(|l| l["event"] == "breaker_changed")
         .map(|l| l["transition"].as_str().unwrap())
         .collect();
     assert_eq!(transitions, ["opened", "half_opened", "closed"]);
-    let report = lines.iter().find(|l| l["type"] == "step" && l["agent"] == "report").unwrap();
+    let report = lines
+        .iter()
+        .find(|l| l["type"] == "step" && l["agent"] == "report")
+        .unwrap();
     assert_eq!(report["detail"], "6/6 stored results passed");
     assert_eq!(lines.last().unwrap()["ok"], true);
 }

@@ -14,7 +14,11 @@ use std::{
 use serde_json::Value;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn need(binary: &str) -> String {
@@ -106,7 +110,13 @@ fn prometheus_scrapes_a_running_swarm() {
         Command::new(env!("CARGO_BIN_EXE_apiary"))
             .arg("run")
             .arg(&manifest)
-            .args(["--json", "--metrics", &format!("127.0.0.1:{apiary_port}"), "--linger", "120s"])
+            .args([
+                "--json",
+                "--metrics",
+                &format!("127.0.0.1:{apiary_port}"),
+                "--linger",
+                "120s",
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -114,15 +124,22 @@ fn prometheus_scrapes_a_running_swarm() {
     let stdout = BufReader::new(apiary.0.stdout.take().unwrap());
     let mut lines = stdout.lines();
     let summary: Value = loop {
-        let line = lines.next().expect("apiary exited before its summary").unwrap();
+        let line = lines
+            .next()
+            .expect("apiary exited before its summary")
+            .unwrap();
         let value: Value = serde_json::from_str(&line).unwrap();
         if value["type"] == "summary" {
             break value;
         }
     };
-    assert_eq!((summary["succeeded"].clone(), summary["failed"].clone()), (2.into(), 1.into()));
+    assert_eq!(
+        (summary["succeeded"].clone(), summary["failed"].clone()),
+        (2.into(), 1.into())
+    );
 
-    let exposition = get(&format!("http://127.0.0.1:{apiary_port}/metrics")).expect("apiary serves /metrics");
+    let exposition =
+        get(&format!("http://127.0.0.1:{apiary_port}/metrics")).expect("apiary serves /metrics");
     let mut check = Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -130,7 +147,12 @@ fn prometheus_scrapes_a_running_swarm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    check.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
     let checked = check.wait_with_output().unwrap();
     assert!(
         checked.status.success(),
@@ -151,7 +173,10 @@ fn prometheus_scrapes_a_running_swarm() {
     let _prometheus = Killed(
         Command::new(&prometheus_bin)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -159,19 +184,36 @@ fn prometheus_scrapes_a_running_swarm() {
             .unwrap(),
     );
     let prom = format!("http://127.0.0.1:{prom_port}");
-    eventually("prometheus to scrape apiary", Duration::from_secs(60), || {
-        query(&prom, "up{job=\"apiary\"}").filter(|v| *v == 1.0)
-    });
+    eventually(
+        "prometheus to scrape apiary",
+        Duration::from_secs(60),
+        || query(&prom, "up{job=\"apiary\"}").filter(|v| *v == 1.0),
+    );
     let value = |promql: &str| eventually(promql, Duration::from_secs(30), || query(&prom, promql));
-    assert_eq!(value(r#"apiary_tasks_total{agent="first",outcome="completed"}"#), 1.0);
-    assert_eq!(value(r#"apiary_tasks_total{agent="second",outcome="completed"}"#), 1.0);
-    assert_eq!(value(r#"apiary_tasks_total{agent="flaky",outcome="failed"}"#), 3.0);
-    assert_eq!(value(r#"apiary_task_duration_seconds_count{agent="flaky"}"#), 3.0);
+    assert_eq!(
+        value(r#"apiary_tasks_total{agent="first",outcome="completed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"apiary_tasks_total{agent="second",outcome="completed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"apiary_tasks_total{agent="flaky",outcome="failed"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(r#"apiary_task_duration_seconds_count{agent="flaky"}"#),
+        3.0
+    );
     // `sleep 0.2` ran: its one observation is at least 0.2 s.
     assert!(value(r#"apiary_task_duration_seconds_sum{agent="second"}"#) >= 0.2);
     assert_eq!(value(r#"apiary_queue_depth{agent="flaky"}"#), 0.0);
     // Three agents were spawned, and all stopped at shutdown.
-    assert_eq!(value(r#"apiary_spawn_duration_seconds_count{agent="first"}"#), 1.0);
+    assert_eq!(
+        value(r#"apiary_spawn_duration_seconds_count{agent="first"}"#),
+        1.0
+    );
     assert_eq!(value("apiary_agents"), 0.0);
     // The run's memory stored nothing (no `store` keys) and searched nothing.
     assert_eq!(value("apiary_memory_keys"), 0.0);

@@ -49,24 +49,42 @@ pub(crate) fn train(job: TrainJob) -> Result<Trained, MemoryError> {
         .map_err(MemoryError::index("create quantized index"))?;
 
     let nlist = list_count(factory);
-    // FAISS wants >= 39 points per centroid; 40 per list (at least 10k) trains well without
-    // spending minutes on k-means over the whole collection.
-    let sample_rows = n.min((40 * nlist.unwrap_or(1)).max(10_000));
     let mut rows: Vec<usize> = (0..n).collect();
     rng.shuffle(&mut rows);
-    let sample: Vec<f32> = rows[..sample_rows]
-        .iter()
-        .flat_map(|&r| &data[r * dim..(r + 1) * dim])
-        .copied()
-        .collect();
+    // Held-out queries: vectors kept out of the index while tuning (at most a tenth of the
+    // collection), so recall is measured on queries the index has not seen, as real queries
+    // are. They are added once tuning is done.
+    let held = job.tune_queries.min(n / 10).max(1);
+    let (probe_rows, rest_rows) = rows.split_at(held);
+    // FAISS wants >= 39 points per centroid; 40 per list (at least 10k) trains well without
+    // spending minutes on k-means over the whole collection.
+    let sample_rows = rest_rows.len().min((40 * nlist.unwrap_or(1)).max(10_000));
+    let gather = |rows: &[usize]| -> (Vec<u64>, Vec<f32>) {
+        let ids = rows.iter().map(|&r| ids[r]).collect();
+        let vectors = rows
+            .iter()
+            .flat_map(|&r| &data[r * dim..(r + 1) * dim])
+            .copied()
+            .collect();
+        (ids, vectors)
+    };
+    let (_, sample) = gather(&rest_rows[..sample_rows]);
     index.train(&sample).map_err(MemoryError::index("train"))?;
     drop(sample);
+    let (rest_ids, rest) = gather(rest_rows);
     index
-        .add_with_ids(data, &idx(ids))
+        .add_with_ids(&rest, &idx(&rest_ids))
         .map_err(MemoryError::index("add trained"))?;
+    let (probe_ids, probe) = gather(probe_rows);
+    let tuned = Probe::new(&job, probe.clone(), rest_ids, &rest)
+        .and_then(|p| tune(&mut index, &job, nlist, &p));
+    drop(rest);
+    let (param, recall) = tuned?;
+    index
+        .add_with_ids(&probe, &idx(&probe_ids))
+        .map_err(MemoryError::index("add held-out"))?;
 
     let removable = probe_removal(&mut index);
-    let (param, recall) = tune(&mut index, &job, nlist, &mut rng)?;
     tracing::info!(
         factory = %factory, vectors = n, ?param, recall,
         seconds = started.elapsed().as_secs_f64(), "memory: quantized index trained"
@@ -131,9 +149,8 @@ fn tune(
     index: &mut IndexImpl,
     job: &TrainJob,
     nlist: Option<usize>,
-    rng: &mut fastrand::Rng,
+    probe: &Probe,
 ) -> Result<(Option<(String, usize)>, f64), MemoryError> {
-    let probe = Probe::new(job, rng)?;
     let Some((name, max)) = tunable(&job.factory, nlist) else {
         return Ok((None, probe.recall(index, job)?));
     };
@@ -176,51 +193,42 @@ fn tune(
     Ok((Some((name.to_owned(), best)), best_recall))
 }
 
-/// Sample queries drawn from the collection, with their exact neighbours.
+/// Held-out queries with their exact neighbours among the indexed vectors.
 struct Probe {
     queries: Vec<f32>,
-    query_ids: Vec<u64>,
     truth: Vec<Vec<u64>>,
+    /// Indexed id -> row in `job.data`, for exact re-ranking in compact mode.
     row_of: HashMap<u64, usize>,
 }
 
 impl Probe {
-    fn new(job: &TrainJob, rng: &mut fastrand::Rng) -> Result<Self, MemoryError> {
-        let (dim, n) = (job.dim, job.ids.len());
-        let count = job.tune_queries.clamp(1, n);
-        let rows = rng.choose_multiple(0..n, count);
-        let queries: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| &job.data[r * dim..(r + 1) * dim])
-            .copied()
-            .collect();
-        let query_ids: Vec<u64> = rows.iter().map(|&r| job.ids[r]).collect();
-        let mut exact = faiss::index_factory(dim as u32, "Flat", MetricType::InnerProduct)
+    fn new(
+        job: &TrainJob,
+        queries: Vec<f32>,
+        indexed_ids: Vec<u64>,
+        indexed: &[f32],
+    ) -> Result<Self, MemoryError> {
+        let mut exact = faiss::index_factory(job.dim as u32, "Flat", MetricType::InnerProduct)
             .map_err(MemoryError::index("create exact index"))?;
         exact
-            .add(&job.data)
+            .add(indexed)
             .map_err(MemoryError::index("add exact"))?;
         let res = exact
-            .search(&queries, RECALL_K + 1)
+            .search(&queries, RECALL_K)
             .map_err(MemoryError::index("exact search"))?;
-        // A query is itself a stored vector: its own id is dropped from both sides.
         let truth = res
             .labels
-            .chunks(RECALL_K + 1)
-            .zip(&query_ids)
-            .map(|(labels, self_id)| {
+            .chunks(RECALL_K)
+            .map(|labels| {
                 labels
                     .iter()
-                    .filter_map(|l| l.get().map(|row| job.ids[row as usize]))
-                    .filter(|id| id != self_id)
-                    .take(RECALL_K)
+                    .filter_map(|l| l.get().map(|row| indexed_ids[row as usize]))
                     .collect()
             })
             .collect();
         let row_of = job.ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
         Ok(Self {
             queries,
-            query_ids,
             truth,
             row_of,
         })
@@ -228,19 +236,18 @@ impl Probe {
 
     fn recall(&self, index: &mut IndexImpl, job: &TrainJob) -> Result<f64, MemoryError> {
         let dim = job.dim;
-        let fetch = (RECALL_K + 1) * job.rerank.unwrap_or(1);
-        let fetch = fetch.min(job.ids.len());
+        let fetch = (RECALL_K * job.rerank.unwrap_or(1))
+            .min(index.ntotal() as usize)
+            .max(1);
         let res = index
             .search(&self.queries, fetch)
             .map_err(MemoryError::index("search"))?;
         let mut hits = 0;
         for (q, labels) in res.labels.chunks(fetch).enumerate() {
-            let self_id = self.query_ids[q];
             let query = &self.queries[q * dim..(q + 1) * dim];
             let mut found: Vec<(u64, f32)> = labels
                 .iter()
                 .filter_map(|l| l.get())
-                .filter(|&id| id != self_id)
                 .map(|id| (id, 0.0))
                 .collect();
             if job.rerank.is_some() {

@@ -146,15 +146,24 @@ mod tests {
 
 /// The catalogue as the Markdown table in `docs/metrics.md`.
 pub fn markdown_table() -> String {
-    let mut out = String::from("| metric | type | labels | unit | what it counts |\n|---|---|---|---|---|\n");
+    let mut out =
+        String::from("| metric | type | labels | unit | what it counts |\n|---|---|---|---|---|\n");
     for m in catalogue() {
         let kind = match m.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
         };
-        let labels = m.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
-        out.push_str(&format!("| `{}` | {kind} | {labels} | {} | {} |\n", m.name, m.unit, m.help));
+        let labels = m
+            .labels
+            .iter()
+            .map(|l| format!("`{l}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!(
+            "| `{}` | {kind} | {labels} | {} | {} |\n",
+            m.name, m.unit, m.help
+        ));
     }
     out
 }
@@ -167,6 +176,9 @@ mod docs {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
         let doc = std::fs::read_to_string(path).unwrap();
         let table = super::markdown_table();
-        assert!(doc.contains(&table), "docs/metrics.md is out of date; its table should be:\n{table}");
+        assert!(
+            doc.contains(&table),
+            "docs/metrics.md is out of date; its table should be:\n{table}"
+        );
     }
 }
