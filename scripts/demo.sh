@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# The main demo: sets the machine up, then runs a swarm that takes a census of this repository.
+# The main demo: sets the machine up, then runs the quality-fleet swarm (examples/quality-fleet.toml):
+# real agents format-check, build, lint, test and document the sample crate in
+# examples/sample-crate under a hierarchical topology, with a flaky step that shows retries and
+# the circuit breaker, results stored in the swarm's memory and Prometheus metrics served on
+# 127.0.0.1 while it runs. Extra arguments go to `apiary run` (e.g. --json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo run --locked --example census -- .
+cargo build --locked -p apiary-cli
+exec target/debug/apiary run examples/quality-fleet.toml --metrics "${APIARY_METRICS_ADDR:-127.0.0.1:9464}" "$@"

@@ -109,8 +109,9 @@ impl MemoryConfig {
 /// Below `train_threshold` patterns the index is exact (FAISS `Flat`, inner product on unit
 /// vectors). Past it, the quantized index (`factory`) is trained on a sample on a blocking
 /// thread while the exact index keeps answering, then swapped in; its search parameter
-/// (`nprobe` for IVF, `efSearch` for HNSW) is set to the smallest value whose measured recall@10
-/// against exact search reaches `target_recall`. The collection is retrained when it grows
+/// (`nprobe` for IVF, `efSearch` for HNSW) is set to the smallest value whose recall@10
+/// against exact search, measured on vectors held out of the index, reaches `target_recall`
+/// with 95% confidence (the low end of its Wilson interval). The collection is retrained when it grows
 /// `retrain_growth` times past the size it was trained at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexConfig {
