@@ -153,7 +153,7 @@ fn bench(c: &mut Criterion) {
     };
     let (standard, train_s) = rt.block_on(filled(&data, config()));
     let rss_standard = rss_bytes().saturating_sub(rss_before);
-    let (strict, strict_train_s) = rt.block_on(filled(&data, config().target_recall(0.97)));
+    let (strict, strict_train_s) = rt.block_on(filled(&data, config().target_recall(0.96)));
     let (compact, compact_train_s) = rt.block_on(filled(&data, config().compact(10)));
     let s_stats = rt.block_on(standard.stats()).unwrap();
     let t_stats = rt.block_on(strict.stats()).unwrap();
@@ -173,7 +173,7 @@ fn bench(c: &mut Criterion) {
             train_s,
         ),
         (
-            "standard (target 0.97)",
+            "standard (target 0.96)",
             &strict,
             &t_stats,
             bytes_standard,
@@ -217,7 +217,7 @@ fn bench(c: &mut Criterion) {
     });
     for (name, memory) in [
         ("actor_ivf_sq8", &standard),
-        ("actor_ivf_sq8_target_0.97", &strict),
+        ("actor_ivf_sq8_target_0.96", &strict),
         ("actor_compact_pq_rerank", &compact),
     ] {
         group.bench_function(name, |b| {
