@@ -269,3 +269,57 @@ fn the_demo_runs_green_with_retry_and_breaker() {
     assert_eq!(report["detail"], "6/6 stored results passed");
     assert_eq!(lines.last().unwrap()["ok"], true);
 }
+
+#[test]
+fn every_topology_kind_builds_from_a_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let agents = "[[agents]]\nname = \"a\"\nkind = \"shell\"\nconfig = { command = \"true\" }\n\
+                  [[agents]]\nname = \"b\"\nkind = \"shell\"\nconfig = { command = \"true\" }\n\
+                  [[agents]]\nname = \"c\"\nkind = \"shell\"\nconfig = { command = \"true\" }\n";
+    for (topology, edge) in [
+        ("kind = \"mesh\"", None),
+        (
+            "kind = \"star\"\nhub = \"a\"",
+            Some("\"a\" -> \"b\" [style=dashed, color=blue, constraint=false, label=\"hub\"]"),
+        ),
+        (
+            "kind = \"ring\"\norder = [\"c\", \"b\", \"a\"]",
+            Some("\"a\" -> \"c\" [style=dashed, color=blue, constraint=false, label=\"next\"]"),
+        ),
+        (
+            "kind = \"hierarchical\"\nleads = { a = [\"b\", \"c\"] }",
+            Some("\"a\" -> \"c\" [style=dashed, color=blue, constraint=false, label=\"leads\"]"),
+        ),
+    ] {
+        let path = manifest(&dir, &format!("[topology]\n{topology}\n{agents}"));
+        let out = apiary()
+            .arg("graph")
+            .arg(&path)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        if let Some(edge) = edge {
+            assert!(String::from_utf8_lossy(&out).contains(edge), "{topology}");
+        }
+        // The swarm starts under it (the topology validates its members) and runs.
+        apiary()
+            .arg("run")
+            .arg(&path)
+            .arg("--json")
+            .assert()
+            .success();
+    }
+    // A cycle of coordinators is refused when the swarm starts, naming the topology.
+    let path = manifest(
+        &dir,
+        &format!(
+            "[topology]\nkind = \"hierarchical\"\nleads = {{ a = [\"b\"], b = [\"a\"] }}\n{agents}"
+        ),
+    );
+    apiary().arg("run").arg(&path).assert().code(2).stderr(
+        predicate::str::contains("hierarchical")
+            .and(predicate::str::contains("no root coordinator")),
+    );
+}
