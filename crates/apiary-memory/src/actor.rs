@@ -70,10 +70,10 @@ pub(crate) enum MemoryMsg {
         reply: Reply<Vec<Hit>>,
     },
     Stats {
-        reply: RpcReplyPort<MemoryStats>,
+        reply: Reply<MemoryStats>,
     },
     Settle {
-        reply: RpcReplyPort<MemoryStats>,
+        reply: Reply<MemoryStats>,
     },
     Sweep,
     Trained(Box<Result<Trained, MemoryError>>),
@@ -110,7 +110,7 @@ pub(crate) struct State {
     last_error: Option<String>,
     /// Collection size at the last failed training: retried only once it doubles.
     failed_at: Option<usize>,
-    settle_waiters: Vec<RpcReplyPort<MemoryStats>>,
+    settle_waiters: Vec<Reply<MemoryStats>>,
     sweep_at: Option<u64>,
     /// Serialises index saves (after training, at stop).
     save_lock: Arc<tokio::sync::Mutex<()>>,
@@ -269,13 +269,13 @@ impl Actor for MemoryActor {
                 let _ = reply.send(result);
             }
             MemoryMsg::Stats { reply } => {
-                let _ = reply.send(state.stats());
+                let _ = reply.send(Ok(state.stats()));
             }
             MemoryMsg::Settle { reply } => {
                 if state.training.is_some() {
                     state.settle_waiters.push(reply);
                 } else {
-                    let _ = reply.send(state.stats());
+                    let _ = reply.send(Ok(state.stats()));
                 }
             }
             MemoryMsg::Sweep => {
@@ -603,7 +603,7 @@ impl State {
         metrics::counter!(m::MEMORY_TRAININGS_TOTAL.name, "outcome" => outcome).increment(1);
         let stats = self.stats();
         for waiter in self.settle_waiters.drain(..) {
-            let _ = waiter.send(stats.clone());
+            let _ = waiter.send(Ok(stats.clone()));
         }
     }
 

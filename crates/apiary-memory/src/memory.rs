@@ -270,22 +270,12 @@ impl Memory {
 
     /// Sizes, the index in use and what tuning measured.
     pub async fn stats(&self) -> Result<MemoryStats, MemoryError> {
-        self.actor
-            .call(|reply| MemoryMsg::Stats { reply }, None)
-            .await
-            .ok()
-            .and_then(|r| r.success_or(()).ok())
-            .ok_or(MemoryError::Closed)
+        self.call(|reply| MemoryMsg::Stats { reply }).await
     }
 
     /// Waits until no index training is running, then returns the stats.
     pub async fn settle(&self) -> Result<MemoryStats, MemoryError> {
-        self.actor
-            .call(|reply| MemoryMsg::Settle { reply }, None)
-            .await
-            .ok()
-            .and_then(|r| r.success_or(()).ok())
-            .ok_or(MemoryError::Closed)
+        self.call(|reply| MemoryMsg::Settle { reply }).await
     }
 
     /// Stops the actor after the messages already sent, saving a trained index beside the
