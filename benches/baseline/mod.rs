@@ -7,7 +7,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 /// `RpcReplyPort` (`ActorRef::call`).
 pub struct RawAdder;
 
-pub type RawMsg = (u64, RpcReplyPort<u64>);
+pub struct RawMsg(u64, RpcReplyPort<u64>);
+
+impl ractor::Message for RawMsg {}
 
 impl Actor for RawAdder {
     type Msg = RawMsg;
@@ -21,7 +23,7 @@ impl Actor for RawAdder {
     async fn handle(
         &self,
         _: ActorRef<RawMsg>,
-        (n, reply): RawMsg,
+        RawMsg(n, reply): RawMsg,
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         let _ = reply.send(n + 1);
@@ -31,7 +33,7 @@ impl Actor for RawAdder {
 
 /// One raw round trip: `n` in, `n + 1` back.
 pub async fn raw_call(actor: &ActorRef<RawMsg>, n: u64) -> u64 {
-    match actor.call(|reply| (n, reply), None).await {
+    match actor.call(|reply| RawMsg(n, reply), None).await {
         Ok(ractor::rpc::CallResult::Success(v)) => v,
         _ => panic!("raw call failed"),
     }

@@ -27,6 +27,10 @@ pub(crate) enum AgentMsg<T, O> {
     Reset(RpcReplyPort<()>),
 }
 
+// Local only: agents are reached across nodes through apiary-cluster's gateways, whose
+// messages are the serializable ones.
+impl<T: Send + 'static, O: Send + 'static> ractor::Message for AgentMsg<T, O> {}
+
 /// How a pooled agent's state is cleared between users.
 pub(crate) type Reset<A> = Arc<dyn Fn(&mut A) + Send + Sync>;
 

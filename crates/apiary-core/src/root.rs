@@ -38,6 +38,8 @@ pub(crate) enum RootMsg {
     },
 }
 
+impl ractor::Message for RootMsg {}
+
 pub(crate) struct RootArgs<T, O> {
     pub(crate) members: Arc<Members>,
     pub(crate) bus: Arc<EventBus>,

@@ -79,6 +79,8 @@ pub(crate) enum MemoryMsg {
     Trained(Box<Result<Trained, MemoryError>>),
 }
 
+impl ractor::Message for MemoryMsg {}
+
 /// What `open` hands the actor: the store's contents already read (so open fails with a
 /// typed error, not an actor start failure).
 pub(crate) struct Start {

@@ -1,0 +1,120 @@
+//! Exporting an agent: a gateway actor per exported agent, in a ractor process group that
+//! every node of the cluster sees.
+
+use std::{marker::PhantomData, sync::Arc};
+
+use apiary_core::Swarm;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    node::Shared,
+    wire::{decode, encode, GatewayMsg, Reply, Request, Wire},
+    ClusterError, MembershipEvent, Node,
+};
+
+/// The process group holding the gateways of `agent` on every node.
+pub(crate) fn group(agent: &str) -> String {
+    format!("apiary.agent.{agent}")
+}
+
+struct Gateway<T, O>(PhantomData<fn() -> (T, O)>);
+
+struct GatewayState<T, O> {
+    swarm: Swarm<T, O>,
+    agent: String,
+    shared: Arc<Shared>,
+}
+
+impl<T, O> Actor for Gateway<T, O>
+where
+    T: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+{
+    type Msg = GatewayMsg;
+    type State = GatewayState<T, O>;
+    type Arguments = GatewayState<T, O>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<GatewayMsg>,
+        state: GatewayState<T, O>,
+    ) -> Result<GatewayState<T, O>, ActorProcessingErr> {
+        ractor::pg::join(group(&state.agent), vec![myself.get_cell()]);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<GatewayMsg>,
+        msg: GatewayMsg,
+        state: &mut GatewayState<T, O>,
+    ) -> Result<(), ActorProcessingErr> {
+        let GatewayMsg::Call(wire, reply) = msg;
+        let (swarm, agent, shared) = (state.swarm.clone(), state.agent.clone(), state.shared.clone());
+        // One task per call: the gateway takes the next call while this one runs.
+        tokio::spawn(async move {
+            let answer = answer(&swarm, &agent, &shared, &wire).await;
+            let bytes = encode(&answer).unwrap_or_default();
+            // The caller may be gone (its node dropped); nothing to do then.
+            let _ = reply.send(Wire(bytes));
+        });
+        Ok(())
+    }
+}
+
+async fn answer<T, O>(swarm: &Swarm<T, O>, agent: &str, shared: &Shared, wire: &Wire) -> Reply
+where
+    T: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+{
+    let undecodable = |node: String, error: String| {
+        tracing::warn!(%node, agent, %error, "cluster: a message does not decode");
+        shared.publish(MembershipEvent::DecodeFailed {
+            node,
+            agent: agent.to_owned(),
+            error: error.clone(),
+        });
+        Reply::Undecodable(error)
+    };
+    let request: Request = match decode(&wire.0) {
+        Ok(r) => r,
+        Err(e) => return undecodable("?".into(), e),
+    };
+    let task: T = match decode(&request.task) {
+        Ok(t) => t,
+        Err(e) => return undecodable(request.from, e),
+    };
+    match swarm.submit(agent, task).await {
+        Err(refused) => Reply::Failed(refused.to_string()),
+        Ok(handle) => match handle.await {
+            Ok(output) => encode(&output).map_or_else(Reply::Failed, Reply::Output),
+            Err(e) => Reply::Failed(e.to_string()),
+        },
+    }
+}
+
+impl Node {
+    /// Makes `agent` of `swarm` reachable from every node of the cluster: tasks arrive
+    /// postcard-encoded, run on the local swarm (its queue, supervision and breakers), and
+    /// their outputs go back the same way. Several nodes may export the same agent;
+    /// [`RemoteAgent`](crate::RemoteAgent) spreads tasks over them.
+    pub async fn export<T, O>(&self, swarm: &Swarm<T, O>, agent: &str) -> Result<(), ClusterError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+    {
+        let state = GatewayState {
+            swarm: swarm.clone(),
+            agent: agent.to_owned(),
+            shared: self.shared.clone(),
+        };
+        Actor::spawn(None, Gateway(PhantomData), state)
+            .await
+            .map(drop)
+            .map_err(|e| ClusterError::Actor {
+                node: self.name().to_owned(),
+                reason: format!("cannot export agent `{agent}`: {e}"),
+            })
+    }
+}

@@ -1,0 +1,276 @@
+//! A node: one `ractor_cluster::NodeServer`, its peers, and what happens to them.
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, TcpListener},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use ractor::{Actor, ActorRef};
+use ractor_cluster::{node::NodeServerSessionInformation, NodeEventSubscription, NodeServer, NodeServerMessage};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::ClusterError;
+
+/// How long `connect` waits for the handshake (authentication included).
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// A node's settings.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's name, unique in the cluster.
+    pub name: String,
+    /// Where it listens; `127.0.0.1` unless told otherwise (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The shared secret: peers with another cookie are refused.
+    pub cookie: String,
+}
+
+impl NodeConfig {
+    /// A node listening on a free port of 127.0.0.1.
+    pub fn new(name: impl Into<String>, cookie: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cookie: cookie.into(),
+        }
+    }
+
+    /// Listens on `addr` instead.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+}
+
+/// A change in the cluster, as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MembershipEvent {
+    /// A peer authenticated and is ready.
+    Up {
+        /// Its name.
+        node: String,
+        /// Its address, as seen from here.
+        addr: String,
+    },
+    /// A peer's session ended (it stopped, crashed, or the network dropped it).
+    Down {
+        /// Its name (`?` if it never finished the handshake).
+        node: String,
+        /// Its address, as seen from here.
+        addr: String,
+    },
+    /// A message from a peer did not decode; the call was answered with an error.
+    DecodeFailed {
+        /// The peer that sent it (`?` if the envelope itself was unreadable).
+        node: String,
+        /// The agent it was for.
+        agent: String,
+        /// postcard's complaint.
+        error: String,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Peers {
+    /// Node id (as in remote actor ids) -> name.
+    by_id: HashMap<u64, String>,
+    /// Session address -> name, for sessions that got ready.
+    by_addr: HashMap<String, String>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) events: broadcast::Sender<MembershipEvent>,
+    pub(crate) peers: Mutex<Peers>,
+}
+
+impl Shared {
+    pub(crate) fn peer_name(&self, node_id: u64) -> String {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.by_id.get(&node_id).cloned().unwrap_or_else(|| format!("#{node_id}"))
+    }
+
+    pub(crate) fn publish(&self, event: MembershipEvent) {
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+}
+
+/// Forwards ractor_cluster's session events into the node's membership stream.
+struct Subscription(Arc<Shared>);
+
+/// The peer's node name as configured (ractor_cluster reports `name@host`).
+fn name_of(ses: &NodeServerSessionInformation) -> Option<String> {
+    ses.peer_name
+        .as_ref()
+        .map(|n| n.name.split_once('@').map_or(n.name.as_str(), |(name, _)| name).to_owned())
+}
+
+impl NodeEventSubscription for Subscription {
+    fn node_session_opened(&self, _ses: NodeServerSessionInformation) {}
+
+    fn node_session_authenticated(&self, _ses: NodeServerSessionInformation) {}
+
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        let node = name_of(&ses).unwrap_or_else(|| "?".into());
+        {
+            let mut peers = self.0.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.by_id.insert(ses.node_id, node.clone());
+            peers.by_addr.insert(ses.peer_addr.clone(), node.clone());
+        }
+        self.0.publish(MembershipEvent::Up {
+            node,
+            addr: ses.peer_addr,
+        });
+    }
+
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        let node = {
+            let mut peers = self.0.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.by_id.remove(&ses.node_id);
+            peers.by_addr.remove(&ses.peer_addr)
+        };
+        let node = node.or_else(|| name_of(&ses)).unwrap_or_else(|| "?".into());
+        self.0.publish(MembershipEvent::Down {
+            node,
+            addr: ses.peer_addr,
+        });
+    }
+}
+
+/// One node of a cluster: a ractor_cluster `NodeServer` listening for peers (cookie
+/// authentication, TCP with `TCP_NODELAY`), the membership events it sees, and the agents it
+/// exports ([`Node::export`]) or calls ([`Node::remote`]).
+///
+/// ```no_run
+/// use apiary_cluster::{Node, NodeConfig};
+///
+/// # #[tokio::main] async fn main() -> Result<(), apiary_cluster::ClusterError> {
+/// let node = Node::start(NodeConfig::new("a", "secret")).await?;
+/// let mut events = node.subscribe();
+/// node.connect("127.0.0.1:7001".parse().unwrap()).await?;
+/// println!("{:?}", events.recv().await);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) shared: Arc<Shared>,
+    server: ActorRef<NodeServerMessage>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.shared.name)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts the node's server on `config.listen`.
+    pub async fn start(config: NodeConfig) -> Result<Self, ClusterError> {
+        let listen_error = |reason: String| ClusterError::Listen {
+            node: config.name.clone(),
+            addr: config.listen,
+            reason,
+        };
+        // ractor_cluster reports the port it bound only to itself: resolve port 0 here, and
+        // fail early (with the address) if the port is taken.
+        let addr = TcpListener::bind(config.listen)
+            .and_then(|l| l.local_addr())
+            .map_err(|e| listen_error(e.to_string()))?;
+        let (events, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            name: config.name.clone(),
+            events,
+            peers: Mutex::default(),
+        });
+        let server = NodeServer::new(
+            addr.port(),
+            config.cookie.clone(),
+            config.name.clone(),
+            addr.ip().to_string(),
+            None,
+            None,
+        )
+        .with_listen_addr(addr.ip());
+        let (server, _) = Actor::spawn(None, server, ())
+            .await
+            .map_err(|e| listen_error(e.to_string()))?;
+        server
+            .cast(NodeServerMessage::SubscribeToEvents {
+                id: "apiary-membership".into(),
+                subscription: Box::new(Subscription(shared.clone())),
+            })
+            .map_err(|e| ClusterError::Actor {
+                node: config.name.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self { shared, server, addr })
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The address peers connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Membership changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<MembershipEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Names of the peers whose sessions are ready.
+    pub fn peers(&self) -> Vec<String> {
+        let peers = self.shared.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = peers.by_addr.values().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Connects to a peer and waits until the session is authenticated and ready; returns
+    /// the peer's name. A peer with another cookie closes the session: [`ClusterError::Refused`].
+    pub async fn connect(&self, peer: SocketAddr) -> Result<String, ClusterError> {
+        let mut events = self.subscribe();
+        ractor_cluster::client_connect(&self.server, peer)
+            .await
+            .map_err(|e| ClusterError::Connect {
+                peer,
+                reason: e.to_string(),
+            })?;
+        let wanted = peer.to_string();
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(MembershipEvent::Up { node, addr }) if addr == wanted => return Ok(node),
+                    Ok(MembershipEvent::Down { addr, .. }) if addr == wanted => {
+                        return Err(ClusterError::Refused { peer })
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err(ClusterError::Refused { peer }),
+                }
+            }
+        };
+        tokio::time::timeout(HANDSHAKE, wait)
+            .await
+            .unwrap_or(Err(ClusterError::HandshakeTimeout {
+                peer,
+                seconds: HANDSHAKE.as_secs(),
+            }))
+    }
+
+    /// Stops the node's server; peers see it go down.
+    pub async fn shutdown(&self) {
+        let _ = self.server.stop_and_wait(None, None).await;
+    }
+}

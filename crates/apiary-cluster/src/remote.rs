@@ -1,0 +1,153 @@
+//! Calling an agent that lives on another node.
+
+use std::{
+    collections::HashSet,
+    marker::PhantomData,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use ractor::{rpc::CallResult, ActorId, ActorRef};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    gateway::group,
+    node::Shared,
+    wire::{decode, encode, GatewayMsg, Reply, Request, Wire},
+    Node, RemoteError,
+};
+
+/// An agent exported by one or more nodes ([`Node::export`]), called from this node.
+///
+/// Each task goes to one of the nodes exporting the agent (round robin). If that node drops
+/// out before answering, the task is sent to the next one; only when none is left does
+/// `submit` fail, with [`RemoteError::NodeDown`] naming the last node. A task is never
+/// silently lost: it ends with its output or an error saying why. (A task whose node dropped
+/// mid-run may therefore run twice: delivery is at least once.)
+pub struct RemoteAgent<T, O> {
+    shared: Arc<Shared>,
+    agent: String,
+    next: AtomicUsize,
+    timeout: Option<Duration>,
+    _types: PhantomData<fn(T) -> O>,
+}
+
+impl<T, O> std::fmt::Debug for RemoteAgent<T, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteAgent").field("agent", &self.agent).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// The agent `agent` wherever the cluster exports it.
+    pub fn remote<T, O>(&self, agent: &str) -> RemoteAgent<T, O> {
+        RemoteAgent {
+            shared: self.shared.clone(),
+            agent: agent.to_owned(),
+            next: AtomicUsize::new(0),
+            timeout: None,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
+    /// Fails a task that gets no answer within `timeout` (default: wait as long as the
+    /// remote task runs, or until its node drops out).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Names of the nodes exporting the agent now (this node's own name if it does too).
+    pub fn nodes(&self) -> Vec<String> {
+        let mut names: Vec<String> = ractor::pg::get_members(&group(&self.agent))
+            .iter()
+            .map(|cell| self.node_of(cell.get_id()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn node_of(&self, id: ActorId) -> String {
+        if id.is_local() {
+            self.shared.name.clone()
+        } else {
+            self.shared.peer_name(id.node())
+        }
+    }
+
+    /// Runs `task` on a node exporting the agent and returns its output.
+    pub async fn submit(&self, task: &T) -> Result<O, RemoteError> {
+        let agent = self.agent.clone();
+        let bytes = encode(task)
+            .and_then(|task| {
+                encode(&Request {
+                    from: self.shared.name.clone(),
+                    task,
+                })
+            })
+            .map_err(|message| RemoteError::Decode {
+                agent: agent.clone(),
+                node: self.shared.name.clone(),
+                message,
+            })?;
+        let mut tried: HashSet<ActorId> = HashSet::new();
+        let mut last_down = None;
+        loop {
+            let members: Vec<_> = ractor::pg::get_members(&group(&agent))
+                .into_iter()
+                .filter(|cell| !tried.contains(&cell.get_id()))
+                .collect();
+            if members.is_empty() {
+                return Err(last_down.unwrap_or(RemoteError::NoNode { agent }));
+            }
+            let cell = members[self.next.fetch_add(1, Ordering::Relaxed) % members.len()].clone();
+            let id = cell.get_id();
+            let node = self.node_of(id);
+            let gateway: ActorRef<GatewayMsg> = cell.into();
+            let payload = Wire(bytes.clone());
+            match gateway.call(|reply| GatewayMsg::Call(payload, reply), self.timeout).await {
+                Ok(CallResult::Success(wire)) => {
+                    return match decode::<Reply>(&wire.0) {
+                        Ok(Reply::Output(out)) => decode(&out).map_err(|message| RemoteError::Decode {
+                            agent,
+                            node,
+                            message,
+                        }),
+                        Ok(Reply::Failed(message)) => Err(RemoteError::Task { agent, node, message }),
+                        Ok(Reply::Undecodable(message)) | Err(message) => {
+                            Err(RemoteError::Decode { agent, node, message })
+                        }
+                    };
+                }
+                Ok(CallResult::Timeout) => {
+                    return Err(RemoteError::Timeout {
+                        agent,
+                        node,
+                        seconds: self.timeout.map_or(0, |t| t.as_secs()),
+                    })
+                }
+                Ok(CallResult::SenderError) => {
+                    tried.insert(id);
+                    last_down = Some(RemoteError::NodeDown {
+                        agent: agent.clone(),
+                        node,
+                        cause: "the session closed before the answer came".into(),
+                    });
+                }
+                Err(e) => {
+                    tried.insert(id);
+                    last_down = Some(RemoteError::NodeDown {
+                        agent: agent.clone(),
+                        node,
+                        cause: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}

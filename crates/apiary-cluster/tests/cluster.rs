@@ -1,0 +1,224 @@
+//! Swarms across OS processes on 127.0.0.1: three nodes (this test process and two copies of
+//! this test binary, re-executed as node processes), one killed with SIGKILL mid-run; a wrong
+//! cookie refused; a message that does not decode reported, not panicked on.
+
+use std::{
+    net::SocketAddr,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use apiary_cluster::{ClusterError, MembershipEvent, Node, NodeConfig, RemoteError};
+use apiary_core::{Agent, AgentContext, AgentSpec, Swarm};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const COOKIE: &str = "apiary-test-cookie";
+
+/// Count the primes below `limit` (real work, checkable by the caller).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    id: u64,
+    limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Done {
+    id: u64,
+    primes: u64,
+    node: String,
+}
+
+fn primes_below(limit: u64) -> u64 {
+    (2..limit).filter(|n| (2..).take_while(|d| d * d <= *n).all(|d| n % d != 0)).count() as u64
+}
+
+struct Sieve {
+    node: String,
+}
+
+impl Agent for Sieve {
+    type Task = Job;
+    type Output = Done;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, job: Job, _ctx: &AgentContext<Job, Done>) -> Result<Done, Self::Error> {
+        Ok(Done {
+            id: job.id,
+            primes: primes_below(job.limit),
+            node: self.node.clone(),
+        })
+    }
+}
+
+async fn sieve_swarm(node: &str) -> Swarm<Job, Done> {
+    let node = node.to_owned();
+    Swarm::builder()
+        .agent(AgentSpec::new("sieve").replicas(2), move || Sieve { node: node.clone() })
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A node process: exports its `sieve` agent and joins the cluster through the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "node process of three_node_processes_lose_no_task_when_one_is_killed"]
+async fn node_process() {
+    let (Ok(name), Ok(peer)) = (std::env::var("APIARY_NODE_NAME"), std::env::var("APIARY_NODE_PEER")) else {
+        return;
+    };
+    let node = Node::start(NodeConfig::new(&name, COOKIE)).await.unwrap();
+    let swarm = sieve_swarm(&name).await;
+    node.export(&swarm, "sieve").await.unwrap();
+    node.connect(peer.parse().unwrap()).await.unwrap();
+    println!("ready {name}");
+    std::future::pending::<()>().await;
+}
+
+struct Child(tokio::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+async fn spawn_node(name: &str, peer: SocketAddr) -> Child {
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["node_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("APIARY_NODE_NAME", name)
+        .env("APIARY_NODE_PEER", peer.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = format!("ready {name}");
+    let wait = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            // libtest prints `test node_process ... ` before the test's own output.
+            if line.ends_with(&ready) {
+                return;
+            }
+        }
+        panic!("node {name} exited before it was ready");
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait).await.expect("node process start");
+    Child(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_node_processes_lose_no_task_when_one_is_killed() {
+    let coordinator = Node::start(NodeConfig::new("coordinator", COOKIE)).await.unwrap();
+    let mut events = coordinator.subscribe();
+    let _b = spawn_node("b", coordinator.addr()).await;
+    let mut c = spawn_node("c", coordinator.addr()).await;
+    let sieve = coordinator.remote::<Job, Done>("sieve");
+    eventually("both nodes' gateways", || (sieve.nodes() == ["b", "c"]).then_some(())).await;
+
+    const TASKS: u64 = 300;
+    let limit = 20_000;
+    let expected = primes_below(limit);
+    let mut results = futures::stream::iter(0..TASKS)
+        .map(|id| {
+            let sieve = &sieve;
+            async move { (id, sieve.submit(&Job { id, limit }).await) }
+        })
+        .buffer_unordered(16);
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    let mut killed_at = None;
+    while let Some((id, result)) = results.next().await {
+        match result {
+            Ok(d) => {
+                assert_eq!((d.id, d.primes), (id, expected), "task {id} computed wrongly");
+                done.push((d, killed_at.is_some()));
+            }
+            Err(e) => failed.push((id, e)),
+        }
+        if done.len() == 60 && killed_at.is_none() {
+            c.0.start_kill().unwrap(); // SIGKILL, with tasks in flight on it
+            killed_at = Some(Instant::now());
+        }
+    }
+    c.0.wait().await.unwrap();
+
+    // Every task is accounted for, and none was lost: b took over what c held.
+    assert_eq!(done.len() + failed.len(), TASKS as usize);
+    assert!(failed.is_empty(), "tasks failed although b stayed up: {failed:?}");
+    assert!(done.iter().any(|(d, _)| d.node == "c"), "c ran nothing before it was killed");
+    assert!(done.iter().any(|(d, after)| *after && d.node == "b"));
+    let down = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(MembershipEvent::Down { node, .. }) = events.recv().await {
+                if node == "c" {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(down.is_ok(), "no membership event for c going down");
+    assert_eq!(sieve.nodes(), ["b"]);
+    coordinator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_the_wrong_cookie_is_refused() {
+    let good = Node::start(NodeConfig::new("good", COOKIE)).await.unwrap();
+    let intruder = Node::start(NodeConfig::new("intruder", "not-the-cookie")).await.unwrap();
+    let err = intruder.connect(good.addr()).await.unwrap_err();
+    assert!(matches!(err, ClusterError::Refused { peer } if peer == good.addr()), "{err}");
+    assert!(good.peers().is_empty());
+    assert!(intruder.peers().is_empty());
+
+    // A listening port in use is an error naming it.
+    let err = Node::start(NodeConfig::new("twin", COOKIE).listen(good.addr())).await.unwrap_err();
+    assert!(matches!(&err, ClusterError::Listen { addr, .. } if *addr == good.addr()), "{err}");
+    good.shutdown().await;
+    intruder.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_is_an_error_event_naming_the_peer() {
+    let node = Node::start(NodeConfig::new("solo", COOKIE)).await.unwrap();
+    let mut events = node.subscribe();
+    let swarm = sieve_swarm("solo").await;
+    node.export(&swarm, "sieve").await.unwrap();
+    let sieve = node.remote::<Job, Done>("sieve");
+    eventually("the gateway", || (!sieve.nodes().is_empty()).then_some(())).await;
+    let ok = sieve.submit(&Job { id: 1, limit: 100 }).await.unwrap();
+    assert_eq!(ok.primes, 25);
+
+    // The unit type encodes to no bytes at all: not a Job.
+    let wrong = node.remote::<(), Done>("sieve");
+    let err = wrong.submit(&()).await.unwrap_err();
+    assert!(matches!(&err, RemoteError::Decode { agent, .. } if agent == "sieve"), "{err}");
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+    assert!(
+        matches!(&event, MembershipEvent::DecodeFailed { node, agent, .. } if node == "solo" && agent == "sieve"),
+        "{event:?}"
+    );
+    // The gateway is still there and answers.
+    assert_eq!(sieve.submit(&Job { id: 2, limit: 10 }).await.unwrap().primes, 4);
+
+    let nobody = node.remote::<Job, Done>("nobody");
+    assert_eq!(
+        nobody.submit(&Job { id: 3, limit: 10 }).await.unwrap_err(),
+        RemoteError::NoNode { agent: "nobody".into() }
+    );
+    node.shutdown().await;
+}
