@@ -51,7 +51,11 @@ where
         state: &mut GatewayState<T, O>,
     ) -> Result<(), ActorProcessingErr> {
         let GatewayMsg::Call(wire, reply) = msg;
-        let (swarm, agent, shared) = (state.swarm.clone(), state.agent.clone(), state.shared.clone());
+        let (swarm, agent, shared) = (
+            state.swarm.clone(),
+            state.agent.clone(),
+            state.shared.clone(),
+        );
         // One task per call: the gateway takes the next call while this one runs.
         tokio::spawn(async move {
             let answer = answer(&swarm, &agent, &shared, &wire).await;

@@ -8,7 +8,9 @@ use std::{
 };
 
 use ractor::{Actor, ActorRef};
-use ractor_cluster::{node::NodeServerSessionInformation, NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{
+    node::NodeServerSessionInformation, NodeEventSubscription, NodeServer, NodeServerMessage,
+};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -91,7 +93,11 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn peer_name(&self, node_id: u64) -> String {
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers.by_id.get(&node_id).cloned().unwrap_or_else(|| format!("#{node_id}"))
+        peers
+            .by_id
+            .get(&node_id)
+            .cloned()
+            .unwrap_or_else(|| format!("#{node_id}"))
     }
 
     pub(crate) fn publish(&self, event: MembershipEvent) {
@@ -105,9 +111,12 @@ struct Subscription(Arc<Shared>);
 
 /// The peer's node name as configured (ractor_cluster reports `name@host`).
 fn name_of(ses: &NodeServerSessionInformation) -> Option<String> {
-    ses.peer_name
-        .as_ref()
-        .map(|n| n.name.split_once('@').map_or(n.name.as_str(), |(name, _)| name).to_owned())
+    ses.peer_name.as_ref().map(|n| {
+        n.name
+            .split_once('@')
+            .map_or(n.name.as_str(), |(name, _)| name)
+            .to_owned()
+    })
 }
 
 impl NodeEventSubscription for Subscription {
@@ -212,7 +221,11 @@ impl Node {
                 node: config.name.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { shared, server, addr })
+        Ok(Self {
+            shared,
+            server,
+            addr,
+        })
     }
 
     /// The node's name.
@@ -257,7 +270,9 @@ impl Node {
                         return Err(ClusterError::Refused { peer })
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Err(ClusterError::Refused { peer }),
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(ClusterError::Refused { peer })
+                    }
                 }
             }
         };

@@ -37,7 +37,9 @@ pub struct RemoteAgent<T, O> {
 
 impl<T, O> std::fmt::Debug for RemoteAgent<T, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteAgent").field("agent", &self.agent).finish_non_exhaustive()
+        f.debug_struct("RemoteAgent")
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,17 +112,30 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
             let node = self.node_of(id);
             let gateway: ActorRef<GatewayMsg> = cell.into();
             let payload = Wire(bytes.clone());
-            match gateway.call(|reply| GatewayMsg::Call(payload, reply), self.timeout).await {
+            match gateway
+                .call(|reply| GatewayMsg::Call(payload, reply), self.timeout)
+                .await
+            {
                 Ok(CallResult::Success(wire)) => {
                     return match decode::<Reply>(&wire.0) {
-                        Ok(Reply::Output(out)) => decode(&out).map_err(|message| RemoteError::Decode {
+                        Ok(Reply::Output(out)) => {
+                            decode(&out).map_err(|message| RemoteError::Decode {
+                                agent,
+                                node,
+                                message,
+                            })
+                        }
+                        Ok(Reply::Failed(message)) => Err(RemoteError::Task {
                             agent,
                             node,
                             message,
                         }),
-                        Ok(Reply::Failed(message)) => Err(RemoteError::Task { agent, node, message }),
                         Ok(Reply::Undecodable(message)) | Err(message) => {
-                            Err(RemoteError::Decode { agent, node, message })
+                            Err(RemoteError::Decode {
+                                agent,
+                                node,
+                                message,
+                            })
                         }
                     };
                 }
@@ -149,5 +164,41 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
                 }
             }
         }
+    }
+}
+
+/// A remote agent is itself an agent: add it to a local swarm under the remote agent's name
+/// and the swarm's topology routes, allows and supervises it like any local member, while
+/// its tasks run on the nodes that export it. Each replica has one task in flight; give the
+/// spec more replicas for more.
+///
+/// ```no_run
+/// # use apiary_cluster::{Node, NodeConfig};
+/// # use apiary_core::{AgentSpec, Swarm};
+/// # async fn f(node: Node) -> Result<(), Box<dyn std::error::Error>> {
+/// let swarm = Swarm::<u64, u64>::builder()
+///     .agent(AgentSpec::new("square").replicas(4), {
+///         let node = node.clone();
+///         move || node.remote::<u64, u64>("square")
+///     })
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+impl<T, O> apiary_core::Agent for RemoteAgent<T, O>
+where
+    T: Serialize + Send + Sync + 'static,
+    O: DeserializeOwned + Send + 'static,
+{
+    type Task = T;
+    type Output = O;
+    type Error = RemoteError;
+
+    async fn handle(
+        &mut self,
+        task: T,
+        _ctx: &apiary_core::AgentContext<T, O>,
+    ) -> Result<O, RemoteError> {
+        self.submit(&task).await
     }
 }

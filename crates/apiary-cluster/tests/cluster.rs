@@ -9,7 +9,7 @@ use std::{
 };
 
 use apiary_cluster::{ClusterError, MembershipEvent, Node, NodeConfig, RemoteError};
-use apiary_core::{Agent, AgentContext, AgentSpec, Swarm};
+use apiary_core::{Agent, AgentContext, AgentSpec, BoxError, Swarm, TaskError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -31,7 +31,9 @@ struct Done {
 }
 
 fn primes_below(limit: u64) -> u64 {
-    (2..limit).filter(|n| (2..).take_while(|d| d * d <= *n).all(|d| n % d != 0)).count() as u64
+    (2..limit)
+        .filter(|n| (2..).take_while(|d| d * d <= *n).all(|d| n % d != 0))
+        .count() as u64
 }
 
 struct Sieve {
@@ -43,7 +45,11 @@ impl Agent for Sieve {
     type Output = Done;
     type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, job: Job, _ctx: &AgentContext<Job, Done>) -> Result<Done, Self::Error> {
+    async fn handle(
+        &mut self,
+        job: Job,
+        _ctx: &AgentContext<Job, Done>,
+    ) -> Result<Done, Self::Error> {
         Ok(Done {
             id: job.id,
             primes: primes_below(job.limit),
@@ -55,7 +61,9 @@ impl Agent for Sieve {
 async fn sieve_swarm(node: &str) -> Swarm<Job, Done> {
     let node = node.to_owned();
     Swarm::builder()
-        .agent(AgentSpec::new("sieve").replicas(2), move || Sieve { node: node.clone() })
+        .agent(AgentSpec::new("sieve").replicas(2), move || Sieve {
+            node: node.clone(),
+        })
         .start()
         .await
         .unwrap()
@@ -76,7 +84,10 @@ async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "node process of three_node_processes_lose_no_task_when_one_is_killed"]
 async fn node_process() {
-    let (Ok(name), Ok(peer)) = (std::env::var("APIARY_NODE_NAME"), std::env::var("APIARY_NODE_PEER")) else {
+    let (Ok(name), Ok(peer)) = (
+        std::env::var("APIARY_NODE_NAME"),
+        std::env::var("APIARY_NODE_PEER"),
+    ) else {
         return;
     };
     let node = Node::start(NodeConfig::new(&name, COOKIE)).await.unwrap();
@@ -97,7 +108,13 @@ impl Drop for Child {
 
 async fn spawn_node(name: &str, peer: SocketAddr) -> Child {
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["node_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "node_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("APIARY_NODE_NAME", name)
         .env("APIARY_NODE_PEER", peer.to_string())
         .stdout(Stdio::piped())
@@ -116,18 +133,25 @@ async fn spawn_node(name: &str, peer: SocketAddr) -> Child {
         }
         panic!("node {name} exited before it was ready");
     };
-    tokio::time::timeout(Duration::from_secs(60), wait).await.expect("node process start");
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .expect("node process start");
     Child(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_node_processes_lose_no_task_when_one_is_killed() {
-    let coordinator = Node::start(NodeConfig::new("coordinator", COOKIE)).await.unwrap();
+    let coordinator = Node::start(NodeConfig::new("coordinator", COOKIE))
+        .await
+        .unwrap();
     let mut events = coordinator.subscribe();
     let _b = spawn_node("b", coordinator.addr()).await;
     let mut c = spawn_node("c", coordinator.addr()).await;
     let sieve = coordinator.remote::<Job, Done>("sieve");
-    eventually("both nodes' gateways", || (sieve.nodes() == ["b", "c"]).then_some(())).await;
+    eventually("both nodes' gateways", || {
+        (sieve.nodes() == ["b", "c"]).then_some(())
+    })
+    .await;
 
     const TASKS: u64 = 300;
     let limit = 20_000;
@@ -144,7 +168,11 @@ async fn three_node_processes_lose_no_task_when_one_is_killed() {
     while let Some((id, result)) = results.next().await {
         match result {
             Ok(d) => {
-                assert_eq!((d.id, d.primes), (id, expected), "task {id} computed wrongly");
+                assert_eq!(
+                    (d.id, d.primes),
+                    (id, expected),
+                    "task {id} computed wrongly"
+                );
                 done.push((d, killed_at.is_some()));
             }
             Err(e) => failed.push((id, e)),
@@ -158,8 +186,14 @@ async fn three_node_processes_lose_no_task_when_one_is_killed() {
 
     // Every task is accounted for, and none was lost: b took over what c held.
     assert_eq!(done.len() + failed.len(), TASKS as usize);
-    assert!(failed.is_empty(), "tasks failed although b stayed up: {failed:?}");
-    assert!(done.iter().any(|(d, _)| d.node == "c"), "c ran nothing before it was killed");
+    assert!(
+        failed.is_empty(),
+        "tasks failed although b stayed up: {failed:?}"
+    );
+    assert!(
+        done.iter().any(|(d, _)| d.node == "c"),
+        "c ran nothing before it was killed"
+    );
     assert!(done.iter().any(|(d, after)| *after && d.node == "b"));
     let down = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -179,15 +213,25 @@ async fn three_node_processes_lose_no_task_when_one_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_the_wrong_cookie_is_refused() {
     let good = Node::start(NodeConfig::new("good", COOKIE)).await.unwrap();
-    let intruder = Node::start(NodeConfig::new("intruder", "not-the-cookie")).await.unwrap();
+    let intruder = Node::start(NodeConfig::new("intruder", "not-the-cookie"))
+        .await
+        .unwrap();
     let err = intruder.connect(good.addr()).await.unwrap_err();
-    assert!(matches!(err, ClusterError::Refused { peer } if peer == good.addr()), "{err}");
+    assert!(
+        matches!(err, ClusterError::Refused { peer } if peer == good.addr()),
+        "{err}"
+    );
     assert!(good.peers().is_empty());
     assert!(intruder.peers().is_empty());
 
     // A listening port in use is an error naming it.
-    let err = Node::start(NodeConfig::new("twin", COOKIE).listen(good.addr())).await.unwrap_err();
-    assert!(matches!(&err, ClusterError::Listen { addr, .. } if *addr == good.addr()), "{err}");
+    let err = Node::start(NodeConfig::new("twin", COOKIE).listen(good.addr()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::Listen { addr, .. } if *addr == good.addr()),
+        "{err}"
+    );
     good.shutdown().await;
     intruder.shutdown().await;
 }
@@ -206,19 +250,108 @@ async fn an_undecodable_message_is_an_error_event_naming_the_peer() {
     // The unit type encodes to no bytes at all: not a Job.
     let wrong = node.remote::<(), Done>("sieve");
     let err = wrong.submit(&()).await.unwrap_err();
-    assert!(matches!(&err, RemoteError::Decode { agent, .. } if agent == "sieve"), "{err}");
-    let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+    assert!(
+        matches!(&err, RemoteError::Decode { agent, .. } if agent == "sieve"),
+        "{err}"
+    );
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         matches!(&event, MembershipEvent::DecodeFailed { node, agent, .. } if node == "solo" && agent == "sieve"),
         "{event:?}"
     );
     // The gateway is still there and answers.
-    assert_eq!(sieve.submit(&Job { id: 2, limit: 10 }).await.unwrap().primes, 4);
+    assert_eq!(
+        sieve
+            .submit(&Job { id: 2, limit: 10 })
+            .await
+            .unwrap()
+            .primes,
+        4
+    );
 
     let nobody = node.remote::<Job, Done>("nobody");
     assert_eq!(
         nobody.submit(&Job { id: 3, limit: 10 }).await.unwrap_err(),
-        RemoteError::NoNode { agent: "nobody".into() }
+        RemoteError::NoNode {
+            agent: "nobody".into()
+        }
     );
     node.shutdown().await;
+}
+
+/// Delegates each job to its member `sieve` through the topology.
+struct Lead;
+
+impl Agent for Lead {
+    type Task = Job;
+    type Output = Done;
+    type Error = BoxError;
+
+    async fn handle(&mut self, job: Job, ctx: &AgentContext<Job, Done>) -> Result<Done, BoxError> {
+        Ok(ctx.send("sieve", job).await?.await?)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topology_spans_nodes_through_remote_members() {
+    let here = Node::start(NodeConfig::new("here", COOKIE)).await.unwrap();
+    let mut far = spawn_node("far", here.addr()).await;
+    let sieve = here.remote::<Job, Done>("sieve");
+    eventually("the far gateway", || {
+        (sieve.nodes() == ["far"]).then_some(())
+    })
+    .await;
+
+    // `lead` runs here; its member `sieve` is the far node's agent.
+    let swarm = Swarm::<Job, Done>::builder()
+        .agent(AgentSpec::new("lead"), || Lead)
+        .agent(AgentSpec::new("sieve").replicas(2), {
+            let here = here.clone();
+            move || here.remote::<Job, Done>("sieve")
+        })
+        .topology(apiary_hierarchical::Hierarchy::new().lead("lead", ["sieve"]))
+        .start()
+        .await
+        .unwrap();
+    let done = swarm
+        .submit(
+            "lead",
+            Job {
+                id: 7,
+                limit: 1_000,
+            },
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!((done.primes, done.node.as_str()), (168, "far"));
+
+    // The far node dies: the task fails back to its submitter naming the node, the proxy
+    // agent stays up (a task error, not a crash), and the swarm keeps answering.
+    far.0.start_kill().unwrap();
+    far.0.wait().await.unwrap();
+    eventually("the far gateway to leave", || {
+        sieve.nodes().is_empty().then_some(())
+    })
+    .await;
+    let err = swarm
+        .submit("sieve", Job { id: 8, limit: 10 })
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    let TaskError::Agent { .. } = &err else {
+        panic!("{err}")
+    };
+    let remote = err.agent_error::<RemoteError>().expect("a RemoteError");
+    assert!(
+        matches!(remote, RemoteError::NoNode { agent } if agent == "sieve"),
+        "{remote}"
+    );
+    swarm.shutdown().await;
+    here.shutdown().await;
 }
