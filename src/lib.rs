@@ -49,6 +49,12 @@ pub mod supervisor {
     pub use apiary_supervisor::*;
 }
 
+/// Swarms across processes and hosts through ractor_cluster: nodes, membership, remote
+/// agents.
+pub mod cluster {
+    pub use apiary_cluster::*;
+}
+
 /// The built-in topologies, one crate each.
 pub mod topology {
     pub use apiary_hierarchical::Hierarchy;
