@@ -6,15 +6,20 @@
 //!   outputs cross nodes postcard-encoded inside ractor_cluster's serializable messages.
 //! - [`Node::remote`] gives a [`RemoteAgent`] that sends tasks to whichever nodes export the
 //!   agent, moving a task to another node if its node drops out, and failing it back with
-//!   the cause when none is left.
+//!   the cause when none is left. A `RemoteAgent` is an agent too: a local swarm's topology
+//!   routes to and supervises members that live on other nodes.
+//! - [`Node::export_memory`] / [`Node::sharded_memory`]: memories of several nodes as one;
+//!   searches scatter to every shard and merge the top k.
 #![deny(missing_docs)]
 
 mod error;
 mod gateway;
 mod node;
 mod remote;
+mod shard;
 mod wire;
 
 pub use error::{ClusterError, RemoteError};
 pub use node::{MembershipEvent, Node, NodeConfig};
 pub use remote::RemoteAgent;
+pub use shard::{ShardedHits, ShardedMemory};

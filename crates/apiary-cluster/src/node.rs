@@ -84,6 +84,7 @@ pub(crate) struct Peers {
     by_addr: HashMap<String, String>,
 }
 
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) name: String,
     pub(crate) events: broadcast::Sender<MembershipEvent>,

@@ -16,7 +16,7 @@ pub type Metadata = BTreeMap<String, String>;
 ///     .meta("agent", "builder");
 /// # let _ = p;
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pattern {
     pub(crate) key: String,
     pub(crate) content: Content,
@@ -24,7 +24,7 @@ pub struct Pattern {
 }
 
 /// A vector, or a text the memory's embedder turns into one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Content {
     Vector(Vec<f32>),
     Text(String),
@@ -49,6 +49,11 @@ impl Pattern {
         }
     }
 
+    /// The pattern's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Attaches one metadata entry.
     pub fn meta(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(name.into(), value.into());
@@ -64,7 +69,7 @@ impl Pattern {
 /// let q = Query::text("linker error", 5).namespace("lessons").filter("agent", "builder");
 /// # let _ = q;
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Query {
     pub(crate) content: Content,
     pub(crate) k: usize,
@@ -91,6 +96,11 @@ impl Query {
             namespace: None,
             filter: Metadata::new(),
         }
+    }
+
+    /// How many results the query asks for.
+    pub fn k(&self) -> usize {
+        self.k
     }
 
     /// Only patterns whose key is in `namespace`.
