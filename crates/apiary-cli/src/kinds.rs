@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use apiary::{
+    cluster::Node,
     topology::{Hierarchy, Mesh, Ring, Star},
-    Manifest, SwarmBuilder, TopologySpec,
+    AgentSpec, Manifest, SwarmBuilder, TopologySpec,
 };
 
 use crate::{
@@ -16,7 +17,7 @@ use crate::{
 /// The kinds `apiary run` knows.
 pub(crate) const KINDS: &[&str] = &["shell", "memory"];
 
-/// A manifest agent's kind or config that `apiary` cannot run.
+/// A manifest agent's kind, config or placement that `apiary` cannot run.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum KindError {
     #[error("agent `{agent}`: unknown kind {kind:?} (built-in kinds: {})", KINDS.join(", "))]
@@ -27,6 +28,10 @@ pub(crate) enum KindError {
         kind: String,
         reason: String,
     },
+    #[error(
+        "agent `{agent}` is placed on node `{node}`: run with --node and --peer to span nodes"
+    )]
+    Placed { agent: String, node: String },
 }
 
 enum Built {
@@ -59,22 +64,84 @@ pub(crate) fn check(manifest: &Manifest) -> Result<(), KindError> {
     Ok(())
 }
 
+/// Where the swarm being built runs: alone, or as one node of a cluster.
+#[derive(Clone, Copy)]
+pub(crate) enum Placement<'a> {
+    /// One process: placed agents are refused.
+    Alone,
+    /// The node that runs the manifest: agents placed elsewhere are remote members.
+    Driver(&'a Node),
+    /// A node that only hosts the agents placed on it.
+    Host(&'a Node),
+}
+
+impl Placement<'_> {
+    fn here(&self) -> Option<&str> {
+        match self {
+            Placement::Alone => None,
+            Placement::Driver(n) | Placement::Host(n) => Some(n.name()),
+        }
+    }
+
+    /// Whether this process runs the agent itself.
+    pub(crate) fn runs_here(&self, spec: &AgentSpec) -> bool {
+        match (self, &spec.node) {
+            (Placement::Host(node), Some(at)) => at == node.name(),
+            (Placement::Host(_), None) => false,
+            (_, None) => true,
+            (_, Some(at)) => Some(at.as_str()) == self.here(),
+        }
+    }
+}
+
 /// The swarm a manifest describes; shell commands run relative to `base`.
 pub(crate) fn builder(
     manifest: &Manifest,
     base: &Path,
+    placement: Placement<'_>,
 ) -> Result<SwarmBuilder<Step, StepOutput>, KindError> {
     let mut builder = SwarmBuilder::new().settings(manifest.swarm.clone());
+    let here = placement.here().map(str::to_owned);
     for spec in &manifest.agents {
-        builder = match parse(&spec.name, &spec.kind, &spec.config)? {
-            Built::Shell(config) => {
-                let base = base.to_path_buf();
-                builder.agent(spec.clone(), move || ShellAgent::new(config.clone(), &base))
+        let built = parse(&spec.name, &spec.kind, &spec.config)?;
+        if !placement.runs_here(spec) {
+            builder = match (placement, &spec.node) {
+                (Placement::Alone, Some(node)) => {
+                    return Err(KindError::Placed {
+                        agent: spec.name.clone(),
+                        node: node.clone(),
+                    })
+                }
+                // The driver reaches it on its node; another host has no use for it.
+                (Placement::Driver(node), _) => {
+                    let (node, name) = (node.clone(), spec.name.clone());
+                    builder.agent(spec.clone(), move || node.remote::<Step, StepOutput>(&name))
+                }
+                _ => builder,
+            };
+            continue;
+        }
+        // A host runs its agents on request: ordering is the driver's business.
+        let spec = match placement {
+            Placement::Host(_) => {
+                let mut spec = spec.clone();
+                spec.depends_on.clear();
+                spec
             }
-            Built::Memory(action) => {
-                builder.agent(spec.clone(), move || MemoryAgent::new(action.clone()))
-            }
+            _ => spec.clone(),
         };
+        builder = match built {
+            Built::Shell(config) => {
+                let (base, here) = (base.to_path_buf(), here.clone());
+                builder.agent(spec, move || {
+                    ShellAgent::new(config.clone(), &base, here.clone())
+                })
+            }
+            Built::Memory(action) => builder.agent(spec, move || MemoryAgent::new(action.clone())),
+        };
+    }
+    if matches!(placement, Placement::Host(_)) {
+        return Ok(builder);
     }
     Ok(match &manifest.topology {
         None => builder,

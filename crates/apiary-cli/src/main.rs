@@ -1,5 +1,6 @@
 //! `apiary`: validate, plan, graph and run swarms described in TOML manifests.
 
+mod cluster;
 mod graph;
 mod kinds;
 mod printer;
@@ -55,7 +56,59 @@ enum Command {
         /// Keep serving metrics this long after the run ends (e.g. 30s), for a last scrape.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         linger: Option<Duration>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
+    /// Host the agents placed on this node (`node = "..."` in the manifest) for a cluster run.
+    Serve {
+        /// The manifest.
+        file: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+/// Joining a cluster (ractor_cluster: cookie-authenticated TCP).
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// This node's name; agents with `node = "<name>"` run here. Enables cluster mode.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// Address to listen on for peers.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// A peer to connect to (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    peer: Vec<SocketAddr>,
+    /// The cluster's shared secret.
+    #[arg(
+        long,
+        env = "APIARY_COOKIE",
+        value_name = "COOKIE",
+        hide_env_values = true
+    )]
+    cookie: Option<String>,
+}
+
+impl ClusterArgs {
+    fn options(self) -> anyhow::Result<Option<cluster::ClusterOptions>> {
+        let Some(node) = self.node else {
+            anyhow::ensure!(
+                self.peer.is_empty(),
+                "--peer needs --node (this node's name)"
+            );
+            return Ok(None);
+        };
+        let cookie = self
+            .cookie
+            .context("cluster mode needs a cookie: --cookie or APIARY_COOKIE")?;
+        Ok(Some(cluster::ClusterOptions {
+            node,
+            listen: self.listen,
+            peers: self.peer,
+            cookie,
+        }))
+    }
 }
 
 fn load(file: &PathBuf) -> anyhow::Result<Manifest> {
@@ -94,16 +147,24 @@ async fn main_inner(cli: Cli) -> anyhow::Result<bool> {
             metrics,
             memory_dir,
             linger,
+            cluster,
         } => {
             let options = run::RunOptions {
                 json,
                 metrics,
                 memory_dir,
                 linger,
+                cluster: cluster.options()?,
             };
             run::run(&file, options)
                 .await
                 .with_context(|| format!("apiary run {}", file.display()))
+        }
+        Command::Serve { file, cluster } => {
+            let options = cluster.options()?.context("apiary serve needs --node")?;
+            cluster::serve(&file, &options)
+                .await
+                .with_context(|| format!("apiary serve {}", file.display()))
         }
     }
 }

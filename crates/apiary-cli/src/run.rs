@@ -18,7 +18,8 @@ use apiary_metrics::Exporter;
 use futures::{stream::FuturesUnordered, StreamExt};
 
 use crate::{
-    kinds,
+    cluster::{self, ClusterOptions},
+    kinds::{self, Placement},
     printer::{Printer, Status, StepReport},
     step::{Step, StepOutput},
 };
@@ -34,14 +35,13 @@ pub(crate) struct RunOptions {
     pub(crate) memory_dir: Option<PathBuf>,
     /// Keep serving metrics this long after the run (for a last scrape).
     pub(crate) linger: Option<Duration>,
+    /// Run as this node of a cluster (agents with `node = ...` run on their nodes).
+    pub(crate) cluster: Option<ClusterOptions>,
 }
 
-/// Runs the manifest; true if every step succeeded.
-pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool> {
-    let manifest = Manifest::load(path)?;
-    kinds::check(&manifest)?;
-    let base = path
-        .parent()
+/// The manifest's directory, where shell commands run from.
+pub(crate) fn base_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    path.parent()
         .map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -51,7 +51,14 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
         })
         .unwrap_or(Path::new("."))
         .canonicalize()
-        .with_context(|| format!("cannot resolve the directory of {}", path.display()))?;
+        .with_context(|| format!("cannot resolve the directory of {}", path.display()))
+}
+
+/// Runs the manifest; true if every step succeeded.
+pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool> {
+    let manifest = Manifest::load(path)?;
+    kinds::check(&manifest)?;
+    let base = base_dir(path)?;
     let printer = Arc::new(Printer::new(options.json, manifest.agents.len()));
 
     // Before the swarm: per-agent series bind to the recorder present when it starts.
@@ -70,8 +77,26 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
         .await
         .context("cannot open the memory")?;
 
+    let node = match &options.cluster {
+        Some(c) => Some(cluster::join(c).await?),
+        None => None,
+    };
+    let placement = node.as_ref().map_or(Placement::Alone, Placement::Driver);
+    if let Some(node) = &node {
+        printer.note(
+            "cluster",
+            &format!(
+                "node `{}` on {}, peers: {}",
+                node.name(),
+                node.addr(),
+                node.peers().join(", ")
+            ),
+        );
+        cluster::await_placed(node, &manifest).await?;
+    }
+
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<SwarmEvent>();
-    let swarm = kinds::builder(&manifest, &base)?
+    let swarm = kinds::builder(&manifest, &base, placement)?
         .memory(memory.clone())
         .hook(move |e: &SwarmEvent| {
             let _ = tx.send(e.clone());
@@ -79,6 +104,9 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
         .start()
         .await
         .with_context(|| format!("cannot start swarm `{}`", manifest.swarm.name))?;
+    if let Some(node) = &node {
+        cluster::export(node, &manifest, placement, &swarm).await?;
+    }
 
     let started = Instant::now();
     let kinds_of: HashMap<&str, &str> = manifest
@@ -159,6 +187,9 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
         printer.event(&event);
     }
     memory.close().await;
+    if let Some(node) = &node {
+        node.shutdown().await;
+    }
     // Report in manifest order.
     reports.sort_by_key(|r| manifest.agents.iter().position(|a| a.name == r.agent));
     printer.summary(

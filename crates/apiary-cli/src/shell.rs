@@ -58,15 +58,17 @@ pub(crate) enum ShellError {
 pub(crate) struct ShellAgent {
     config: ShellConfig,
     dir: PathBuf,
+    /// The cluster node this runs on, if any (`APIARY_NODE` for the command).
+    node: Option<String>,
 }
 
 impl ShellAgent {
-    pub(crate) fn new(config: ShellConfig, base: &Path) -> Self {
+    pub(crate) fn new(config: ShellConfig, base: &Path, node: Option<String>) -> Self {
         let dir = match &config.dir {
             Some(d) => base.join(d),
             None => base.to_path_buf(),
         };
-        Self { config, dir }
+        Self { config, dir, node }
     }
 }
 
@@ -101,6 +103,7 @@ impl Agent for ShellAgent {
             .envs(&self.config.env)
             .env("APIARY_AGENT", ctx.name().as_str())
             .env("APIARY_ATTEMPT", step.attempt.to_string())
+            .env("APIARY_NODE", self.node.as_deref().unwrap_or(""))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One run of a step: the runner submits one per attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One run of a step: the runner submits one per attempt (across nodes too, postcard-encoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Step {
     /// 1 for the first attempt.
     pub(crate) attempt: u32,

@@ -323,3 +323,103 @@ fn every_topology_kind_builds_from_a_manifest() {
             .and(predicate::str::contains("no root coordinator")),
     );
 }
+
+#[test]
+fn a_manifest_runs_across_two_node_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        r#"
+        [swarm]
+        name = "spread"
+
+        [topology]
+        kind = "star"
+        hub = "hub"
+
+        [[agents]]
+        name = "hub"
+        kind = "shell"
+        config = { command = "echo hub on $APIARY_NODE" }
+
+        [[agents]]
+        name = "far"
+        kind = "shell"
+        node = "b"
+        depends_on = ["hub"]
+        config = { command = "echo far on $APIARY_NODE" }
+        "#,
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = std::process::Command::new(assert_cmd::cargo::cargo_bin("apiary"))
+        .arg("serve")
+        .arg(&path)
+        .args([
+            "--node",
+            "b",
+            "--listen",
+            &listen,
+            "--cookie",
+            "spread-cookie",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(serve.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("node `b` serving on"), "{first}");
+
+    let out = apiary()
+        .arg("run")
+        .arg(&path)
+        .args([
+            "--json",
+            "--node",
+            "a",
+            "--peer",
+            &listen,
+            "--cookie",
+            "spread-cookie",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let lines_out = json_lines(&out);
+    let step = |agent: &str| {
+        lines_out
+            .iter()
+            .find(|l| l["type"] == "step" && l["agent"] == agent)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(step("hub")["output"], "hub on a\n");
+    assert_eq!(step("far")["output"], "far on b\n");
+
+    // The same manifest without cluster flags, and with the wrong cookie, is refused clearly.
+    apiary()
+        .arg("run")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "agent `far` is placed on node `b`",
+        ));
+    apiary()
+        .arg("run")
+        .arg(&path)
+        .args(["--node", "a", "--peer", &listen, "--cookie", "wrong"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "{listen} refused the connection"
+        )));
+    let _ = serve.kill();
+    let _ = serve.wait();
+}

@@ -67,6 +67,10 @@ pub struct AgentSpec {
     /// default (which may be none).
     #[serde(default, with = "humantime_serde::option")]
     pub task_timeout: Option<Duration>,
+    /// The cluster node the agent runs on (see `apiary-cluster`); `None`: the node that runs
+    /// the swarm. On every other node the agent is reached remotely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Settings for the agent's kind, left for its factory to read (a shell agent's command,
     /// ...).
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
@@ -95,6 +99,7 @@ impl AgentSpec {
             breaker: None,
             queue_capacity: None,
             task_timeout: None,
+            node: None,
             config: toml::Table::new(),
         }
     }
@@ -167,6 +172,12 @@ impl AgentSpec {
         self
     }
 
+    /// Places the agent on a cluster node.
+    pub fn node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
     /// Sets one key of the kind-specific configuration.
     pub fn config(mut self, key: impl Into<String>, value: impl Into<toml::Value>) -> Self {
         self.config.insert(key.into(), value.into());
@@ -201,6 +212,9 @@ impl AgentSpec {
             breaker
                 .validate()
                 .map_err(|e| SpecError::new(&self.name, "breaker", e.to_string()))?;
+        }
+        if let Some(node) = &self.node {
+            check_name(node).map_err(|r| err("node", r))?;
         }
         Ok(())
     }
