@@ -20,6 +20,8 @@ mod shard;
 mod wire;
 
 pub use error::{ClusterError, RemoteError};
-pub use node::{MembershipEvent, Node, NodeConfig};
+pub use node::{MembershipEvent, Node, NodeConfig, Tls};
 pub use remote::RemoteAgent;
 pub use shard::{ShardedHits, ShardedMemory};
+/// The rustls integration `Tls` is built from (the version ractor_cluster uses).
+pub use tokio_rustls;

@@ -19,6 +19,27 @@ use crate::ClusterError;
 /// How long `connect` waits for the handshake (authentication included).
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
+/// TLS for node sessions, through ractor_cluster's rustls support: this node's acceptor for
+/// incoming sessions, and the connector (with the name peers' certificates must carry) for
+/// outgoing ones. Every node of a TLS cluster needs it.
+#[derive(Clone)]
+pub struct Tls {
+    /// Accepts incoming sessions (this node's certificate and key).
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Opens outgoing sessions (the roots peers' certificates are checked against).
+    pub connector: tokio_rustls::TlsConnector,
+    /// The name peers' certificates are checked for.
+    pub server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A node's settings.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -28,6 +49,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// The shared secret: peers with another cookie are refused.
     pub cookie: String,
+    /// TLS for every session, if set (plain TCP otherwise).
+    pub tls: Option<Tls>,
 }
 
 impl NodeConfig {
@@ -37,7 +60,14 @@ impl NodeConfig {
             name: name.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cookie: cookie.into(),
+            tls: None,
         }
+    }
+
+    /// Encrypts every session with TLS.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Listens on `addr` instead.
@@ -171,6 +201,7 @@ pub struct Node {
     pub(crate) shared: Arc<Shared>,
     server: ActorRef<NodeServerMessage>,
     addr: SocketAddr,
+    tls: Option<Tls>,
 }
 
 impl std::fmt::Debug for Node {
@@ -206,7 +237,10 @@ impl Node {
             config.cookie.clone(),
             config.name.clone(),
             addr.ip().to_string(),
-            None,
+            config
+                .tls
+                .as_ref()
+                .map(|t| ractor_cluster::IncomingEncryptionMode::Tls(t.acceptor.clone())),
             None,
         )
         .with_listen_addr(addr.ip());
@@ -226,6 +260,7 @@ impl Node {
             shared,
             server,
             addr,
+            tls: config.tls,
         })
     }
 
@@ -256,12 +291,22 @@ impl Node {
     /// the peer's name. A peer with another cookie closes the session: [`ClusterError::Refused`].
     pub async fn connect(&self, peer: SocketAddr) -> Result<String, ClusterError> {
         let mut events = self.subscribe();
-        ractor_cluster::client_connect(&self.server, peer)
-            .await
-            .map_err(|e| ClusterError::Connect {
-                peer,
-                reason: e.to_string(),
-            })?;
+        let connected = match &self.tls {
+            Some(tls) => {
+                ractor_cluster::client_connect_enc(
+                    &self.server,
+                    peer,
+                    tls.connector.clone(),
+                    tls.server_name.clone(),
+                )
+                .await
+            }
+            None => ractor_cluster::client_connect(&self.server, peer).await,
+        };
+        connected.map_err(|e| ClusterError::Connect {
+            peer,
+            reason: e.to_string(),
+        })?;
         let wanted = peer.to_string();
         let wait = async {
             loop {
