@@ -126,8 +126,8 @@ async fn memory_shards_on_two_processes_search_as_one() {
     // Writes go to one shard per key, spread over both, and are found from here.
     let base = read_f16("minilm384_base.f16");
     let mut homes = Vec::new();
-    for i in 0..20 {
-        let v: Vec<f32> = base[i].iter().map(|x| -x).collect();
+    for (i, row) in base.iter().enumerate().take(20) {
+        let v: Vec<f32> = row.iter().map(|x| -x).collect();
         homes.push(
             sharded
                 .add_pattern(Pattern::vector(format!("mirror/m{i}"), v))
