@@ -4,15 +4,16 @@
 
 use std::{
     net::SocketAddr,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
+mod common;
+
 use apiary_cluster::{ClusterError, MembershipEvent, Node, NodeConfig, RemoteError};
 use apiary_core::{Agent, AgentContext, AgentSpec, BoxError, Swarm, TaskError};
+use common::NodeProcess;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const COOKIE: &str = "apiary-test-cookie";
 
@@ -98,45 +99,12 @@ async fn node_process() {
     std::future::pending::<()>().await;
 }
 
-struct Child(tokio::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
-async fn spawn_node(name: &str, peer: SocketAddr) -> Child {
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "node_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("APIARY_NODE_NAME", name)
-        .env("APIARY_NODE_PEER", peer.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = format!("ready {name}");
-    let wait = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            // libtest prints `test node_process ... ` before the test's own output.
-            if line.ends_with(&ready) {
-                return;
-            }
-        }
-        panic!("node {name} exited before it was ready");
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .expect("node process start");
-    Child(child)
+async fn spawn_node(name: &str, peer: SocketAddr) -> NodeProcess {
+    let env = [
+        ("APIARY_NODE_NAME", name.to_owned()),
+        ("APIARY_NODE_PEER", peer.to_string()),
+    ];
+    common::start("node_process", &env, &format!("ready {name}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

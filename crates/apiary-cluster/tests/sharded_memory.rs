@@ -1,11 +1,12 @@
 //! The memory sharded over two node processes: searches scatter to both shards and merge the
 //! top k exactly; pattern writes land on one shard by key; a dead shard is reported.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
+
+mod common;
 
 use apiary_cluster::{Node, NodeConfig};
 use apiary_core::memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const COOKIE: &str = "apiary-shard-cookie";
 const DIM: usize = 384;
@@ -73,31 +74,12 @@ async fn memory_shards_on_two_processes_search_as_one() {
         .unwrap();
     let memory = shard(0..2_500).await;
     node.export_memory(&memory).await.unwrap();
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "shard_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("APIARY_SHARD_PEER", node.addr().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.ends_with("ready shard-b") {
-                return;
-            }
-        }
-        panic!("shard process exited early");
-    })
-    .await
-    .unwrap();
+    let mut child = common::start(
+        "shard_process",
+        &[("APIARY_SHARD_PEER", node.addr().to_string())],
+        "ready shard-b",
+    )
+    .await;
     let sharded = node.sharded_memory();
     while sharded.nodes() != ["shard-a", "shard-b"] {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -146,8 +128,8 @@ async fn memory_shards_on_two_processes_search_as_one() {
     assert_eq!(found.hits[0].key, "mirror/m3");
 
     // A shard that dies is reported (or already gone from the group), never waited on forever.
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    child.0.start_kill().unwrap();
+    child.0.wait().await.unwrap();
     let found = sharded.search(Query::vector(base[0].clone(), 5)).await;
     assert_eq!(found.answered, 1, "{found:?}");
     assert!(found.failed.iter().all(|(node, _)| node == "shard-b"));

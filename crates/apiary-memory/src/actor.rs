@@ -114,8 +114,9 @@ pub(crate) struct State {
     failed_at: Option<usize>,
     settle_waiters: Vec<Reply<MemoryStats>>,
     sweep_at: Option<u64>,
-    /// Serialises index saves (after training, at stop).
-    save_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The background save of the last trained index, if still running: the next save
+    /// waits for it, and stopping waits for it, so no save outlives the actor.
+    saving: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Changes made while a training runs, replayed onto the new index before it is swapped in.
@@ -159,7 +160,7 @@ impl Actor for MemoryActor {
             failed_at: None,
             settle_waiters: Vec::new(),
             sweep_at: None,
-            save_lock: Arc::default(),
+            saving: None,
             config,
         };
         if let Some((store, dir, contents)) = store {
@@ -313,8 +314,10 @@ impl Actor for MemoryActor {
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
         // Save the index as it stands, so the next start need not retrain.
+        if let Some(saving) = state.saving.take() {
+            let _ = saving.await;
+        }
         if let (ActiveIndex::Quantized(q), Some((_, dir))) = (&state.index, &state.store) {
-            let _guard = state.save_lock.lock().await;
             if let Err(e) = index_file::save(dir, q, state.generation) {
                 tracing::warn!(error = %e, "memory: saving the index at stop failed; it will be rebuilt");
             }
@@ -642,10 +645,12 @@ impl State {
                             param: q.param.clone(),
                             ..*q
                         };
-                        let (dir, generation, lock) =
-                            (dir.clone(), self.generation, Arc::clone(&self.save_lock));
-                        tokio::spawn(async move {
-                            let _guard = lock.lock().await;
+                        let (dir, generation, previous) =
+                            (dir.clone(), self.generation, self.saving.take());
+                        self.saving = Some(tokio::spawn(async move {
+                            if let Some(previous) = previous {
+                                let _ = previous.await;
+                            }
                             let saved = tokio::task::spawn_blocking(move || {
                                 index_file::save(&dir, &q, generation)
                             })
@@ -653,7 +658,7 @@ impl State {
                             if let Ok(Err(e)) = saved {
                                 tracing::warn!(error = %e, "memory: saving the trained index failed; it will be rebuilt at the next start");
                             }
-                        });
+                        }));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "memory: cannot copy the index to save it")
