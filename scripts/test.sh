@@ -20,6 +20,8 @@ echo "== cargo deny"
 cargo deny --log-level error check bans licenses sources
 echo "== doc tests"
 cargo test --workspace --doc --locked
+echo "== rustdoc (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== loom models (--cfg apiary_loom)"
 # A target dir of its own: the cfg changes every crate's build.
 RUSTFLAGS="--cfg apiary_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
