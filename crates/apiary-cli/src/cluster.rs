@@ -93,7 +93,15 @@ pub(crate) async fn serve(path: &Path, options: &ClusterOptions) -> anyhow::Resu
     let node = join(options).await?;
     let mut events = node.subscribe();
     let placement = Placement::Host(&node);
-    let swarm = kinds::builder(&manifest, &base, placement)?.start().await?;
+    // This node's own memory: its `shell` steps store here, its `memory` steps read here.
+    let memory = apiary::memory::Memory::open(
+        apiary::memory::MemoryConfig::new(crate::run::MEMORY_DIM).namespace("results"),
+    )
+    .await?;
+    let swarm = kinds::builder(&manifest, &base, placement)?
+        .memory(memory.clone())
+        .start()
+        .await?;
     export(&node, &manifest, placement, &swarm).await?;
     println!("node `{}` serving on {}", node.name(), node.addr());
     loop {
@@ -103,6 +111,7 @@ pub(crate) async fn serve(path: &Path, options: &ClusterOptions) -> anyhow::Resu
         }
     }
     swarm.shutdown().await;
+    memory.close().await;
     node.shutdown().await;
     Ok(true)
 }

@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// Dimension of the run's memory patterns (hashing embedder).
-const MEMORY_DIM: usize = 256;
+pub(crate) const MEMORY_DIM: usize = 256;
 
 /// Options of `apiary run`.
 #[derive(Debug, Clone, Default)]
