@@ -161,6 +161,7 @@ impl NodeEventSubscription for Subscription {
             let mut peers = self.0.peers.lock().unwrap_or_else(|p| p.into_inner());
             peers.by_id.insert(ses.node_id, node.clone());
             peers.by_addr.insert(ses.peer_addr.clone(), node.clone());
+            metrics::gauge!(apiary_metrics::CLUSTER_PEERS.name).set(peers.by_addr.len() as f64);
         }
         self.0.publish(MembershipEvent::Up {
             node,
@@ -172,7 +173,9 @@ impl NodeEventSubscription for Subscription {
         let node = {
             let mut peers = self.0.peers.lock().unwrap_or_else(|p| p.into_inner());
             peers.by_id.remove(&ses.node_id);
-            peers.by_addr.remove(&ses.peer_addr)
+            let name = peers.by_addr.remove(&ses.peer_addr);
+            metrics::gauge!(apiary_metrics::CLUSTER_PEERS.name).set(peers.by_addr.len() as f64);
+            name
         };
         let node = node.or_else(|| name_of(&ses)).unwrap_or_else(|| "?".into());
         self.0.publish(MembershipEvent::Down {

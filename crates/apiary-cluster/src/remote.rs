@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use apiary_metrics as m;
 use ractor::{rpc::CallResult, ActorId, ActorRef};
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -84,6 +85,24 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
 
     /// Runs `task` on a node exporting the agent and returns its output.
     pub async fn submit(&self, task: &T) -> Result<O, RemoteError> {
+        let started = std::time::Instant::now();
+        let result = self.send(task).await;
+        let outcome = match &result {
+            Ok(_) => "completed",
+            Err(RemoteError::Task { .. }) => "failed",
+            Err(RemoteError::NodeDown { .. }) => "node_down",
+            Err(RemoteError::NoNode { .. }) => "no_node",
+            Err(RemoteError::Decode { .. }) => "undecodable",
+            Err(RemoteError::Timeout { .. }) => "timed_out",
+        };
+        let agent = self.agent.clone();
+        metrics::counter!(m::REMOTE_TASKS_TOTAL.name, "agent" => agent.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!(m::REMOTE_TASK_DURATION_SECONDS.name, "agent" => agent)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn send(&self, task: &T) -> Result<O, RemoteError> {
         let agent = self.agent.clone();
         let bytes = encode(task)
             .and_then(|task| {
@@ -147,6 +166,8 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
                     })
                 }
                 Ok(CallResult::SenderError) => {
+                    metrics::counter!(m::REMOTE_FAILOVERS_TOTAL.name, "agent" => agent.clone())
+                        .increment(1);
                     tried.insert(id);
                     last_down = Some(RemoteError::NodeDown {
                         agent: agent.clone(),
@@ -155,6 +176,8 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
                     });
                 }
                 Err(e) => {
+                    metrics::counter!(m::REMOTE_FAILOVERS_TOTAL.name, "agent" => agent.clone())
+                        .increment(1);
                     tried.insert(id);
                     last_down = Some(RemoteError::NodeDown {
                         agent: agent.clone(),

@@ -109,6 +109,7 @@ async fn spawn_node(name: &str, peer: SocketAddr) -> NodeProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_node_processes_lose_no_task_when_one_is_killed() {
+    let exporter = apiary_metrics::Exporter::install("127.0.0.1:0".parse().unwrap()).unwrap();
     let coordinator = Node::start(NodeConfig::new("coordinator", COOKIE))
         .await
         .unwrap();
@@ -175,6 +176,15 @@ async fn three_node_processes_lose_no_task_when_one_is_killed() {
     .await;
     assert!(down.is_ok(), "no membership event for c going down");
     assert_eq!(sieve.nodes(), ["b"]);
+
+    // The same story in the metrics, counted where it happened.
+    let metrics = exporter.render();
+    assert!(
+        metrics.contains(r#"apiary_remote_tasks_total{agent="sieve",outcome="completed"} 300"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("apiary_cluster_peers 1"), "{metrics}");
+    assert!(metrics.contains(r#"apiary_remote_task_duration_seconds_count{agent="sieve"} 300"#));
     coordinator.shutdown().await;
 }
 
