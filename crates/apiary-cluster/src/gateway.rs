@@ -9,8 +9,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     node::Shared,
-    wire::{decode, encode, GatewayMsg, Reply, Request, Wire},
-    ClusterError, MembershipEvent, Node,
+    wire::{encode, open, GatewayMsg, Reply, Wire},
+    ClusterError, Node,
 };
 
 /// The process group holding the gateways of `agent` on every node.
@@ -72,22 +72,9 @@ where
     T: DeserializeOwned + Send + 'static,
     O: Serialize + Send + 'static,
 {
-    let undecodable = |node: String, error: String| {
-        tracing::warn!(%node, agent, %error, "cluster: a message does not decode");
-        shared.publish(MembershipEvent::DecodeFailed {
-            node,
-            agent: agent.to_owned(),
-            error: error.clone(),
-        });
-        Reply::Undecodable(error)
-    };
-    let request: Request = match decode(&wire.0) {
-        Ok(r) => r,
-        Err(e) => return undecodable("?".into(), e),
-    };
-    let task: T = match decode(&request.task) {
+    let task: T = match open(wire, shared, agent) {
         Ok(t) => t,
-        Err(e) => return undecodable(request.from, e),
+        Err(e) => return Reply::Undecodable(e),
     };
     match swarm.submit(agent, task).await {
         Err(refused) => Reply::Failed(refused.to_string()),

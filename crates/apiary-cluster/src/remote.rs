@@ -17,7 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::{
     gateway::group,
     node::Shared,
-    wire::{decode, encode, GatewayMsg, Reply, Request, Wire},
+    wire::{decode, seal, GatewayMsg, Reply},
     Node, RemoteError,
 };
 
@@ -104,18 +104,11 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
 
     async fn send(&self, task: &T) -> Result<O, RemoteError> {
         let agent = self.agent.clone();
-        let bytes = encode(task)
-            .and_then(|task| {
-                encode(&Request {
-                    from: self.shared.name.clone(),
-                    task,
-                })
-            })
-            .map_err(|message| RemoteError::Decode {
-                agent: agent.clone(),
-                node: self.shared.name.clone(),
-                message,
-            })?;
+        let request = seal(&self.shared.name, task).map_err(|message| RemoteError::Decode {
+            agent: agent.clone(),
+            node: self.shared.name.clone(),
+            message,
+        })?;
         let mut tried: HashSet<ActorId> = HashSet::new();
         let mut last_down = None;
         loop {
@@ -130,7 +123,7 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
             let id = cell.get_id();
             let node = self.node_of(id);
             let gateway: ActorRef<GatewayMsg> = cell.into();
-            let payload = Wire(bytes.clone());
+            let payload = request.clone();
             match gateway
                 .call(|reply| GatewayMsg::Call(payload, reply), self.timeout)
                 .await

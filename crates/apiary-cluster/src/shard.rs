@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     node::Shared,
-    wire::{decode, encode, Wire},
-    ClusterError, MembershipEvent, Node,
+    wire::{decode, encode, open, seal, Wire},
+    ClusterError, Node,
 };
 
 /// The process group of memory shards.
@@ -23,12 +23,6 @@ pub(crate) enum ShardMsg {
     Search(Wire, RpcReplyPort<Wire>),
     #[rpc]
     Add(Wire, RpcReplyPort<Wire>),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct ShardRequest<T> {
-    from: String,
-    body: T,
 }
 
 struct ShardActor;
@@ -63,14 +57,14 @@ impl Actor for ShardActor {
         tokio::spawn(async move {
             let (wire, reply, answer) = match msg {
                 ShardMsg::Search(wire, reply) => {
-                    let answer = match decode_request::<Query>(&wire, &shared) {
+                    let answer = match open::<Query>(&wire, &shared, "memory") {
                         Ok(query) => memory.search(query).await.map_err(|e| e.to_string()),
                         Err(e) => Err(e),
                     };
                     (wire, reply, encode(&answer.map(ShardAnswer::Hits)))
                 }
                 ShardMsg::Add(wire, reply) => {
-                    let answer = match decode_request::<Pattern>(&wire, &shared) {
+                    let answer = match open::<Pattern>(&wire, &shared, "memory") {
                         Ok(pattern) => memory.add_pattern(pattern).await.map_err(|e| e.to_string()),
                         Err(e) => Err(e),
                     };
@@ -88,22 +82,6 @@ impl Actor for ShardActor {
 enum ShardAnswer {
     Hits(Vec<Hit>),
     Added,
-}
-
-fn decode_request<T: serde::de::DeserializeOwned>(
-    wire: &Wire,
-    shared: &Shared,
-) -> Result<T, String> {
-    let report = |node: String, error: String| {
-        shared.publish(MembershipEvent::DecodeFailed {
-            node,
-            agent: "memory".into(),
-            error: error.clone(),
-        });
-        error
-    };
-    let request: ShardRequest<Vec<u8>> = decode(&wire.0).map_err(|e| report("?".into(), e))?;
-    decode(&request.body).map_err(|e| report(request.from, e))
 }
 
 /// What a scattered search found, and which shards did not answer.
@@ -181,11 +159,7 @@ impl ShardedMemory {
     }
 
     fn request<T: Serialize>(&self, body: &T) -> Result<Wire, String> {
-        encode(&ShardRequest {
-            from: self.shared.name.clone(),
-            body: encode(body)?,
-        })
-        .map(Wire)
+        seal(&self.shared.name, body)
     }
 
     async fn ask(

@@ -10,6 +10,8 @@ use ractor::{BytesConvertable, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::{node::Shared, MembershipEvent};
+
 /// Opaque bytes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Wire(pub(crate) Vec<u8>);
@@ -31,13 +33,42 @@ pub(crate) enum GatewayMsg {
     Call(Wire, RpcReplyPort<Wire>),
 }
 
-/// A task on its way to a remote agent.
+/// Every request between nodes: who sends it, and the postcard of what it carries (a task,
+/// a query, a pattern).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Request {
-    /// The sending node's name.
-    pub(crate) from: String,
-    /// postcard of the task.
-    pub(crate) task: Vec<u8>,
+struct Request {
+    from: String,
+    body: Vec<u8>,
+}
+
+/// Wraps `body` in a request from node `from`.
+pub(crate) fn seal<T: Serialize>(from: &str, body: &T) -> Result<Wire, String> {
+    encode(&Request {
+        from: from.to_owned(),
+        body: encode(body)?,
+    })
+    .map(Wire)
+}
+
+/// Unwraps a request for `target` (an agent, or the memory). A request that does not decode
+/// is published as [`MembershipEvent::DecodeFailed`] naming the sender (`?` if even the
+/// envelope is unreadable), and its error returned for the answer.
+pub(crate) fn open<T: DeserializeOwned>(
+    wire: &Wire,
+    shared: &Shared,
+    target: &str,
+) -> Result<T, String> {
+    let undecodable = |node: String, error: String| {
+        tracing::warn!(%node, target, %error, "cluster: a message does not decode");
+        shared.publish(MembershipEvent::DecodeFailed {
+            node,
+            agent: target.to_owned(),
+            error: error.clone(),
+        });
+        error
+    };
+    let request: Request = decode(&wire.0).map_err(|e| undecodable("?".into(), e))?;
+    decode(&request.body).map_err(|e| undecodable(request.from, e))
 }
 
 /// The answer: postcard of the output, or why there is none.
