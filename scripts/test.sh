@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A one-shot build gains nothing from incremental caches, which here weighed as much as the
+# binaries themselves; CI machines' disks are not large.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | sed 's/^/disk: /'
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -28,3 +32,4 @@ RUSTFLAGS="--cfg apiary_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loo
     cargo test --locked --release -p apiary-supervisor --lib -- loom_
 echo "== tests (nextest)"
 cargo nextest run --workspace --locked --no-fail-fast
+du -sh target 2>/dev/null | sed 's/^/build output: /'
