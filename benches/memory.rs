@@ -80,10 +80,8 @@ fn index_bytes(index: &IndexImpl) -> usize {
     std::fs::metadata(&path).unwrap().len() as usize
 }
 
-async fn filled(data: &Data, config: IndexConfig) -> (Memory, f64) {
-    let memory = Memory::open(MemoryConfig::new(DIM).index(config))
-        .await
-        .unwrap();
+async fn filled(data: &Data, config: MemoryConfig) -> (Memory, f64) {
+    let memory = Memory::open(config).await.unwrap();
     let started = Instant::now();
     for (chunk_no, chunk) in data.base.chunks(10_000).enumerate() {
         let patterns = chunk
@@ -145,19 +143,29 @@ fn bench(c: &mut Criterion) {
     flat.add(&all).unwrap();
     drop(all);
 
-    let rss_before = rss_bytes();
-    let config = || {
-        IndexConfig::default()
-            .train_threshold(n)
-            .retrain_growth(1000.0)
+    let config = |index: IndexConfig| {
+        MemoryConfig::new(DIM).index(index.train_threshold(n).retrain_growth(1000.0))
     };
-    let (standard, train_s) = rt.block_on(filled(&data, config()));
-    let rss_standard = rss_bytes().saturating_sub(rss_before);
-    let (strict, strict_train_s) = rt.block_on(filled(&data, config().target_recall(0.96)));
-    let (compact, compact_train_s) = rt.block_on(filled(&data, config().compact(10)));
+    // RSS growth is read around the first two fills, before anything else is allocated.
+    let disk = tempfile::tempdir().unwrap();
+    let rss_0 = rss_bytes();
+    let (on_disk, on_disk_train_s) = rt.block_on(filled(
+        &data,
+        config(IndexConfig::default().compact(10)).persist_to(disk.path()),
+    ));
+    let rss_1 = rss_bytes();
+    let (standard, train_s) = rt.block_on(filled(&data, config(IndexConfig::default())));
+    let rss_2 = rss_bytes();
+    let (strict, strict_train_s) = rt.block_on(filled(
+        &data,
+        config(IndexConfig::default().target_recall(0.96)),
+    ));
+    let (compact, compact_train_s) =
+        rt.block_on(filled(&data, config(IndexConfig::default().compact(10))));
     let s_stats = rt.block_on(standard.stats()).unwrap();
     let t_stats = rt.block_on(strict.stats()).unwrap();
     let c_stats = rt.block_on(compact.stats()).unwrap();
+    let d_stats = rt.block_on(on_disk.stats()).unwrap();
 
     let mut direct = quantized_index(&data, &s_stats.index.factory);
     let bytes_standard = index_bytes(&direct);
@@ -186,24 +194,33 @@ fn bench(c: &mut Criterion) {
             bytes_compact,
             compact_train_s,
         ),
+        (
+            "compact on disk (target 0.95)",
+            &on_disk,
+            &d_stats,
+            bytes_compact,
+            on_disk_train_s,
+        ),
     ] {
         let recall = rt.block_on(recall_at_10(memory, &data));
         println!(
             "{name}: {} {:?}, tuned recall {:.4}, recall@10 vs dataset ground truth {recall:.3}, \
-             index {:.1} bytes/vector = 1/{:.1} of f32, fill+train {train:.1} s",
+             index {:.1} bytes/vector = 1/{:.1} of f32, exact vectors in RAM {} bytes/vector, \
+             fill+train {train:.1} s",
             stats.index.factory,
             stats.index.param,
             stats.index.recall.unwrap_or(f64::NAN),
             bytes as f64 / n as f64,
             (n * f32_bytes) as f64 / bytes as f64,
+            stats.vector_bytes / n,
         );
     }
     println!(
-        "flat: {:.1} bytes/vector; stored f32 vectors kept by the memory: {} bytes/vector; \
-         process RSS growth for the standard memory: {:.1} bytes/vector",
+        "flat: {:.1} bytes/vector; process RSS growth: standard memory {:.1} bytes/vector, \
+         compact memory on disk {:.1} bytes/vector",
         bytes_flat as f64 / n as f64,
-        s_stats.vector_bytes / n,
-        rss_standard as f64 / n as f64
+        rss_2.saturating_sub(rss_1) as f64 / n as f64,
+        rss_1.saturating_sub(rss_0) as f64 / n as f64,
     );
 
     let next = AtomicUsize::new(0);
@@ -219,6 +236,7 @@ fn bench(c: &mut Criterion) {
         ("actor_ivf_sq8", &standard),
         ("actor_ivf_sq8_target_0.96", &strict),
         ("actor_compact_pq_rerank", &compact),
+        ("actor_compact_pq_rerank_on_disk", &on_disk),
     ] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {

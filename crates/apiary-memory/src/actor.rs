@@ -14,13 +14,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::{
     clock::Clock,
     config::IndexConfig,
-    index::{exact_index, rerank, ActiveIndex},
+    index::{exact_index, ActiveIndex},
     index_file::{self, Loaded},
     kv::{Entry, KvTable},
     patterns::{Hit, Metadata, PatternInfo, PatternTable},
     store::{Contents, Store, StoredPattern, Write},
+    stored_vectors::StoredVectors,
     train::{train, TrainJob, Trained},
-    vectors::{dot, VectorSlab},
+    vectors::VectorSlab,
     IndexOrigin, IndexStats, MemoryError, MemoryStats,
 };
 
@@ -99,7 +100,7 @@ pub(crate) struct State {
     kv: KvTable,
     namespaces: BTreeSet<String>,
     patterns: PatternTable,
-    vectors: VectorSlab,
+    vectors: StoredVectors,
     index: ActiveIndex,
     /// Removed ids still inside an index that cannot remove (HNSW); searches fetch this
     /// many extra candidates and skip them.
@@ -148,7 +149,7 @@ impl Actor for MemoryActor {
             kv: KvTable::default(),
             namespaces: namespaces.into_iter().collect(),
             patterns: PatternTable::default(),
-            vectors: VectorSlab::new(dim),
+            vectors: StoredVectors::Ram(VectorSlab::new(dim)),
             index: ActiveIndex::Exact(exact_index(dim)?),
             dead_in_index: 0,
             generation: 0,
@@ -164,6 +165,9 @@ impl Actor for MemoryActor {
             config,
         };
         if let Some((store, dir, contents)) = store {
+            if state.config.compact.is_some() {
+                state.vectors = StoredVectors::Store(Arc::clone(&store));
+            }
             state.restore(&dir, contents)?;
             state.store = Some((store, dir));
         }
@@ -334,10 +338,14 @@ impl State {
             self.note_namespace(&key);
             self.kv.insert(key, entry);
         }
+        // Gathered here in case the index must be rebuilt: the vectors may not stay in RAM.
+        let (mut ids, mut data) = (Vec::new(), Vec::new());
         for (id, StoredPattern { info, vector }) in contents.patterns {
             self.note_namespace(&info.key);
             self.vectors.insert(id, &vector);
             self.patterns.insert(id, info);
+            ids.push(id);
+            data.extend_from_slice(&vector);
         }
         self.generation = contents.generation;
         if self.patterns.len() == 0 {
@@ -371,7 +379,6 @@ impl State {
                 self.origin = IndexOrigin::Rebuilt { reason };
             }
         }
-        let (ids, data) = self.vectors.snapshot();
         self.index.add(&ids, &data)
     }
 
@@ -514,7 +521,8 @@ impl State {
         let want = if filtered { k.saturating_mul(8) } else { k } + self.dead_in_index;
         let mut found = self.index.candidates(q, want)?;
         if self.index.reranks() {
-            rerank(&mut found, q, &self.vectors);
+            let ids: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
+            found = self.vectors.scores(q, &ids)?;
         }
         let mut hits: Vec<Hit> = found
             .into_iter()
@@ -529,12 +537,18 @@ impl State {
             .take(k)
             .collect();
         if filtered && hits.len() < k {
-            let mut exact: Vec<(f32, &PatternInfo)> = self
+            let matching: Vec<u64> = self
                 .patterns
                 .by_id
                 .iter()
                 .filter(|(_, info)| info.matches(namespace, filter))
-                .filter_map(|(id, info)| Some((dot(q, self.vectors.get(*id)?), info)))
+                .map(|(id, _)| *id)
+                .collect();
+            let mut exact: Vec<(f32, &PatternInfo)> = self
+                .vectors
+                .scores(q, &matching)?
+                .into_iter()
+                .filter_map(|(id, score)| Some((score, self.patterns.by_id.get(&id)?)))
                 .collect();
             exact.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
             hits = exact
@@ -553,7 +567,7 @@ impl State {
     /// Starts a background training when the collection passed the threshold (or grew enough
     /// since the last training), unless one is running.
     fn maybe_train(&mut self, myself: &ActorRef<MemoryMsg>) {
-        let n = self.vectors.len();
+        let n = self.patterns.len();
         let due = match &self.index {
             ActiveIndex::Exact(_) => n >= self.config.train_threshold,
             ActiveIndex::Quantized(q) => {
@@ -564,29 +578,48 @@ impl State {
         if !due || !retry_ok || self.training.is_some() {
             return;
         }
-        let (ids, data) = self.vectors.snapshot();
-        let job = TrainJob {
-            dim: self.dim,
-            factory: self.config.factory_for(n, self.dim),
-            ids,
-            data,
-            target_recall: self.config.target_recall,
-            tune_queries: self.config.tune_queries,
-            rerank: self.config.compact,
-            seed: self.trainings ^ n as u64,
+        // Taken now, read on the training thread: the training sees exactly the patterns
+        // applied so far, and what changes meanwhile is replayed onto it.
+        let snapshot = match self.vectors.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::warn!(error = %e, "memory: cannot read the vectors to train on; the current index stays");
+                self.failed_at = Some(n);
+                self.last_error = Some(e.to_string());
+                return;
+            }
         };
+        let (dim, factory) = (self.dim, self.config.factory_for(n, self.dim));
+        let (target_recall, tune_queries, rerank) = (
+            self.config.target_recall,
+            self.config.tune_queries,
+            self.config.compact,
+        );
+        let seed = self.trainings ^ n as u64;
         self.training = Some(Training::default());
-        tracing::info!(vectors = n, factory = %job.factory, "memory: training a quantized index in the background");
+        tracing::info!(vectors = n, factory = %factory, "memory: training a quantized index in the background");
         let me = myself.clone();
         tokio::spawn(async move {
-            let result = tokio::task::spawn_blocking(move || train(job))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(MemoryError::Panicked {
-                        what: "training",
-                        reason: e.to_string(),
-                    })
-                });
+            let result = tokio::task::spawn_blocking(move || {
+                let (ids, data) = snapshot.read()?;
+                train(TrainJob {
+                    dim,
+                    factory,
+                    ids,
+                    data,
+                    target_recall,
+                    tune_queries,
+                    rerank,
+                    seed,
+                })
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(MemoryError::Panicked {
+                    what: "training",
+                    reason: e.to_string(),
+                })
+            });
             // If the actor has stopped, the trained index is simply dropped.
             let _ = me.cast(MemoryMsg::Trained(Box::new(result)));
         });
@@ -600,7 +633,7 @@ impl State {
             Ok(()) => "swapped",
             Err(e) => {
                 tracing::warn!(error = %e, "memory: training failed; the current index stays");
-                self.failed_at = Some(self.vectors.len());
+                self.failed_at = Some(self.patterns.len());
                 self.last_error = Some(e.to_string());
                 "failed"
             }
@@ -617,12 +650,10 @@ impl State {
         let mut index = ActiveIndex::Quantized(quantized);
         let mut ids = Vec::new();
         let mut data = Vec::new();
-        for id in changes.added {
-            if let Some(v) = self.vectors.get(id) {
-                ids.push(id);
-                data.extend_from_slice(v);
-            }
-        }
+        self.vectors.each(&changes.added, |id, v| {
+            ids.push(id);
+            data.extend_from_slice(v);
+        })?;
         let dead = if index.remove(&changes.removed)? {
             0
         } else {

@@ -18,6 +18,7 @@ use crate::{Embedder, HashingEmbedder, MemoryError};
 pub struct MemoryConfig {
     pub(crate) dim: usize,
     pub(crate) dir: Option<PathBuf>,
+    pub(crate) store_cache: usize,
     pub(crate) embedder: Arc<dyn Embedder>,
     pub(crate) index: IndexConfig,
     pub(crate) namespaces: Vec<String>,
@@ -28,6 +29,7 @@ impl fmt::Debug for MemoryConfig {
         f.debug_struct("MemoryConfig")
             .field("dim", &self.dim)
             .field("dir", &self.dir)
+            .field("store_cache", &self.store_cache)
             .field("embedder_dim", &self.embedder.dim())
             .field("index", &self.index)
             .field("namespaces", &self.namespaces)
@@ -42,6 +44,7 @@ impl MemoryConfig {
         Self {
             dim,
             dir: None,
+            store_cache: 64 << 20,
             embedder: Arc::new(HashingEmbedder::new(dim)),
             index: IndexConfig::default(),
             namespaces: Vec::new(),
@@ -53,6 +56,14 @@ impl MemoryConfig {
     /// once on disk.
     pub fn persist_to(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
+        self
+    }
+
+    /// The most RAM the on-disk store may use to cache its pages (default 64 MiB; redb's own
+    /// default, 1 GiB, would hold a large collection's vectors in RAM again). Reads beyond
+    /// it go to the operating system's page cache.
+    pub fn store_cache(mut self, bytes: usize) -> Self {
+        self.store_cache = bytes;
         self
     }
 
@@ -159,6 +170,12 @@ impl IndexConfig {
 
     /// Compact mode for large collections: the index keeps only product-quantization codes,
     /// and each search re-ranks `rerank × k` candidates exactly from the stored vectors.
+    ///
+    /// With a directory ([`MemoryConfig::persist_to`]) the full-precision vectors are not
+    /// kept in RAM at all: re-ranking, training and filtered searches read them from the
+    /// store, so once the index is trained RAM holds only its codes (about `d/8` bytes a
+    /// vector, plus ids). Without
+    /// one, they stay in RAM, there being nowhere else.
     pub fn compact(mut self, rerank: usize) -> Self {
         self.compact = Some(rerank);
         self

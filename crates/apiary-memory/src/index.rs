@@ -4,7 +4,7 @@ use faiss::{
     index::autotune::ParameterSpace, index::IndexImpl, selector::IdSelector, Idx, Index, MetricType,
 };
 
-use crate::{vectors::VectorSlab, MemoryError};
+use crate::MemoryError;
 
 /// The index searches run against.
 pub(crate) enum ActiveIndex {
@@ -90,18 +90,6 @@ pub(crate) fn top(
         .zip(&res.distances)
         .filter_map(|(l, d)| l.get().map(|id| (id, *d)))
         .collect())
-}
-
-/// Re-scores candidates exactly from the stored vectors; best first.
-pub(crate) fn rerank(candidates: &mut Vec<(u64, f32)>, q: &[f32], vectors: &VectorSlab) {
-    candidates.retain_mut(|(id, score)| match vectors.get(*id) {
-        Some(v) => {
-            *score = crate::vectors::dot(q, v);
-            true
-        }
-        None => false,
-    });
-    candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 }
 
 impl ActiveIndex {

@@ -6,7 +6,8 @@
 //!   collection is small; past a threshold a quantized index (default `IVF{nlist},SQ8`, any
 //!   `index_factory` string accepted) is trained on a blocking thread and swapped in, with its
 //!   `nprobe` tuned to the smallest value reaching a target recall measured against exact
-//!   search. A compact mode keeps only PQ codes in the index and re-ranks exactly.
+//!   search. A compact mode keeps only PQ codes in the index and re-ranks exactly (from
+//!   the store on disk when there is one, so RAM holds only the codes).
 //! - With a directory, keys and vectors live in a redb database (a write is acknowledged only
 //!   once committed to disk) and the trained index is saved beside it with a checksum.
 //!
@@ -26,6 +27,7 @@ mod memory;
 mod patterns;
 mod stats;
 mod store;
+mod stored_vectors;
 mod train;
 mod vectors;
 

@@ -62,9 +62,10 @@ impl Memory {
         let store = match &config.dir {
             Some(dir) => {
                 let dir = dir.clone();
+                let cache = config.store_cache;
                 let (store, contents) = tokio::task::spawn_blocking({
                     let dir = dir.clone();
-                    move || Store::open(&dir)
+                    move || Store::open(&dir, cache)
                 })
                 .await
                 .map_err(|e| MemoryError::Panicked {

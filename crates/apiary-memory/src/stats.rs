@@ -11,7 +11,8 @@ pub struct MemoryStats {
     pub patterns: usize,
     /// Known namespaces, sorted.
     pub namespaces: Vec<String>,
-    /// Bytes of full-precision vectors (and their ids) kept for training and re-ranking.
+    /// Bytes of full-precision vectors (and their ids) kept in RAM for training and
+    /// re-ranking: 0 in compact mode with a directory, where they are read from the store.
     pub vector_bytes: usize,
     /// The pattern index.
     pub index: IndexStats,

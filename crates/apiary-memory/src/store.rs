@@ -55,11 +55,15 @@ impl Store {
         dir.join("memory.redb")
     }
 
-    /// Opens (or creates) the database in `dir` and reads everything back.
-    pub(crate) fn open(dir: &Path) -> Result<(Self, Contents), MemoryError> {
+    /// Opens (or creates) the database in `dir`, caching at most `cache` bytes of its pages,
+    /// and reads everything back.
+    pub(crate) fn open(dir: &Path, cache: usize) -> Result<(Self, Contents), MemoryError> {
         std::fs::create_dir_all(dir).map_err(MemoryError::io(dir))?;
         let path = Self::file(dir);
-        let db = Database::create(&path).map_err(MemoryError::storage(&path))?;
+        let db = Database::builder()
+            .set_cache_size(cache)
+            .create(&path)
+            .map_err(MemoryError::storage(&path))?;
         let store = Self { db, path };
         // Create the tables so that a fresh database reads back empty.
         store.commit(|_| Ok(()))?;
@@ -89,13 +93,9 @@ impl Store {
         for row in patterns.iter().map_err(MemoryError::storage(path))? {
             let (id, v) = row.map_err(MemoryError::storage(path))?;
             let id = id.value();
-            let pattern =
-                postcard::from_bytes(v.value()).map_err(|source| MemoryError::CorruptRecord {
-                    path: path.clone(),
-                    record: format!("pattern #{id}"),
-                    source,
-                })?;
-            contents.patterns.push((id, pattern));
+            contents
+                .patterns
+                .push((id, decode_pattern(path, id, v.value())?));
         }
         let meta = txn.open_table(META).map_err(MemoryError::storage(path))?;
         contents.generation = meta
@@ -152,6 +152,39 @@ impl Store {
         })
     }
 
+    /// Calls `f` with the stored vector of each of `ids` that exists, in one read
+    /// transaction (compact mode re-ranks from here instead of keeping vectors in RAM).
+    pub(crate) fn each_vector(
+        &self,
+        ids: &[u64],
+        mut f: impl FnMut(u64, &[f32]),
+    ) -> Result<(), MemoryError> {
+        let path = &self.path;
+        let txn = self.db.begin_read().map_err(MemoryError::storage(path))?;
+        let table = txn
+            .open_table(PATTERNS)
+            .map_err(MemoryError::storage(path))?;
+        for &id in ids {
+            if let Some(row) = table.get(id).map_err(MemoryError::storage(path))? {
+                f(id, &decode_pattern(path, id, row.value())?.vector);
+            }
+        }
+        Ok(())
+    }
+
+    /// A consistent view of the stored patterns as of now, readable later on another
+    /// thread: a training started now sees exactly the patterns the actor has applied.
+    pub(crate) fn snapshot(&self) -> Result<Snapshot, MemoryError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(MemoryError::storage(&self.path))?;
+        Ok(Snapshot {
+            txn,
+            path: self.path.clone(),
+        })
+    }
+
     fn commit<R>(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<R, MemoryError>,
@@ -170,6 +203,47 @@ impl Store {
         txn.commit().map_err(MemoryError::storage(path))?;
         Ok(out)
     }
+}
+
+/// The stored patterns as of [`Store::snapshot`].
+pub(crate) struct Snapshot {
+    txn: redb::ReadTransaction,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Every pattern's id and vector (rows concatenated).
+    pub(crate) fn vectors(&self) -> Result<(Vec<u64>, Vec<f32>), MemoryError> {
+        let path = &self.path;
+        let table = self
+            .txn
+            .open_table(PATTERNS)
+            .map_err(MemoryError::storage(path))?;
+        let (mut ids, mut data) = (Vec::new(), Vec::new());
+        for row in table.iter().map_err(MemoryError::storage(path))? {
+            let (id, v) = row.map_err(MemoryError::storage(path))?;
+            let id = id.value();
+            ids.push(id);
+            data.extend_from_slice(&decode_pattern(path, id, v.value())?.vector);
+        }
+        Ok((ids, data))
+    }
+}
+
+fn decode_pattern(path: &Path, id: u64, bytes: &[u8]) -> Result<StoredPattern, MemoryError> {
+    postcard::from_bytes(bytes).map_err(|source| MemoryError::CorruptRecord {
+        path: path.to_owned(),
+        record: format!("pattern #{id}"),
+        source,
+    })
 }
 
 fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, MemoryError> {

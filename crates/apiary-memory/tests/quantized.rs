@@ -99,6 +99,68 @@ async fn compact_mode_reranks_pq_candidates_exactly() {
         .unwrap();
     assert_eq!(top[0].key, key(42));
     assert!((top[0].score - 1.0).abs() < 1e-4, "{}", top[0].score);
+    // Without a directory the exact vectors have nowhere to live but RAM.
+    assert_eq!(stats.vector_bytes, 5_000 * (DIM * 4 + 8));
+    m.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_mode_on_disk_reads_exact_vectors_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        MemoryConfig::new(DIM).persist_to(dir.path()).index(
+            IndexConfig::default()
+                .train_threshold(4_000)
+                .compact(10)
+                .target_recall(0.92),
+        )
+    };
+    let m = Memory::open(config()).await.unwrap();
+    m.add_patterns(corpus(0..4_000)).await.unwrap();
+    assert!(m.stats().await.unwrap().index.training);
+    // Written while the training reads its snapshot from the store: replayed from the store.
+    let tagged: Vec<Pattern> = corpus(4_000..5_000)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| if i < 3 { p.meta("tag", "rare") } else { p })
+        .collect();
+    m.add_patterns(tagged).await.unwrap();
+    assert!(m.remove_pattern(&key(4_500)).await.unwrap());
+
+    let stats = m.settle().await.unwrap();
+    assert!(stats.index.factory.ends_with(",PQ48np"), "{stats:?}");
+    assert_eq!(stats.index.indexed, 4_999);
+    assert_eq!(stats.vector_bytes, 0, "no exact vectors in RAM: {stats:?}");
+    let recall = recall_at_10(&m).await;
+    assert!(recall >= 0.9, "recall@10 = {recall}");
+    let top = m
+        .search(Query::vector(base()[4_001].clone(), 1))
+        .await
+        .unwrap();
+    assert_eq!(top[0].key, key(4_001));
+    assert!((top[0].score - 1.0).abs() < 1e-4, "{}", top[0].score);
+    // A filter matching 3 of 4,999 falls back to exact scoring, reading from the store.
+    let rare = m
+        .search(Query::vector(base()[4_002].clone(), 3).filter("tag", "rare"))
+        .await
+        .unwrap();
+    let keys: Vec<&str> = rare.iter().map(|h| h.key.as_str()).collect();
+    assert_eq!(keys[0], key(4_002));
+    assert_eq!(rare.len(), 3, "{keys:?}");
+    let (a, b) = (&base()[4_000], &base()[4_002]);
+    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+    let exact = dot(a, b) / (dot(a, a) * dot(b, b)).sqrt();
+    let scored = rare.iter().find(|h| h.key == key(4_000)).unwrap().score;
+    assert!((scored - exact).abs() < 1e-3, "{scored} vs {exact}");
+    m.close().await;
+
+    // Reopened: the saved codes are loaded; the vectors are still read from disk.
+    let m = Memory::open(config()).await.unwrap();
+    let stats = m.stats().await.unwrap();
+    assert_eq!(stats.vector_bytes, 0);
+    assert_eq!(stats.index.indexed, 4_999);
+    let recall_again = recall_at_10(&m).await;
+    assert_eq!(recall_again, recall);
     m.close().await;
 }
 
