@@ -62,10 +62,6 @@ impl VectorSlab {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.ids.len()
-    }
-
     pub(crate) fn insert(&mut self, id: u64, v: &[f32]) {
         debug_assert_eq!(v.len(), self.dim);
         if let Some(&row) = self.row_of.get(&id) {
@@ -145,6 +141,6 @@ mod tests {
         assert!(!s.remove(1));
         assert_eq!(s.get(3), Some(&[0.5, 0.5][..]));
         assert_eq!(s.get(2), Some(&[0.0, 1.0][..]));
-        assert_eq!(s.len(), 2);
+        assert_eq!(s.bytes(), 2 * (2 * 4 + 8));
     }
 }
