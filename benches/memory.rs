@@ -146,16 +146,25 @@ fn bench(c: &mut Criterion) {
     let config = |index: IndexConfig| {
         MemoryConfig::new(DIM).index(index.train_threshold(n).retrain_growth(1000.0))
     };
-    // RSS growth is read around the first two fills, before anything else is allocated.
+    // Two persisted memories, closed (saving their indexes) and reopened in a child process
+    // each to read what they cost in RAM; the compact one is then reopened here.
     let disk = tempfile::tempdir().unwrap();
-    let rss_0 = rss_bytes();
-    let (on_disk, on_disk_train_s) = rt.block_on(filled(
+    let sq8_disk = tempfile::tempdir().unwrap();
+    let compact_config = || config(IndexConfig::default().compact(10)).persist_to(disk.path());
+    let (on_disk, on_disk_train_s) = rt.block_on(filled(&data, compact_config()));
+    rt.block_on(on_disk.close());
+    let (sq8, _) = rt.block_on(filled(
         &data,
-        config(IndexConfig::default().compact(10)).persist_to(disk.path()),
+        config(IndexConfig::default()).persist_to(sq8_disk.path()),
     ));
-    let rss_1 = rss_bytes();
+    rt.block_on(sq8.close());
+    let rss_sq8 = reopened_rss(sq8_disk.path(), "standard", n);
+    let rss_compact = reopened_rss(disk.path(), "compact", n);
+    let on_disk = rt.block_on(Memory::open(compact_config())).unwrap();
+
+    let rss_0 = rss_bytes();
     let (standard, train_s) = rt.block_on(filled(&data, config(IndexConfig::default())));
-    let rss_2 = rss_bytes();
+    let rss_1 = rss_bytes();
     let (strict, strict_train_s) = rt.block_on(filled(
         &data,
         config(IndexConfig::default().target_recall(0.96)),
@@ -216,10 +225,11 @@ fn bench(c: &mut Criterion) {
         );
     }
     println!(
-        "flat: {:.1} bytes/vector; process RSS growth: standard memory {:.1} bytes/vector, \
-         compact memory on disk {:.1} bytes/vector",
+        "flat: {:.1} bytes/vector; process RSS growth: filling and training the standard memory \
+         {:.1} bytes/vector; reopening from disk in a fresh process and running the 1,000 \
+         queries: standard (SQ8) {rss_sq8:.1} bytes/vector, compact on disk {rss_compact:.1} \
+         bytes/vector",
         bytes_flat as f64 / n as f64,
-        rss_2.saturating_sub(rss_1) as f64 / n as f64,
         rss_1.saturating_sub(rss_0) as f64 / n as f64,
     );
 
@@ -308,7 +318,69 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 
+/// Set in the child process that measures a reopened memory's RSS: `<dir> <compact|standard>`.
+const RSS_CHILD_VAR: &str = "APIARY_BENCH_RSS_CHILD";
+
+/// Opens the persisted memory in `dir` in a fresh process, runs the dataset's queries, and
+/// prints the process's RSS growth: what a memory of this kind costs once it runs again
+/// from disk, free of whatever filling and training left in the allocator.
+fn rss_child(spec: &str) {
+    let (dir, kind) = spec.rsplit_once(' ').expect("<dir> <kind>");
+    // Only the queries are loaded: freed base rows would leave heap for the memory to reuse.
+    let data_dir = data_dir().expect("APIARY_DATA_DIR");
+    let queries = read_f16(&data_dir.join("minilm384_query.f16"));
+    let n = std::fs::metadata(data_dir.join("minilm384_base.f16"))
+        .unwrap()
+        .len() as usize
+        / (DIM * 2);
+    let index = match kind {
+        "compact" => IndexConfig::default().compact(10),
+        _ => IndexConfig::default(),
+    };
+    let rt = baseline::runtime();
+    let before = rss_bytes();
+    let memory = rt
+        .block_on(Memory::open(
+            MemoryConfig::new(DIM)
+                .persist_to(dir)
+                .index(index.train_threshold(n).retrain_growth(1000.0)),
+        ))
+        .unwrap();
+    for q in &queries {
+        rt.block_on(memory.search(Query::vector(q.clone(), 10)))
+            .unwrap();
+    }
+    let stats = rt.block_on(memory.stats()).unwrap();
+    let grown = rss_bytes().saturating_sub(before);
+    println!("rss_growth {grown} origin {:?}", stats.index.origin);
+}
+
+/// Runs [`rss_child`] for `dir` and returns the RSS growth per vector.
+fn reopened_rss(dir: &Path, kind: &str, n: usize) -> f64 {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(RSS_CHILD_VAR, format!("{} {kind}", dir.display()))
+        .output()
+        .expect("run the RSS child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("rss_growth "))
+        .unwrap_or_else(|| {
+            panic!(
+                "RSS child failed: {}\n{stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    eprintln!("{kind} memory reopened: {line}");
+    let bytes: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    bytes / n as f64
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var(RSS_CHILD_VAR) {
+        return rss_child(&spec);
+    }
     benches();
     criterion::Criterion::default()
         .configure_from_args()

@@ -168,7 +168,7 @@ impl Actor for MemoryActor {
             if state.config.compact.is_some() {
                 state.vectors = StoredVectors::Store(Arc::clone(&store));
             }
-            state.restore(&dir, contents)?;
+            state.restore(&store, &dir, contents)?;
             state.store = Some((store, dir));
         }
         state.publish_sizes();
@@ -331,28 +331,29 @@ impl Actor for MemoryActor {
 }
 
 impl State {
-    /// Fills the tables from the store and picks up the saved index if it is sound.
-    fn restore(&mut self, dir: &std::path::Path, contents: Contents) -> Result<(), MemoryError> {
+    /// Fills the tables from the store and picks up the saved index if it is sound. Vectors
+    /// are read only if they stay in RAM or the index must be rebuilt from them.
+    fn restore(
+        &mut self,
+        store: &Store,
+        dir: &std::path::Path,
+        contents: Contents,
+    ) -> Result<(), MemoryError> {
         for (key, entry) in contents.kv {
             // Expired entries are loaded too: invisible to reads, they leave at the first sweep.
             self.note_namespace(&key);
             self.kv.insert(key, entry);
         }
-        // Gathered here in case the index must be rebuilt: the vectors may not stay in RAM.
-        let (mut ids, mut data) = (Vec::new(), Vec::new());
-        for (id, StoredPattern { info, vector }) in contents.patterns {
+        for (id, info) in contents.patterns {
             self.note_namespace(&info.key);
-            self.vectors.insert(id, &vector);
             self.patterns.insert(id, info);
-            ids.push(id);
-            data.extend_from_slice(&vector);
         }
         self.generation = contents.generation;
         if self.patterns.len() == 0 {
             return Ok(());
         }
         let (config, dim) = (&self.config, self.dim);
-        match index_file::load(
+        let rebuild = match index_file::load(
             dir,
             self.generation,
             |n| config.factory_for(n, dim),
@@ -366,20 +367,33 @@ impl State {
                 if let ActiveIndex::Quantized(q) = &self.index {
                     metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
                 }
-                return Ok(());
+                false
             }
-            Loaded::Missing if self.patterns.len() < self.config.train_threshold => {}
+            Loaded::Missing if self.patterns.len() < self.config.train_threshold => true,
             Loaded::Missing => {
                 self.origin = IndexOrigin::Rebuilt {
                     reason: format!("no saved index in {}", dir.display()),
                 };
+                true
             }
             Loaded::Rejected(reason) => {
                 tracing::warn!(%reason, "memory: saved index rejected; rebuilding from stored vectors");
                 self.origin = IndexOrigin::Rebuilt { reason };
+                true
             }
+        };
+        let in_ram = matches!(self.vectors, StoredVectors::Ram(_));
+        if !rebuild && !in_ram {
+            return Ok(());
         }
-        self.index.add(&ids, &data)
+        let (ids, data) = store.snapshot()?.vectors()?;
+        if rebuild {
+            self.index.add(&ids, &data)?;
+        }
+        if in_ram {
+            self.vectors = StoredVectors::Ram(VectorSlab::from_parts(self.dim, ids, data));
+        }
+        Ok(())
     }
 
     fn note_namespace(&mut self, key: &str) {

@@ -24,11 +24,11 @@ pub(crate) struct StoredPattern {
     pub(crate) vector: Vec<f32>,
 }
 
-/// What the store held at open.
+/// What the store held at open (pattern vectors are read separately, only when needed).
 #[derive(Debug, Default)]
 pub(crate) struct Contents {
     pub(crate) kv: Vec<(String, Entry)>,
-    pub(crate) patterns: Vec<(u64, StoredPattern)>,
+    pub(crate) patterns: Vec<(u64, PatternInfo)>,
     pub(crate) generation: u64,
 }
 
@@ -93,9 +93,8 @@ impl Store {
         for row in patterns.iter().map_err(MemoryError::storage(path))? {
             let (id, v) = row.map_err(MemoryError::storage(path))?;
             let id = id.value();
-            contents
-                .patterns
-                .push((id, decode_pattern(path, id, v.value())?));
+            let info = decode_pattern(path, id, v.value())?.info;
+            contents.patterns.push((id, info));
         }
         let meta = txn.open_table(META).map_err(MemoryError::storage(path))?;
         contents.generation = meta

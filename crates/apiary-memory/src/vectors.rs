@@ -62,6 +62,18 @@ impl VectorSlab {
         }
     }
 
+    /// A slab of `ids` with their rows concatenated in `data`.
+    pub(crate) fn from_parts(dim: usize, ids: Vec<u64>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(ids.len() * dim, data.len());
+        let row_of = ids.iter().enumerate().map(|(row, &id)| (id, row)).collect();
+        Self {
+            dim,
+            data,
+            ids,
+            row_of,
+        }
+    }
+
     pub(crate) fn insert(&mut self, id: u64, v: &[f32]) {
         debug_assert_eq!(v.len(), self.dim);
         if let Some(&row) = self.row_of.get(&id) {
