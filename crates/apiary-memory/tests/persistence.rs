@@ -53,6 +53,16 @@ async fn restart_returns_every_acknowledged_write_and_loads_the_saved_index() {
     );
     assert_eq!(stats.index.param, trained.index.param);
     assert!(!stats.index.training);
+    // Outside compact mode the exact vectors are back in RAM (the index itself was loaded).
+    assert_eq!(stats.vector_bytes, trained.vector_bytes);
+    assert_eq!(stats.vector_bytes, 1_999 * (DIM * 4 + 8));
+    // A filter matching a single pattern is answered exactly from those vectors.
+    let hits = m
+        .search(Query::vector(base()[500].clone(), 3).filter("row", "1234"))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].key, key(1_234));
     assert_eq!(
         m.get::<Vec<u32>>("swarm/result").await.unwrap(),
         Some(vec![1, 2, 3])
