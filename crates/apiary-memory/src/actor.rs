@@ -382,15 +382,15 @@ impl State {
                 true
             }
         };
-        let in_ram = matches!(self.vectors, StoredVectors::Ram(_));
-        if !rebuild && !in_ram {
-            return Ok(());
-        }
-        let (ids, data) = store.snapshot()?.vectors()?;
+        let (ids, data) = match contents.vectors {
+            Some(read_at_open) => read_at_open,
+            None if rebuild => store.snapshot()?.vectors()?,
+            None => return Ok(()),
+        };
         if rebuild {
             self.index.add(&ids, &data)?;
         }
-        if in_ram {
+        if matches!(self.vectors, StoredVectors::Ram(_)) {
             self.vectors = StoredVectors::Ram(VectorSlab::from_parts(self.dim, ids, data));
         }
         Ok(())

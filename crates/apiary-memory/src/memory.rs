@@ -63,9 +63,11 @@ impl Memory {
             Some(dir) => {
                 let dir = dir.clone();
                 let cache = config.store_cache;
+                // Compact mode reads vectors from the store when it needs them, not at open.
+                let with_vectors = config.index.compact.is_none();
                 let (store, contents) = tokio::task::spawn_blocking({
                     let dir = dir.clone();
-                    move || Store::open(&dir, cache)
+                    move || Store::open(&dir, cache, with_vectors)
                 })
                 .await
                 .map_err(|e| MemoryError::Panicked {

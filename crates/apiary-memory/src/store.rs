@@ -24,11 +24,13 @@ pub(crate) struct StoredPattern {
     pub(crate) vector: Vec<f32>,
 }
 
-/// What the store held at open (pattern vectors are read separately, only when needed).
+/// What the store held at open.
 #[derive(Debug, Default)]
 pub(crate) struct Contents {
     pub(crate) kv: Vec<(String, Entry)>,
     pub(crate) patterns: Vec<(u64, PatternInfo)>,
+    /// The patterns' ids and vectors (rows concatenated), if asked for.
+    pub(crate) vectors: Option<(Vec<u64>, Vec<f32>)>,
     pub(crate) generation: u64,
 }
 
@@ -56,8 +58,12 @@ impl Store {
     }
 
     /// Opens (or creates) the database in `dir`, caching at most `cache` bytes of its pages,
-    /// and reads everything back.
-    pub(crate) fn open(dir: &Path, cache: usize) -> Result<(Self, Contents), MemoryError> {
+    /// and reads everything back, pattern vectors only if `with_vectors`.
+    pub(crate) fn open(
+        dir: &Path,
+        cache: usize,
+        with_vectors: bool,
+    ) -> Result<(Self, Contents), MemoryError> {
         std::fs::create_dir_all(dir).map_err(MemoryError::io(dir))?;
         let path = Self::file(dir);
         let db = Database::builder()
@@ -67,11 +73,11 @@ impl Store {
         let store = Self { db, path };
         // Create the tables so that a fresh database reads back empty.
         store.commit(|_| Ok(()))?;
-        let contents = store.read_all()?;
+        let contents = store.read_all(with_vectors)?;
         Ok((store, contents))
     }
 
-    fn read_all(&self) -> Result<Contents, MemoryError> {
+    fn read_all(&self, with_vectors: bool) -> Result<Contents, MemoryError> {
         let path = &self.path;
         let txn = self.db.begin_read().map_err(MemoryError::storage(path))?;
         let mut contents = Contents::default();
@@ -90,12 +96,18 @@ impl Store {
         let patterns = txn
             .open_table(PATTERNS)
             .map_err(MemoryError::storage(path))?;
+        let (mut ids, mut data) = (Vec::new(), Vec::new());
         for row in patterns.iter().map_err(MemoryError::storage(path))? {
             let (id, v) = row.map_err(MemoryError::storage(path))?;
             let id = id.value();
-            let info = decode_pattern(path, id, v.value())?.info;
+            let StoredPattern { info, vector } = decode_pattern(path, id, v.value())?;
             contents.patterns.push((id, info));
+            if with_vectors {
+                ids.push(id);
+                data.extend_from_slice(&vector);
+            }
         }
+        contents.vectors = with_vectors.then_some((ids, data));
         let meta = txn.open_table(META).map_err(MemoryError::storage(path))?;
         contents.generation = meta
             .get(GENERATION)

@@ -162,6 +162,23 @@ async fn compact_mode_on_disk_reads_exact_vectors_from_the_store() {
     let recall_again = recall_at_10(&m).await;
     assert_eq!(recall_again, recall);
     m.close().await;
+
+    // Without the saved index, the exact index is rebuilt from the store's vectors (and the
+    // quantized one retrained in the background); they still do not stay in RAM.
+    std::fs::remove_file(dir.path().join("patterns.faiss")).unwrap();
+    let m = Memory::open(config()).await.unwrap();
+    let stats = m.stats().await.unwrap();
+    assert!(
+        matches!(
+            stats.index.origin,
+            apiary_memory::IndexOrigin::Rebuilt { .. }
+        ),
+        "{stats:?}"
+    );
+    assert_eq!(stats.vector_bytes, 0);
+    let top = m.search(Query::vector(base()[7].clone(), 1)).await.unwrap();
+    assert_eq!(top[0].key, key(7));
+    m.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
