@@ -16,22 +16,11 @@ use criterion::{criterion_group, Criterion, Throughput};
 const COOKIE: &str = "apiary-bench";
 const PEER_VAR: &str = "APIARY_BENCH_WORKER_PEER";
 
-/// Adds one: the smallest real work, so the round trip is what is measured.
-struct Echo;
-
-impl Agent for Echo {
-    type Task = u64;
-    type Output = u64;
-    type Error = std::convert::Infallible;
-
-    async fn handle(&mut self, n: u64, _ctx: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
-        Ok(n + 1)
-    }
-}
-
 async fn echo_swarm() -> Swarm<u64, u64> {
     Swarm::builder()
-        .agent(AgentSpec::new("echo").queue_capacity(1024), || Echo)
+        .agent(AgentSpec::new("echo").queue_capacity(1024), || {
+            baseline::Adder
+        })
         .start()
         .await
         .unwrap()

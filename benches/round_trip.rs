@@ -10,20 +10,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ractor::Actor;
 
 mod baseline;
-use baseline::{raw_call, runtime, RawAdder};
-
-/// The same work as an apiary agent.
-struct Adder;
-
-impl Agent for Adder {
-    type Task = u64;
-    type Output = u64;
-    type Error = std::convert::Infallible;
-
-    async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
-        Ok(n + 1)
-    }
-}
+use baseline::{raw_call, runtime, Adder, RawAdder};
 
 fn round_trip(c: &mut Criterion) {
     let rt = runtime();

@@ -47,3 +47,21 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// The same work as [`RawAdder`] (add one, the smallest real work, so the round trip is what
+/// is measured) as an apiary agent.
+pub struct Adder;
+
+impl apiary::prelude::Agent for Adder {
+    type Task = u64;
+    type Output = u64;
+    type Error = std::convert::Infallible;
+
+    async fn handle(
+        &mut self,
+        n: u64,
+        _: &apiary::prelude::AgentContext<u64, u64>,
+    ) -> Result<u64, Self::Error> {
+        Ok(n + 1)
+    }
+}

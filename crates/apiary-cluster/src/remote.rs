@@ -124,7 +124,9 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
             let node = self.node_of(id);
             let gateway: ActorRef<GatewayMsg> = cell.into();
             let payload = request.clone();
-            match gateway
+            // A gateway whose session is gone (closed mid-call or unreachable) is failed
+            // over from: the next member of the group gets the task.
+            let cause = match gateway
                 .call(|reply| GatewayMsg::Call(payload, reply), self.timeout)
                 .await
             {
@@ -158,27 +160,17 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
                         seconds: self.timeout.map_or(0, |t| t.as_secs()),
                     })
                 }
-                Ok(CallResult::SenderError) => {
-                    metrics::counter!(m::REMOTE_FAILOVERS_TOTAL.name, "agent" => agent.clone())
-                        .increment(1);
-                    tried.insert(id);
-                    last_down = Some(RemoteError::NodeDown {
-                        agent: agent.clone(),
-                        node,
-                        cause: "the session closed before the answer came".into(),
-                    });
-                }
-                Err(e) => {
-                    metrics::counter!(m::REMOTE_FAILOVERS_TOTAL.name, "agent" => agent.clone())
-                        .increment(1);
-                    tried.insert(id);
-                    last_down = Some(RemoteError::NodeDown {
-                        agent: agent.clone(),
-                        node,
-                        cause: e.to_string(),
-                    });
-                }
-            }
+                Ok(CallResult::SenderError) => "the session closed before the answer came".into(),
+                Err(e) => e.to_string(),
+            };
+            metrics::counter!(m::REMOTE_FAILOVERS_TOTAL.name, "agent" => agent.clone())
+                .increment(1);
+            tried.insert(id);
+            last_down = Some(RemoteError::NodeDown {
+                agent: agent.clone(),
+                node,
+                cause,
+            });
         }
     }
 }
