@@ -1,48 +1,21 @@
 //! The ractor actor that runs one replica of an agent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use futures::FutureExt;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
-use crate::entry::AgentEntry;
-use crate::envelope::{Envelope, Ticket};
 use crate::events::EventBus;
-use crate::queue::AgentQueue;
-use crate::swarm::SwarmInner;
+use crate::mailbox::{AgentMsg, Envelope, Home, Ticket};
 use crate::telemetry;
-use crate::{Agent, AgentContext, AgentName, EventKind, Outcome, StopReason, TaskError, TaskState};
-
-/// Messages an agent's actor takes.
-pub(crate) enum AgentMsg<T, O> {
-    /// A task to run (or hold, while the queue is paused).
-    Task(Envelope<T, O>),
-    /// The queue was resumed: run what was held.
-    Resume,
-    /// A pool took the agent back: clear its state for the next user, then answer.
-    Reset(RpcReplyPort<()>),
-}
-
-// Local only: agents are reached across nodes through apiary-cluster's gateways, whose
-// messages are the serializable ones.
-impl<T: Send + 'static, O: Send + 'static> ractor::Message for AgentMsg<T, O> {}
+use crate::{Agent, AgentContext, EventKind, Outcome, StopReason, TaskError, TaskState};
 
 /// How a pooled agent's state is cleared between users.
 pub(crate) type Reset<A> = Arc<dyn Fn(&mut A) + Send + Sync>;
-
-/// Who an actor is, for the supervisor that sees it stop.
-#[derive(Debug, Clone)]
-pub(crate) struct Member {
-    pub(crate) agent: AgentName,
-    pub(crate) replica: usize,
-}
-
-/// Actors of a swarm by id; each agent actor registers itself before it can fail.
-pub(crate) type Members = Mutex<HashMap<ActorId, Member>>;
 
 pub(crate) struct AgentActor<A>(PhantomData<fn() -> A>);
 
@@ -55,20 +28,17 @@ impl<A> AgentActor<A> {
 pub(crate) struct AgentArgs<A: Agent> {
     pub(crate) agent: A,
     pub(crate) ctx: AgentContext<A::Task, A::Output>,
-    pub(crate) queue: Arc<AgentQueue>,
     pub(crate) bus: Arc<EventBus>,
-    pub(crate) members: Arc<Members>,
     pub(crate) reset: Option<Reset<A>>,
-    pub(crate) home: Weak<AgentEntry<A::Task, A::Output>>,
+    pub(crate) home: Arc<dyn Home<A::Task, A::Output>>,
 }
 
 pub(crate) struct AgentState<A: Agent> {
     agent: A,
     ctx: AgentContext<A::Task, A::Output>,
-    queue: Arc<AgentQueue>,
     bus: Arc<EventBus>,
     reset: Option<Reset<A>>,
-    home: Weak<AgentEntry<A::Task, A::Output>>,
+    home: Arc<dyn Home<A::Task, A::Output>>,
     // Tasks that arrived while the queue was paused, in arrival order.
     held: VecDeque<Envelope<A::Task, A::Output>>,
 }
@@ -80,27 +50,18 @@ impl<A: Agent> Actor for AgentActor<A> {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let AgentArgs {
             mut agent,
             ctx,
-            queue,
             bus,
-            members,
             reset,
             home,
         } = args;
+        // The agent's own error, boxed: the swarm's start reports it as its source.
         agent.started(&ctx).await.map_err(Into::into)?;
-        let member = Member {
-            agent: ctx.name().clone(),
-            replica: ctx.replica(),
-        };
-        members
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(myself.get_id(), member);
         bus.publish(|| EventKind::AgentSpawned {
             agent: ctx.name().clone(),
             replica: ctx.replica(),
@@ -109,7 +70,6 @@ impl<A: Agent> Actor for AgentActor<A> {
         Ok(AgentState {
             agent,
             ctx,
-            queue,
             bus,
             reset,
             home,
@@ -125,8 +85,8 @@ impl<A: Agent> Actor for AgentActor<A> {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AgentMsg::Task(env) => {
-                let paused = state.queue.is_paused();
-                if paused || !state.held.is_empty() {
+                let paused = state.home.is_paused();
+                if (paused || !state.held.is_empty()) && !state.home.aborted().is_raised() {
                     // Keep arrival order: nothing overtakes a held task.
                     env.ticket().shared.set_waiting(paused);
                     state.held.push_back(env);
@@ -136,7 +96,7 @@ impl<A: Agent> Actor for AgentActor<A> {
                 }
             }
             AgentMsg::Resume => {
-                while !state.queue.is_paused() {
+                while !state.home.is_paused() || state.home.aborted().is_raised() {
                     let Some(env) = state.held.pop_front() else {
                         break;
                     };
@@ -173,37 +133,6 @@ impl<A: Agent> Actor for AgentActor<A> {
     }
 }
 
-/// Starts one actor for `agent`, linked under the swarm's root; returns once the agent's
-/// `started` hook has succeeded.
-pub(crate) async fn spawn_agent<A: Agent>(
-    swarm: &Arc<SwarmInner<A::Task, A::Output>>,
-    agent: A,
-    home: &Arc<AgentEntry<A::Task, A::Output>>,
-    replica: usize,
-    reset: Option<Reset<A>>,
-) -> Result<ActorRef<AgentMsg<A::Task, A::Output>>, String> {
-    let spec = home.spec.clone();
-    let queue = home.queue.clone();
-    let name = AgentName::from(spec.name.as_str());
-    let ctx = AgentContext::new(name, replica, spec, Arc::downgrade(swarm));
-    let args = AgentArgs {
-        agent,
-        ctx,
-        queue,
-        bus: swarm.bus.clone(),
-        members: swarm.members.clone(),
-        reset,
-        home: Arc::downgrade(home),
-    };
-    let started = std::time::Instant::now();
-    // Unnamed: ractor's registry is process-global and two swarms may share agent names.
-    let (actor, _) = Actor::spawn_linked(None, AgentActor::<A>::new(), args, swarm.root.get_cell())
-        .await
-        .map_err(|e| e.to_string())?;
-    telemetry::spawned(&home.name, started.elapsed());
-    Ok(actor)
-}
-
 /// Runs one task to its end. A panic in the agent ends the task as `Panicked` (or puts a
 /// copy of it back in line, while its retry budget lasts) and is then returned as the
 /// actor's error, so the actor stops and its supervisor sees the failure.
@@ -211,12 +140,17 @@ async fn run<A: Agent>(
     state: &mut AgentState<A>,
     env: Envelope<A::Task, A::Output>,
 ) -> Result<(), ActorProcessingErr> {
-    let home = state.home.upgrade();
     let (task, ticket) = env.into_parts();
     let shared = ticket.shared.clone();
+    let home = &state.home;
+    if home.aborted().is_raised() {
+        // A bounded shutdown's grace period is over: what still waits is cancelled.
+        shared.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+        return Ok(());
+    }
     if shared.deadline_passed() {
         if shared.time_out() {
-            report(&home, &ticket, Outcome::TimedOut);
+            home.report(&ticket, Outcome::TimedOut);
         }
         return Ok(());
     }
@@ -225,11 +159,12 @@ async fn run<A: Agent>(
         return Ok(());
     }
     // A copy for a retry, made only while the budget lasts and tasks can be copied.
-    let retry_copy = home.as_ref().and_then(|entry| {
-        let copy = entry.cloner?;
-        (shared.attempts() < state.ctx.spec().max_retries).then(|| copy(&task))
-    });
-    let work = AssertUnwindSafe(state.agent.handle(task, &state.ctx))
+    let retry_copy = home
+        .cloner()
+        .filter(|_| shared.attempts() < state.ctx.spec().max_retries)
+        .map(|copy| copy(&task));
+    let ctx = state.ctx.for_task(shared.clone());
+    let work = AssertUnwindSafe(state.agent.handle(task, &ctx))
         .catch_unwind()
         .instrument(shared.span.clone());
     let deadline = async {
@@ -239,11 +174,17 @@ async fn run<A: Agent>(
         }
     };
     let result = tokio::select! {
+        // The work first: an agent that answers on its first poll never registers with the
+        // other signals.
+        biased;
         r = work => r,
-        () = shared.cancel.cancelled() => {
-            // Ended from outside: cancelled, or timed out by its awaiting handle.
-            if shared.state() == TaskState::TimedOut {
-                report(&home, &ticket, Outcome::TimedOut);
+        () = shared.stop_signal().raised() => {
+            // Ended from outside (cancelled, or timed out by its awaiting handle), or handed
+            // on by the agent itself.
+            match shared.state() {
+                TaskState::Delegated => home.report(&ticket, Outcome::Delegated),
+                TaskState::TimedOut => home.report(&ticket, Outcome::TimedOut),
+                _ => {}
             }
             return Ok(());
         }
@@ -253,22 +194,26 @@ async fn run<A: Agent>(
             // reporter).
             shared.time_out();
             if shared.state() == TaskState::TimedOut {
-                report(&home, &ticket, Outcome::TimedOut);
+                home.report(&ticket, Outcome::TimedOut);
             }
             return Ok(());
         }
+        () = home.aborted().raised() => {
+            shared.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+            return Ok(());
+        }
     };
-    let agent = || shared.agent.clone();
+    let agent = || shared.agent().clone();
     match result {
         // The breaker hears the outcome before the submitter does, so a submitter that acts
         // on its result sees the breaker already updated.
         Ok(Ok(output)) => {
-            report(&home, &ticket, Outcome::Completed);
+            home.report(&ticket, Outcome::Completed);
             shared.finish(Outcome::Completed, Ok(output));
             Ok(())
         }
         Ok(Err(e)) => {
-            report(&home, &ticket, Outcome::Failed);
+            home.report(&ticket, Outcome::Failed);
             let err = TaskError::Agent {
                 agent: agent(),
                 source: e.into(),
@@ -278,35 +223,40 @@ async fn run<A: Agent>(
         }
         Err(panic) => {
             let message = panic_message(panic);
-            report(&home, &ticket, Outcome::Panicked);
-            match (retry_copy, &home) {
-                (Some(copy), Some(entry)) if shared.retry() => {
-                    // Waits for this replica's restart (or another replica) to run again.
-                    entry.park(copy, ticket);
-                }
-                _ => {
-                    shared.finish(
-                        Outcome::Panicked,
-                        Err(TaskError::Panicked {
-                            agent: agent(),
-                            message: message.clone(),
-                        }),
-                    );
-                }
-            }
-            Err(format!("agent `{}` panicked: {message}", shared.agent).into())
+            home.report(&ticket, Outcome::Panicked);
+            retry_or_fail(home, retry_copy, ticket, &message);
+            // A crashed actor never runs `post_stop`: its stop is recorded here.
+            telemetry::stopped();
+            state.bus.publish(|| EventKind::AgentStopped {
+                agent: state.ctx.name().clone(),
+                replica: state.ctx.replica(),
+                reason: StopReason::Failed(format!("panicked: {message}")),
+            });
+            Err(format!("agent `{}` panicked: {message}", shared.agent()).into())
         }
     }
 }
 
-/// Tells the task's breaker how it ended.
-fn report<T: Send + 'static, O: Send + 'static>(
-    home: &Option<Arc<AgentEntry<T, O>>>,
-    ticket: &Ticket<O>,
-    outcome: Outcome,
+/// After a panic: puts a copy of the task back in line for a restarted (or another) replica
+/// while its retry budget lasts, or fails it with the panic.
+fn retry_or_fail<T, O>(
+    home: &Arc<dyn Home<T, O>>,
+    copy: Option<T>,
+    ticket: Ticket<O>,
+    message: &str,
 ) {
-    if let Some(entry) = home {
-        entry.report(ticket, outcome);
+    match copy {
+        Some(copy) if ticket.shared.retry() => home.park(copy, ticket),
+        _ => {
+            let agent = ticket.shared.agent().clone();
+            ticket.shared.finish(
+                Outcome::Panicked,
+                Err(TaskError::Panicked {
+                    agent,
+                    message: message.to_owned(),
+                }),
+            );
+        }
     }
 }
 

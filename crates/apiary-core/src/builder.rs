@@ -1,64 +1,79 @@
 //! Building and starting a swarm, batch by batch in dependency order.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use apiary_planner::{Node, Plan, PlanLimits};
 use apiary_supervisor::CircuitBreaker;
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorCell};
 
-use apiary_memory::Memory;
-
-use crate::actor::{spawn_agent, AgentMsg, Members};
-use crate::entry::{AgentEntry, Cloner, Replica};
+use crate::entry::{AgentEntry, Cloner, EntryParts, Replica};
 use crate::events::EventBus;
-use crate::queue::AgentQueue;
-use crate::root::{Root, RootArgs};
-use crate::swarm::SwarmInner;
-use crate::{Agent, AgentName, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings, Topology};
+use crate::factory::Factory;
+use crate::registry::Slot;
+use crate::resources::Resources;
+use crate::root::{Root, Supervised, SwarmSlot};
+use crate::runtime::Runtime;
+use crate::{Agent, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings, Topology};
 
-/// A replica started in the current batch, with its agent's entry.
-type Started<'a, T, O> = (&'a Arc<AgentEntry<T, O>>, ActorRef<AgentMsg<T, O>>);
-
-pub(crate) type SpawnFuture<'a, T, O> =
-    Pin<Box<dyn Future<Output = Result<ActorRef<AgentMsg<T, O>>, String>> + Send + 'a>>;
-
-/// Starts one replica of an agent (at swarm start and at every restart); erases the agent's
-/// type so one swarm holds many.
-pub(crate) trait SpawnAgent<T: Send + 'static, O: Send + 'static>: Send + Sync {
-    fn spawn<'a>(
-        &'a self,
-        swarm: &'a Arc<SwarmInner<T, O>>,
-        home: &'a Arc<AgentEntry<T, O>>,
-        replica: usize,
-    ) -> SpawnFuture<'a, T, O>;
+/// An agent added to a builder, its type erased until the swarm starts.
+trait PendingAgent: Send {
+    fn spec(&self) -> &AgentSpec;
+    /// The agent's entry in `rt`'s swarm.
+    fn entry(self: Box<Self>, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot;
 }
 
-struct Factory<A, F> {
+struct Pending<A, F> {
+    spec: AgentSpec,
     make: F,
     _agent: PhantomData<fn() -> A>,
 }
 
-impl<A, F> SpawnAgent<A::Task, A::Output> for Factory<A, F>
+impl<A, F> PendingAgent for Pending<A, F>
 where
     A: Agent,
     F: Fn() -> A + Send + Sync + 'static,
 {
-    fn spawn<'a>(
-        &'a self,
-        swarm: &'a Arc<SwarmInner<A::Task, A::Output>>,
-        home: &'a Arc<AgentEntry<A::Task, A::Output>>,
-        replica: usize,
-    ) -> SpawnFuture<'a, A::Task, A::Output> {
-        Box::pin(spawn_agent(swarm, (self.make)(), home, replica, None))
+    fn spec(&self) -> &AgentSpec {
+        &self.spec
+    }
+
+    fn entry(self: Box<Self>, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot {
+        let capacity = self.spec.queue_capacity.unwrap_or(rt.settings.queue_capacity);
+        let factory = Factory::<A, F>::new(self.make, Arc::downgrade(rt));
+        Slot::new(Arc::new(AgentEntry::new(EntryParts {
+            spec: Arc::new(self.spec),
+            capacity,
+            spawner: Some(Arc::new(factory)),
+            cloner: cloners.get::<A::Task>(),
+            bus: rt.bus.clone(),
+            epoch: rt.epoch,
+        })))
     }
 }
 
-/// Builds a [`Swarm`]: its agents, settings and hooks.
+/// How to copy tasks, by task type: [`SwarmBuilder::retry_crashed_tasks`].
+#[derive(Default)]
+struct Cloners(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+
+impl Cloners {
+    fn insert<T: Clone + 'static>(&mut self) {
+        let copy: Cloner<T> = T::clone;
+        self.0.insert(TypeId::of::<T>(), Box::new(copy));
+    }
+
+    fn get<T: 'static>(&self) -> Option<Cloner<T>> {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|c| c.downcast_ref::<Cloner<T>>())
+            .copied()
+    }
+}
+
+/// Builds a [`Swarm`]: its agents (of any types), settings, hooks, topology and resources.
 ///
 /// # Examples
 ///
@@ -89,70 +104,73 @@ where
 /// # Ok(())
 /// # }
 /// ```
-pub struct SwarmBuilder<T: Send + 'static, O: Send + 'static> {
+#[derive(Default)]
+pub struct SwarmBuilder {
     settings: SwarmSettings,
-    agents: Vec<(AgentSpec, Arc<dyn SpawnAgent<T, O>>)>,
+    agents: Vec<Box<dyn PendingAgent>>,
     hooks: Vec<Arc<dyn Hook>>,
-    cloner: Option<Cloner<T>>,
+    cloners: Cloners,
     topology: Option<Box<dyn Topology>>,
-    memory: Option<Memory>,
+    resources: Resources,
 }
 
-impl<T: Send + 'static, O: Send + 'static> fmt::Debug for SwarmBuilder<T, O> {
+impl fmt::Debug for SwarmBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SwarmBuilder")
             .field("settings", &self.settings)
             .field(
                 "agents",
-                &self.agents.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
+                &self.agents.iter().map(|a| &a.spec().name).collect::<Vec<_>>(),
             )
             .field("hooks", &self.hooks.len())
-            .field("retries", &self.cloner.is_some())
-            .finish()
+            .field("resources", &self.resources)
+            .finish_non_exhaustive()
     }
 }
 
-impl<T: Send + 'static, O: Send + 'static> Default for SwarmBuilder<T, O> {
-    fn default() -> Self {
-        Self::new()
+impl Swarm {
+    /// A builder for a swarm.
+    pub fn builder() -> SwarmBuilder {
+        SwarmBuilder::new()
     }
 }
 
-impl<T: Clone + Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
-    /// Lets tasks whose agent crashed (panicked) on them run again, up to each agent's
-    /// `max_retries`: the swarm keeps a copy of a task while it runs. Without this, a crash
-    /// fails its task with the panic.
-    pub fn retry_crashed_tasks(mut self) -> Self {
-        self.cloner = Some(T::clone);
-        self
-    }
-}
-
-impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
+impl SwarmBuilder {
     /// An empty builder with default settings.
     pub fn new() -> Self {
-        Self {
-            settings: SwarmSettings::default(),
-            agents: Vec::new(),
-            hooks: Vec::new(),
-            cloner: None,
-            topology: None,
-            memory: None,
-        }
+        Self::default()
     }
 
-    /// Adds an agent. `make` builds a fresh agent value for each replica and for each
-    /// restart.
+    /// Adds an agent of any type. `make` builds a fresh agent value for each replica and for
+    /// each restart.
     pub fn agent<A, F>(mut self, spec: AgentSpec, make: F) -> Self
     where
-        A: Agent<Task = T, Output = O>,
+        A: Agent,
         F: Fn() -> A + Send + Sync + 'static,
     {
-        let factory = Factory {
+        self.agents.push(Box::new(Pending {
+            spec,
             make,
             _agent: PhantomData,
-        };
-        self.agents.push((spec, Arc::new(factory)));
+        }));
+        self
+    }
+
+    /// Lets tasks of type `T` whose agent crashed (panicked) on them run again, up to each
+    /// agent's `max_retries`: the swarm keeps a copy of such a task while it runs. Without
+    /// this, a crash fails its task with the panic.
+    pub fn retry_crashed_tasks<T: Clone + Send + 'static>(mut self) -> Self {
+        self.cloners.insert::<T>();
+        self
+    }
+
+    /// Gives the swarm a resource every agent reaches by type
+    /// ([`AgentContext::resource`](crate::AgentContext::resource)): its memory, an HTTP
+    /// client, a database pool. One value per type (a second replaces the first); wrap
+    /// values in types of your own to keep several of one type apart. The swarm drops its
+    /// resources when its last handle and agent are gone; it does not close them.
+    pub fn resource<R: Send + Sync + 'static>(mut self, value: R) -> Self {
+        self.resources.insert(value);
         self
     }
 
@@ -187,14 +205,6 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
         self
     }
 
-    /// Gives every agent (through [`AgentContext::memory`](crate::AgentContext::memory)) and
-    /// the swarm a shared memory. The swarm does not close it: a memory may outlive the swarm
-    /// or be shared by several.
-    pub fn memory(mut self, memory: Memory) -> Self {
-        self.memory = Some(memory);
-        self
-    }
-
     /// Registers a hook that sees every event, from the first agent spawned on.
     pub fn hook(mut self, hook: impl Hook) -> Self {
         self.hooks.push(Arc::new(hook));
@@ -209,23 +219,25 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
     ///
     /// A [`SwarmError`] before anything starts for an invalid spec or setting, a duplicate
     /// name, an unknown dependency or a cycle; [`SwarmError::AgentStart`] if an agent fails to
-    /// start, after every actor already started has been stopped again in reverse order.
-    pub async fn start(self) -> Result<Swarm<T, O>, SwarmError> {
+    /// start (its own error is the source), after every actor already started has been
+    /// stopped again in reverse order.
+    pub async fn start(self) -> Result<Swarm, SwarmError> {
         let Self {
             settings,
             agents,
             hooks,
-            cloner,
+            cloners,
             topology,
-            memory,
+            resources,
         } = self;
         settings.validate()?;
-        for (spec, _) in &agents {
-            spec.validate()?;
+        for agent in &agents {
+            agent.spec().validate()?;
         }
         let nodes: Vec<Node> = agents
             .iter()
-            .map(|(s, _)| {
+            .map(|a| {
+                let s = a.spec();
                 Node::new(s.name.as_str())
                     .depends_on(s.depends_on.iter().map(String::as_str))
                     .weight(s.replicas as usize)
@@ -237,79 +249,53 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
         let plan = Plan::new(&nodes, limits)?;
 
         let bus = Arc::new(EventBus::new(settings.event_capacity, hooks));
-        let members = Arc::new(Members::default());
-        let swarm_slot = Arc::new(OnceLock::new());
-        let root_args = RootArgs {
-            members: members.clone(),
-            bus: bus.clone(),
-            swarm: swarm_slot.clone(),
-            settings: settings.clone(),
-        };
-        let (root, _) = Actor::spawn(None, Root::<T, O>::new(), root_args)
+        let slot: SwarmSlot = Arc::new(OnceLock::new());
+        let (root, _) = Actor::spawn(None, Root, slot.clone())
             .await
             .map_err(|e| SwarmError::Supervisor(e.to_string()))?;
-        let inner = Arc::new(SwarmInner::new(
-            bus.clone(),
-            members,
-            root,
-            settings,
-            memory,
-        ));
-        let _ = swarm_slot.set(Arc::downgrade(&inner));
-        let swarm = Swarm {
-            inner: inner.clone(),
-        };
+        let rt = Arc::new(Runtime::new(bus, settings, resources, root.get_cell()));
+        let supervised: Arc<dyn Supervised> = rt.clone();
+        let _ = slot.set(Arc::downgrade(&supervised) as Weak<dyn Supervised>);
+        let swarm = Swarm::from_parts(rt.clone(), root);
 
         // Every agent gets its entry up front; starting one only fills in its replicas.
-        let entries: Vec<Arc<AgentEntry<T, O>>> = agents
-            .iter()
-            .map(|(spec, spawner)| {
-                let capacity = spec.queue_capacity.unwrap_or(inner.settings.queue_capacity);
-                Arc::new(AgentEntry::new(
-                    Arc::new(spec.clone()),
-                    Arc::new(AgentQueue::new(capacity)),
-                    Some(spawner.clone()),
-                    cloner,
-                    bus.clone(),
-                    inner.epoch,
-                ))
-            })
+        let slots: Vec<Slot> = agents
+            .into_iter()
+            .map(|a| a.entry(&rt, &cloners))
             .collect();
-        inner.plan(entries.clone());
-        let by_name: HashMap<&str, usize> = agents
+        rt.registry.plan(slots.iter().cloned());
+        let by_name: HashMap<&str, &Slot> = slots
             .iter()
-            .enumerate()
-            .map(|(i, (s, _))| (s.name.as_str(), i))
+            .map(|s| (s.entry.name().as_str(), s))
             .collect();
-        let chunk = match inner.settings.max_concurrency {
+        let chunk = match rt.settings.max_concurrency {
             0 => usize::MAX,
             n => n,
         };
         for batch in plan.batches() {
             // Every replica of every agent in the batch, spawned `chunk` at a time.
-            let jobs: Vec<(&Arc<AgentEntry<T, O>>, usize)> = batch
+            let jobs: Vec<(&Slot, usize)> = batch
                 .agents()
                 .flat_map(|name| {
-                    let entry = &entries[by_name[name]];
-                    (0..entry.spec.replicas as usize).map(move |r| (entry, r))
+                    let slot = by_name[name];
+                    (0..slot.entry.spec().replicas as usize).map(move |r| (slot, r))
                 })
                 .collect();
-            let mut started: Vec<Started<'_, T, O>> = Vec::with_capacity(jobs.len());
+            let mut started: Vec<(&Slot, ActorCell)> = Vec::with_capacity(jobs.len());
             let mut failure = None;
             for group in jobs.chunks(chunk) {
-                let results = futures::future::join_all(group.iter().map(|(entry, replica)| {
-                    let spawner = entry.spawner.as_ref().expect("swarm agents have spawners");
-                    spawner.spawn(&inner, entry, *replica)
-                }))
+                let results = futures::future::join_all(
+                    group.iter().map(|(slot, r)| slot.entry.clone().respawn(*r)),
+                )
                 .await;
-                for (&(entry, replica), result) in group.iter().zip(results) {
+                for (&(slot, replica), result) in group.iter().zip(results) {
                     match result {
-                        Ok(actor) => started.push((entry, actor)),
-                        Err(reason) if failure.is_none() => {
+                        Ok(actor) => started.push((slot, actor)),
+                        Err(source) if failure.is_none() => {
                             failure = Some(SwarmError::AgentStart {
-                                agent: entry.name.clone(),
+                                agent: slot.entry.name().clone(),
                                 replica,
-                                reason,
+                                source,
                             });
                         }
                         Err(_) => {}
@@ -320,28 +306,33 @@ impl<T: Send + 'static, O: Send + 'static> SwarmBuilder<T, O> {
                 }
             }
             if let Some(err) = failure {
-                inner.close();
+                rt.close();
                 for (_, actor) in started.iter().rev() {
                     let _ = actor.stop_and_wait(None, None).await;
                 }
                 swarm.shutdown().await;
                 return Err(err);
             }
-            let mut by_agent: Vec<(AgentName, Vec<Replica<T, O>>)> = Vec::new();
-            for (entry, actor) in started {
-                let breaker = entry.spec.breaker.clone().map(CircuitBreaker::new);
+            // Replicas of one agent were spawned together, in order.
+            let mut by_agent: Vec<(&Slot, Vec<Replica>)> = Vec::new();
+            for (slot, actor) in started {
+                let breaker = slot.entry.spec().breaker.clone().map(CircuitBreaker::new);
                 let replica = Replica::new(actor, breaker);
                 match by_agent.last_mut() {
-                    Some((name, replicas)) if *name == entry.name => replicas.push(replica),
-                    _ => by_agent.push((entry.name.clone(), vec![replica])),
+                    Some((s, replicas)) if s.entry.name() == slot.entry.name() => {
+                        replicas.push(replica)
+                    }
+                    _ => by_agent.push((slot, vec![replica])),
                 }
             }
-            for (name, replicas) in by_agent {
-                inner.mark_started(name.as_str(), replicas);
+            for (slot, replicas) in by_agent {
+                if slot.entry.set_replicas(replicas) {
+                    rt.registry.mark_started(slot.entry.name());
+                }
             }
         }
         if let Some(topology) = topology {
-            if let Err(e) = inner.set_topology(topology) {
+            if let Err(e) = rt.registry.set_topology(topology) {
                 swarm.shutdown().await;
                 return Err(e.into());
             }

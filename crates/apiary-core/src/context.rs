@@ -1,21 +1,49 @@
+//! What an agent may touch: its identity, its task, its peers, the swarm's resources and
+//! events.
+
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::marker::PhantomData;
+use std::sync::Arc;
 
-use apiary_memory::Memory;
+use tokio::time::Instant;
 
-use crate::swarm::SwarmInner;
+use crate::agent_ref::AgentRef;
+use crate::registry::Pick;
+use crate::resources::MissingResource;
+use crate::runtime::Runtime;
+use crate::task::TaskShared;
 use crate::{
-    AgentName, AgentSpec, EventStream, SubmitError, SubmitErrorKind, SubmitOptions, TaskHandle,
+    AgentName, AgentSpec, EventStream, LookupError, RouteRequest, SubmitError, SubmitErrorKind,
+    TaskHandle, TaskId,
 };
 
-/// What an agent may touch: its own identity and spec, its peers, and the swarm's events.
+/// What an agent may touch: its identity and spec, the task it is handling (its cancellation
+/// and deadline), its peers, the swarm's resources and its events.
 ///
 /// An agent reaches the rest of the swarm only through its context; there are no globals.
-/// A context is cheap to clone and may be moved into tasks the agent spawns.
+/// The context an agent's `handle` receives is about that task; a clone may be moved into
+/// tasks the agent spawns.
+///
+/// `T` and `O` are the agent's own task and output types ([`Ctx<A>`](crate::Ctx) names them
+/// from the agent type). Peers may take other types: [`agent`](Self::agent) gives a typed
+/// reference to any of them, checked once.
+///
+/// # Deadlocks
+///
+/// An agent handles one task at a time. Awaiting a peer's result inside `handle`
+/// (`peer.submit(t).await?.await?`) holds the agent until the peer answers, and its own
+/// queue waits meanwhile. If the peer, directly or through others, sends work back to this
+/// agent and awaits it, the cycle never ends: each waits for the other's queue. A ring of
+/// agents each awaiting its successor deadlocks on the first task that goes round twice.
+///
+/// The non-blocking way is to hand the task on: [`hand_off`](Self::hand_off) gives the
+/// current task to a peer, whose result completes the original task, and the agent takes
+/// its next task at once. Hand-offs wait only for room in the peer's queue; a cycle of them
+/// can block only if every queue in the cycle is full at once.
 ///
 /// # Examples
 ///
-/// An agent that fans work out to a peer and waits for it:
+/// An agent that fans work out to a peer and waits for it (fine: `double` never calls back):
 ///
 /// ```
 /// use apiary_core::{Agent, AgentContext, AgentSpec, BoxError, Swarm};
@@ -36,8 +64,9 @@ use crate::{
 ///     type Output = u64;
 ///     type Error = BoxError;
 ///     async fn handle(&mut self, n: u64, ctx: &AgentContext<u64, u64>) -> Result<u64, BoxError> {
-///         let twice = ctx.send("double", n).await?.await?;
-///         Ok(ctx.send("double", twice).await?.await?)
+///         let double = ctx.agent::<u64, u64>("double")?;
+///         let twice = double.submit(n).await?.await?;
+///         Ok(double.submit(twice).await?.await?)
 ///     }
 /// }
 ///
@@ -48,25 +77,31 @@ use crate::{
 ///     .agent(AgentSpec::new("quad").depends_on(["double"]), || Quadruple)
 ///     .start()
 ///     .await?;
-/// assert_eq!(swarm.submit("quad", 5).await?.await?, 20);
+/// assert_eq!(swarm.agent::<u64, u64>("quad")?.submit(5).await?.await?, 20);
 /// swarm.shutdown().await;
 /// # Ok(())
 /// # }
 /// ```
 pub struct AgentContext<T, O> {
-    name: AgentName,
-    replica: usize,
-    spec: Arc<AgentSpec>,
-    swarm: Weak<SwarmInner<T, O>>,
+    base: Arc<Base>,
+    task: Option<Arc<TaskShared<O>>>,
+    _task: PhantomData<fn(T)>,
+}
+
+/// What every context of one agent replica shares.
+pub(crate) struct Base {
+    pub(crate) name: AgentName,
+    pub(crate) replica: usize,
+    pub(crate) spec: Arc<AgentSpec>,
+    pub(crate) rt: Arc<Runtime>,
 }
 
 impl<T, O> Clone for AgentContext<T, O> {
     fn clone(&self) -> Self {
         Self {
-            name: self.name.clone(),
-            replica: self.replica,
-            spec: self.spec.clone(),
-            swarm: self.swarm.clone(),
+            base: self.base.clone(),
+            task: self.task.clone(),
+            _task: PhantomData,
         }
     }
 }
@@ -74,196 +109,392 @@ impl<T, O> Clone for AgentContext<T, O> {
 impl<T, O> fmt::Debug for AgentContext<T, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentContext")
-            .field("name", &self.name)
-            .field("replica", &self.replica)
+            .field("name", &self.base.name)
+            .field("replica", &self.base.replica)
+            .field("task", &self.task.as_ref().map(|t| t.id))
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
-    pub(crate) fn new(
-        name: AgentName,
-        replica: usize,
-        spec: Arc<AgentSpec>,
-        swarm: Weak<SwarmInner<T, O>>,
-    ) -> Self {
+    /// The context of an agent replica, outside any task (`started`, `stopping`).
+    pub(crate) fn new(base: Base) -> Self {
         Self {
-            name,
-            replica,
-            spec,
-            swarm,
+            base: Arc::new(base),
+            task: None,
+            _task: PhantomData,
+        }
+    }
+
+    /// The context for handling one task.
+    pub(crate) fn for_task(&self, task: Arc<TaskShared<O>>) -> Self {
+        Self {
+            base: self.base.clone(),
+            task: Some(task),
+            _task: PhantomData,
         }
     }
 
     /// This agent's name.
     pub fn name(&self) -> &AgentName {
-        &self.name
+        &self.base.name
     }
 
     /// Which replica of the agent this is (0-based).
     pub fn replica(&self) -> usize {
-        self.replica
+        self.base.replica
     }
 
     /// This agent's spec.
     pub fn spec(&self) -> &AgentSpec {
-        &self.spec
+        &self.base.spec
     }
 
-    /// Sends a task to a peer, waiting for room in its queue.
-    ///
-    /// The task's tracing span is a child of the span of the task being handled, so a trace
-    /// follows work across agents.
-    ///
-    /// # Errors
-    ///
-    /// As [`Swarm::submit`](crate::Swarm::submit), except that it still works while the swarm
-    /// drains for shutdown (until the peer itself has stopped). The task comes back in the
-    /// error.
-    pub async fn send(&self, peer: &str, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
-        self.send_with(peer, task, SubmitOptions::default()).await
+    /// The number of the task being handled; `None` outside `handle`.
+    pub fn task_id(&self) -> Option<TaskId> {
+        self.task.as_ref().map(|t| t.id)
     }
 
-    /// [`send`](Self::send) with a deadline or without waiting.
+    /// The deadline of the task being handled, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.task.as_ref().and_then(|t| t.deadline)
+    }
+
+    /// Whether the task being handled must stop: it was cancelled, passed its deadline, or
+    /// was handed on. The swarm drops `handle`'s future at its next `.await` anyway; this is
+    /// for work that does not await (a loop over data) or runs in a task the agent spawned.
+    pub fn is_cancelled(&self) -> bool {
+        self.task
+            .as_ref()
+            .is_some_and(|t| t.stop_signal().is_raised())
+    }
+
+    /// Completes when the task being handled must stop (see
+    /// [`is_cancelled`](Self::is_cancelled)); never, for a context outside a task.
     ///
-    /// # Errors
+    /// # Cancel safety
     ///
-    /// As [`send`](Self::send), and [`SubmitErrorKind::Busy`] if `options` asked not to wait and
-    /// the peer's queue is full.
-    pub async fn send_with(
-        &self,
-        peer: &str,
-        task: T,
-        options: SubmitOptions,
-    ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let Some(swarm) = self.swarm.upgrade() else {
-            return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
-        };
-        if let Err(kind) = swarm.check_send(&self.name, peer) {
-            return Err(SubmitError::new(kind, task));
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use apiary_core::{Agent, AgentContext};
+    /// /// Streams numbers to a channel until its task is cancelled.
+    /// struct Ticker(tokio::sync::mpsc::Sender<u64>);
+    /// impl Agent for Ticker {
+    ///     type Task = ();
+    ///     type Output = u64;
+    ///     type Error = std::convert::Infallible;
+    ///     async fn handle(&mut self, _: (), ctx: &AgentContext<(), u64>) -> Result<u64, Self::Error> {
+    ///         let (ctx, tx) = (ctx.clone(), self.0.clone());
+    ///         // Work the swarm cannot drop by itself: a task of our own, told to stop.
+    ///         let worker = tokio::spawn(async move {
+    ///             let mut sent = 0;
+    ///             loop {
+    ///                 tokio::select! {
+    ///                     () = ctx.cancelled() => return sent,
+    ///                     Ok(()) = tx.send(sent) => sent += 1,
+    ///                 }
+    ///             }
+    ///         });
+    ///         Ok(worker.await.unwrap_or(0))
+    ///     }
+    /// }
+    /// ```
+    pub async fn cancelled(&self) {
+        match &self.task {
+            Some(t) => t.stop_signal().raised().await,
+            None => std::future::pending().await,
         }
-        swarm.submit(peer, task, options, true).await
     }
 
-    /// Hands a task on to this agent's successor in the topology (a ring's next live member),
-    /// waiting for room in its queue.
+    /// A typed reference to a peer, through which this agent's submissions are checked
+    /// against the topology.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError`] if no agent has this name or it runs other types.
+    pub fn agent<T2: Send + 'static, O2: Send + 'static>(
+        &self,
+        name: &str,
+    ) -> Result<AgentRef<T2, O2>, LookupError> {
+        let entry = self.base.rt.registry.typed::<T2, O2>(name)?;
+        Ok(self.peer(entry))
+    }
+
+    fn peer<T2: Send + 'static, O2: Send + 'static>(
+        &self,
+        entry: Arc<crate::entry::AgentEntry<T2, O2>>,
+    ) -> AgentRef<T2, O2> {
+        AgentRef::new(entry, self.base.rt.clone(), Some(self.base.name.clone()))
+    }
+
+    /// The member the topology makes this agent's successor (a ring's next live member)
+    /// among the agents taking `T2` and giving `O2`.
+    ///
+    /// # Errors
+    ///
+    /// `NoRoute` if the topology gives this agent no such successor.
+    pub fn successor<T2: Send + 'static, O2: Send + 'static>(
+        &self,
+    ) -> Result<AgentRef<T2, O2>, SubmitErrorKind> {
+        let entry = self
+            .base
+            .rt
+            .registry
+            .pick::<T2, O2>(&self.base.name, Pick::Successor)?;
+        Ok(self.peer(entry))
+    }
+
+    /// The member the topology says this agent delegates a task needing `capability` to (a
+    /// coordinator's least-loaded capable worker), among the agents taking `T2` and giving
+    /// `O2`.
+    ///
+    /// # Errors
+    ///
+    /// `NoRoute` if the topology gives this agent no one to delegate to.
+    pub fn delegate_target<T2: Send + 'static, O2: Send + 'static>(
+        &self,
+        capability: Option<&str>,
+    ) -> Result<AgentRef<T2, O2>, SubmitErrorKind> {
+        let request = RouteRequest { capability };
+        let entry = self
+            .base
+            .rt
+            .registry
+            .pick::<T2, O2>(&self.base.name, Pick::Delegate(request))?;
+        Ok(self.peer(entry))
+    }
+
+    /// Sends a task to this agent's [`successor`](Self::successor), waiting for room in its
+    /// queue. Awaiting the handle holds this agent (see [Deadlocks](Self#deadlocks)); to pass
+    /// the task on without waiting for it, [`hand_off`](Self::hand_off) to the successor.
     ///
     /// # Errors
     ///
     /// `NoRoute` if the topology gives this agent no successor; otherwise as
-    /// [`send`](Self::send).
-    pub async fn forward(&self, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
-        self.send_to_chosen(task, |swarm| swarm.successor(&self.name))
-            .await
-    }
-
-    /// Hands a task down to the agent the topology picks for it (a coordinator's
-    /// least-loaded worker with `capability`), waiting for room in its queue.
-    ///
-    /// # Errors
-    ///
-    /// `NoRoute` if the topology gives this agent no one to delegate to; otherwise as
-    /// [`send`](Self::send).
-    pub async fn delegate(
+    /// [`AgentRef::submit`].
+    pub async fn forward<T2: Send + 'static, O2: Send + 'static>(
         &self,
-        task: T,
-        capability: Option<&str>,
-    ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let request = crate::RouteRequest { capability };
-        self.send_to_chosen(task, |swarm| swarm.delegate(&self.name, &request))
-            .await
-    }
-
-    /// Sends to the agent `choose` picks (the topology's successor, delegate, ...).
-    async fn send_to_chosen(
-        &self,
-        task: T,
-        choose: impl FnOnce(&SwarmInner<T, O>) -> Result<AgentName, SubmitErrorKind>,
-    ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let Some(swarm) = self.swarm.upgrade() else {
-            return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
-        };
-        match choose(&swarm) {
-            Ok(to) => {
-                swarm
-                    .submit(to.as_str(), task, SubmitOptions::default(), true)
-                    .await
-            }
+        task: T2,
+    ) -> Result<TaskHandle<O2>, SubmitError<T2>> {
+        match self.successor::<T2, O2>() {
+            Ok(peer) => peer.submit(task).await,
             Err(kind) => Err(SubmitError::new(kind, task)),
         }
     }
 
-    /// Sends a copy of `task` to each of `peers`, in order.
-    async fn send_copies(
-        swarm: &SwarmInner<T, O>,
-        peers: Vec<AgentName>,
-        task: T,
-    ) -> Vec<(AgentName, Result<TaskHandle<O>, SubmitError<T>>)>
-    where
-        T: Clone,
-    {
+    /// Sends a task down to the agent the topology picks for it
+    /// ([`delegate_target`](Self::delegate_target)), waiting for room in its queue.
+    ///
+    /// # Errors
+    ///
+    /// `NoRoute` if the topology gives this agent no one to delegate to; otherwise as
+    /// [`AgentRef::submit`].
+    pub async fn delegate<T2: Send + 'static, O2: Send + 'static>(
+        &self,
+        task: T2,
+        capability: Option<&str>,
+    ) -> Result<TaskHandle<O2>, SubmitError<T2>> {
+        match self.delegate_target::<T2, O2>(capability) {
+            Ok(peer) => peer.submit(task).await,
+            Err(kind) => Err(SubmitError::new(kind, task)),
+        }
+    }
+
+    /// Hands the task being handled on to `peer`: `peer` gets `task`, its result becomes the
+    /// original task's result, and this agent goes on to its next task at once.
+    ///
+    /// On success this never returns: the swarm ends `handle` right there (its future is
+    /// dropped at this `.await`, as on cancellation), records the hop as `Delegated`, and
+    /// counts it a success for this replica's breaker. It waits only for room in `peer`'s
+    /// queue. Like [`std::os::unix::process::CommandExt::exec`], it returns only on failure,
+    /// with the task back inside the error:
+    ///
+    /// ```text
+    /// return Err(ctx.hand_off(&next, task).await.into());
+    /// ```
+    ///
+    /// The handed-on task keeps the original's deadline (or takes `peer`'s default timeout if
+    /// the original had none); cancelling the original cancels it.
+    ///
+    /// # Errors
+    ///
+    /// `NoTask` outside `handle`, or if the task ended meanwhile; `NotAllowed` if the
+    /// topology forbids this agent to reach `peer`; otherwise as [`AgentRef::submit`].
+    ///
+    /// # Examples
+    ///
+    /// A ring of agents that pass a token round: each adds one and hands it on, so none is
+    /// held while the others work, however many times the token goes round.
+    ///
+    /// ```
+    /// use apiary_core::{Agent, AgentContext, AgentSpec, BoxError, Swarm, Topology};
+    /// # use apiary_core::{AgentName, MemberView, RouteRequest};
+    /// # /// A ring in start order (apiary-ring has the real one).
+    /// # struct Ring;
+    /// # impl Topology for Ring {
+    /// #     fn name(&self) -> &str { "ring" }
+    /// #     fn allows(&self, _: &str, _: &str, _: &[MemberView<'_>]) -> bool { true }
+    /// #     fn successor(&self, from: &str, m: &[MemberView<'_>]) -> Option<AgentName> {
+    /// #         let i = m.iter().position(|v| v.name == from)?;
+    /// #         Some(m[(i + 1) % m.len()].name.clone())
+    /// #     }
+    /// #     fn route(&self, _: &RouteRequest<'_>, m: &[MemberView<'_>]) -> Option<AgentName> {
+    /// #         m.first().map(|v| v.name.clone())
+    /// #     }
+    /// # }
+    ///
+    /// struct Stage;
+    /// impl Agent for Stage {
+    ///     type Task = u32;
+    ///     type Output = u32;
+    ///     type Error = BoxError;
+    ///     async fn handle(&mut self, hops: u32, ctx: &AgentContext<u32, u32>) -> Result<u32, BoxError> {
+    ///         if hops == 10 {
+    ///             return Ok(hops);
+    ///         }
+    ///         let next = ctx.successor::<u32, u32>()?;
+    ///         Err(ctx.hand_off(&next, hops + 1).await.into())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let swarm = Swarm::builder()
+    ///     .topology(Ring)
+    ///     .agent(AgentSpec::new("a").queue_capacity(1), || Stage)
+    ///     .agent(AgentSpec::new("b").queue_capacity(1), || Stage)
+    ///     .agent(AgentSpec::new("c").queue_capacity(1), || Stage)
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(swarm.route::<u32, u32>(0).await?.await?, 10);
+    /// swarm.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn hand_off<T2: Send + 'static>(
+        &self,
+        peer: &AgentRef<T2, O>,
+        task: T2,
+    ) -> SubmitError<T2> {
+        let current = match &self.task {
+            Some(t) if t.state() == crate::TaskState::Running => t,
+            _ => return SubmitError::new(SubmitErrorKind::NoTask, task),
+        };
+        let rt = &self.base.rt;
+        if let Err(kind) = rt.registry.check_send(&self.base.name, peer.name().as_str()) {
+            return SubmitError::new(kind, task);
+        }
+        if !peer.entry.is_started() {
+            return SubmitError::new(SubmitErrorKind::NotStarted(peer.name().clone()), task);
+        }
+        let permit = match peer.entry.reserve(true).await {
+            Ok(permit) => permit,
+            Err(kind) => return SubmitError::new(kind, task),
+        };
+        match peer
+            .entry
+            .hand_over(rt.next_task_id(), task, current, permit)
+        {
+            // The actor saw the hop end as `Delegated` and drops this future; if a cancel
+            // raced the hand-over, it drops it all the same.
+            Ok(()) => std::future::pending().await,
+            Err((task, kind)) => SubmitError::new(kind, task),
+        }
+    }
+
+    /// Sends a copy of `task` to every member taking `T2` and giving `O2` that the topology
+    /// lets this agent reach (itself excluded), waiting for room in each queue. Returns one
+    /// result per peer, in start order.
+    pub async fn broadcast<T2: Clone + Send + 'static, O2: Send + 'static>(
+        &self,
+        task: T2,
+    ) -> Vec<(AgentName, Result<TaskHandle<O2>, SubmitError<T2>>)> {
+        let peers = self.base.rt.registry.reachable::<T2, O2>(&self.base.name);
+        self.send_copies(peers, task).await
+    }
+
+    /// Sends a copy of `task` to `fanout` peers picked at random among those
+    /// [`broadcast`](Self::broadcast) would reach (all of them if there are fewer): one round
+    /// of gossip. Agents that pass a rumour on this way spread it through a mesh in a few
+    /// rounds.
+    pub async fn gossip<T2: Clone + Send + 'static, O2: Send + 'static>(
+        &self,
+        task: T2,
+        fanout: usize,
+    ) -> Vec<(AgentName, Result<TaskHandle<O2>, SubmitError<T2>>)> {
+        let mut peers = self.base.rt.registry.reachable::<T2, O2>(&self.base.name);
+        fastrand::shuffle(&mut peers);
+        peers.truncate(fanout);
+        self.send_copies(peers, task).await
+    }
+
+    async fn send_copies<T2: Clone + Send + 'static, O2: Send + 'static>(
+        &self,
+        peers: Vec<Arc<crate::entry::AgentEntry<T2, O2>>>,
+        task: T2,
+    ) -> Vec<(AgentName, Result<TaskHandle<O2>, SubmitError<T2>>)> {
         let mut sent = Vec::with_capacity(peers.len());
-        for peer in peers {
-            let result = swarm
-                .submit(peer.as_str(), task.clone(), SubmitOptions::default(), true)
-                .await;
-            sent.push((peer, result));
+        for entry in peers {
+            let peer = self.peer(entry);
+            let result = peer.submit(task.clone()).await;
+            sent.push((peer.name().clone(), result));
         }
         sent
     }
 
-    /// Sends a copy of `task` to every peer the topology lets this agent reach (itself
-    /// excluded), waiting for room in each queue. Returns one result per peer, in start order.
-    pub async fn broadcast(
-        &self,
-        task: T,
-    ) -> Vec<(AgentName, Result<TaskHandle<O>, SubmitError<T>>)>
-    where
-        T: Clone,
-    {
-        let Some(swarm) = self.swarm.upgrade() else {
-            return Vec::new();
-        };
-        let peers = swarm.reachable_from(&self.name);
-        Self::send_copies(&swarm, peers, task).await
-    }
-
-    /// Sends a copy of `task` to `fanout` peers picked at random among those the topology lets
-    /// this agent reach (all of them if there are fewer): one round of gossip. Agents that
-    /// pass a rumour on this way spread it through a mesh in a few rounds.
-    pub async fn gossip(
-        &self,
-        task: T,
-        fanout: usize,
-    ) -> Vec<(AgentName, Result<TaskHandle<O>, SubmitError<T>>)>
-    where
-        T: Clone,
-    {
-        let Some(swarm) = self.swarm.upgrade() else {
-            return Vec::new();
-        };
-        let mut peers = swarm.reachable_from(&self.name);
-        fastrand::shuffle(&mut peers);
-        peers.truncate(fanout);
-        Self::send_copies(&swarm, peers, task).await
-    }
-
-    /// The names of the agents in the swarm, this one included.
+    /// The names of the agents in the swarm, this one included, in start order.
     pub fn peers(&self) -> Vec<AgentName> {
-        self.swarm
-            .upgrade()
-            .map(|s| s.agent_names())
-            .unwrap_or_default()
+        self.base.rt.registry.names()
     }
 
-    /// Subscribes to the swarm's events; `None` once the swarm is gone.
-    pub fn subscribe(&self) -> Option<EventStream> {
-        self.swarm.upgrade().map(|s| s.bus.subscribe())
+    /// Subscribes to the swarm's events from now on.
+    pub fn subscribe(&self) -> EventStream {
+        self.base.rt.bus.subscribe()
     }
 
-    /// The swarm's shared memory, if it was built with one
-    /// ([`SwarmBuilder::memory`](crate::SwarmBuilder::memory)).
-    pub fn memory(&self) -> Option<Memory> {
-        self.swarm.upgrade().and_then(|s| s.memory.clone())
+    /// A resource the swarm was given ([`SwarmBuilder::resource`](crate::SwarmBuilder::resource)),
+    /// by type: its memory, an HTTP client, a database pool.
+    ///
+    /// # Errors
+    ///
+    /// [`MissingResource`], naming the type, if the swarm has none of that type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apiary_core::{Agent, AgentContext, AgentSpec, BoxError, Swarm};
+    ///
+    /// /// Settings every agent reads.
+    /// struct Greeting(String);
+    ///
+    /// struct Greeter;
+    /// impl Agent for Greeter {
+    ///     type Task = String;
+    ///     type Output = String;
+    ///     type Error = BoxError;
+    ///     async fn handle(&mut self, name: String, ctx: &AgentContext<String, String>) -> Result<String, BoxError> {
+    ///         let greeting = ctx.resource::<Greeting>()?;
+    ///         Ok(format!("{}, {name}", greeting.0))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let swarm = Swarm::builder()
+    ///     .resource(Greeting("hello".into()))
+    ///     .agent(AgentSpec::new("greeter"), || Greeter)
+    ///     .start()
+    ///     .await?;
+    /// let greeter = swarm.agent::<String, String>("greeter")?;
+    /// assert_eq!(greeter.submit("bee".into()).await?.await?, "hello, bee");
+    /// swarm.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resource<R: Send + Sync + 'static>(&self) -> Result<&R, MissingResource> {
+        self.base.rt.resources.get::<R>()
     }
 }

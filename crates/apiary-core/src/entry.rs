@@ -1,27 +1,33 @@
 //! One agent's place in the swarm: its replicas, its queue, and delivery of tasks to them,
 //! including tasks waiting for a replica to come back from a restart.
+//!
+//! [`AgentEntry`] is typed by the agent's task and output; [`ErasedEntry`] is the same entry
+//! seen without its types, which is all the supervisor, the registry and shutdown need.
 
+use std::any::TypeId;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use apiary_supervisor::{CircuitBreaker, Transition};
 use arc_swap::ArcSwap;
-use ractor::{ActorCell, ActorRef, ActorStatus, MessagingErr};
+use ractor::{ActorCell, ActorStatus, MessagingErr};
+use smallvec::SmallVec;
 use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 use tokio::time::Instant;
 
-use crate::actor::AgentMsg;
-use crate::builder::SpawnAgent;
-use crate::envelope::{Envelope, Ticket};
-use crate::events::EventBus;
+use crate::mailbox::{AgentMsg, Envelope, Home, Ticket};
 use crate::queue::AgentQueue;
-use crate::task::TaskShared;
-use crate::telemetry::{self, AgentMetrics};
+use crate::signal::Signal;
+use crate::task::{TaskEnv, TaskShared};
+use crate::telemetry;
+use crate::topology::LiveMember;
 use crate::{
-    AgentName, AgentSpec, EventKind, Outcome, SubmitError, SubmitErrorKind, SubmitOptions,
-    TaskError, TaskHandle, TaskId,
+    AgentName, AgentSpec, BoxError, EventKind, Outcome, SubmitError, SubmitErrorKind,
+    SubmitOptions, TaskError, TaskHandle, TaskId,
 };
 
 /// What a replica is doing, as its supervisor last decided.
@@ -37,15 +43,15 @@ pub(crate) enum ReplicaStatus {
 }
 
 /// One actor behind an agent's name; the actor is replaced when the replica restarts.
-pub(crate) struct Replica<T, O> {
-    actor: ArcSwap<ActorRef<AgentMsg<T, O>>>,
-    pub(crate) load: Arc<AtomicUsize>,
+pub(crate) struct Replica {
+    actor: ArcSwap<ActorCell>,
+    load: Arc<AtomicUsize>,
     status: AtomicU8,
     pub(crate) breaker: Option<CircuitBreaker>,
 }
 
-impl<T, O> Replica<T, O> {
-    pub(crate) fn new(actor: ActorRef<AgentMsg<T, O>>, breaker: Option<CircuitBreaker>) -> Self {
+impl Replica {
+    pub(crate) fn new(actor: ActorCell, breaker: Option<CircuitBreaker>) -> Self {
         Self {
             actor: ArcSwap::from_pointee(actor),
             load: Arc::default(),
@@ -54,11 +60,11 @@ impl<T, O> Replica<T, O> {
         }
     }
 
-    pub(crate) fn actor(&self) -> Arc<ActorRef<AgentMsg<T, O>>> {
+    pub(crate) fn actor(&self) -> Arc<ActorCell> {
         self.actor.load_full()
     }
 
-    pub(crate) fn replace(&self, actor: ActorRef<AgentMsg<T, O>>) {
+    pub(crate) fn replace(&self, actor: ActorCell) {
         self.actor.store(Arc::new(actor));
         self.set_status(ReplicaStatus::Running);
     }
@@ -76,7 +82,7 @@ impl<T, O> Replica<T, O> {
     }
 
     pub(crate) fn takes_tasks(&self) -> bool {
-        // Through the guard and `Deref` to the cell: no clone of the actor handle on this path.
+        // Through the guard: no clone of the actor handle on this path.
         self.status() == ReplicaStatus::Running && is_live(&self.actor.load())
     }
 }
@@ -99,76 +105,153 @@ pub(crate) enum Refusal {
     BreakerOpen(Duration),
 }
 
+impl Refusal {
+    fn kind(self, agent: &AgentName) -> SubmitErrorKind {
+        match self {
+            Refusal::Dead => SubmitErrorKind::AgentStopped(agent.clone()),
+            Refusal::BreakerOpen(retry_after) => SubmitErrorKind::BreakerOpen {
+                agent: agent.clone(),
+                retry_after,
+            },
+        }
+    }
+}
+
+/// A future that starts one actor and gives back its cell.
+pub(crate) type SpawnFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ActorCell, BoxError>> + Send + 'a>>;
+
+/// Starts one replica of an agent, at swarm start and at every restart: the agent's factory
+/// with its type erased, so one swarm holds agents of many types.
+pub(crate) trait Spawner<T, O>: Send + Sync {
+    fn spawn<'a>(&'a self, home: &'a Arc<AgentEntry<T, O>>, replica: usize) -> SpawnFuture<'a>;
+}
+
+/// The task and output types an agent runs, for typed lookups and for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Types {
+    pub(crate) task: TypeId,
+    pub(crate) output: TypeId,
+    pub(crate) task_name: &'static str,
+    pub(crate) output_name: &'static str,
+}
+
+impl Types {
+    pub(crate) fn of<T: 'static, O: 'static>() -> Self {
+        Self {
+            task: TypeId::of::<T>(),
+            output: TypeId::of::<O>(),
+            task_name: std::any::type_name::<T>(),
+            output_name: std::any::type_name::<O>(),
+        }
+    }
+}
+
+/// An agent entry without its task and output types: what the supervisor, the registry and
+/// shutdown work with.
+pub(crate) trait ErasedEntry: LiveMember + Send + Sync + 'static {
+    fn name(&self) -> &AgentName;
+    fn spec(&self) -> &Arc<AgentSpec>;
+    fn queue(&self) -> &AgentQueue;
+    /// The entry as a topology's view reads it (load and liveness).
+    fn as_live(&self) -> &dyn LiveMember;
+    /// The replicas; empty until the agent has started.
+    fn replicas(&self) -> &[Replica];
+    /// Sets the replicas once all have started; false if they were already set.
+    fn set_replicas(&self, replicas: Vec<Replica>) -> bool;
+    /// Starts a new actor for `replica` (the old one has stopped).
+    fn respawn(self: Arc<Self>, replica: usize) -> SpawnFuture<'static>;
+    /// Delivers every parked task again; one that finds no taker ends with the reason.
+    fn flush_parked(self: Arc<Self>);
+    /// Resumes a paused queue: held tasks run in arrival order.
+    fn resume(&self);
+    /// Ends every task still waiting for this agent as cancelled, and every one that
+    /// arrives from now on (a bounded shutdown's grace period is over).
+    fn abort(&self);
+}
+
+/// How a task is copied for a retry after its agent crashed on it.
 pub(crate) type Cloner<T> = fn(&T) -> T;
 
+/// One agent: its spec, queue, replicas and the tasks waiting for a replica.
 pub(crate) struct AgentEntry<T, O> {
     pub(crate) name: AgentName,
     pub(crate) spec: Arc<AgentSpec>,
-    pub(crate) queue: Arc<AgentQueue>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) spawner: Option<Arc<dyn SpawnAgent<T, O>>>,
-    pub(crate) cloner: Option<Cloner<T>>,
-    pub(crate) bus: Arc<EventBus>,
-    metrics: Arc<AgentMetrics>,
+    pub(crate) queue: AgentQueue,
+    timeout: Option<Duration>,
+    spawner: Option<Arc<dyn Spawner<T, O>>>,
+    cloner: Option<Cloner<T>>,
+    pub(crate) env: Arc<TaskEnv>,
     epoch: Instant,
     // Set once, when every replica has started.
-    replicas: OnceLock<Vec<Replica<T, O>>>,
+    replicas: OnceLock<Vec<Replica>>,
     // Tasks waiting for a replica to come back; each still holds its queue permit.
     parked: Mutex<VecDeque<(T, Ticket<O>)>>,
+    /// Raised when a bounded shutdown gives up on this agent's waiting tasks.
+    aborted: Signal,
+}
+
+/// What an entry is made of.
+pub(crate) struct EntryParts<T, O> {
+    pub(crate) spec: Arc<AgentSpec>,
+    pub(crate) capacity: usize,
+    pub(crate) spawner: Option<Arc<dyn Spawner<T, O>>>,
+    pub(crate) cloner: Option<Cloner<T>>,
+    pub(crate) bus: Arc<crate::events::EventBus>,
+    pub(crate) epoch: Instant,
 }
 
 impl<T, O> AgentEntry<T, O> {
-    /// Sets the replicas once all have started; false if they were already set.
-    pub(crate) fn set_replicas(&self, replicas: Vec<Replica<T, O>>) -> bool {
-        self.replicas.set(replicas).is_ok()
+    pub(crate) fn new(parts: EntryParts<T, O>) -> Self {
+        let name = AgentName::from(parts.spec.name.as_str());
+        Self {
+            env: Arc::new(TaskEnv {
+                metrics: telemetry::AgentMetrics::new(&name),
+                agent: name.clone(),
+                bus: parts.bus,
+            }),
+            name,
+            timeout: parts.spec.task_timeout,
+            queue: AgentQueue::new(parts.capacity),
+            spec: parts.spec,
+            spawner: parts.spawner,
+            cloner: parts.cloner,
+            epoch: parts.epoch,
+            replicas: OnceLock::new(),
+            parked: Mutex::new(VecDeque::new()),
+            aborted: Signal::default(),
+        }
     }
 
     pub(crate) fn is_started(&self) -> bool {
         self.replicas.get().is_some()
     }
 
-    /// The agent's replicas; empty until it has started.
-    pub(crate) fn replicas(&self) -> &[Replica<T, O>] {
+    fn replica_slice(&self) -> &[Replica] {
         self.replicas.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Milliseconds since the swarm started, the breakers' clock.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock_parked(&self) -> std::sync::MutexGuard<'_, VecDeque<(T, Ticket<O>)>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
-    pub(crate) fn new(
-        spec: Arc<AgentSpec>,
-        queue: Arc<AgentQueue>,
-        spawner: Option<Arc<dyn SpawnAgent<T, O>>>,
-        cloner: Option<Cloner<T>>,
-        bus: Arc<EventBus>,
-        epoch: Instant,
-    ) -> Self {
-        let name = AgentName::from(spec.name.as_str());
-        Self {
-            metrics: Arc::new(AgentMetrics::new(&name)),
-            name,
-            timeout: spec.task_timeout,
-            spec,
-            queue,
-            spawner,
-            cloner,
-            bus,
-            epoch,
-            replicas: OnceLock::new(),
-            parked: Mutex::new(VecDeque::new()),
+    /// Room for one task in this agent's queue, waiting for it or not as `wait` says.
+    pub(crate) async fn reserve(&self, wait: bool) -> Result<OwnedSemaphorePermit, SubmitErrorKind> {
+        if wait {
+            self.queue
+                .reserve()
+                .await
+                .map_err(|_closed| SubmitErrorKind::AgentStopped(self.name.clone()))
+        } else {
+            self.try_reserve()
         }
-    }
-
-    /// Milliseconds since the swarm started, the breakers' clock.
-    pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Room for one task in this agent's queue, waiting for it.
-    pub(crate) async fn reserve(&self) -> Result<OwnedSemaphorePermit, SubmitErrorKind> {
-        self.queue
-            .reserve()
-            .await
-            .map_err(|_closed| SubmitErrorKind::AgentStopped(self.name.clone()))
     }
 
     /// Room for one task in this agent's queue if there is some now (`Busy` if not).
@@ -179,25 +262,14 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         })
     }
 
-    /// Reserves room (waiting or not, as `options` say), then dispatches.
-    pub(crate) async fn submit(
-        self: &Arc<Self>,
-        id: TaskId,
-        task: T,
-        options: SubmitOptions,
-    ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let permit = if options.wait {
-            self.reserve().await
-        } else {
-            self.try_reserve()
-        };
-        match permit {
-            Ok(permit) => self.dispatch(id, task, options, permit),
-            Err(kind) => Err(SubmitError::new(kind, task)),
-        }
+    /// A task's deadline: the submission's, else its timeout or the agent's from now.
+    pub(crate) fn deadline(&self, options: &SubmitOptions) -> Option<Instant> {
+        options
+            .deadline
+            .or_else(|| options.timeout.or(self.timeout).map(|t| Instant::now() + t))
     }
 
-    /// Creates a task for this agent and hands it to a replica.
+    /// Creates a task for this agent in the room `permit` holds, and hands it to a replica.
     pub(crate) fn dispatch(
         self: &Arc<Self>,
         id: TaskId,
@@ -205,30 +277,54 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         options: SubmitOptions,
         permit: OwnedSemaphorePermit,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let deadline = options
-            .deadline
-            .or_else(|| options.timeout.or(self.timeout).map(|t| Instant::now() + t));
-        let (shared, rx) = TaskShared::new(
-            id,
-            self.name.clone(),
-            deadline,
-            self.bus.clone(),
-            self.metrics.clone(),
-        );
+        let (shared, rx) = TaskShared::new(id, self.env.clone(), self.deadline(&options));
         let ticket = Ticket::new(shared.clone(), permit);
         match self.deliver(task, ticket, true) {
             Ok(()) => Ok(TaskHandle::new(shared, rx)),
             Err((task, ticket, refusal)) => {
                 // Never accepted: the task goes back to the caller instead of failing.
                 ticket.shared.withdraw();
-                let kind = match refusal {
-                    Refusal::Dead => SubmitErrorKind::AgentStopped(self.name.clone()),
-                    Refusal::BreakerOpen(retry_after) => SubmitErrorKind::BreakerOpen {
-                        agent: self.name.clone(),
-                        retry_after,
-                    },
-                };
-                Err(SubmitError::new(kind, task))
+                Err(SubmitError::new(refusal.kind(&self.name), task))
+            }
+        }
+    }
+
+    /// Takes over `from`, a running task of another agent, as a new hop: it runs `task` here
+    /// and answers `from`'s submitter. `permit` is room in this agent's queue.
+    pub(crate) fn hand_over(
+        self: &Arc<Self>,
+        id: TaskId,
+        task: T,
+        from: &Arc<TaskShared<O>>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), (T, SubmitErrorKind)> {
+        let deadline = from
+            .deadline
+            .or_else(|| self.timeout.map(|t| Instant::now() + t));
+        let hop = TaskShared::hop(id, self.env.clone(), deadline, from.first_hop());
+        if !from.pass_to(&hop) {
+            hop.withdraw();
+            return Err((task, SubmitErrorKind::NoTask));
+        }
+        match self.deliver(task, Ticket::new(hop.clone(), permit), true) {
+            Ok(()) => {
+                if !from.handed_to(&hop) {
+                    // `from` ended meanwhile (cancelled, timed out) and answered: the new hop
+                    // has nobody to work for.
+                    hop.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+                }
+                Ok(())
+            }
+            Err((task, ticket, refusal)) => {
+                let withdrawn = ticket.shared.withdraw();
+                from.take_back(&hop);
+                drop(ticket);
+                if !withdrawn {
+                    // A cancel reached the new hop first and answered: `from` ends the same
+                    // way, so its own record agrees with the answer.
+                    from.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+                }
+                Err((task, refusal.kind(&self.name)))
             }
         }
     }
@@ -244,19 +340,26 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         mut ticket: Ticket<O>,
         recheck: bool,
     ) -> Result<(), (T, Ticket<O>, Refusal)> {
-        let replicas = self.replicas();
-        let now = self.now_ms();
-        let mut order: Vec<usize> = (0..replicas.len())
-            .filter(|&i| replicas[i].takes_tasks())
+        let replicas = self.replica_slice();
+        let counted = replicas.len() > 1;
+        // Least loaded first; small swarms never touch the heap here.
+        let mut order: SmallVec<[(usize, usize); 8]> = replicas
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.takes_tasks())
+            .map(|(i, r)| (r.load.load(Ordering::Relaxed), i))
             .collect();
-        order.sort_by_key(|&i| replicas[i].load.load(Ordering::Relaxed));
+        if counted {
+            order.sort_unstable();
+        }
+        let mut now = None;
         let mut open_for: Option<Duration> = None;
         let mut task = task;
-        for i in order {
+        for (_, i) in order {
             let replica = &replicas[i];
             let permit = match &replica.breaker {
                 None => None,
-                Some(b) => match b.try_acquire(now) {
+                Some(b) => match b.try_acquire(*now.get_or_insert_with(|| self.now_ms())) {
                     Ok(p) => {
                         if p.is_trial() {
                             self.breaker_event(i, Transition::HalfOpened);
@@ -271,8 +374,8 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
                     }
                 },
             };
-            ticket.assign(i, replica.load.clone(), permit);
-            let home: Arc<dyn crate::envelope::Redeliver<T, O>> = self.clone();
+            ticket.assign(i, counted.then_some(&replica.load), permit);
+            let home: Arc<dyn Home<T, O>> = self.clone();
             let env = Envelope::new(task, ticket, Arc::downgrade(&home));
             match replica.actor.load().send_message(AgentMsg::Task(env)) {
                 Ok(()) => return Ok(()),
@@ -296,43 +399,30 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             ReplicaStatus::Running => restartable,
             ReplicaStatus::Dead => false,
         }) {
-            self.park(task, ticket);
+            self.park_task(task, ticket);
             if recheck && replicas.iter().any(Replica::takes_tasks) {
-                self.flush_parked_once();
+                self.flush(false);
             }
             return Ok(());
         }
         Err((task, ticket, Refusal::Dead))
     }
 
-    /// Keeps a task until a replica is back ([`flush_parked`](Self::flush_parked)).
-    pub(crate) fn park(&self, task: T, ticket: Ticket<O>) {
+    /// Keeps a task until a replica is back (`flush_parked`).
+    fn park_task(&self, task: T, ticket: Ticket<O>) {
+        if self.aborted.is_raised() {
+            ticket.shared.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+            return;
+        }
         ticket.shared.requeue();
-        self.parked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back((task, ticket));
+        self.lock_parked().push_back((task, ticket));
     }
 
-    /// Delivers every parked task again, in the order they were parked; one that finds no
-    /// taker now ends with the reason.
-    pub(crate) fn flush_parked(self: &Arc<Self>) {
-        self.flush(true);
-    }
-
-    /// A flush that parks again without looking back (no recursion while a replica's state
-    /// is changing).
-    fn flush_parked_once(self: &Arc<Self>) {
-        self.flush(false);
-    }
-
+    /// Delivers every parked task again, in the order they were parked. `recheck`: as in
+    /// `deliver` (false: park again without looking back, so no recursion while a
+    /// replica's state is changing).
     fn flush(self: &Arc<Self>, recheck: bool) {
-        let parked: Vec<_> = self
-            .parked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
+        let parked: Vec<_> = self.lock_parked().drain(..).collect();
         for (task, ticket) in parked {
             self.deliver_again(task, ticket, recheck);
         }
@@ -340,12 +430,8 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
 
     /// Delivers a task that was already accepted once (its actor died before running it, or
     /// it is being retried); if nobody can take it, it ends with the reason.
-    pub(crate) fn redeliver(self: &Arc<Self>, task: T, ticket: Ticket<O>) {
-        self.deliver_again(task, ticket, true);
-    }
-
     fn deliver_again(self: &Arc<Self>, task: T, ticket: Ticket<O>, recheck: bool) {
-        if ticket.shared.state().is_terminal() {
+        if ticket.shared.state().hop_ended() {
             return;
         }
         if let Err((_task, ticket, refusal)) = self.deliver(task, ticket, recheck) {
@@ -365,7 +451,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
                 ),
             };
             telemetry::dead_letter(&self.name);
-            self.bus.publish(|| EventKind::DeadLetter {
+            self.env.bus.publish(|| EventKind::DeadLetter {
                 task: ticket.shared.id,
                 agent: self.name.clone(),
                 cause: err.to_string(),
@@ -374,16 +460,35 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         }
     }
 
-    /// Tells the task's replica's breaker how the task ended.
-    pub(crate) fn report(&self, ticket: &Ticket<O>, outcome: Outcome) {
+    fn breaker_event(&self, replica: usize, transition: Transition) {
+        telemetry::breaker(&self.name, replica, transition.into());
+        self.env.bus.publish(|| EventKind::BreakerChanged {
+            agent: self.name.clone(),
+            replica,
+            transition: transition.into(),
+        });
+    }
+}
+
+impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
+    fn redeliver(self: Arc<Self>, task: T, ticket: Ticket<O>) {
+        self.deliver_again(task, ticket, true);
+    }
+
+    fn report(&self, ticket: &Ticket<O>, outcome: Outcome) {
         let Some((index, permit)) = ticket.breaker_permit() else {
             return;
         };
-        let Some(breaker) = self.replicas().get(index).and_then(|r| r.breaker.as_ref()) else {
+        let Some(breaker) = self
+            .replica_slice()
+            .get(index)
+            .and_then(|r| r.breaker.as_ref())
+        else {
             return;
         };
         let transition = match outcome {
-            Outcome::Completed => breaker.on_success(permit),
+            // A hand-off is the agent's part done well.
+            Outcome::Completed | Outcome::Delegated => breaker.on_success(permit),
             Outcome::Failed | Outcome::Panicked | Outcome::TimedOut => {
                 breaker.on_failure(permit, self.now_ms())
             }
@@ -394,22 +499,89 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         }
     }
 
-    fn breaker_event(&self, replica: usize, transition: Transition) {
-        telemetry::breaker(&self.name, replica, transition.into());
-        self.bus.publish(|| EventKind::BreakerChanged {
-            agent: self.name.clone(),
-            replica,
-            transition: transition.into(),
-        });
+    fn park(&self, task: T, ticket: Ticket<O>) {
+        self.park_task(task, ticket);
+    }
+
+    fn cloner(&self) -> Option<fn(&T) -> T> {
+        self.cloner
+    }
+
+    fn is_paused(&self) -> bool {
+        self.queue.is_paused()
+    }
+
+    fn aborted(&self) -> &Signal {
+        &self.aborted
     }
 }
 
-impl<T, O> crate::topology::LiveMember for AgentEntry<T, O> {
+impl<T, O> LiveMember for AgentEntry<T, O> {
     fn load(&self) -> usize {
         self.queue.depth()
     }
 
     fn alive(&self) -> bool {
-        self.replicas().iter().any(Replica::takes_tasks)
+        self.replica_slice().iter().any(Replica::takes_tasks)
+    }
+}
+
+impl<T: Send + 'static, O: Send + 'static> ErasedEntry for AgentEntry<T, O> {
+    fn name(&self) -> &AgentName {
+        &self.name
+    }
+
+    fn spec(&self) -> &Arc<AgentSpec> {
+        &self.spec
+    }
+
+    fn queue(&self) -> &AgentQueue {
+        &self.queue
+    }
+
+    fn as_live(&self) -> &dyn LiveMember {
+        self
+    }
+
+    fn replicas(&self) -> &[Replica] {
+        self.replica_slice()
+    }
+
+    fn set_replicas(&self, replicas: Vec<Replica>) -> bool {
+        self.replicas.set(replicas).is_ok()
+    }
+
+    fn respawn(self: Arc<Self>, replica: usize) -> SpawnFuture<'static> {
+        Box::pin(async move {
+            let spawner = self
+                .spawner
+                .clone()
+                .ok_or_else(|| BoxError::from(format!("agent `{}` cannot be restarted", self.name)))?;
+            spawner.spawn(&self, replica).await
+        })
+    }
+
+    fn flush_parked(self: Arc<Self>) {
+        self.flush(true);
+    }
+
+    fn resume(&self) {
+        self.queue.set_paused(false);
+        for replica in self.replica_slice() {
+            // A stopped replica has nothing held.
+            let _ = replica
+                .actor()
+                .send_message::<AgentMsg<T, O>>(AgentMsg::Resume);
+        }
+    }
+
+    fn abort(&self) {
+        self.aborted.raise();
+        let parked: Vec<_> = self.lock_parked().drain(..).collect();
+        for (_task, ticket) in parked {
+            ticket.shared.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+        }
+        // Held (paused) tasks and those in mailboxes end as their actor takes them.
+        self.resume();
     }
 }

@@ -151,6 +151,65 @@ pub enum SubmitErrorKind {
     /// The swarm is shutting down or has shut down.
     #[error("the swarm is shutting down")]
     SwarmStopped,
+    /// The agent runs other task or output types than the caller's.
+    #[error(transparent)]
+    WrongType(LookupError),
+    /// [`AgentContext::hand_off`](crate::AgentContext::hand_off) found no running task to
+    /// hand on: it had ended (cancelled, timed out), or the context is not handling one.
+    #[error("no running task to hand on (it has ended, or this context handles none)")]
+    NoTask,
+}
+
+impl From<LookupError> for SubmitErrorKind {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::UnknownAgent(name) => Self::UnknownAgent(name),
+            wrong => Self::WrongType(wrong),
+        }
+    }
+}
+
+/// Why a typed reference to an agent could not be had.
+///
+/// # Examples
+///
+/// ```
+/// # use apiary_core::{Agent, AgentContext, AgentSpec, LookupError, Swarm};
+/// # struct Echo;
+/// # impl Agent for Echo {
+/// #     type Task = u8; type Output = u8; type Error = std::convert::Infallible;
+/// #     async fn handle(&mut self, t: u8, _: &AgentContext<u8, u8>) -> Result<u8, Self::Error> { Ok(t) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let swarm = Swarm::builder().agent(AgentSpec::new("echo"), || Echo).start().await?;
+/// let err = swarm.agent::<String, u8>("echo").unwrap_err();
+/// assert!(matches!(err, LookupError::WrongType { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "agent `echo` takes `u8` and gives `u8`, not `alloc::string::String` and `u8`"
+/// );
+/// assert!(matches!(swarm.agent::<u8, u8>("nobody"), Err(LookupError::UnknownAgent(_))));
+/// # swarm.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// No agent has this name.
+    #[error("no agent named `{0}`")]
+    UnknownAgent(String),
+    /// The agent takes or gives other types than asked for.
+    #[error("agent `{agent}` takes `{}` and gives `{}`, not `{}` and `{}`", runs.0, runs.1, asked.0, asked.1)]
+    WrongType {
+        /// The agent.
+        agent: AgentName,
+        /// The task and output types asked for.
+        asked: (&'static str, &'static str),
+        /// The task and output types the agent runs.
+        runs: (&'static str, &'static str),
+    },
 }
 
 /// A refused submission. The task comes back with it: nothing is dropped.
@@ -223,14 +282,16 @@ pub enum SwarmError {
     #[error(transparent)]
     Plan(#[from] apiary_planner::PlanError),
     /// An agent failed to start; whatever had started was stopped again.
-    #[error("agent `{agent}` (replica {replica}) failed to start: {reason}")]
+    #[error("agent `{agent}` (replica {replica}) failed to start: {source}")]
     AgentStart {
         /// The agent that failed.
         agent: AgentName,
         /// Which of its replicas.
         replica: usize,
-        /// The failure, as reported by the agent's `started` hook or the actor runtime.
-        reason: String,
+        /// The failure: the agent's own error from its `started` hook (downcast it), or the
+        /// actor runtime's.
+        #[source]
+        source: BoxError,
     },
     /// The topology cannot work with these agents.
     #[error(transparent)]

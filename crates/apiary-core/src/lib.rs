@@ -1,24 +1,43 @@
-//! The apiary-core crate is the apiary runtime: agents as ractor actors, the swarm that runs
-//! them, task handles, lifecycle events and swarm manifests.
+//! The apiary-core crate is the apiary runtime: agents of many kinds as ractor actors, the
+//! swarm that runs them, typed references, task handles, lifecycle events and swarm
+//! manifests. It knows nothing of FAISS, redb or HTTP: what agents need from those parts
+//! reaches them as typed resources of the swarm.
 //!
-//! A user type implements [`Agent`]; a [`Swarm`] runs each agent in its own ractor actor
-//! behind a bounded queue, starts agents in dependency order (planned by `apiary-planner`),
-//! and hands out a [`TaskHandle`] per submitted task. Every task ends exactly once, with its
-//! output or a [`TaskError`] saying why not. Lifecycle [`SwarmEvent`]s go to [`Hook`]s and to
-//! [`EventStream`] subscribers. A [`Manifest`] loads a swarm's description from TOML and
+//! A user type implements [`Agent`], with its own task, output and error types; a [`Swarm`]
+//! runs each agent replica in its own ractor actor behind a bounded queue, starts agents in
+//! dependency order (planned by `apiary-planner`), supervises and restarts them, and gives
+//! out typed references ([`AgentRef`]) through which tasks are submitted. Each submission
+//! returns a [`TaskHandle`]; every task ends exactly once, with its output or a
+//! [`TaskError`] saying why not. Lifecycle [`SwarmEvent`]s go to [`Hook`]s and to
+//! [`EventStream`] subscribers. A [`Topology`] decides who may reach whom and where
+//! swarm-level tasks land. A [`Manifest`] loads a swarm's description from TOML and
 //! validates all of it before anything starts.
+//!
+//! # Layers
+//!
+//! Modules import only from the layers below them:
+//!
+//! 1. plain data: names and ids, specs, settings, manifests, errors, submit options,
+//!    resources, the topology trait;
+//! 2. events and metrics; tasks (their shared state and handles); queues;
+//! 3. the mailbox (messages, envelopes, tickets), then agent entries (replicas, delivery,
+//!    parking), then the registry (agents by name, started members, topology);
+//! 4. the runtime the parts share, typed references, contexts, the `Agent` trait;
+//! 5. the actor that runs an agent and the factory that starts it; the supervising root,
+//!    which sees the swarm only through a narrow trait;
+//! 6. the public swarm, its builder, and pools.
 //!
 //! # Examples
 //!
 //! ```
-//! use apiary_core::{Agent, AgentContext, AgentSpec, Swarm};
+//! use apiary_core::{Agent, AgentSpec, Ctx, Swarm};
 //!
 //! struct Square;
 //! impl Agent for Square {
 //!     type Task = i64;
 //!     type Output = i64;
 //!     type Error = std::convert::Infallible;
-//!     async fn handle(&mut self, n: i64, _: &AgentContext<i64, i64>) -> Result<i64, Self::Error> {
+//!     async fn handle(&mut self, n: i64, _: &Ctx<Self>) -> Result<i64, Self::Error> {
 //!         Ok(n * n)
 //!     }
 //! }
@@ -29,9 +48,10 @@
 //!     .agent(AgentSpec::new("square"), || Square)
 //!     .start()
 //!     .await?;
+//! let square = swarm.agent::<i64, i64>("square")?;
 //! let mut handles = Vec::new();
 //! for n in 1..=3 {
-//!     handles.push(swarm.submit("square", n).await?);
+//!     handles.push(square.submit(n).await?);
 //! }
 //! let mut squares = Vec::new();
 //! for h in handles {
@@ -43,33 +63,48 @@
 //! # }
 //! ```
 
-mod actor;
-mod agent;
-mod builder;
-mod context;
-mod entry;
-mod envelope;
+// Layer 1: plain data.
 mod error;
-mod events;
 mod manifest;
 mod name;
-mod pool;
-mod queue;
-mod root;
+mod resources;
 mod settings;
 mod spec;
 mod submit;
-mod swarm;
-mod task;
-mod telemetry;
+mod task_id;
 mod topology;
 mod topology_spec;
+// Layer 2: events, metrics, tasks, queues.
+pub mod events;
+mod queue;
+mod signal;
+mod task;
+mod telemetry;
+// Layer 3: delivery.
+mod entry;
+mod mailbox;
+mod registry;
+// Layer 4: what agents and callers hold.
+mod agent;
+mod agent_ref;
+mod context;
+mod runtime;
+// Layer 5: actors.
+mod actor;
+mod factory;
+mod root;
+// Layer 6: the public swarm.
+mod builder;
+mod pool;
+mod swarm;
 
-pub use agent::Agent;
+pub use agent::{Agent, Ctx};
+pub use agent_ref::AgentRef;
 pub use builder::SwarmBuilder;
 pub use context::AgentContext;
 pub use error::{
-    BoxError, SpecError, SubmitError, SubmitErrorKind, SwarmError, TaskError, UnknownAgent,
+    BoxError, LookupError, SpecError, SubmitError, SubmitErrorKind, SwarmError, TaskError,
+    UnknownAgent,
 };
 pub use events::{
     BreakerTransition, EventKind, EventStream, Hook, Outcome, RecvError, StopReason, SwarmEvent,
@@ -77,16 +112,14 @@ pub use events::{
 pub use manifest::{Manifest, ManifestError, ManifestErrorKind};
 pub use name::AgentName;
 pub use pool::{Pool, PoolBuilder, PoolError, Pooled};
+pub use resources::MissingResource;
 pub use settings::{SwarmSettings, MAX_QUEUE_CAPACITY};
 pub use spec::{AgentSpec, MAX_NAME_LEN};
 pub use submit::SubmitOptions;
 pub use swarm::Swarm;
-pub use task::{TaskCanceller, TaskHandle, TaskId, TaskState};
+pub use task::{TaskCanceller, TaskHandle, TaskState};
+pub use task_id::TaskId;
 pub use topology::{MemberView, RouteRequest, Topology, TopologyError};
 pub use topology_spec::TopologySpec;
 
-/// The shared memory agents reach through [`AgentContext::memory`]: key/value store and
-/// FAISS pattern index.
-pub use apiary_memory as memory;
-pub use apiary_memory::Memory;
 pub use apiary_supervisor::{BreakerConfig, RestartType};

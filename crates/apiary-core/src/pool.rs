@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
@@ -11,17 +12,18 @@ use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::actor::{spawn_agent, AgentMsg, Reset};
-use crate::entry::{AgentEntry, Replica};
-use crate::queue::AgentQueue;
-use crate::swarm::SwarmInner;
+use crate::actor::Reset;
+use crate::entry::{AgentEntry, EntryParts, ErasedEntry, Replica};
+use crate::factory::spawn_agent;
+use crate::mailbox::AgentMsg;
+use crate::runtime::Runtime;
 use crate::{
-    Agent, AgentName, AgentSpec, SubmitError, SubmitErrorKind, SubmitOptions, Swarm, TaskError,
-    TaskHandle,
+    Agent, AgentName, AgentSpec, BoxError, SubmitError, SubmitErrorKind, SubmitOptions, Swarm,
+    TaskError, TaskHandle,
 };
 
 /// Why a pool could not hand out an agent.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum PoolError {
     /// The pool was closed.
@@ -30,13 +32,15 @@ pub enum PoolError {
     /// The swarm the pool belongs to is gone.
     #[error("the swarm of pool `{0}` is gone")]
     SwarmGone(AgentName),
-    /// A new agent failed to start (its `started` hook or the actor runtime said why).
-    #[error("pool `{agent}` could not start an agent: {reason}")]
+    /// A new agent failed to start.
+    #[error("pool `{agent}` could not start an agent: {source}")]
     Spawn {
         /// The pool's agent name.
         agent: AgentName,
-        /// Why.
-        reason: String,
+        /// Why: the agent's own error from its `started` hook (downcast it), the actor
+        /// runtime's, or an invalid spec.
+        #[source]
+        source: BoxError,
     },
 }
 
@@ -77,7 +81,7 @@ pub enum PoolError {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let swarm: apiary_core::Swarm<String, usize> = Swarm::builder().start().await?;
+/// let swarm = Swarm::builder().start().await?;
 /// let pool = Pool::builder(AgentSpec::new("scratch"), Scratch::default)
 ///     .min_idle(2)
 ///     .max_size(4)
@@ -172,11 +176,11 @@ impl<A: Agent> PoolBuilder<A> {
     ///
     /// [`PoolError::Spawn`] if a warm agent fails to start (those already started are
     /// stopped), [`PoolError::SwarmGone`] if the swarm has shut down.
-    pub async fn start(self, swarm: &Swarm<A::Task, A::Output>) -> Result<Pool<A>, PoolError> {
+    pub async fn start(self, swarm: &Swarm) -> Result<Pool<A>, PoolError> {
         let name = AgentName::from(self.spec.name.as_str());
         self.spec.validate().map_err(|e| PoolError::Spawn {
             agent: name.clone(),
-            reason: e.to_string(),
+            source: Box::new(e),
         })?;
         let make = self.make.clone();
         let reset = self
@@ -184,7 +188,7 @@ impl<A: Agent> PoolBuilder<A> {
             .unwrap_or_else(|| Arc::new(move |a: &mut A| *a = make()));
         let min_idle = self.min_idle.min(self.max_size);
         let inner = Arc::new(PoolInner {
-            swarm: Arc::downgrade(&swarm.inner),
+            rt: swarm.runtime().clone(),
             name,
             spec: Arc::new(self.spec),
             make: self.make,
@@ -219,7 +223,7 @@ impl<A: Agent> PoolBuilder<A> {
 }
 
 struct PoolInner<A: Agent> {
-    swarm: Weak<SwarmInner<A::Task, A::Output>>,
+    rt: Arc<Runtime>,
     name: AgentName,
     spec: Arc<AgentSpec>,
     make: Arc<dyn Fn() -> A + Send + Sync>,
@@ -244,8 +248,8 @@ struct Member<T: Send + 'static, O: Send + 'static> {
 }
 
 impl<T: Send + 'static, O: Send + 'static> Member<T, O> {
-    fn actor(&self) -> Arc<ractor::ActorRef<AgentMsg<T, O>>> {
-        self.entry.replicas()[0].actor()
+    fn actor(&self) -> Arc<ractor::ActorCell> {
+        crate::entry::ErasedEntry::replicas(&*self.entry)[0].actor()
     }
 }
 
@@ -320,28 +324,27 @@ impl<A: Agent> PoolInner<A> {
     }
 
     async fn spawn_member(&self) -> Result<Member<A::Task, A::Output>, PoolError> {
-        let swarm = self
-            .swarm
-            .upgrade()
-            .ok_or_else(|| PoolError::SwarmGone(self.name.clone()))?;
+        if self.rt.is_closed() {
+            return Err(PoolError::SwarmGone(self.name.clone()));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let capacity = self
             .spec
             .queue_capacity
-            .unwrap_or(swarm.settings.queue_capacity);
-        let entry = Arc::new(AgentEntry::new(
-            self.spec.clone(),
-            Arc::new(AgentQueue::new(capacity)),
-            None,
-            None,
-            swarm.bus.clone(),
-            swarm.epoch,
-        ));
-        let actor = spawn_agent(&swarm, (self.make)(), &entry, id, Some(self.reset.clone()))
+            .unwrap_or(self.rt.settings.queue_capacity);
+        let entry = Arc::new(AgentEntry::new(EntryParts {
+            spec: self.spec.clone(),
+            capacity,
+            spawner: None,
+            cloner: None,
+            bus: self.rt.bus.clone(),
+            epoch: self.rt.epoch,
+        }));
+        let actor = spawn_agent(&self.rt, (self.make)(), &entry, id, Some(self.reset.clone()))
             .await
-            .map_err(|reason| PoolError::Spawn {
+            .map_err(|source| PoolError::Spawn {
                 agent: self.name.clone(),
-                reason,
+                source,
             })?;
         entry.set_replicas(vec![Replica::new(actor, None)]);
         self.size.fetch_add(1, Ordering::AcqRel);
@@ -361,7 +364,9 @@ impl<A: Agent> PoolInner<A> {
     /// Resets a returned agent (after the tasks it still has) and puts it back, or retires
     /// it if the pool closed or the agent died.
     async fn take_back(&self, mut member: Member<A::Task, A::Output>) {
-        let reset = member.actor().call(AgentMsg::Reset, None).await;
+        let actor: ractor::ActorRef<AgentMsg<A::Task, A::Output>> =
+            ractor::ActorCell::clone(&member.actor()).into();
+        let reset = actor.call(AgentMsg::Reset, None).await;
         if matches!(reset, Ok(CallResult::Success(()))) && !self.closed.load(Ordering::Acquire) {
             member.idle_since = Instant::now();
             self.lock_idle().push_back(member);
@@ -459,13 +464,15 @@ impl<A: Agent> Pooled<A> {
         options: SubmitOptions,
     ) -> Result<TaskHandle<A::Output>, SubmitError<A::Task>> {
         let member = self.member();
-        let Some(swarm) = self.pool.swarm.upgrade() else {
+        if self.pool.rt.is_closed() {
             return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
-        };
-        member
-            .entry
-            .submit(swarm.next_task_id(), task, options)
-            .await
+        }
+        match member.entry.reserve(options.wait).await {
+            Ok(permit) => member
+                .entry
+                .dispatch(self.pool.rt.next_task_id(), task, options, permit),
+            Err(kind) => Err(SubmitError::new(kind, task)),
+        }
     }
 
     /// Runs one task on this agent and waits for its result.

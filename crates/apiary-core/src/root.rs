@@ -2,31 +2,38 @@
 //! fails, by the swarm's strategy, restart intensity and each agent's restart type and
 //! backoff, and gives up (stopping the swarm) when failures come faster than the intensity
 //! allows.
+//!
+//! It sees the swarm only through [`Supervised`]: the agents that have started, who
+//! supervises whom, the events and settings, and a way to close the swarm.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use apiary_supervisor::{BackoffState, RestartWindow, Strategy};
+use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 
-use crate::actor::Members;
-use crate::entry::{AgentEntry, ReplicaStatus};
+use crate::entry::{ErasedEntry, ReplicaStatus};
 use crate::events::EventBus;
-use crate::swarm::SwarmInner;
 use crate::telemetry;
 use crate::{AgentName, EventKind, StopReason, SwarmSettings};
 
-pub(crate) struct Root<T, O>(PhantomData<fn() -> (T, O)>);
-
-impl<T, O> Root<T, O> {
-    pub(crate) fn new() -> Self {
-        Self(PhantomData)
-    }
+/// What the supervisor needs of the swarm it supervises.
+pub(crate) trait Supervised: Send + Sync + 'static {
+    /// The agents that have started, in start order.
+    fn agents(&self) -> Vec<Arc<dyn ErasedEntry>>;
+    /// The coordinator that supervises `agent`, if the topology nests supervision.
+    fn supervisor_of(&self, agent: &AgentName) -> Option<AgentName>;
+    fn bus(&self) -> &EventBus;
+    fn settings(&self) -> &SwarmSettings;
+    /// Refuses new work from outside.
+    fn close(&self);
 }
+
+pub(crate) struct Root;
 
 /// The root's own messages.
 pub(crate) enum RootMsg {
@@ -38,40 +45,45 @@ pub(crate) enum RootMsg {
     },
 }
 
+#[cfg(feature = "cluster")]
 impl ractor::Message for RootMsg {}
 
-pub(crate) struct RootArgs<T, O> {
-    pub(crate) members: Arc<Members>,
-    pub(crate) bus: Arc<EventBus>,
-    /// Set once the swarm exists (the root starts first).
-    pub(crate) swarm: Arc<OnceLock<Weak<SwarmInner<T, O>>>>,
-    pub(crate) settings: SwarmSettings,
-}
+/// Set once the swarm exists (the root starts first, so agents can be linked under it).
+pub(crate) type SwarmSlot = Arc<OnceLock<Weak<dyn Supervised>>>;
 
-pub(crate) struct RootState<T, O> {
-    args: RootArgs<T, O>,
+pub(crate) struct RootState {
+    swarm: SwarmSlot,
     // Restart intensity per supervisor: `None` is the swarm's own, `Some(c)` coordinator c's.
     windows: HashMap<Option<AgentName>, RestartWindow<Duration>>,
     backoff: HashMap<(AgentName, usize), BackoffState>,
     restarts: HashMap<(AgentName, usize), u32>,
+    // Restarts waiting out their backoff (ractor timers), cancelled if the root stops.
+    timers: Vec<Timer>,
     epoch: Instant,
 }
 
-impl<T: Send + 'static, O: Send + 'static> Actor for Root<T, O> {
+/// A ractor timer that sends the root a restart.
+type Timer = JoinHandle<Result<(), ractor::MessagingErr<RootMsg>>>;
+
+/// A started replica: its agent and index.
+type Child = (Arc<dyn ErasedEntry>, usize);
+
+impl Actor for Root {
     type Msg = RootMsg;
-    type State = RootState<T, O>;
-    type Arguments = RootArgs<T, O>;
+    type State = RootState;
+    type Arguments = SwarmSlot;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        args: Self::Arguments,
+        swarm: SwarmSlot,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RootState {
+            swarm,
             windows: HashMap::new(),
-            args,
             backoff: HashMap::new(),
             restarts: HashMap::new(),
+            timers: Vec::new(),
             epoch: Instant::now(),
         })
     }
@@ -87,6 +99,7 @@ impl<T: Send + 'static, O: Send + 'static> Actor for Root<T, O> {
             replica,
             delay,
         } = msg;
+        state.timers.retain(|t| !t.is_finished());
         state.restart(&myself, agent, replica, delay).await;
         Ok(())
     }
@@ -98,91 +111,99 @@ impl<T: Send + 'static, O: Send + 'static> Actor for Root<T, O> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                state.on_exit(&myself, &cell, Some(err.to_string()))
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => state.on_exit(&myself, &cell, None),
+            SupervisionEvent::ActorFailed(cell, _) => state.on_exit(&myself, &cell, true),
+            SupervisionEvent::ActorTerminated(cell, _, _) => state.on_exit(&myself, &cell, false),
             _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for timer in state.timers.drain(..) {
+            timer.abort();
         }
         Ok(())
     }
 }
 
-impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
-    fn swarm(&self) -> Option<Arc<SwarmInner<T, O>>> {
-        self.args.swarm.get()?.upgrade()
+impl RootState {
+    fn swarm(&self) -> Option<Arc<dyn Supervised>> {
+        self.swarm.get()?.upgrade()
     }
 
     fn now(&self) -> Duration {
         self.epoch.elapsed()
     }
 
-    /// A child actor stopped: report it and decide its fate.
-    fn on_exit(&mut self, myself: &ActorRef<RootMsg>, cell: &ActorCell, failure: Option<String>) {
-        let member = self
-            .args
-            .members
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&cell.get_id());
-        let Some(member) = member else { return };
-        if let Some(reason) = &failure {
-            // A crashed actor never runs post_stop: its stop is counted here.
-            telemetry::stopped();
-            self.args.bus.publish(|| EventKind::AgentStopped {
-                agent: member.agent.clone(),
-                replica: member.replica,
-                reason: StopReason::Failed(reason.clone()),
-            });
-        }
+    /// Every started replica, in start order: the supervisor's children.
+    fn children(swarm: &dyn Supervised) -> Vec<Child> {
+        swarm
+            .agents()
+            .into_iter()
+            .flat_map(|e| (0..e.replicas().len()).map(move |r| (e.clone(), r)))
+            .collect()
+    }
+
+    /// A child actor stopped: decide its fate. (A crashed agent actor has already published
+    /// its own `AgentStopped`.)
+    fn on_exit(&mut self, myself: &ActorRef<RootMsg>, cell: &ActorCell, failed: bool) {
+        let Some(swarm) = self.swarm() else { return };
+        let id = cell.get_id();
         // During shutdown the swarm marks each replica dead before stopping it, so those
         // exits are ignored below; a crash while queues drain is still restarted, so the
         // drain can finish.
-        let Some(swarm) = self.swarm() else { return };
-        let Ok(entry) = swarm.entry(member.agent.as_str()) else {
+        let Some((entry, r)) = Self::children(&*swarm)
+            .into_iter()
+            .find(|(e, r)| e.replicas()[*r].actor().get_id() == id)
+        else {
+            // A pooled agent, or an older actor of a replica: not this supervisor's to
+            // restart.
             return;
         };
-        let Some(replica) = entry.replicas().get(member.replica) else {
-            // A pooled agent or one still starting: not this supervisor's to restart.
-            return;
-        };
-        if replica.actor().get_id() != cell.get_id() || replica.status() != ReplicaStatus::Running {
-            // An older actor of this replica, or one this supervisor stopped on purpose.
+        let replica = &entry.replicas()[r];
+        if replica.status() != ReplicaStatus::Running {
+            // One this supervisor stopped on purpose.
             return;
         }
-        if !entry.spec.restart.restarts_after(failure.is_none()) {
+        if !entry.spec().restart.restarts_after(!failed) {
             replica.set_status(ReplicaStatus::Dead);
             entry.flush_parked();
             return;
         }
         // The supervisor of this agent: its coordinator if the topology nests supervision,
         // else the swarm itself. Strategy and intensity apply among its children only.
-        let group = swarm.supervisor_of(&member.agent);
-        if !self.admit(&group) {
-            self.escalate(myself, &swarm, group, &entry, member.replica);
+        let group = swarm.supervisor_of(entry.name());
+        if !self.admit(&*swarm, &group) {
+            self.escalate(myself, &*swarm, group, &entry, r);
             return;
         }
-        let children: Vec<_> = swarm
-            .children()
+        let children: Vec<Child> = Self::children(&*swarm)
             .into_iter()
-            .filter(|(e, _)| swarm.supervisor_of(&e.name) == group)
+            .filter(|(e, _)| swarm.supervisor_of(e.name()) == group)
             .collect();
-        let Some(failed) = children
+        let Some(failed_at) = children
             .iter()
-            .position(|(e, r)| e.name == member.agent && *r == member.replica)
+            .position(|(e, i)| e.name() == entry.name() && *i == r)
         else {
             return;
         };
-        let delay = self.next_delay(&entry, member.replica);
-        for i in swarm.settings.strategy.affected(failed, children.len()) {
-            let (child, r) = &children[i];
-            let Some(replica) = child.replicas().get(*r) else {
-                continue;
-            };
+        let restart: Vec<usize> = match swarm.settings().strategy {
+            Strategy::OneForOne => vec![failed_at],
+            Strategy::OneForAll => (0..children.len()).collect(),
+            Strategy::RestForOne => (failed_at..children.len()).collect(),
+        };
+        let delay = self.next_delay(&*entry, r);
+        for i in restart {
+            let (child, cr) = &children[i];
+            let replica = &child.replicas()[*cr];
             if replica.status() == ReplicaStatus::Dead {
                 continue;
             }
-            if i != failed {
+            if i != failed_at {
                 if replica.status() != ReplicaStatus::Running {
                     continue;
                 }
@@ -194,18 +215,18 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
             } else {
                 replica.set_status(ReplicaStatus::Restarting);
             }
-            schedule(myself, child.name.clone(), *r, delay);
+            self.schedule(myself, child.name().clone(), *cr, delay);
         }
         // Tasks parked for the failed replica may find another replica now.
-        if swarm.settings.strategy == Strategy::OneForOne {
+        if swarm.settings().strategy == Strategy::OneForOne {
             entry.flush_parked();
         }
     }
 
     /// Counts a restart against `group`'s intensity.
-    fn admit(&mut self, group: &Option<AgentName>) -> bool {
+    fn admit(&mut self, swarm: &dyn Supervised, group: &Option<AgentName>) -> bool {
         let now = self.now();
-        let intensity = self.args.settings.intensity();
+        let intensity = swarm.settings().intensity();
         self.windows
             .entry(group.clone())
             .or_insert_with(|| intensity.window())
@@ -218,12 +239,12 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
     fn escalate(
         &mut self,
         myself: &ActorRef<RootMsg>,
-        swarm: &Arc<SwarmInner<T, O>>,
+        swarm: &dyn Supervised,
         group: Option<AgentName>,
-        failed: &AgentEntry<T, O>,
+        failed: &Arc<dyn ErasedEntry>,
         failed_replica: usize,
     ) {
-        let intensity = swarm.settings.intensity();
+        let intensity = swarm.settings().intensity();
         let reason = format!(
             "more than {} restarts within {}",
             intensity.max_restarts(),
@@ -234,23 +255,21 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
             return;
         };
         telemetry::gave_up(coordinator.as_str());
-        self.args.bus.publish(|| EventKind::SupervisorGaveUp {
+        swarm.bus().publish(|| EventKind::SupervisorGaveUp {
             supervisor: coordinator.to_string(),
             reason: reason.clone(),
         });
         let up = swarm.supervisor_of(&coordinator);
-        if !self.admit(&up) {
+        if !self.admit(swarm, &up) {
             self.escalate(myself, swarm, up, failed, failed_replica);
             return;
         }
-        let delay = self.next_delay(failed, failed_replica);
-        for (child, r) in swarm.children() {
-            if child.name != coordinator && !swarm.is_under(&child.name, &coordinator) {
+        let delay = self.next_delay(&**failed, failed_replica);
+        for (child, r) in Self::children(swarm) {
+            if *child.name() != coordinator && !is_under(swarm, child.name(), &coordinator) {
                 continue;
             }
-            let Some(replica) = child.replicas().get(r) else {
-                continue;
-            };
+            let replica = &child.replicas()[r];
             match replica.status() {
                 ReplicaStatus::Dead => continue,
                 ReplicaStatus::Restarting => {}
@@ -261,28 +280,44 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
                         .stop(Some("its coordinator's subtree is restarted".into()));
                 }
             }
-            schedule(myself, child.name.clone(), r, delay);
+            self.schedule(myself, child.name().clone(), r, delay);
         }
         // The failed replica itself is already down; make sure it comes back with the rest.
         if let Some(replica) = failed.replicas().get(failed_replica) {
             if replica.status() == ReplicaStatus::Running {
                 replica.set_status(ReplicaStatus::Restarting);
-                schedule(myself, failed.name.clone(), failed_replica, delay);
+                self.schedule(myself, failed.name().clone(), failed_replica, delay);
             }
         }
     }
 
-    fn next_delay(&mut self, entry: &AgentEntry<T, O>, replica: usize) -> Duration {
+    fn next_delay(&mut self, entry: &dyn ErasedEntry, replica: usize) -> Duration {
         let now = self.now();
-        let key = (entry.name.clone(), replica);
+        let key = (entry.name().clone(), replica);
         self.backoff
             .entry(key.clone())
             .or_insert_with(|| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 key.hash(&mut h);
-                entry.spec.backoff.state(h.finish())
+                entry.spec().backoff.state(h.finish())
             })
             .next_delay(now)
+    }
+
+    /// Restarts a replica once its backoff has passed, through a ractor timer (aborted if
+    /// the root stops first).
+    fn schedule(&mut self, myself: &ActorRef<RootMsg>, agent: AgentName, replica: usize, delay: Duration) {
+        let msg = move || RootMsg::Restart {
+            agent,
+            replica,
+            delay,
+        };
+        if delay.is_zero() {
+            // The root may be stopping (shutdown); then so is the need to restart.
+            let _ = myself.send_message(msg());
+        } else {
+            self.timers.push(myself.send_after(delay, msg));
+        }
     }
 
     /// Starts a new actor for a replica whose backoff has passed.
@@ -294,7 +329,7 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
         delay: Duration,
     ) {
         let Some(swarm) = self.swarm() else { return };
-        let Ok(entry) = swarm.entry(agent.as_str()) else {
+        let Some(entry) = swarm.agents().into_iter().find(|e| *e.name() == agent) else {
             return;
         };
         let Some(slot) = entry.replicas().get(replica) else {
@@ -303,17 +338,14 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
         if slot.status() != ReplicaStatus::Restarting {
             return;
         }
-        let Some(spawner) = entry.spawner.clone() else {
-            return;
-        };
-        match spawner.spawn(&swarm, &entry, replica).await {
+        match entry.clone().respawn(replica).await {
             Ok(actor) => {
                 slot.replace(actor);
                 let count = self.restarts.entry((agent.clone(), replica)).or_insert(0);
                 *count += 1;
                 let restarts = *count;
                 telemetry::restarted(&agent);
-                self.args.bus.publish(|| EventKind::AgentRestarted {
+                swarm.bus().publish(|| EventKind::AgentRestarted {
                     agent: agent.clone(),
                     replica,
                     restarts,
@@ -322,58 +354,57 @@ impl<T: Send + 'static, O: Send + 'static> RootState<T, O> {
                 entry.flush_parked();
             }
             Err(reason) => {
-                self.args.bus.publish(|| EventKind::AgentStopped {
+                swarm.bus().publish(|| EventKind::AgentStopped {
                     agent: agent.clone(),
                     replica,
-                    reason: StopReason::Failed(reason),
+                    reason: StopReason::Failed(reason.to_string()),
                 });
                 // A restart that fails counts like any other, against the same supervisor.
                 let group = swarm.supervisor_of(&agent);
-                if self.admit(&group) {
-                    let delay = self.next_delay(&entry, replica);
-                    schedule(myself, agent, replica, delay);
+                if self.admit(&*swarm, &group) {
+                    let delay = self.next_delay(&*entry, replica);
+                    self.schedule(myself, agent, replica, delay);
                 } else {
-                    self.escalate(myself, &swarm, group, &entry, replica);
+                    self.escalate(myself, &*swarm, group, &entry, replica);
                 }
             }
         }
     }
 
     /// Restart intensity exceeded: stop every agent, end what waits, refuse new work.
-    fn give_up(&mut self, swarm: &Arc<SwarmInner<T, O>>, reason: String) {
+    fn give_up(&mut self, swarm: &dyn Supervised, reason: String) {
         swarm.close();
-        for (entry, r) in swarm.children() {
-            if let Some(replica) = entry.replicas().get(r) {
-                replica.set_status(ReplicaStatus::Dead);
-                replica.actor().stop(Some("supervisor gave up".into()));
-            }
+        for (entry, r) in Self::children(swarm) {
+            let replica = &entry.replicas()[r];
+            replica.set_status(ReplicaStatus::Dead);
+            replica.actor().stop(Some("supervisor gave up".into()));
         }
-        for entry in swarm.started_entries() {
-            entry.queue.close();
+        for entry in swarm.agents() {
+            entry.queue().close();
             entry.flush_parked();
         }
         telemetry::gave_up("swarm");
-        self.args.bus.publish(|| EventKind::SupervisorGaveUp {
+        swarm.bus().publish(|| EventKind::SupervisorGaveUp {
             supervisor: "swarm".into(),
             reason,
         });
     }
 }
 
-fn schedule(myself: &ActorRef<RootMsg>, agent: AgentName, replica: usize, delay: Duration) {
-    let msg = RootMsg::Restart {
-        agent,
-        replica,
-        delay,
-    };
-    if delay.is_zero() {
-        let _ = myself.send_message(msg);
-    } else {
-        let myself = myself.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            // The root may be gone (shutdown); then so is the need to restart.
-            let _ = myself.send_message(msg);
-        });
+/// Whether `agent` is somewhere below `coordinator` in the supervision tree.
+fn is_under(swarm: &dyn Supervised, agent: &AgentName, coordinator: &AgentName) -> bool {
+    let mut at = swarm.supervisor_of(agent);
+    let mut steps = 0;
+    while let Some(up) = at {
+        if up == *coordinator {
+            return true;
+        }
+        // A topology's tree is validated acyclic; the bound only guards a custom one.
+        steps += 1;
+        if steps > 1024 {
+            return false;
+        }
+        at = swarm.supervisor_of(&up);
     }
+    false
 }

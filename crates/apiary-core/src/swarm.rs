@@ -1,33 +1,31 @@
-//! The running swarm: its agents, submission, pause/resume and shutdown.
+//! The running swarm: typed references to its agents, routing, pause/resume and shutdown.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use ractor::{ActorCell, ActorRef};
-use smallvec::SmallVec;
-use tokio::time::Instant;
 
-use apiary_memory::Memory;
-
-use crate::actor::{AgentMsg, Members};
-use crate::entry::{AgentEntry, Replica, ReplicaStatus};
+use crate::agent_ref::AgentRef;
+use crate::entry::{ErasedEntry, ReplicaStatus};
 use crate::events::EventBus;
-use crate::root::RootMsg;
+use crate::resources::MissingResource;
+use crate::root::{RootMsg, Supervised};
+use crate::runtime::Runtime;
 use crate::{
-    AgentName, AgentSpec, EventKind, EventStream, MemberView, RouteRequest, SubmitError,
-    SubmitErrorKind, SubmitOptions, SwarmBuilder, SwarmSettings, TaskHandle, TaskId, Topology,
-    TopologyError, UnknownAgent,
+    AgentName, AgentSpec, EventKind, EventStream, LookupError, RouteRequest, SubmitError,
+    SubmitErrorKind, SubmitOptions, SwarmSettings, TaskHandle, Topology, TopologyError,
+    UnknownAgent,
 };
 
 /// A running swarm of agents.
 ///
 /// Built with [`Swarm::builder`]; cheap to clone (clones share the swarm). Every agent runs in
-/// its own ractor actor behind a bounded queue. Call [`shutdown`](Self::shutdown) to stop it
-/// gracefully; dropping the last clone without it stops the actors abruptly (queued tasks end
-/// as [`TaskError::AgentStopped`](crate::TaskError::AgentStopped)).
+/// its own ractor actor behind a bounded queue; agents of many kinds, each with its own task
+/// and output types, live in one swarm. Reach one through a typed reference,
+/// [`agent`](Self::agent). Call [`shutdown`](Self::shutdown) to stop the swarm gracefully;
+/// dropping the last clone without it stops the actors abruptly (queued tasks end as
+/// [`TaskError::AgentStopped`](crate::TaskError::AgentStopped)).
 ///
 /// # Examples
 ///
@@ -50,162 +48,74 @@ use crate::{
 ///     .agent(AgentSpec::new("upper").replicas(2), || Upper)
 ///     .start()
 ///     .await?;
-/// let handle = swarm.submit("upper", "hive".to_string()).await?;
+/// let upper = swarm.agent::<String, String>("upper")?;
+/// let handle = upper.submit("hive".to_string()).await?;
 /// assert_eq!(handle.await?, "HIVE");
 /// swarm.shutdown().await;
 /// # Ok(())
 /// # }
 /// ```
-pub struct Swarm<T, O> {
-    pub(crate) inner: Arc<SwarmInner<T, O>>,
+#[derive(Clone)]
+pub struct Swarm {
+    inner: Arc<SwarmInner>,
 }
 
-impl<T, O> Clone for Swarm<T, O> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
-    }
+struct SwarmInner {
+    rt: Arc<Runtime>,
+    root: ActorRef<RootMsg>,
+    shutdown: tokio::sync::Mutex<bool>,
 }
 
-impl<T, O> fmt::Debug for Swarm<T, O> {
+impl fmt::Debug for Swarm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Swarm")
-            .field("name", &self.inner.settings.name)
-            .field("agents", &self.inner.agent_names())
+            .field("name", &self.inner.rt.settings.name)
+            .field("agents", &self.agents())
             .finish()
     }
 }
 
-pub(crate) struct SwarmInner<T, O> {
-    pub(crate) bus: Arc<EventBus>,
-    pub(crate) members: Arc<Members>,
-    pub(crate) root: ActorRef<RootMsg>,
-    /// Start of the swarm's clock (breakers count milliseconds from it).
-    pub(crate) epoch: Instant,
-    pub(crate) settings: SwarmSettings,
-    pub(crate) memory: Option<Memory>,
-    table: ArcSwap<Table<T, O>>,
-    // Swapped atomically: a switch never blocks a submission.
-    topology: ArcSwapOption<Box<dyn Topology>>,
-    // Started agents, in start order (shutdown walks it backwards).
-    started: Mutex<Vec<Arc<AgentEntry<T, O>>>>,
-    next_task: AtomicU64,
-    closed: AtomicBool,
-    shutdown: tokio::sync::Mutex<bool>,
-}
-
-/// Every planned agent by name. Entries exist from the start of `start`, so marking an agent
-/// started is O(1) (no copy of the table per spawn batch).
-pub(crate) struct Table<T, O> {
-    agents: HashMap<AgentName, Arc<AgentEntry<T, O>>>,
-}
-
-impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
-    /// A builder for a swarm whose agents take `T` and give `O`.
-    pub fn builder() -> SwarmBuilder<T, O> {
-        SwarmBuilder::new()
+impl Swarm {
+    pub(crate) fn from_parts(rt: Arc<Runtime>, root: ActorRef<RootMsg>) -> Self {
+        Self {
+            inner: Arc::new(SwarmInner {
+                rt,
+                root,
+                shutdown: tokio::sync::Mutex::new(false),
+            }),
+        }
     }
 
-    /// Submits a task to an agent, waiting for room in its queue.
-    ///
-    /// Returns once the task is queued; await the handle for its result.
+    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
+        &self.inner.rt
+    }
+
+    /// A typed reference to an agent: it takes `T` and gives `O`. Types are checked here,
+    /// once; submissions through the reference are checked by the compiler.
     ///
     /// # Errors
     ///
-    /// The task comes back inside a [`SubmitError`]: `UnknownAgent`, `AgentStopped` (all of its
-    /// replicas are gone), or `SwarmStopped` once [`shutdown`](Self::shutdown) has begun.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future while it waits for room drops the task unsubmitted.
-    pub async fn submit(&self, agent: &str, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
-        self.inner
-            .submit(agent, task, SubmitOptions::default(), false)
-            .await
-    }
-
-    /// Submits with explicit options (deadline, fail fast when busy).
-    ///
-    /// # Errors
-    ///
-    /// As [`submit`](Self::submit), and `Busy` when the queue is full and `options` asked not
-    /// to wait.
-    pub async fn submit_with(
+    /// [`LookupError::UnknownAgent`] if no agent has this name, [`LookupError::WrongType`]
+    /// (naming the agent, the types asked for and the types it runs) if it runs others.
+    pub fn agent<T: Send + 'static, O: Send + 'static>(
         &self,
-        agent: &str,
+        name: &str,
+    ) -> Result<AgentRef<T, O>, LookupError> {
+        let entry = self.inner.rt.registry.typed::<T, O>(name)?;
+        Ok(AgentRef::new(entry, self.inner.rt.clone(), None))
+    }
+
+    /// Submits a task to the swarm as a whole: its topology picks the agent, among those
+    /// taking `T` and giving `O`.
+    ///
+    /// # Errors
+    ///
+    /// `NoRoute` if the swarm has no topology or no such member can take the task; otherwise
+    /// as [`AgentRef::submit`].
+    pub async fn route<T: Send + 'static, O: Send + 'static>(
+        &self,
         task: T,
-        options: SubmitOptions,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        self.inner.submit(agent, task, options, false).await
-    }
-
-    /// Submits without waiting: a full queue is an immediate `Busy` error.
-    ///
-    /// # Errors
-    ///
-    /// As [`submit`](Self::submit), and `Busy` when the queue is full.
-    pub fn try_submit(&self, agent: &str, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
-        self.inner
-            .try_submit(agent, task, SubmitOptions::default(), false)
-    }
-
-    /// Pauses an agent's queue: tasks keep being accepted (up to the queue bound) but none
-    /// starts until [`resume`](Self::resume). A task already running finishes.
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownAgent`] if no agent has this name.
-    pub fn pause(&self, agent: &str) -> Result<(), UnknownAgent> {
-        self.inner.entry(agent)?.queue.set_paused(true);
-        Ok(())
-    }
-
-    /// Resumes a paused agent's queue; held tasks run in the order they arrived.
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownAgent`] if no agent has this name.
-    pub fn resume(&self, agent: &str) -> Result<(), UnknownAgent> {
-        let entry = self.inner.entry(agent)?;
-        entry.resume();
-        Ok(())
-    }
-
-    /// Whether an agent's queue is paused.
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownAgent`] if no agent has this name.
-    pub fn is_paused(&self, agent: &str) -> Result<bool, UnknownAgent> {
-        Ok(self.inner.entry(agent)?.queue.is_paused())
-    }
-
-    /// Tasks queued or running for an agent now.
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownAgent`] if no agent has this name.
-    pub fn queue_depth(&self, agent: &str) -> Result<usize, UnknownAgent> {
-        Ok(self.inner.entry(agent)?.queue.depth())
-    }
-
-    /// The bound on an agent's queue.
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownAgent`] if no agent has this name.
-    pub fn queue_capacity(&self, agent: &str) -> Result<usize, UnknownAgent> {
-        Ok(self.inner.entry(agent)?.queue.capacity())
-    }
-
-    /// Submits a task to the swarm as a whole: its topology picks the agent.
-    ///
-    /// # Errors
-    ///
-    /// `NoRoute` if the swarm has no topology or no member can take the task; otherwise as
-    /// [`submit`](Self::submit).
-    pub async fn route(&self, task: T) -> Result<TaskHandle<O>, SubmitError<T>> {
         self.route_with(task, RouteRequest::default(), SubmitOptions::default())
             .await
     }
@@ -215,19 +125,75 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
     /// # Errors
     ///
     /// As [`route`](Self::route).
-    pub async fn route_with(
+    pub async fn route_with<T: Send + 'static, O: Send + 'static>(
         &self,
         task: T,
         request: RouteRequest<'_>,
         options: SubmitOptions,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        if self.inner.closed.load(Ordering::Acquire) {
+        if self.inner.rt.is_closed() {
             return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
         }
-        match self.inner.route(&request) {
-            Ok(entry) => entry.submit(self.inner.next_task_id(), task, options).await,
+        match self.inner.rt.registry.route::<T, O>(&request) {
+            Ok(entry) => {
+                AgentRef::new(entry, self.inner.rt.clone(), None)
+                    .submit_with(task, options)
+                    .await
+            }
             Err(kind) => Err(SubmitError::new(kind, task)),
         }
+    }
+
+    fn entry(&self, agent: &str) -> Result<Arc<dyn ErasedEntry>, UnknownAgent> {
+        Ok(self.inner.rt.registry.slot(agent)?.entry)
+    }
+
+    /// Pauses an agent's queue: tasks keep being accepted (up to the queue bound) but none
+    /// starts until [`resume`](Self::resume). A task already running finishes.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn pause(&self, agent: &str) -> Result<(), UnknownAgent> {
+        self.entry(agent)?.queue().set_paused(true);
+        Ok(())
+    }
+
+    /// Resumes a paused agent's queue; held tasks run in the order they arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn resume(&self, agent: &str) -> Result<(), UnknownAgent> {
+        self.entry(agent)?.resume();
+        Ok(())
+    }
+
+    /// Whether an agent's queue is paused.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn is_paused(&self, agent: &str) -> Result<bool, UnknownAgent> {
+        Ok(self.entry(agent)?.queue().is_paused())
+    }
+
+    /// Tasks queued or running for an agent now.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn queue_depth(&self, agent: &str) -> Result<usize, UnknownAgent> {
+        Ok(self.entry(agent)?.queue().depth())
+    }
+
+    /// The bound on an agent's queue.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownAgent`] if no agent has this name.
+    pub fn queue_capacity(&self, agent: &str) -> Result<usize, UnknownAgent> {
+        Ok(self.entry(agent)?.queue().capacity())
     }
 
     /// Switches the swarm to another topology while it runs. Tasks already queued stay where
@@ -238,31 +204,32 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
     /// The new topology's [`TopologyError`] if it cannot work with the swarm's agents; the
     /// old topology stays.
     pub fn set_topology(&self, topology: impl Topology) -> Result<(), TopologyError> {
-        self.inner.set_topology(Box::new(topology))
-    }
-
-    /// The swarm's shared memory, if it was built with one.
-    pub fn memory(&self) -> Option<&Memory> {
-        self.inner.memory.as_ref()
+        self.inner.rt.registry.set_topology(Box::new(topology))
     }
 
     /// The name of the swarm's topology, if it has one.
     pub fn topology(&self) -> Option<String> {
-        self.inner
-            .topology
-            .load()
-            .as_ref()
-            .map(|t| t.name().to_owned())
+        self.inner.rt.registry.topology_name()
+    }
+
+    /// A resource the swarm was given, by type
+    /// ([`SwarmBuilder::resource`](crate::SwarmBuilder::resource)).
+    ///
+    /// # Errors
+    ///
+    /// [`MissingResource`], naming the type, if the swarm has none of that type.
+    pub fn resource<R: Send + Sync + 'static>(&self) -> Result<&R, MissingResource> {
+        self.inner.rt.resources.get::<R>()
     }
 
     /// Subscribes to the swarm's events from now on.
     pub fn subscribe(&self) -> EventStream {
-        self.inner.bus.subscribe()
+        self.inner.rt.bus.subscribe()
     }
 
     /// The agents, in the order they started.
     pub fn agents(&self) -> Vec<AgentName> {
-        self.inner.agent_names()
+        self.inner.rt.registry.names()
     }
 
     /// An agent's spec.
@@ -271,20 +238,20 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
     ///
     /// [`UnknownAgent`] if no agent has this name.
     pub fn spec(&self, agent: &str) -> Result<AgentSpec, UnknownAgent> {
-        Ok((*self.inner.entry(agent)?.spec).clone())
+        Ok(AgentSpec::clone(self.entry(agent)?.spec()))
     }
 
     /// The swarm's settings.
     pub fn settings(&self) -> &SwarmSettings {
-        &self.inner.settings
+        &self.inner.rt.settings
     }
 
     /// Every actor the swarm runs: its supervisor, then each agent replica in start order.
     /// For monitoring (and for checking that shutdown left nothing behind).
     pub fn actor_cells(&self) -> Vec<ActorCell> {
         let mut cells = vec![self.inner.root.get_cell()];
-        for entry in self.inner.started_entries() {
-            cells.extend(entry.replicas().iter().map(|r| r.actor().get_cell()));
+        for slot in self.inner.rt.registry.members().iter() {
+            cells.extend(slot.entry.replicas().iter().map(|r| ActorCell::clone(&r.actor())));
         }
         cells
     }
@@ -294,28 +261,77 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
     /// each other meanwhile), then stops the agents in reverse start order (running each
     /// `stopping` hook). Ends with a `SwarmStopped` event. Calling it again does nothing.
     ///
-    /// Shutdown waits for every queued task: give long tasks deadlines, or cancel them.
+    /// This waits for every queued task, however long: give tasks deadlines, or use
+    /// [`shutdown_timeout`](Self::shutdown_timeout).
     pub async fn shutdown(&self) {
+        self.stop(None).await;
+    }
+
+    /// [`shutdown`](Self::shutdown) that waits at most `grace` for the queues to drain, then
+    /// cancels every task still queued or running (each ends as
+    /// [`TaskError::Cancelled`](crate::TaskError::Cancelled)) and stops the agents. Returns
+    /// whether everything finished within `grace`.
+    ///
+    /// A task is cancelled by dropping its `handle` future at its next `.await`; code that
+    /// never awaits cannot be interrupted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use apiary_core::{Agent, AgentContext, AgentSpec, Swarm, TaskError};
+    /// # use std::time::Duration;
+    /// struct Sleeper;
+    /// impl Agent for Sleeper {
+    ///     type Task = Duration;
+    ///     type Output = ();
+    ///     type Error = std::convert::Infallible;
+    ///     async fn handle(&mut self, d: Duration, _: &AgentContext<Duration, ()>) -> Result<(), Self::Error> {
+    ///         tokio::time::sleep(d).await;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let swarm = Swarm::builder().agent(AgentSpec::new("sleeper"), || Sleeper).start().await?;
+    /// let sleeper = swarm.agent::<Duration, ()>("sleeper")?;
+    /// let long = sleeper.submit(Duration::from_secs(3600)).await?;
+    /// let queued = sleeper.submit(Duration::from_secs(1)).await?;
+    /// assert!(!swarm.shutdown_timeout(Duration::from_secs(5)).await);
+    /// assert!(matches!(long.await, Err(TaskError::Cancelled)));
+    /// assert!(matches!(queued.await, Err(TaskError::Cancelled)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn shutdown_timeout(&self, grace: Duration) -> bool {
+        self.stop(Some(grace)).await
+    }
+
+    async fn stop(&self, grace: Option<Duration>) -> bool {
         let mut done = self.inner.shutdown.lock().await;
         if *done {
-            return;
+            return true;
         }
-        self.inner.close();
-        let entries = self.inner.started_entries();
-        // Quiesce first: agents may still hand work to each other (a pipeline flows towards
-        // later agents), so wait until every queue is empty at once before stopping any.
-        loop {
-            for entry in entries.iter().rev() {
-                entry.queue.set_paused(false);
-                entry.resume();
-                entry.queue.wait_idle().await;
+        let rt = &self.inner.rt;
+        rt.close();
+        let members = rt.registry.members();
+        let entries: Vec<&Arc<dyn ErasedEntry>> = members.iter().map(|s| &s.entry).collect();
+        let drained = match grace {
+            None => {
+                quiesce(&entries).await;
+                true
             }
-            if entries.iter().all(|e| e.queue.depth() == 0) {
-                break;
+            Some(grace) => tokio::time::timeout(grace, quiesce(&entries)).await.is_ok(),
+        };
+        if !drained {
+            // Everything still waiting or running ends as cancelled, promptly.
+            for entry in &entries {
+                entry.abort();
             }
+            quiesce(&entries).await;
         }
         for entry in entries.iter().rev() {
-            entry.queue.drain_and_close().await;
+            entry.queue().drain_and_close().await;
             for replica in entry.replicas() {
                 // Dead first, so the supervisor does not restart what shutdown stops.
                 replica.set_status(ReplicaStatus::Dead);
@@ -323,321 +339,70 @@ impl<T: Send + 'static, O: Send + 'static> Swarm<T, O> {
                 let _ = replica.actor().stop_and_wait(None, None).await;
             }
             // Tasks parked for a replica that will not come back now end as dead letters.
-            entry.flush_parked();
+            Arc::clone(entry).flush_parked();
         }
         // Whatever else runs under the root (pooled agents) stops with it.
         self.inner.root.stop_children_and_wait(None, None).await;
         let _ = self.inner.root.stop_and_wait(None, None).await;
-        self.inner.bus.publish(|| EventKind::SwarmStopped);
+        rt.bus.publish(|| EventKind::SwarmStopped);
         *done = true;
+        drained
     }
 }
 
-impl<T: Send + 'static, O: Send + 'static> SwarmInner<T, O> {
-    pub(crate) fn new(
-        bus: Arc<EventBus>,
-        members: Arc<Members>,
-        root: ActorRef<RootMsg>,
-        settings: SwarmSettings,
-        memory: Option<Memory>,
-    ) -> Self {
-        Self {
-            memory,
-            bus,
-            members,
-            root,
-            epoch: Instant::now(),
-            settings,
-            table: ArcSwap::from_pointee(Table {
-                agents: HashMap::new(),
-            }),
-            started: Mutex::new(Vec::new()),
-            topology: ArcSwapOption::empty(),
-            next_task: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            shutdown: tokio::sync::Mutex::new(false),
+/// Waits until no agent has work queued or running, all at one moment: agents may still hand
+/// work to each other (a pipeline flows towards later agents), so one pass is not enough.
+async fn quiesce(entries: &[&Arc<dyn ErasedEntry>]) {
+    loop {
+        for entry in entries.iter().rev() {
+            entry.resume();
+            entry.queue().wait_idle().await;
         }
-    }
-
-    /// Adds planned agents; they take tasks once marked started.
-    pub(crate) fn plan(&self, entries: Vec<Arc<AgentEntry<T, O>>>) {
-        self.table.rcu(|old| {
-            let mut agents = old.agents.clone();
-            for e in &entries {
-                agents.insert(e.name.clone(), e.clone());
-            }
-            Table { agents }
-        });
-    }
-
-    /// Marks a planned agent started with its replicas; it takes tasks from now on.
-    pub(crate) fn mark_started(&self, agent: &str, replicas: Vec<Replica<T, O>>) {
-        if let Ok(entry) = self.entry(agent) {
-            if entry.set_replicas(replicas) {
-                self.lock_started().push(entry);
-            }
-        }
-    }
-
-    pub(crate) fn entry(&self, agent: &str) -> Result<Arc<AgentEntry<T, O>>, UnknownAgent> {
-        self.table
-            .load()
-            .agents
-            .get(agent)
-            .cloned()
-            .ok_or_else(|| UnknownAgent(agent.to_owned()))
-    }
-
-    pub(crate) async fn submit(
-        &self,
-        agent: &str,
-        task: T,
-        options: SubmitOptions,
-        from_agent: bool,
-    ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        match self.admit(agent, from_agent) {
-            Ok(entry) => entry.submit(self.next_task_id(), task, options).await,
-            Err(kind) => Err(SubmitError::new(kind, task)),
-        }
-    }
-
-    pub(crate) fn try_submit(
-        &self,
-        agent: &str,
-        task: T,
-        options: SubmitOptions,
-        from_agent: bool,
-    ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let entry = match self.admit(agent, from_agent) {
-            Ok(e) => e,
-            Err(kind) => return Err(SubmitError::new(kind, task)),
-        };
-        match entry.try_reserve() {
-            Ok(permit) => entry.dispatch(self.next_task_id(), task, options, permit),
-            Err(kind) => Err(SubmitError::new(kind, task)),
-        }
-    }
-
-    /// External submissions stop at shutdown; agents may still reach peers that are up.
-    fn admit(
-        &self,
-        agent: &str,
-        from_agent: bool,
-    ) -> Result<Arc<AgentEntry<T, O>>, SubmitErrorKind> {
-        if !from_agent && self.closed.load(Ordering::Acquire) {
-            return Err(SubmitErrorKind::SwarmStopped);
-        }
-        let entry = self
-            .entry(agent)
-            .map_err(|e| SubmitErrorKind::UnknownAgent(e.0))?;
-        if !entry.is_started() {
-            return Err(SubmitErrorKind::NotStarted(entry.name.clone()));
-        }
-        Ok(entry)
-    }
-
-    /// Validates and installs a topology.
-    pub(crate) fn set_topology(&self, topology: Box<dyn Topology>) -> Result<(), TopologyError> {
-        self.with_members(|members| topology.validate(members))?;
-        self.topology.store(Some(Arc::new(topology)));
-        Ok(())
-    }
-
-    /// Where the topology sends a swarm-level task.
-    fn route(&self, request: &RouteRequest<'_>) -> Result<Arc<AgentEntry<T, O>>, SubmitErrorKind> {
-        let guard = self.topology.load();
-        let Some(topology) = guard.as_ref() else {
-            return Err(SubmitErrorKind::NoRoute("the swarm has no topology".into()));
-        };
-        // The chosen agent's entry comes from the same list the views were built from: no
-        // second lookup by name.
-        self.with_started(|started, members| {
-            let name = topology.route(request, members)?;
-            let at = members.iter().position(|m| *m.name == name)?;
-            Some(started[at].clone())
-        })
-        .ok_or_else(|| {
-            SubmitErrorKind::NoRoute(match request.capability {
-                Some(c) => format!(
-                    "topology `{}` found no agent with capability `{c}`",
-                    topology.name()
-                ),
-                None => format!("topology `{}` found no agent", topology.name()),
-            })
-        })
-    }
-
-    /// Whether the topology lets `from` send to `to`.
-    pub(crate) fn check_send(&self, from: &AgentName, to: &str) -> Result<(), SubmitErrorKind> {
-        let guard = self.topology.load();
-        let Some(topology) = guard.as_ref() else {
-            return Ok(());
-        };
-        if self.with_members(|members| topology.allows(from.as_str(), to, members)) {
-            Ok(())
-        } else {
-            Err(SubmitErrorKind::NotAllowed {
-                from: from.clone(),
-                to: to.to_owned(),
-                topology: topology.name().to_owned(),
-            })
-        }
-    }
-
-    /// The coordinator that supervises `agent`, if the topology nests supervision.
-    pub(crate) fn supervisor_of(&self, agent: &AgentName) -> Option<AgentName> {
-        let guard = self.topology.load();
-        let topology = guard.as_ref()?;
-        topology.supervisor(agent.as_str()).map(AgentName::from)
-    }
-
-    /// Whether `agent` is somewhere below `coordinator` in the supervision tree.
-    pub(crate) fn is_under(&self, agent: &AgentName, coordinator: &AgentName) -> bool {
-        let mut at = self.supervisor_of(agent);
-        let mut steps = 0;
-        while let Some(up) = at {
-            if up == *coordinator {
-                return true;
-            }
-            // A topology's tree is validated acyclic; the bound only guards a custom one.
-            steps += 1;
-            if steps > 1024 {
-                return false;
-            }
-            at = self.supervisor_of(&up);
-        }
-        false
-    }
-
-    /// The agent the topology says `from` delegates a task needing `request` to.
-    pub(crate) fn delegate(
-        &self,
-        from: &AgentName,
-        request: &RouteRequest<'_>,
-    ) -> Result<AgentName, SubmitErrorKind> {
-        let guard = self.topology.load();
-        let Some(topology) = guard.as_ref() else {
-            return Err(SubmitErrorKind::NoRoute("the swarm has no topology".into()));
-        };
-        self.with_members(|members| topology.delegate(from.as_str(), request, members))
-            .ok_or_else(|| {
-                SubmitErrorKind::NoRoute(format!(
-                    "topology `{}` gives `{from}` no one to delegate to{}",
-                    topology.name(),
-                    request
-                        .capability
-                        .map(|c| format!(" with capability `{c}`"))
-                        .unwrap_or_default()
-                ))
-            })
-    }
-
-    /// The agent the topology says `from` hands its work on to.
-    pub(crate) fn successor(&self, from: &AgentName) -> Result<AgentName, SubmitErrorKind> {
-        let guard = self.topology.load();
-        let Some(topology) = guard.as_ref() else {
-            return Err(SubmitErrorKind::NoRoute("the swarm has no topology".into()));
-        };
-        self.with_members(|members| topology.successor(from.as_str(), members))
-            .ok_or_else(|| {
-                SubmitErrorKind::NoRoute(format!(
-                    "topology `{}` gives `{from}` no successor",
-                    topology.name()
-                ))
-            })
-    }
-
-    pub(crate) fn next_task_id(&self) -> TaskId {
-        TaskId(self.next_task.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-
-    /// Every started replica as (agent, replica), in start order: the supervisor's children.
-    pub(crate) fn children(&self) -> Vec<(Arc<AgentEntry<T, O>>, usize)> {
-        self.started_entries()
-            .into_iter()
-            .flat_map(|e| (0..e.replicas().len()).map(move |r| (e.clone(), r)))
-            .collect()
-    }
-
-    /// Refuses external submissions from now on.
-    pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-    }
-}
-
-impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
-    fn resume(&self) {
-        self.queue.set_paused(false);
-        for replica in self.replicas() {
-            // A stopped replica has nothing held.
-            let _ = replica.actor().send_message(AgentMsg::Resume);
+        if entries.iter().all(|e| e.queue().depth() == 0) {
+            break;
         }
     }
 }
 
-impl<T, O> SwarmInner<T, O> {
-    fn lock_started(&self) -> std::sync::MutexGuard<'_, Vec<Arc<AgentEntry<T, O>>>> {
-        self.started.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Runs `f` on the topology's view of the started agents, built under the lock (no
-    /// copy of the agent list on the routing path).
-    pub(crate) fn with_members<R>(&self, f: impl FnOnce(&[MemberView<'_>]) -> R) -> R {
-        self.with_started(|_, views| f(views))
-    }
-
-    /// [`with_members`](Self::with_members) that also sees the entries behind the views
-    /// (same order).
-    fn with_started<R>(
-        &self,
-        f: impl FnOnce(&[Arc<AgentEntry<T, O>>], &[MemberView<'_>]) -> R,
-    ) -> R {
-        let started = self.lock_started();
-        // Small swarms route without touching the heap.
-        let views: SmallVec<[MemberView<'_>; 16]> = started
-            .iter()
-            .map(|e| MemberView::live(&e.name, &e.spec.kind, &e.spec.capabilities, &**e))
-            .collect();
-        f(&started, &views)
-    }
-
-    /// The peers the topology lets `from` reach now (itself excluded), in start order.
-    pub(crate) fn reachable_from(&self, from: &AgentName) -> Vec<AgentName> {
-        let guard = self.topology.load();
-        self.with_members(|members| {
-            members
-                .iter()
-                .filter(|m| *m.name != *from)
-                .filter(|m| {
-                    guard
-                        .as_ref()
-                        .is_none_or(|t| t.allows(from.as_str(), m.name.as_str(), members))
-                })
-                .map(|m| m.name.clone())
-                .collect()
-        })
-    }
-
-    pub(crate) fn started_entries(&self) -> Vec<Arc<AgentEntry<T, O>>> {
-        self.lock_started().clone()
-    }
-
-    pub(crate) fn agent_names(&self) -> Vec<AgentName> {
-        self.lock_started().iter().map(|e| e.name.clone()).collect()
-    }
-}
-
-impl<T, O> Drop for SwarmInner<T, O> {
+impl Drop for SwarmInner {
     fn drop(&mut self) {
         // The last handle is gone without a shutdown: stop every actor rather than leak it.
-        let table = self.table.load();
-        for entry in table.agents.values() {
-            entry.queue.close();
+        self.rt.close();
+        for entry in self.rt.registry.planned() {
+            entry.queue().close();
             for replica in entry.replicas() {
                 replica.set_status(ReplicaStatus::Dead);
                 replica.actor().stop(None);
             }
         }
+        self.root.stop_children(None);
         self.root.stop(None);
+    }
+}
+
+/// The supervisor sees the swarm through this narrow view.
+impl Supervised for Runtime {
+    fn agents(&self) -> Vec<Arc<dyn ErasedEntry>> {
+        self.registry
+            .members()
+            .iter()
+            .map(|s| s.entry.clone())
+            .collect()
+    }
+
+    fn supervisor_of(&self, agent: &AgentName) -> Option<AgentName> {
+        self.registry.supervisor_of(agent)
+    }
+
+    fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    fn settings(&self) -> &SwarmSettings {
+        &self.settings
+    }
+
+    fn close(&self) {
+        Runtime::close(self);
     }
 }

@@ -11,18 +11,19 @@ use metrics::{Counter, Gauge, Histogram};
 
 use crate::{events::BreakerTransition, AgentName, Outcome};
 
-const OUTCOMES: [Outcome; 6] = [
+const OUTCOMES: [Outcome; 7] = [
     Outcome::Completed,
     Outcome::Failed,
     Outcome::Panicked,
     Outcome::Cancelled,
     Outcome::TimedOut,
     Outcome::AgentStopped,
+    Outcome::Delegated,
 ];
 
 /// One agent's task series.
 pub(crate) struct AgentMetrics {
-    outcomes: [Counter; 6],
+    outcomes: [Counter; 7],
     duration: Histogram,
     depth: Gauge,
 }
@@ -55,7 +56,8 @@ impl AgentMetrics {
         self.depth.decrement(1.0);
     }
 
-    /// A task ended; `ran` is how long the agent worked on it, if it started.
+    /// A task ended (or was handed on); `ran` is how long the agent worked on it, if it
+    /// started.
     pub(crate) fn finished(&self, outcome: Outcome, ran: Option<Duration>) {
         self.depth.decrement(1.0);
         let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);

@@ -139,10 +139,16 @@ impl TopologyError {
 /// The shape of a swarm: which agents may send tasks to which, and where a task submitted
 /// to the swarm as a whole ([`Swarm::route`](crate::Swarm::route)) lands.
 ///
-/// A topology is a real constraint: an agent's [`AgentContext::send`](crate::AgentContext::send)
-/// to a peer the topology does not allow fails with
+/// A topology is a real constraint: a submission through a peer reference an agent got from
+/// its context ([`AgentContext::agent`](crate::AgentContext::agent)) to a peer the topology
+/// does not allow fails with
 /// [`SubmitErrorKind::NotAllowed`](crate::SubmitErrorKind::NotAllowed), and swarm-level
-/// submissions go where [`route`](Topology::route) says. The swarm holds its topology behind an
+/// submissions go where [`route`](Topology::route) says.
+///
+/// Members may run different task types. When routing a task of one type (a swarm-level
+/// [`Swarm::route`](crate::Swarm::route), an agent's `forward`, `delegate`, `broadcast` or
+/// `gossip`), the swarm shows the topology only the members taking that type (and the
+/// sending agent, so the topology can place it); `allows` always sees every member. The swarm holds its topology behind an
 /// atomic pointer swap, so [`Swarm::set_topology`](crate::Swarm::set_topology) changes it while
 /// tasks are in flight; tasks already queued are not moved.
 ///
@@ -194,10 +200,10 @@ pub trait Topology: Send + Sync + 'static {
     /// are now.
     fn allows(&self, from: &str, to: &str, members: &[MemberView<'_>]) -> bool;
 
-    /// The agent `from` hands its work on to ([`AgentContext::forward`]), if the topology has
-    /// such a notion (a ring's successor); `None` by default.
+    /// The agent `from` hands its work on to ([`AgentContext::successor`]), if the topology
+    /// has such a notion (a ring's successor); `None` by default.
     ///
-    /// [`AgentContext::forward`]: crate::AgentContext::forward
+    /// [`AgentContext::successor`]: crate::AgentContext::successor
     fn successor(&self, from: &str, members: &[MemberView<'_>]) -> Option<AgentName> {
         let _ = (from, members);
         None
@@ -213,10 +219,10 @@ pub trait Topology: Send + Sync + 'static {
     }
 
     /// The agent `from` hands a task needing `request.capability` down to
-    /// ([`AgentContext::delegate`]), if the topology has such a notion (a coordinator's
-    /// least-loaded capable worker); `None` by default.
+    /// ([`AgentContext::delegate_target`]), if the topology has such a notion (a
+    /// coordinator's least-loaded capable worker); `None` by default.
     ///
-    /// [`AgentContext::delegate`]: crate::AgentContext::delegate
+    /// [`AgentContext::delegate_target`]: crate::AgentContext::delegate_target
     fn delegate(
         &self,
         from: &str,

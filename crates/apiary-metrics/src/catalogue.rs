@@ -48,7 +48,7 @@ macro_rules! catalogue {
 catalogue! {
     /// Tasks finished, by agent and outcome.
     TASKS_TOTAL = "apiary_tasks_total", Counter, ["agent", "outcome"], "",
-        "Tasks finished, by agent and outcome (completed, failed, panicked, cancelled, timed_out, agent_stopped).";
+        "Tasks finished, by agent and outcome (completed, failed, panicked, cancelled, timed_out, agent_stopped, delegated: handed on to a peer).";
     /// Time an agent spent running a task.
     TASK_DURATION_SECONDS = "apiary_task_duration_seconds", Histogram, ["agent"], "seconds",
         "Time from a task's start on an agent to its result.";

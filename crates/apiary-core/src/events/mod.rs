@@ -1,13 +1,64 @@
 //! Lifecycle events, the hooks that see them and the stream that carries them.
+//!
+//! Every moving part of a swarm publishes a [`SwarmEvent`] when something happens to it: an
+//! agent starts or stops, a task starts, is handed on or ends, a breaker changes state. Two
+//! kinds of listener see them:
+//!
+//! - [`Hook`]s, registered on the builder, are called inline on the thread that published the
+//!   event, outside any lock: a hook may cancel or submit tasks, or subscribe, from inside.
+//! - [`EventStream`]s, from [`Swarm::subscribe`](crate::Swarm::subscribe), receive a copy
+//!   through a bounded broadcast channel; a subscriber that falls behind loses the oldest
+//!   events and is told how many. An `EventStream` is a [`futures::Stream`].
+//!
+//! Events are numbered from one atomic counter. Numbers are unique and increase along every
+//! causal chain (the events of one task, of one agent replica); events published at the same
+//! time on different threads may reach a subscriber out of numeric order. When nobody listens,
+//! events are not even built.
+//!
+//! # Examples
+//!
+//! ```
+//! use apiary_core::{Agent, AgentContext, AgentSpec, EventKind, Swarm};
+//! use futures::StreamExt;
+//!
+//! struct Echo;
+//! impl Agent for Echo {
+//!     type Task = u8;
+//!     type Output = u8;
+//!     type Error = std::convert::Infallible;
+//!     async fn handle(&mut self, n: u8, _: &AgentContext<u8, u8>) -> Result<u8, Self::Error> {
+//!         Ok(n)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let swarm = Swarm::builder().agent(AgentSpec::new("echo"), || Echo).start().await?;
+//! let mut events = swarm.subscribe();
+//! swarm.agent::<u8, u8>("echo")?.submit(1).await?.await?;
+//! let started = events.next().await.unwrap()?;
+//! assert!(matches!(started.kind(), EventKind::TaskStarted { .. }));
+//! let finished = events.next().await.unwrap()?;
+//! assert!(matches!(finished.kind(), EventKind::TaskFinished { .. }));
+//! assert!(finished.seq() > started.seq());
+//! swarm.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
-use std::fmt;
-use std::sync::{Arc, Mutex};
+mod bus;
+mod hook;
+mod stream;
+
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::broadcast;
 
 use crate::{AgentName, TaskId};
+
+pub(crate) use bus::EventBus;
+pub use hook::Hook;
+pub use stream::{EventStream, RecvError};
 
 /// One lifecycle event of a swarm, numbered in the order it was published.
 ///
@@ -30,8 +81,9 @@ pub struct SwarmEvent {
 }
 
 impl SwarmEvent {
-    /// Publication number: strictly increasing in the order hooks and subscribers see events
-    /// (numbers may be skipped while nobody listens).
+    /// Publication number: unique within the swarm, and increasing along every causal chain
+    /// (a task's events, an agent's events). Events published at the same moment on two
+    /// threads may be seen out of numeric order; numbers are skipped while nobody listens.
     pub fn seq(&self) -> u64 {
         self.seq
     }
@@ -79,7 +131,24 @@ pub enum EventKind {
         /// Which replica.
         replica: usize,
     },
-    /// A task ended; every submitted task ends exactly once.
+    /// An agent handed its task on to a peer
+    /// ([`AgentContext::hand_off`](crate::AgentContext::hand_off)): the peer's task
+    /// `to_task` now carries the work, and its result will be the original task's. A
+    /// `TaskFinished` with outcome `Delegated` follows for `task`.
+    TaskDelegated {
+        /// The task handed on.
+        task: TaskId,
+        /// The agent that handed it on.
+        agent: AgentName,
+        /// Which replica.
+        replica: usize,
+        /// The peer's task that carries the work on.
+        to_task: TaskId,
+        /// The peer.
+        to_agent: AgentName,
+    },
+    /// A task ended; every task ends exactly once (with `Delegated` if its agent handed it
+    /// on: the peer's task then ends in its place).
     TaskFinished {
         /// The task.
         task: TaskId,
@@ -181,6 +250,8 @@ pub enum Outcome {
     TimedOut,
     /// The agent stopped before finishing it.
     AgentStopped,
+    /// The agent handed it on to a peer, whose task ends in its place.
+    Delegated,
 }
 
 impl Outcome {
@@ -193,6 +264,7 @@ impl Outcome {
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
             Self::AgentStopped => "agent_stopped",
+            Self::Delegated => "delegated",
         }
     }
 }
@@ -215,140 +287,3 @@ mod secs {
     }
 }
 
-/// A callback that sees every event of a swarm, synchronously, on the task that published it.
-///
-/// Keep hooks fast: they run on the agent's own actor. Any `Fn(&SwarmEvent)` is a hook.
-///
-/// # Examples
-///
-/// ```
-/// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use std::sync::Arc;
-/// use apiary_core::{EventKind, Hook, SwarmEvent};
-///
-/// let finished = Arc::new(AtomicUsize::new(0));
-/// let counter = finished.clone();
-/// let hook = move |e: &SwarmEvent| {
-///     if matches!(e.kind(), EventKind::TaskFinished { .. }) {
-///         counter.fetch_add(1, Ordering::Relaxed);
-///     }
-/// };
-/// fn assert_hook(_: &impl Hook) {}
-/// assert_hook(&hook);
-/// ```
-pub trait Hook: Send + Sync + 'static {
-    /// Called once per event, in publication order.
-    fn on_event(&self, event: &SwarmEvent);
-}
-
-impl<F> Hook for F
-where
-    F: Fn(&SwarmEvent) + Send + Sync + 'static,
-{
-    fn on_event(&self, event: &SwarmEvent) {
-        self(event)
-    }
-}
-
-/// A subscription to a swarm's events, from the moment of subscribing.
-///
-/// Backed by a bounded broadcast channel: a subscriber that falls more than the swarm's event
-/// capacity behind loses the oldest events and is told how many.
-#[derive(Debug)]
-pub struct EventStream {
-    rx: broadcast::Receiver<SwarmEvent>,
-}
-
-/// What [`EventStream::recv`] returns instead of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RecvError {
-    /// The subscriber fell behind and this many events were dropped for it.
-    #[error("event subscriber lagged; {0} events were dropped")]
-    Lagged(u64),
-    /// The swarm is gone and every event has been received.
-    #[error("the swarm is gone")]
-    Closed,
-}
-
-impl EventStream {
-    /// The next event.
-    ///
-    /// # Errors
-    ///
-    /// [`RecvError::Lagged`] once after events were dropped for this subscriber (the next call
-    /// goes on with the oldest event kept), [`RecvError::Closed`] when the swarm is gone.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: an event is never lost by dropping the future.
-    pub async fn recv(&mut self) -> Result<SwarmEvent, RecvError> {
-        self.rx.recv().await.map_err(|e| match e {
-            broadcast::error::RecvError::Lagged(n) => RecvError::Lagged(n),
-            broadcast::error::RecvError::Closed => RecvError::Closed,
-        })
-    }
-
-    /// The next event if one is waiting.
-    pub fn try_recv(&mut self) -> Option<Result<SwarmEvent, RecvError>> {
-        match self.rx.try_recv() {
-            Ok(e) => Some(Ok(e)),
-            Err(broadcast::error::TryRecvError::Empty) => None,
-            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-            Err(broadcast::error::TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-        }
-    }
-}
-
-/// Publishes events to hooks and subscribers, numbering them in publication order.
-pub(crate) struct EventBus {
-    tx: broadcast::Sender<SwarmEvent>,
-    hooks: Vec<Arc<dyn Hook>>,
-    // Numbering and sending happen under one lock so subscribers see `seq` increasing.
-    seq: Mutex<u64>,
-}
-
-impl fmt::Debug for EventBus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventBus")
-            .field("hooks", &self.hooks.len())
-            .field("subscribers", &self.tx.receiver_count())
-            .finish()
-    }
-}
-
-impl EventBus {
-    pub(crate) fn new(capacity: usize, hooks: Vec<Arc<dyn Hook>>) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
-        Self {
-            tx,
-            hooks,
-            seq: Mutex::new(0),
-        }
-    }
-
-    pub(crate) fn subscribe(&self) -> EventStream {
-        EventStream {
-            rx: self.tx.subscribe(),
-        }
-    }
-
-    /// Whether anyone would see an event now; lets hot paths skip building one.
-    pub(crate) fn is_observed(&self) -> bool {
-        !self.hooks.is_empty() || self.tx.receiver_count() > 0
-    }
-
-    pub(crate) fn publish(&self, kind: impl FnOnce() -> EventKind) {
-        if !self.is_observed() {
-            return;
-        }
-        let kind = kind();
-        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
-        *seq += 1;
-        let event = SwarmEvent { seq: *seq, kind };
-        for hook in &self.hooks {
-            hook.on_event(&event);
-        }
-        // No subscriber is not an error: hooks may be the only listeners.
-        let _ = self.tx.send(event);
-    }
-}

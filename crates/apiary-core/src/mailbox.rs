@@ -1,12 +1,50 @@
+//! What travels to an agent's actor: its messages, the envelope a task rides in, and the
+//! ticket that answers for the task until it ends.
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use apiary_supervisor::Permit;
+use ractor::RpcReplyPort;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::entry::AgentEntry;
 use crate::task::TaskShared;
-use crate::{Outcome, TaskError};
+use crate::Outcome;
+
+/// Messages an agent's actor takes.
+pub(crate) enum AgentMsg<T, O> {
+    /// A task to run (or hold, while the queue is paused).
+    Task(Envelope<T, O>),
+    /// The queue was resumed: run what was held.
+    Resume,
+    /// A pool took the agent back: clear its state for the next user, then answer.
+    Reset(RpcReplyPort<()>),
+}
+
+// With ractor's `cluster` feature, every message type needs its own impl (the blanket impl
+// is gone); without it, an impl here would collide with the blanket one. Agents are reached
+// across nodes through apiary-cluster's gateways, whose messages are the serializable ones.
+#[cfg(feature = "cluster")]
+impl<T: Send + 'static, O: Send + 'static> ractor::Message for AgentMsg<T, O> {}
+
+/// Where a task's agent hears back from the actor that ran (or could not run) it.
+///
+/// The actor knows its agent only through this trait, so it does not depend on the agent's
+/// whole entry.
+pub(crate) trait Home<T, O>: Send + Sync {
+    /// Delivers a task again whose envelope was dropped unopened (its actor died).
+    fn redeliver(self: Arc<Self>, task: T, ticket: Ticket<O>);
+    /// Tells the breaker of the task's replica how the task ended.
+    fn report(&self, ticket: &Ticket<O>, outcome: Outcome);
+    /// Keeps a crashed task until a replica is back, to run it again.
+    fn park(&self, task: T, ticket: Ticket<O>);
+    /// How to copy a task for a retry, if tasks of this agent may be retried.
+    fn cloner(&self) -> Option<fn(&T) -> T>;
+    /// Whether the agent's queue is paused.
+    fn is_paused(&self) -> bool;
+    /// Raised when a bounded shutdown gives up on the agent's waiting tasks.
+    fn aborted(&self) -> &crate::signal::Signal;
+}
 
 /// A task on its way to an agent's actor.
 ///
@@ -15,22 +53,11 @@ use crate::{Outcome, TaskError};
 /// or another replica), or ends as `AgentStopped` if the agent is gone: never silently.
 pub(crate) struct Envelope<T, O> {
     parts: Option<(T, Ticket<O>)>,
-    home: Weak<dyn Redeliver<T, O>>,
-}
-
-/// Takes back a task whose envelope was dropped unopened.
-pub(crate) trait Redeliver<T, O>: Send + Sync {
-    fn redeliver(self: Arc<Self>, task: T, ticket: Ticket<O>);
-}
-
-impl<T: Send + 'static, O: Send + 'static> Redeliver<T, O> for AgentEntry<T, O> {
-    fn redeliver(self: Arc<Self>, task: T, ticket: Ticket<O>) {
-        AgentEntry::redeliver(&self, task, ticket);
-    }
+    home: Weak<dyn Home<T, O>>,
 }
 
 impl<T, O> Envelope<T, O> {
-    pub(crate) fn new(task: T, ticket: Ticket<O>, home: Weak<dyn Redeliver<T, O>>) -> Self {
+    pub(crate) fn new(task: T, ticket: Ticket<O>, home: Weak<dyn Home<T, O>>) -> Self {
         Self {
             parts: Some((task, ticket)),
             home,
@@ -51,7 +78,7 @@ impl<T, O> Drop for Envelope<T, O> {
     fn drop(&mut self) {
         if let Some((task, ticket)) = self.parts.take() {
             match self.home.upgrade() {
-                Some(entry) => entry.redeliver(task, ticket),
+                Some(home) => home.redeliver(task, ticket),
                 None => drop(ticket),
             }
         }
@@ -71,7 +98,8 @@ pub(crate) struct Ticket<O> {
 
 struct Assignment {
     replica: usize,
-    load: Arc<AtomicUsize>,
+    // Counted only for agents with several replicas (it picks the least loaded).
+    load: Option<Arc<AtomicUsize>>,
     breaker: Option<Permit>,
 }
 
@@ -88,22 +116,24 @@ impl<O> Ticket<O> {
     pub(crate) fn assign(
         &mut self,
         replica: usize,
-        load: Arc<AtomicUsize>,
+        load: Option<&Arc<AtomicUsize>>,
         breaker: Option<Permit>,
     ) {
         self.unassign();
-        load.fetch_add(1, Ordering::Relaxed);
+        if let Some(load) = load {
+            load.fetch_add(1, Ordering::Relaxed);
+        }
         self.shared.set_replica(replica);
         self.assigned = Some(Assignment {
             replica,
-            load,
+            load: load.cloned(),
             breaker,
         });
     }
 
     pub(crate) fn unassign(&mut self) {
-        if let Some(a) = self.assigned.take() {
-            a.load.fetch_sub(1, Ordering::Relaxed);
+        if let Some(load) = self.assigned.take().and_then(|a| a.load) {
+            load.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -118,11 +148,7 @@ impl<O> Ticket<O> {
 impl<O> Drop for Ticket<O> {
     fn drop(&mut self) {
         self.unassign();
-        self.shared.finish(
-            Outcome::AgentStopped,
-            Err(TaskError::AgentStopped {
-                agent: self.shared.agent.clone(),
-            }),
-        );
+        // A no-op for a task that already ended or was handed on.
+        self.shared.abandon();
     }
 }

@@ -1,0 +1,93 @@
+//! Starting agent actors: the factory a swarm keeps for each agent, to start its replicas at
+//! swarm start and after every restart.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Weak};
+
+use ractor::{Actor, ActorCell, SpawnErr};
+
+use crate::actor::{AgentActor, AgentArgs, Reset};
+use crate::context::Base;
+use crate::entry::{AgentEntry, SpawnFuture, Spawner};
+use crate::mailbox::Home;
+use crate::runtime::Runtime;
+use crate::telemetry;
+use crate::{Agent, AgentContext, AgentName, BoxError};
+
+/// Makes fresh agent values of one type and starts each in its own actor.
+pub(crate) struct Factory<A, F> {
+    make: F,
+    rt: Weak<Runtime>,
+    _agent: PhantomData<fn() -> A>,
+}
+
+impl<A, F> Factory<A, F> {
+    /// A factory for a swarm's runtime; weak, as the runtime holds the factory.
+    pub(crate) fn new(make: F, rt: Weak<Runtime>) -> Self {
+        Self {
+            make,
+            rt,
+            _agent: PhantomData,
+        }
+    }
+}
+
+impl<A, F> Spawner<A::Task, A::Output> for Factory<A, F>
+where
+    A: Agent,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    fn spawn<'a>(
+        &'a self,
+        home: &'a Arc<AgentEntry<A::Task, A::Output>>,
+        replica: usize,
+    ) -> SpawnFuture<'a> {
+        Box::pin(async move {
+            let rt = self
+                .rt
+                .upgrade()
+                .ok_or_else(|| BoxError::from("the swarm is gone"))?;
+            spawn_agent(&rt, (self.make)(), home, replica, None).await
+        })
+    }
+}
+
+/// Starts one actor for `agent`, linked under the swarm's supervisor; returns once the
+/// agent's `started` hook has succeeded.
+///
+/// # Errors
+///
+/// The agent's own error from `started` (boxed, downcastable), or the actor runtime's.
+pub(crate) async fn spawn_agent<A: Agent>(
+    rt: &Arc<Runtime>,
+    agent: A,
+    home: &Arc<AgentEntry<A::Task, A::Output>>,
+    replica: usize,
+    reset: Option<Reset<A>>,
+) -> Result<ActorCell, BoxError> {
+    let ctx = AgentContext::new(Base {
+        name: AgentName::from(home.spec.name.as_str()),
+        replica,
+        spec: home.spec.clone(),
+        rt: rt.clone(),
+    });
+    let home_dyn: Arc<dyn Home<A::Task, A::Output>> = home.clone();
+    let args = AgentArgs {
+        agent,
+        ctx,
+        bus: rt.bus.clone(),
+        reset,
+        home: home_dyn,
+    };
+    let started = std::time::Instant::now();
+    // Unnamed: ractor's registry is process-global and two swarms may share agent names.
+    let (actor, _) = Actor::spawn_linked(None, AgentActor::<A>::new(), args, rt.root.clone())
+        .await
+        .map_err(|e| match e {
+            // The agent's own error, as `started` returned it.
+            SpawnErr::StartupFailed(source) => source,
+            other => Box::new(other) as BoxError,
+        })?;
+    telemetry::spawned(&home.name, started.elapsed());
+    Ok(actor.get_cell())
+}

@@ -1,0 +1,400 @@
+//! The state one task shares between its submitter, its agent and whoever ends it.
+//!
+//! # Who ends a task
+//!
+//! Each hop of a task (the task as first submitted, and each task it was handed on to) has
+//! a state, and the compare-and-swap that moves a hop out of `Queued`/`Paused`/`Running` is
+//! the one gate for ending that hop: its `TaskFinished` event, its metrics and its answer
+//! come from whoever won it. Only the hop that holds the task answers the submitter: a hop
+//! handed on ends as `Delegated` and answers nothing. Cancelling (or timing out) the task
+//! ends whichever hop holds it now. The submitter's reply sender sits behind one small mutex
+//! on the first hop as a second guard: it is taken once, so the submitter gets exactly one
+//! answer however hops race.
+
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::TaskState;
+use crate::events::EventBus;
+use crate::signal::Signal;
+use crate::telemetry::AgentMetrics;
+use crate::{AgentName, EventKind, Outcome, TaskError, TaskId};
+
+/// What a submitter receives.
+pub(crate) type Answer<O> = Result<O, TaskError>;
+
+/// What every task of one agent shares: the agent's name, the swarm's events and the agent's
+/// metrics (one `Arc` per task instead of three).
+pub(crate) struct TaskEnv {
+    pub(crate) agent: AgentName,
+    pub(crate) bus: Arc<EventBus>,
+    pub(crate) metrics: AgentMetrics,
+}
+
+pub(crate) struct TaskShared<O> {
+    pub(crate) id: TaskId,
+    pub(crate) env: Arc<TaskEnv>,
+    replica: AtomicUsize,
+    attempts: AtomicU32,
+    pub(crate) deadline: Option<Instant>,
+    stop: Signal,
+    pub(crate) span: tracing::Span,
+    state: AtomicU8,
+    reply: Reply<O>,
+    submitted_at: Instant,
+    started_at: OnceLock<Instant>,
+}
+
+enum Reply<O> {
+    /// The first hop: its submitter awaits the receiver of this chain's sender.
+    First(Mutex<Chain<O>>),
+    /// A later hop: its answer goes to the first hop's submitter.
+    Hop(Arc<TaskShared<O>>),
+}
+
+struct Chain<O> {
+    tx: Option<oneshot::Sender<Answer<O>>>,
+    /// The hop that holds the task after it was handed on; `None`: the first hop itself.
+    holder: Option<Arc<TaskShared<O>>>,
+}
+
+impl<O> TaskShared<O> {
+    /// A task as submitted: the shared state and the receiver its handle awaits.
+    pub(crate) fn new(
+        id: TaskId,
+        env: Arc<TaskEnv>,
+        deadline: Option<Instant>,
+    ) -> (Arc<Self>, oneshot::Receiver<Answer<O>>) {
+        let (tx, rx) = oneshot::channel();
+        let chain = Chain {
+            tx: Some(tx),
+            holder: None,
+        };
+        (Self::build(id, env, deadline, Reply::First(Mutex::new(chain))), rx)
+    }
+
+    /// A task that `first` was handed on to.
+    pub(crate) fn hop(
+        id: TaskId,
+        env: Arc<TaskEnv>,
+        deadline: Option<Instant>,
+        first: Arc<Self>,
+    ) -> Arc<Self> {
+        Self::build(id, env, deadline, Reply::Hop(first))
+    }
+
+    fn build(id: TaskId, env: Arc<TaskEnv>, deadline: Option<Instant>, reply: Reply<O>) -> Arc<Self> {
+        env.metrics.accepted();
+        let span = tracing::info_span!("apiary.task", task = id.0, agent = %env.agent);
+        Arc::new(Self {
+            id,
+            env,
+            replica: AtomicUsize::new(0),
+            attempts: AtomicU32::new(0),
+            deadline,
+            stop: Signal::default(),
+            span,
+            state: AtomicU8::new(TaskState::Queued as u8),
+            reply,
+            submitted_at: Instant::now(),
+            started_at: OnceLock::new(),
+        })
+    }
+
+    /// The task as first submitted (this one, unless it is a hop).
+    pub(crate) fn first_hop(self: &Arc<Self>) -> Arc<Self> {
+        match &self.reply {
+            Reply::First(_) => self.clone(),
+            Reply::Hop(first) => first.clone(),
+        }
+    }
+
+    pub(crate) fn agent(&self) -> &AgentName {
+        &self.env.agent
+    }
+
+    /// This hop's state.
+    pub(crate) fn state(&self) -> TaskState {
+        TaskState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// The task's state as its submitter sees it: after a hand-off, the state of the hop
+    /// holding it.
+    pub(crate) fn chain_state(&self) -> TaskState {
+        let own = self.state();
+        if own != TaskState::Delegated {
+            return own;
+        }
+        let holder = match &self.reply {
+            Reply::First(chain) => lock(chain).holder.clone(),
+            Reply::Hop(_) => None,
+        };
+        holder.map_or(own, |h| h.state())
+    }
+
+    /// The replica the task was last handed to.
+    pub(crate) fn replica(&self) -> usize {
+        self.replica.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_replica(&self, replica: usize) {
+        self.replica.store(replica, Ordering::Relaxed);
+    }
+
+    /// How many times the task was run again after its agent crashed on it.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// The signal raised when this hop must stop: cancelled, timed out, or handed on.
+    pub(crate) fn stop_signal(&self) -> &Signal {
+        &self.stop
+    }
+
+    /// Puts a waiting or crashed task back in line; false if it has ended meanwhile.
+    pub(crate) fn requeue(&self) -> bool {
+        [TaskState::Running, TaskState::Paused]
+            .into_iter()
+            .any(|from| self.transition(from, TaskState::Queued))
+            || self.state() == TaskState::Queued
+    }
+
+    /// Counts a retry of a task whose agent crashed on it and puts it back in line.
+    pub(crate) fn retry(&self) -> bool {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.requeue()
+    }
+
+    /// Moves a waiting task between queued and paused; false if it is no longer waiting.
+    pub(crate) fn set_waiting(&self, paused: bool) -> bool {
+        let (from, to) = if paused {
+            (TaskState::Queued, TaskState::Paused)
+        } else {
+            (TaskState::Paused, TaskState::Queued)
+        };
+        self.transition(from, to) || self.state() == to
+    }
+
+    /// Marks the task running; false if it already ended (cancelled or timed out).
+    pub(crate) fn start(&self) -> bool {
+        let started = self.transition(TaskState::Queued, TaskState::Running)
+            || self.transition(TaskState::Paused, TaskState::Running);
+        if started {
+            // A retried task keeps its first start time: `ran` spans every attempt.
+            let _ = self.started_at.set(Instant::now());
+            self.env.bus.publish(|| EventKind::TaskStarted {
+                task: self.id,
+                agent: self.env.agent.clone(),
+                replica: self.replica(),
+            });
+        }
+        started
+    }
+
+    /// Ends this hop with `outcome` and answers the submitter with `answer`, unless the hop
+    /// had already ended (or been handed on). Returns whether this call ended it.
+    pub(crate) fn finish(&self, outcome: Outcome, answer: Answer<O>) -> bool {
+        debug_assert_ne!(outcome, Outcome::Delegated);
+        if !self.close(outcome) {
+            return false;
+        }
+        self.answer(answer, TaskState::of(outcome));
+        true
+    }
+
+    /// Ends the hop as timed out.
+    pub(crate) fn time_out(&self) -> bool {
+        self.finish(
+            Outcome::TimedOut,
+            Err(TaskError::TimedOut {
+                agent: self.env.agent.clone(),
+            }),
+        )
+    }
+
+    /// Ends the hop because nothing will run it any more (its ticket was dropped).
+    pub(crate) fn abandon(&self) -> bool {
+        self.finish(
+            Outcome::AgentStopped,
+            Err(TaskError::AgentStopped {
+                agent: self.env.agent.clone(),
+            }),
+        )
+    }
+
+    /// Ends the hop silently because it was never accepted (the submission failed and the
+    /// task went back to the caller). False if something ended it first.
+    pub(crate) fn withdraw(&self) -> bool {
+        if !self.transition(TaskState::Queued, TaskState::Failed) {
+            return false;
+        }
+        self.env.metrics.withdrawn();
+        if let Reply::First(chain) = &self.reply {
+            lock(chain).tx = None;
+        }
+        true
+    }
+
+    pub(crate) fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Moves the hop out of its live states; the one gate for ending it.
+    fn close(&self, outcome: Outcome) -> bool {
+        let to = TaskState::of(outcome) as u8;
+        let mut now = self.state.load(Ordering::Acquire);
+        loop {
+            if TaskState::from_u8(now).hop_ended() {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange(now, to, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(seen) => now = seen,
+            }
+        }
+        let ended = Instant::now();
+        let started = self.started_at.get().copied();
+        let (queued, ran) = match started {
+            Some(s) => (s - self.submitted_at, ended - s),
+            None => (ended - self.submitted_at, std::time::Duration::ZERO),
+        };
+        self.env.metrics.finished(outcome, started.map(|_| ran));
+        self.env.bus.publish(|| EventKind::TaskFinished {
+            task: self.id,
+            agent: self.env.agent.clone(),
+            replica: self.replica(),
+            outcome,
+            queued,
+            ran,
+        });
+        // Stop the agent working on a hop whose result nobody will read.
+        if matches!(
+            outcome,
+            Outcome::Cancelled | Outcome::TimedOut | Outcome::Delegated
+        ) {
+            self.stop.raise();
+        }
+        true
+    }
+
+    /// Answers the submitter, if nobody has yet.
+    fn answer(&self, answer: Answer<O>, state: TaskState) {
+        let (first, chain) = self.first();
+        let (tx, holder) = {
+            let mut chain = lock(chain);
+            (chain.tx.take(), chain.holder.take())
+        };
+        // The holder points back at the first hop: dropping it here breaks the cycle.
+        drop(holder);
+        if let Some(tx) = tx {
+            // A first hop handed on shows the state the task ended in.
+            let _ = first.state.compare_exchange(
+                TaskState::Delegated as u8,
+                state as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            // The submitter may have dropped its handle; the task still ended exactly once.
+            let _ = tx.send(answer);
+        }
+    }
+
+    fn first(&self) -> (&Self, &Mutex<Chain<O>>) {
+        match &self.reply {
+            Reply::First(chain) => (self, chain),
+            Reply::Hop(first) => match &first.reply {
+                Reply::First(chain) => (first, chain),
+                // Hops always point at a first hop.
+                Reply::Hop(_) => unreachable!("a hop points at another hop"),
+            },
+        }
+    }
+
+    fn transition(&self, from: TaskState, to: TaskState) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+impl<O> TaskShared<O> {
+    /// Ends the task (whichever hop holds it now) from outside: its handle was cancelled, or
+    /// its deadline passed while the submitter waited. False if it had already ended.
+    pub(crate) fn end_chain(&self, outcome: Outcome) -> bool {
+        debug_assert!(matches!(outcome, Outcome::Cancelled | Outcome::TimedOut));
+        loop {
+            let hop = {
+                let (_, chain) = self.first();
+                let chain = lock(chain);
+                if chain.tx.is_none() {
+                    return false;
+                }
+                chain.holder.clone()
+            };
+            let hop = hop.as_deref().unwrap_or(self);
+            let error = match outcome {
+                Outcome::TimedOut => TaskError::TimedOut {
+                    agent: hop.env.agent.clone(),
+                },
+                _ => TaskError::Cancelled,
+            };
+            if hop.finish(outcome, Err(error)) {
+                return true;
+            }
+            // That hop was over. If it was handed on, its successor became the holder before
+            // it was marked: look again. Otherwise it ended and answered.
+            if hop.state() != TaskState::Delegated {
+                return false;
+            }
+        }
+    }
+
+    /// First step of handing this hop on to `next`: `next` becomes the task's holder. False
+    /// if the task has already been answered.
+    pub(crate) fn pass_to(&self, next: &Arc<Self>) -> bool {
+        let (_, chain) = self.first();
+        let mut chain = lock(chain);
+        if chain.tx.is_none() {
+            return false;
+        }
+        chain.holder = Some(next.clone());
+        true
+    }
+
+    /// Last step of a hand-off: this hop ends as `Delegated`. False if it had ended first (it
+    /// was cancelled or timed out meanwhile); the caller then stops `next`.
+    pub(crate) fn handed_to(&self, next: &Self) -> bool {
+        if self.state() != TaskState::Running {
+            return false;
+        }
+        self.env.bus.publish(|| EventKind::TaskDelegated {
+            task: self.id,
+            agent: self.env.agent.clone(),
+            replica: self.replica(),
+            to_task: next.id,
+            to_agent: next.env.agent.clone(),
+        });
+        self.close(Outcome::Delegated)
+    }
+
+    /// Undoes [`pass_to`](Self::pass_to) when `next` could not be delivered: this hop holds
+    /// the task again.
+    pub(crate) fn take_back(self: &Arc<Self>, next: &Arc<Self>) {
+        let (first, chain) = self.first();
+        let mut chain = lock(chain);
+        if chain.holder.as_ref().is_some_and(|h| Arc::ptr_eq(h, next)) {
+            chain.holder = (!std::ptr::eq(first, &**self)).then(|| self.clone());
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded sections cannot panic; a poisoned lock still holds consistent data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
