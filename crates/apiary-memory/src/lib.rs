@@ -12,6 +12,21 @@
 //!   once committed to disk) and the trained index is saved beside it with a checksum.
 //!
 //! See [`Memory`] for an example.
+//!
+//! # Speed: build FAISS with SIMD
+//!
+//! FAISS is compiled from source (by faiss-sys, with cmake) with the C++ flags of your build.
+//! By default those are generic x86-64, and searches run about 5x slower than with AVX2
+//! (2.79 ms against 0.49 ms per search at p50, 40k real embeddings, default settings). Add
+//! one line to the `.cargo/config.toml` of the project you build:
+//!
+//! ```toml
+//! [env]
+//! CXXFLAGS = "-mavx2 -mfma -mf16c -mpopcnt"
+//! ```
+//!
+//! The build prints a warning when FAISS is built without them, `Memory::open` logs one
+//! (through `tracing`) when the CPU could have used them, and [`faiss_has_simd`] tells.
 #![deny(missing_docs)]
 
 mod actor;
@@ -25,6 +40,7 @@ mod key;
 mod kv;
 mod memory;
 mod patterns;
+mod simd;
 mod stats;
 mod store;
 mod stored_vectors;
@@ -37,4 +53,5 @@ pub use error::{BoxError, MemoryError};
 pub use key::namespace_of;
 pub use memory::Memory;
 pub use patterns::{Hit, Metadata, Pattern, Query};
+pub use simd::faiss_has_simd;
 pub use stats::{IndexOrigin, IndexStats, MemoryStats};

@@ -57,8 +57,12 @@ impl Memory {
     /// actor. A saved index is loaded if its checksum and generation match the store; otherwise
     /// the index is rebuilt from the stored vectors and [`IndexStats::origin`](crate::IndexStats)
     /// says why.
+    ///
+    /// The first open in a process logs a warning if FAISS was built without SIMD on a CPU
+    /// that has it (see [the crate docs](crate#speed-build-faiss-with-simd)).
     pub async fn open(config: MemoryConfig) -> Result<Self, MemoryError> {
         config.validate()?;
+        crate::simd::warn_if_generic();
         let store = match &config.dir {
             Some(dir) => {
                 let dir = dir.clone();

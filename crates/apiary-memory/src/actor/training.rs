@@ -1,0 +1,160 @@
+//! The training lifecycle of the memory's quantized index: deciding to train, training in
+//! the background on a snapshot, replaying what changed meanwhile, swapping the new index in
+//! without blocking searches, and saving it.
+
+use apiary_metrics as m;
+use ractor::ActorRef;
+
+use super::{MemoryMsg, State};
+use crate::{
+    index::ActiveIndex,
+    index_file,
+    train::{train, TrainJob, Trained},
+    MemoryError,
+};
+
+/// Changes made while a training runs, replayed onto the new index before it is swapped in.
+#[derive(Default)]
+pub(super) struct Training {
+    pub(super) added: Vec<u64>,
+    pub(super) removed: Vec<u64>,
+}
+
+impl State {
+    /// Starts a background training when the collection passed the threshold (or grew enough
+    /// since the last training), unless one is running.
+    pub(super) fn maybe_train(&mut self, myself: &ActorRef<MemoryMsg>) {
+        let n = self.patterns.len();
+        let due = match &self.index {
+            ActiveIndex::Exact(_) => n >= self.config.train_threshold,
+            ActiveIndex::Quantized(q) => {
+                n as f64 >= q.trained_on as f64 * self.config.retrain_growth
+            }
+        };
+        let retry_ok = self.failed_at.is_none_or(|f| n >= 2 * f);
+        if !due || !retry_ok || self.training.is_some() {
+            return;
+        }
+        // Taken now, read on the training thread: the training sees exactly the patterns
+        // applied so far, and what changes meanwhile is replayed onto it.
+        let snapshot = match self.vectors.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::warn!(error = %e, "memory: cannot read the vectors to train on; the current index stays");
+                self.failed_at = Some(n);
+                self.last_error = Some(e.to_string());
+                return;
+            }
+        };
+        let (dim, factory) = (self.dim, self.config.factory_for(n, self.dim));
+        let (target_recall, tune_queries, rerank) = (
+            self.config.target_recall,
+            self.config.tune_queries,
+            self.config.compact,
+        );
+        let seed = self.trainings ^ n as u64;
+        self.training = Some(Training::default());
+        tracing::info!(vectors = n, factory = %factory, "memory: training a quantized index in the background");
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = tokio::task::spawn_blocking(move || {
+                let (ids, data) = snapshot.read()?;
+                train(TrainJob {
+                    dim,
+                    factory,
+                    ids,
+                    data,
+                    target_recall,
+                    tune_queries,
+                    rerank,
+                    seed,
+                })
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(MemoryError::Panicked {
+                    what: "training",
+                    reason: e.to_string(),
+                })
+            });
+            // If the actor has stopped, the trained index is simply dropped.
+            let _ = me.cast(MemoryMsg::Trained(Box::new(result)));
+        });
+    }
+
+    /// Replays what changed during training onto the new index, swaps it in and saves it.
+    pub(super) fn trained(&mut self, result: Result<Trained, MemoryError>) {
+        let changes = self.training.take().unwrap_or_default();
+        self.trainings += 1;
+        let outcome = match result.and_then(|t| self.swap_in(t, changes)) {
+            Ok(()) => "swapped",
+            Err(e) => {
+                tracing::warn!(error = %e, "memory: training failed; the current index stays");
+                self.failed_at = Some(self.patterns.len());
+                self.last_error = Some(e.to_string());
+                "failed"
+            }
+        };
+        metrics::counter!(m::MEMORY_TRAININGS_TOTAL.name, "outcome" => outcome).increment(1);
+        let stats = self.stats();
+        for waiter in self.settle_waiters.drain(..) {
+            let _ = waiter.send(Ok(stats.clone()));
+        }
+    }
+
+    fn swap_in(&mut self, trained: Trained, changes: Training) -> Result<(), MemoryError> {
+        let Trained { quantized, seconds } = trained;
+        let mut index = ActiveIndex::Quantized(quantized);
+        let mut ids = Vec::new();
+        let mut data = Vec::new();
+        self.vectors.each(&changes.added, |id, v| {
+            ids.push(id);
+            data.extend_from_slice(v);
+        })?;
+        let dead = if index.remove(&changes.removed)? {
+            0
+        } else {
+            changes.removed.len()
+        };
+        index.add(&ids, &data)?;
+        metrics::histogram!(m::MEMORY_TRAINING_DURATION_SECONDS.name).record(seconds);
+        self.index = index;
+        self.dead_in_index = dead;
+        self.failed_at = None;
+        if let ActiveIndex::Quantized(q) = &self.index {
+            metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
+            if let Some((_, dir)) = &self.store {
+                // Save a copy on a blocking thread; searches go on against the original.
+                match faiss::index::TryClone::try_clone(&q.index) {
+                    Ok(copy) => {
+                        let q = crate::index::Quantized {
+                            index: copy,
+                            factory: q.factory.clone(),
+                            param: q.param.clone(),
+                            ..*q
+                        };
+                        let (dir, generation, previous) =
+                            (dir.clone(), self.generation, self.saving.take());
+                        self.saving = Some(tokio::spawn(async move {
+                            if let Some(previous) = previous {
+                                let _ = previous.await;
+                            }
+                            let saved = tokio::task::spawn_blocking(move || {
+                                index_file::save(&dir, &q, generation)
+                            })
+                            .await;
+                            if let Ok(Err(e)) = saved {
+                                tracing::warn!(error = %e, "memory: saving the trained index failed; it will be rebuilt at the next start");
+                            }
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "memory: cannot copy the index to save it")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+}
