@@ -3,8 +3,10 @@
 //!
 //! Coordinators are agents that lead others (workers or lower coordinators). A task submitted
 //! to the swarm as a whole lands on the root coordinator; a coordinator hands a task down with
-//! [`AgentContext::delegate`](apiary_core::AgentContext::delegate), which picks, among the
-//! members it leads whose subtree has the capability asked for, the least-loaded live one. An
+//! [`AgentContext::delegate`](apiary_core::AgentContext::delegate) (or hands it down with
+//! [`delegate_target`](apiary_core::AgentContext::delegate_target) and
+//! [`hand_off`](apiary_core::AgentContext::hand_off)), which picks, among the members it leads
+//! whose subtree has the capability asked for, the least-loaded live one. An
 //! agent may send only to its coordinator or to the members it leads. A worker's failure comes
 //! back to the coordinator that delegated the task (through the task's handle), which decides
 //! or passes it further up.
@@ -24,7 +26,9 @@
 //!     type Output = String;
 //!     type Error = BoxError;
 //!     async fn handle(&mut self, (skill, n): (String, u32), ctx: &AgentContext<(String, u32), String>) -> Result<String, BoxError> {
-//!         Ok(ctx.delegate((skill.clone(), n), Some(skill.as_str())).await?.await?)
+//!         // Handed down: the worker's answer is this task's, and the lead is free at once.
+//!         let worker = ctx.delegate_target(Some(skill.as_str()))?;
+//!         Err(ctx.hand_off(&worker, (skill.clone(), n)).await.into())
 //!     }
 //! }
 //!
@@ -47,7 +51,7 @@
 //!     .agent(AgentSpec::new("lead").depends_on(["rustacean", "writer"]), || Lead)
 //!     .start()
 //!     .await?;
-//! let out = swarm.route(("docs".into(), 1)).await?.await?;
+//! let out = swarm.route::<(String, u32), String>(("docs".into(), 1)).await?.await?;
 //! assert_eq!(out, "writer did docs #1");
 //! swarm.shutdown().await;
 //! # Ok(())

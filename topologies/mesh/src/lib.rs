@@ -32,7 +32,10 @@
 //!     .start()
 //!     .await?;
 //! let docs = RouteRequest { capability: Some("docs") };
-//! let out = swarm.route_with("a guide".into(), docs, SubmitOptions::new()).await?.await?;
+//! let out = swarm
+//!     .route_with::<String, String>("a guide".into(), docs, SubmitOptions::new())
+//!     .await?
+//!     .await?;
 //! assert_eq!(out, "writer did a guide");
 //! swarm.shutdown().await;
 //! # Ok(())

@@ -2,8 +2,12 @@
 //!
 //! Members stand in a ring (their start order, or an order you give). An agent may send only
 //! to its successor — the next member that is alive, so a member that is down (restarting, or
-//! gone) is routed around until it is back — and
-//! [`AgentContext::forward`](apiary_core::AgentContext::forward) sends there. A task submitted
+//! gone) is routed around until it is back — which
+//! [`AgentContext::successor`](apiary_core::AgentContext::successor) names. Hand a task on
+//! there with [`AgentContext::hand_off`](apiary_core::AgentContext::hand_off) (the agent is free
+//! at once, however many times work goes round) or send it with
+//! [`AgentContext::forward`](apiary_core::AgentContext::forward) and await it (which holds the
+//! agent, and deadlocks once work comes back round to an agent still waiting). A task submitted
 //! to the swarm as a whole enters at the head (the first live member). Each agent takes its
 //! tasks in order, so a pipeline around the ring keeps the order tasks entered in.
 //!
@@ -24,7 +28,8 @@
 //!         if path.len() == 3 {
 //!             return Ok(path);
 //!         }
-//!         Ok(ctx.forward(path).await?.await?)
+//!         let next = ctx.successor::<Vec<String>, Vec<String>>()?;
+//!         Err(ctx.hand_off(&next, path).await.into())
 //!     }
 //! }
 //!
@@ -37,7 +42,8 @@
 //!     .agent(AgentSpec::new("emit"), || Stage)
 //!     .start()
 //!     .await?;
-//! assert_eq!(swarm.route(Vec::new()).await?.await?, ["parse", "check", "emit"]);
+//! let path = swarm.route::<_, Vec<String>>(Vec::new()).await?.await?;
+//! assert_eq!(path, ["parse", "check", "emit"]);
 //! swarm.shutdown().await;
 //! # Ok(())
 //! # }

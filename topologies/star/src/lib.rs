@@ -19,7 +19,8 @@
 //!     async fn handle(&mut self, n: u32, ctx: &AgentContext<u32, u32>) -> Result<u32, BoxError> {
 //!         if n == 0 {
 //!             // Talking to another spoke is refused by the topology.
-//!             return Ok(ctx.send("right", 1).await.map(|_| 1).unwrap_or_else(|e| {
+//!             let right = ctx.agent::<u32, u32>("right")?;
+//!             return Ok(right.submit(1).await.map(|_| 1).unwrap_or_else(|e| {
 //!                 assert!(matches!(e.kind(), SubmitErrorKind::NotAllowed { .. }));
 //!                 99
 //!             }));
@@ -35,7 +36,7 @@
 //!     type Error = BoxError;
 //!     async fn handle(&mut self, n: u32, ctx: &AgentContext<u32, u32>) -> Result<u32, BoxError> {
 //!         let spoke = if n % 2 == 0 { "left" } else { "right" };
-//!         Ok(ctx.send(spoke, n).await?.await?)
+//!         Ok(ctx.agent::<u32, u32>(spoke)?.submit(n).await?.await?)
 //!     }
 //! }
 //!
@@ -48,8 +49,8 @@
 //!     .agent(AgentSpec::new("hub").depends_on(["left", "right"]), || Hub)
 //!     .start()
 //!     .await?;
-//! assert_eq!(swarm.route(3).await?.await?, 30); // hub -> right
-//! assert_eq!(swarm.route(0).await?.await?, 99); // hub -> left, whose send to right is refused
+//! assert_eq!(swarm.route::<u32, u32>(3).await?.await?, 30); // hub -> right
+//! assert_eq!(swarm.route::<u32, u32>(0).await?.await?, 99); // hub -> left, whose send to right is refused
 //! swarm.shutdown().await;
 //! # Ok(())
 //! # }
