@@ -2,21 +2,22 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apiary::prelude::*;
 use apiary::BoxError;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
-/// What the test swarms are asked to do.
+/// What a [`Worker`] can be asked to do: its own command set, every variant of which it
+/// handles.
 #[derive(Debug, Clone)]
 pub enum Job {
     /// Count the words of a text.
     Words(String),
     /// Add numbers up.
     Sum(Vec<u64>),
-    /// Ask the agent named `to` to do `job`, and answer with its result plus one.
+    /// Ask the worker named `to` to do `job`, and answer with its result plus one.
     Relay { to: String, job: Box<Job> },
     /// Wait for a permit from the gate, then answer 1 (for holding an agent busy).
     Hold(Arc<Semaphore>),
@@ -33,32 +34,10 @@ pub enum Job {
     Seen,
 }
 
-/// The error the test agents fail with.
+/// The error a [`Worker`] fails a job with.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum JobError {
-    #[error("job failed: {0}")]
-    Failed(String),
-    #[error("agent `{agent}` does not do {job}")]
-    WrongJob { agent: String, job: &'static str },
-}
-
-fn wrong(ctx: &AgentContext<Job, u64>, job: &Job) -> JobError {
-    let job = match job {
-        Job::Words(_) => "Words",
-        Job::Sum(_) => "Sum",
-        Job::Relay { .. } => "Relay",
-        Job::Hold(_) => "Hold",
-        Job::Sleep(_) => "Sleep",
-        Job::Fail(_) => "Fail",
-        Job::Panic => "Panic",
-        Job::PanicTimes(_) => "PanicTimes",
-        Job::Seen => "Seen",
-    };
-    JobError::WrongJob {
-        agent: ctx.name().to_string(),
-        job,
-    }
-}
+#[error("job failed: {0}")]
+pub struct JobError(pub String);
 
 /// Counts words; keeps a running total across tasks to show state survives between them.
 #[derive(Default)]
@@ -67,19 +46,14 @@ pub struct WordCounter {
 }
 
 impl Agent for WordCounter {
-    type Task = Job;
+    type Task = String;
     type Output = u64;
-    type Error = JobError;
+    type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, job: Job, ctx: &AgentContext<Job, u64>) -> Result<u64, JobError> {
-        match job {
-            Job::Words(text) => {
-                let n = text.split_whitespace().count() as u64;
-                self.total += n;
-                Ok(n)
-            }
-            other => Err(wrong(ctx, &other)),
-        }
+    async fn handle(&mut self, text: String, _: &Ctx<Self>) -> Result<u64, Self::Error> {
+        let n = text.split_whitespace().count() as u64;
+        self.total += n;
+        Ok(n)
     }
 }
 
@@ -87,19 +61,16 @@ impl Agent for WordCounter {
 pub struct Summer;
 
 impl Agent for Summer {
-    type Task = Job;
+    type Task = Vec<u64>;
     type Output = u64;
-    type Error = JobError;
+    type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, job: Job, ctx: &AgentContext<Job, u64>) -> Result<u64, JobError> {
-        match job {
-            Job::Sum(v) => Ok(v.iter().sum()),
-            other => Err(wrong(ctx, &other)),
-        }
+    async fn handle(&mut self, numbers: Vec<u64>, _: &Ctx<Self>) -> Result<u64, Self::Error> {
+        Ok(numbers.iter().sum())
     }
 }
 
-/// Does any job: relays through peers, holds, sleeps, fails and panics on request.
+/// Does any [`Job`]: relays through peers, holds, sleeps, fails and panics on request.
 pub struct Worker {
     /// Counts tasks handled by every worker made from the same factory.
     pub handled: Arc<AtomicU64>,
@@ -112,13 +83,16 @@ impl Agent for Worker {
     type Output = u64;
     type Error = BoxError;
 
-    async fn handle(&mut self, job: Job, ctx: &AgentContext<Job, u64>) -> Result<u64, BoxError> {
+    async fn handle(&mut self, job: Job, ctx: &Ctx<Self>) -> Result<u64, BoxError> {
         self.handled.fetch_add(1, Ordering::Relaxed);
         self.mine += 1;
         match job {
             Job::Words(text) => Ok(text.split_whitespace().count() as u64),
             Job::Sum(v) => Ok(v.iter().sum()),
-            Job::Relay { to, job } => Ok(ctx.send(&to, *job).await?.await? + 1),
+            Job::Relay { to, job } => {
+                let peer = ctx.agent::<Job, u64>(&to)?;
+                Ok(peer.submit(*job).await?.await? + 1)
+            }
             Job::Hold(gate) => {
                 let _permit = gate.acquire().await?;
                 Ok(1)
@@ -127,7 +101,7 @@ impl Agent for Worker {
                 tokio::time::sleep(d).await;
                 Ok(0)
             }
-            Job::Fail(msg) => Err(Box::new(JobError::Failed(msg))),
+            Job::Fail(msg) => Err(Box::new(JobError(msg))),
             Job::Panic => panic!("asked to panic"),
             Job::PanicTimes(left) => {
                 if left
@@ -156,41 +130,64 @@ pub fn workers() -> (impl Fn() -> Worker + Send + Sync + 'static, Arc<AtomicU64>
     )
 }
 
-/// Collects every event a hook sees.
+/// The typed reference to a worker agent of `swarm`.
+pub fn worker(swarm: &Swarm, name: &str) -> AgentRef<Job, u64> {
+    swarm.agent::<Job, u64>(name).unwrap()
+}
+
+/// Collects every event a hook sees, and lets a test wait for the one it expects.
 #[derive(Clone, Default)]
-pub struct Recorder(pub Arc<std::sync::Mutex<Vec<SwarmEvent>>>);
+pub struct Recorder {
+    events: Arc<Mutex<Vec<SwarmEvent>>>,
+    arrived: Arc<Notify>,
+}
 
 impl Recorder {
     pub fn hook(&self) -> impl Fn(&SwarmEvent) + Send + Sync + 'static {
-        let events = self.0.clone();
-        move |e: &SwarmEvent| events.lock().unwrap().push(e.clone())
+        let (events, arrived) = (self.events.clone(), self.arrived.clone());
+        move |e: &SwarmEvent| {
+            events.lock().unwrap().push(e.clone());
+            arrived.notify_waiters();
+        }
     }
 
     pub fn kinds(&self) -> Vec<EventKind> {
-        self.0
+        self.events
             .lock()
             .unwrap()
             .iter()
             .map(|e| e.kind().clone())
             .collect()
     }
-}
 
-/// Polls `cond` until it holds, yielding to the runtime in between; panics after 5 s of
-/// real time so a broken test fails instead of hanging.
-pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "timed out waiting for {what}"
-        );
-        tokio::task::yield_now().await;
+    /// Waits until the events seen so far satisfy `cond`, woken by each new event (no
+    /// polling). Fails after 10 s on tokio's clock: at once, in a test with the clock paused
+    /// (the runtime jumps ahead when nothing else can run), so a missing event fails the test
+    /// instead of hanging it.
+    pub async fn wait_for(&self, what: &str, cond: impl Fn(&[EventKind]) -> bool) {
+        loop {
+            let arrived = self.arrived.notified();
+            let mut arrived = std::pin::pin!(arrived);
+            arrived.as_mut().enable();
+            if cond(&self.kinds()) {
+                return;
+            }
+            tokio::time::timeout(Duration::from_secs(10), arrived)
+                .await
+                .unwrap_or_else(|_| panic!("no event brought {what}: {:?}", self.kinds()));
+        }
     }
 }
 
+/// With tokio's clock paused (`start_paused`), returns once every other task on the runtime
+/// (agents' actors included) has run until it waits: the clock only moves when nothing is
+/// ready to run.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
 /// A swarm of one worker agent with this spec.
-pub async fn one_worker(spec: AgentSpec) -> Swarm<Job, u64> {
+pub async fn one_worker(spec: AgentSpec) -> Swarm {
     let (make, _) = workers();
     Swarm::builder().agent(spec, make).start().await.unwrap()
 }
@@ -205,13 +202,13 @@ pub struct StagedCrash {
 }
 
 /// Stages a crash on `agent` with `n` tasks queued behind it; open `gate` to let it happen.
-pub async fn stage_crash(swarm: &Swarm<Job, u64>, agent: &str, n: u64) -> StagedCrash {
+pub async fn stage_crash(agent: &AgentRef<Job, u64>, n: u64) -> StagedCrash {
     let gate = Arc::new(Semaphore::new(0));
-    let hold = swarm.submit(agent, Job::Hold(gate.clone())).await.unwrap();
-    let crash = swarm.submit(agent, Job::Panic).await.unwrap();
+    let hold = agent.submit(Job::Hold(gate.clone())).await.unwrap();
+    let crash = agent.submit(Job::Panic).await.unwrap();
     let mut behind = Vec::new();
     for i in 0..n {
-        behind.push(swarm.submit(agent, Job::Sum(vec![i])).await.unwrap());
+        behind.push(agent.submit(Job::Sum(vec![i])).await.unwrap());
     }
     StagedCrash {
         gate,

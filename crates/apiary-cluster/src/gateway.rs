@@ -3,7 +3,7 @@
 
 use std::{marker::PhantomData, sync::Arc};
 
-use apiary_core::Swarm;
+use apiary_core::AgentRef;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -21,8 +21,7 @@ pub(crate) fn group(agent: &str) -> String {
 struct Gateway<T, O>(PhantomData<fn() -> (T, O)>);
 
 struct GatewayState<T, O> {
-    swarm: Swarm<T, O>,
-    agent: String,
+    agent: AgentRef<T, O>,
     shared: Arc<Shared>,
 }
 
@@ -40,7 +39,7 @@ where
         myself: ActorRef<GatewayMsg>,
         state: GatewayState<T, O>,
     ) -> Result<GatewayState<T, O>, ActorProcessingErr> {
-        ractor::pg::join(group(&state.agent), vec![myself.get_cell()]);
+        ractor::pg::join(group(state.agent.name().as_str()), vec![myself.get_cell()]);
         Ok(state)
     }
 
@@ -51,14 +50,10 @@ where
         state: &mut GatewayState<T, O>,
     ) -> Result<(), ActorProcessingErr> {
         let GatewayMsg::Call(wire, reply) = msg;
-        let (swarm, agent, shared) = (
-            state.swarm.clone(),
-            state.agent.clone(),
-            state.shared.clone(),
-        );
+        let (agent, shared) = (state.agent.clone(), state.shared.clone());
         // One task per call: the gateway takes the next call while this one runs.
         tokio::spawn(async move {
-            let answer = answer(&swarm, &agent, &shared, &wire).await;
+            let answer = answer(&agent, &shared, &wire).await;
             let bytes = encode(&answer).unwrap_or_default();
             // The caller may be gone (its node dropped); nothing to do then.
             let _ = reply.send(Wire(bytes));
@@ -67,16 +62,16 @@ where
     }
 }
 
-async fn answer<T, O>(swarm: &Swarm<T, O>, agent: &str, shared: &Shared, wire: &Wire) -> Reply
+async fn answer<T, O>(agent: &AgentRef<T, O>, shared: &Shared, wire: &Wire) -> Reply
 where
     T: DeserializeOwned + Send + 'static,
     O: Serialize + Send + 'static,
 {
-    let task: T = match open(wire, shared, agent) {
+    let task: T = match open(wire, shared, agent.name().as_str()) {
         Ok(t) => t,
         Err(e) => return Reply::Undecodable(e),
     };
-    match swarm.submit(agent, task).await {
+    match agent.submit(task).await {
         Err(refused) => Reply::Failed(refused.to_string()),
         Ok(handle) => match handle.await {
             Ok(output) => encode(&output).map_or_else(Reply::Failed, Reply::Output),
@@ -86,20 +81,27 @@ where
 }
 
 impl Node {
-    /// Makes `agent` of `swarm` reachable from every node of the cluster: tasks arrive
-    /// postcard-encoded, run on the local swarm (its queue, supervision and breakers), and
-    /// their outputs go back the same way. Several nodes may export the same agent;
-    /// [`RemoteAgent`](crate::RemoteAgent) spreads tasks over them.
-    pub async fn export<T, O>(&self, swarm: &Swarm<T, O>, agent: &str) -> Result<(), ClusterError>
+    /// Makes an agent of a local swarm reachable from every node of the cluster, under its
+    /// name: tasks arrive postcard-encoded, run on the local swarm (its queue, supervision and
+    /// breakers), and their outputs go back the same way. Several nodes may export the same
+    /// agent; [`RemoteAgent`](crate::RemoteAgent) spreads tasks over them.
+    ///
+    /// ```no_run
+    /// # use apiary_cluster::Node;
+    /// # async fn f(node: Node, swarm: apiary_core::Swarm) -> Result<(), Box<dyn std::error::Error>> {
+    /// node.export(&swarm.agent::<u64, u64>("square")?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn export<T, O>(&self, agent: &AgentRef<T, O>) -> Result<(), ClusterError>
     where
         T: DeserializeOwned + Send + 'static,
         O: Serialize + Send + 'static,
     {
         let state = GatewayState {
-            swarm: swarm.clone(),
-            agent: agent.to_owned(),
+            agent: agent.clone(),
             shared: self.shared.clone(),
         };
+        let agent = agent.name();
         Actor::spawn(None, Gateway(PhantomData), state)
             .await
             .map(drop)

@@ -8,20 +8,26 @@
 //!   agent, moving a task to another node if its node drops out, and failing it back with
 //!   the cause when none is left. A `RemoteAgent` is an agent too: a local swarm's topology
 //!   routes to and supervises members that live on other nodes.
-//! - [`Node::export_memory`] / [`Node::sharded_memory`]: memories of several nodes as one;
-//!   searches scatter to every shard and merge the top k.
+//! - With the `memory` feature, `Node::export_memory` / `Node::sharded_memory`: memories of
+//!   several nodes as one; searches scatter to every shard and merge the top k.
+//!
+//! Depending on this crate switches ractor's `cluster` feature on for the whole build (ractor
+//! then needs an explicit `ractor::Message` impl on every message type); apiary's own types
+//! follow through apiary-core's and apiary-memory's `cluster` features.
 #![deny(missing_docs)]
 
 mod error;
 mod gateway;
 mod node;
 mod remote;
+#[cfg(feature = "memory")]
 mod shard;
 mod wire;
 
 pub use error::{ClusterError, RemoteError};
 pub use node::{MembershipEvent, Node, NodeConfig, Tls};
 pub use remote::RemoteAgent;
+#[cfg(feature = "memory")]
 pub use shard::{ShardedHits, ShardedMemory};
 /// The rustls integration `Tls` is built from (the version ractor_cluster uses).
 pub use tokio_rustls;

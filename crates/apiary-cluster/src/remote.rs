@@ -184,7 +184,7 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
 /// # use apiary_cluster::{Node, NodeConfig};
 /// # use apiary_core::{AgentSpec, Swarm};
 /// # async fn f(node: Node) -> Result<(), Box<dyn std::error::Error>> {
-/// let swarm = Swarm::<u64, u64>::builder()
+/// let swarm = Swarm::builder()
 ///     .agent(AgentSpec::new("square").replicas(4), {
 ///         let node = node.clone();
 ///         move || node.remote::<u64, u64>("square")

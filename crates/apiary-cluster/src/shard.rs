@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use apiary_core::memory::{Hit, Memory, Pattern, Query};
+use apiary_memory::{Hit, Memory, Pattern, Query};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,7 @@ pub struct ShardedHits {
 ///
 /// ```no_run
 /// # use apiary_cluster::Node;
-/// # use apiary_core::memory::Query;
+/// # use apiary_memory::Query;
 /// # async fn f(node: Node) {
 /// let found = node.sharded_memory().search(Query::text("flaky test", 5)).await;
 /// println!("{} hits from {} shards", found.hits.len(), found.answered);

@@ -59,7 +59,7 @@ impl Agent for Sieve {
     }
 }
 
-async fn sieve_swarm(node: &str) -> Swarm<Job, Done> {
+async fn sieve_swarm(node: &str) -> Swarm {
     let node = node.to_owned();
     Swarm::builder()
         .agent(AgentSpec::new("sieve").replicas(2), move || Sieve {
@@ -93,7 +93,9 @@ async fn node_process() {
     };
     let node = Node::start(NodeConfig::new(&name, COOKIE)).await.unwrap();
     let swarm = sieve_swarm(&name).await;
-    node.export(&swarm, "sieve").await.unwrap();
+    node.export(&swarm.agent::<Job, Done>("sieve").unwrap())
+        .await
+        .unwrap();
     node.connect(peer.parse().unwrap()).await.unwrap();
     println!("ready {name}");
     std::future::pending::<()>().await;
@@ -219,7 +221,9 @@ async fn an_undecodable_message_is_an_error_event_naming_the_peer() {
     let node = Node::start(NodeConfig::new("solo", COOKIE)).await.unwrap();
     let mut events = node.subscribe();
     let swarm = sieve_swarm("solo").await;
-    node.export(&swarm, "sieve").await.unwrap();
+    node.export(&swarm.agent::<Job, Done>("sieve").unwrap())
+        .await
+        .unwrap();
     let sieve = node.remote::<Job, Done>("sieve");
     eventually("the gateway", || (!sieve.nodes().is_empty()).then_some(())).await;
     let ok = sieve.submit(&Job { id: 1, limit: 100 }).await.unwrap();
@@ -269,7 +273,7 @@ impl Agent for Lead {
     type Error = BoxError;
 
     async fn handle(&mut self, job: Job, ctx: &AgentContext<Job, Done>) -> Result<Done, BoxError> {
-        Ok(ctx.send("sieve", job).await?.await?)
+        Ok(ctx.agent::<Job, Done>("sieve")?.submit(job).await?.await?)
     }
 }
 
@@ -284,7 +288,7 @@ async fn a_topology_spans_nodes_through_remote_members() {
     .await;
 
     // `lead` runs here; its member `sieve` is the far node's agent.
-    let swarm = Swarm::<Job, Done>::builder()
+    let swarm = Swarm::builder()
         .agent(AgentSpec::new("lead"), || Lead)
         .agent(AgentSpec::new("sieve").replicas(2), {
             let here = here.clone();
@@ -295,13 +299,12 @@ async fn a_topology_spans_nodes_through_remote_members() {
         .await
         .unwrap();
     let done = swarm
-        .submit(
-            "lead",
-            Job {
-                id: 7,
-                limit: 1_000,
-            },
-        )
+        .agent::<Job, Done>("lead")
+        .unwrap()
+        .submit(Job {
+            id: 7,
+            limit: 1_000,
+        })
         .await
         .unwrap()
         .await
@@ -317,7 +320,9 @@ async fn a_topology_spans_nodes_through_remote_members() {
     })
     .await;
     let err = swarm
-        .submit("sieve", Job { id: 8, limit: 10 })
+        .agent::<Job, Done>("sieve")
+        .unwrap()
+        .submit(Job { id: 8, limit: 10 })
         .await
         .unwrap()
         .await

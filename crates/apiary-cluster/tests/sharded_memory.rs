@@ -6,7 +6,7 @@ use std::time::Duration;
 mod common;
 
 use apiary_cluster::{Node, NodeConfig};
-use apiary_core::memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
+use apiary_memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
 
 const COOKIE: &str = "apiary-shard-cookie";
 const DIM: usize = 384;

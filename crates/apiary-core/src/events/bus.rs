@@ -6,12 +6,32 @@ use tokio::sync::broadcast;
 
 use super::{EventKind, EventStream, Hook, SwarmEvent};
 
-/// Publishes events to hooks and subscribers.
+/// Publishes events to hooks and subscribers: the bus every swarm publishes its events on.
 ///
 /// Nothing here takes a lock of apiary's: the number comes from an atomic counter, hooks run
 /// inline on the publisher's thread, and the copy for subscribers goes through tokio's
-/// broadcast channel (the same channel a bare `broadcast::Sender` benchmark measures).
-pub(crate) struct EventBus {
+/// broadcast channel (the same channel `benches/events.rs` measures bare, beside this bus).
+/// It is public so it can be measured and reused; a swarm makes its own.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use apiary_core::events::EventBus;
+/// use apiary_core::{EventKind, SwarmEvent};
+///
+/// let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+/// let hook = {
+///     let seen = seen.clone();
+///     move |e: &SwarmEvent| seen.store(e.seq(), std::sync::atomic::Ordering::Relaxed)
+/// };
+/// let bus = EventBus::new(16, vec![Arc::new(hook)]);
+/// let mut events = bus.subscribe();
+/// bus.publish(|| EventKind::SwarmStopped);
+/// assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+/// assert_eq!(events.try_recv().unwrap().unwrap().kind(), &EventKind::SwarmStopped);
+/// ```
+pub struct EventBus {
     tx: broadcast::Sender<SwarmEvent>,
     hooks: Box<[Arc<dyn Hook>]>,
     seq: AtomicU64,
@@ -30,7 +50,8 @@ impl fmt::Debug for EventBus {
 }
 
 impl EventBus {
-    pub(crate) fn new(capacity: usize, hooks: Vec<Arc<dyn Hook>>) -> Self {
+    /// A bus whose subscribers may fall `capacity` events behind, with these hooks.
+    pub fn new(capacity: usize, hooks: Vec<Arc<dyn Hook>>) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Self {
             tx,
@@ -40,17 +61,20 @@ impl EventBus {
         }
     }
 
-    pub(crate) fn subscribe(&self) -> EventStream {
+    /// Subscribes to the events published from now on.
+    pub fn subscribe(&self) -> EventStream {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         EventStream::new(self.tx.subscribe(), self.subscribers.clone())
     }
 
     /// Whether anyone would see an event now; lets hot paths skip building one.
-    pub(crate) fn is_observed(&self) -> bool {
+    pub fn is_observed(&self) -> bool {
         !self.hooks.is_empty() || self.subscribers.load(Ordering::Relaxed) > 0
     }
 
-    pub(crate) fn publish(&self, kind: impl FnOnce() -> EventKind) {
+    /// Numbers an event, runs every hook on it, then sends it to the subscribers. `kind` is
+    /// called only if someone listens.
+    pub fn publish(&self, kind: impl FnOnce() -> EventKind) {
         if !self.is_observed() {
             return;
         }

@@ -56,7 +56,7 @@ use serde::Serialize;
 
 use crate::{AgentName, TaskId};
 
-pub(crate) use bus::EventBus;
+pub use bus::EventBus;
 pub use hook::Hook;
 pub use stream::{EventStream, RecvError};
 
