@@ -16,7 +16,7 @@ use criterion::{criterion_group, Criterion, Throughput};
 const COOKIE: &str = "apiary-bench";
 const PEER_VAR: &str = "APIARY_BENCH_WORKER_PEER";
 
-async fn echo_swarm() -> Swarm<u64, u64> {
+async fn echo_swarm() -> Swarm {
     Swarm::builder()
         .agent(AgentSpec::new("echo").queue_capacity(1024), || {
             baseline::Adder
@@ -33,7 +33,9 @@ fn worker(peer: &str) {
             .await
             .unwrap();
         let swarm = echo_swarm().await;
-        node.export(&swarm, "echo").await.unwrap();
+        node.export(&swarm.agent::<u64, u64>("echo").unwrap())
+            .await
+            .unwrap();
         node.connect(peer.parse().unwrap()).await.unwrap();
         println!("ready");
         std::future::pending::<()>().await;
@@ -73,13 +75,14 @@ fn bench(c: &mut Criterion) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
-    let local = &rt.block_on(echo_swarm());
+    let local_swarm = rt.block_on(echo_swarm());
+    let local = &local_swarm.agent::<u64, u64>("echo").unwrap();
 
     let mut group = c.benchmark_group("cluster_round_trip");
     group.throughput(Throughput::Elements(1));
     group.bench_function("local_agent", |b| {
         b.to_async(&rt)
-            .iter(|| async { local.submit("echo", 41).await.unwrap().await.unwrap() })
+            .iter(|| async { local.submit(41).await.unwrap().await.unwrap() })
     });
     group.bench_function("remote_agent_loopback", |b| {
         b.to_async(&rt)
@@ -92,7 +95,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(64));
     group.bench_function("local_agent", |b| {
         b.to_async(&rt).iter(|| async {
-            let handles = futures::future::join_all((0..64).map(|n| local.submit("echo", n))).await;
+            let handles = futures::future::join_all((0..64).map(|n| local.submit(n))).await;
             futures::future::join_all(handles.into_iter().map(Result::unwrap)).await
         })
     });

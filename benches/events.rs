@@ -67,7 +67,9 @@ fn publish(c: &mut Criterion) {
     group.bench_function("bare_tokio_broadcast", |b| {
         b.iter_custom(|iters| {
             let (tx, mut rx) = broadcast::channel::<EventKind>(CAPACITY);
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             let reader = drain(move || {
                 !matches!(
                     rt.block_on(rx.recv()),
@@ -90,7 +92,9 @@ fn publish(c: &mut Criterion) {
             };
             let bus = Arc::new(EventBus::new(CAPACITY, vec![Arc::new(hook)]));
             let mut events = bus.subscribe();
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             let reader = drain(move || {
                 !matches!(rt.block_on(events.recv()), Err(apiary::RecvError::Closed))
             });

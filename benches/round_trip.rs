@@ -1,5 +1,6 @@
-//! A task's round trip through apiary against a raw ractor `call` to an equivalent actor,
-//! in the same run: one at a time (latency) and 1,000 in flight (throughput).
+//! A task's round trip through apiary (a typed `AgentRef`) against a raw ractor `call` to an
+//! equivalent actor, in the same run: one at a time (latency) and 1,000 in flight
+//! (throughput).
 //!
 //! Run: `cargo bench --bench round_trip`
 
@@ -22,6 +23,7 @@ fn round_trip(c: &mut Criterion) {
                 .start(),
         )
         .unwrap();
+    let adder = swarm.agent::<u64, u64>("adder").unwrap();
 
     let mut group = c.benchmark_group("round_trip/sequential");
     group.measurement_time(Duration::from_secs(5));
@@ -29,9 +31,9 @@ fn round_trip(c: &mut Criterion) {
     group.bench_function("raw_ractor_call", |b| {
         b.to_async(&rt).iter(|| async { raw_call(&raw, 1).await })
     });
-    group.bench_function("apiary_submit", |b| {
+    group.bench_function("apiary_agent_ref", |b| {
         b.to_async(&rt)
-            .iter(|| async { swarm.submit("adder", 1).await.unwrap().await.unwrap() })
+            .iter(|| async { adder.submit(1).await.unwrap().await.unwrap() })
     });
     group.finish();
 
@@ -50,13 +52,13 @@ fn round_trip(c: &mut Criterion) {
         },
     );
     group.bench_with_input(
-        BenchmarkId::new("apiary_submit", IN_FLIGHT),
+        BenchmarkId::new("apiary_agent_ref", IN_FLIGHT),
         &IN_FLIGHT,
         |b, &n| {
             b.to_async(&rt).iter(|| async {
                 let mut handles = Vec::with_capacity(n as usize);
                 for i in 0..n {
-                    handles.push(swarm.submit("adder", i).await.unwrap());
+                    handles.push(adder.submit(i).await.unwrap());
                 }
                 futures::future::join_all(handles).await
             })

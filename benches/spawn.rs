@@ -64,7 +64,7 @@ fn layered() -> Vec<AgentSpec> {
         .collect()
 }
 
-async fn start(specs: &[AgentSpec], batch_size: usize) -> Swarm<u64, u64> {
+async fn start(specs: &[AgentSpec], batch_size: usize) -> Swarm {
     let mut b = Swarm::builder().spawn_limits(0, batch_size);
     for s in specs {
         b = b.agent(s.clone(), || Idle);
@@ -179,7 +179,7 @@ fn spawn(c: &mut Criterion) {
     group.finish();
 
     // Pooled acquire (an idle agent is ready) vs starting a fresh agent actor.
-    let swarm: Swarm<u64, u64> = rt.block_on(Swarm::builder().start()).unwrap();
+    let swarm: Swarm = rt.block_on(Swarm::builder().start()).unwrap();
     let pool = rt
         .block_on(
             Pool::builder(AgentSpec::new("pooled"), || Idle)

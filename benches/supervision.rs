@@ -61,7 +61,13 @@ fn breaker_check(c: &mut Criterion) {
             b.to_async(&rt).iter(|| async {
                 let mut handles = Vec::with_capacity(1000);
                 for i in 0..1000 {
-                    handles.push(s.submit("echo", Job::Echo(i)).await.unwrap());
+                    handles.push(
+                        s.agent::<Job, u64>("echo")
+                            .unwrap()
+                            .submit(Job::Echo(i))
+                            .await
+                            .unwrap(),
+                    );
                 }
                 futures::future::join_all(handles).await
             })
@@ -72,7 +78,7 @@ fn breaker_check(c: &mut Criterion) {
     rt.block_on(guarded.shutdown());
 }
 
-async fn swarm(breaker: Option<BreakerConfig>) -> Swarm<Job, u64> {
+async fn swarm(breaker: Option<BreakerConfig>) -> Swarm {
     let mut spec = AgentSpec::new("echo")
         .queue_capacity(4096)
         .backoff(Backoff::none());
@@ -101,7 +107,13 @@ fn crash_to_replacement(c: &mut Criterion) {
             rt.block_on(async {
                 let t = Instant::now();
                 for i in 0..iters {
-                    s.submit("echo", Job::Echo(i)).await.unwrap().await.unwrap();
+                    s.agent::<Job, u64>("echo")
+                        .unwrap()
+                        .submit(Job::Echo(i))
+                        .await
+                        .unwrap()
+                        .await
+                        .unwrap();
                 }
                 t.elapsed()
             })
@@ -112,10 +124,20 @@ fn crash_to_replacement(c: &mut Criterion) {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for i in 0..iters {
-                    let crash = s.submit("echo", Job::Crash).await.unwrap();
+                    let crash = s
+                        .agent::<Job, u64>("echo")
+                        .unwrap()
+                        .submit(Job::Crash)
+                        .await
+                        .unwrap();
                     let t = Instant::now();
                     // Queued behind the crash: runs on the replacement actor.
-                    let next = s.submit("echo", Job::Echo(i)).await.unwrap();
+                    let next = s
+                        .agent::<Job, u64>("echo")
+                        .unwrap()
+                        .submit(Job::Echo(i))
+                        .await
+                        .unwrap();
                     let _ = crash.await;
                     next.await.unwrap();
                     total += t.elapsed();

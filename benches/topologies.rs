@@ -19,7 +19,10 @@ use baseline::{raw_call, runtime, RawAdder};
 #[derive(Clone)]
 enum Msg {
     Add(u64),
+    /// Go round the ring this many more hops, each agent awaiting its successor.
     Hop(u32),
+    /// Go round the ring this many more hops, each agent handing the task on.
+    Pass(u32),
     Broadcast,
 }
 
@@ -33,16 +36,24 @@ impl Agent for Node {
     async fn handle(&mut self, msg: Msg, ctx: &AgentContext<Msg, u64>) -> Result<u64, BoxError> {
         match msg {
             Msg::Add(n) => Ok(n + 1),
-            Msg::Hop(0) => Ok(0),
+            Msg::Hop(0) | Msg::Pass(0) => Ok(0),
             Msg::Hop(h) => Ok(ctx
-                .forward(Msg::Hop(h - 1))
+                .forward::<Msg, u64>(Msg::Hop(h - 1))
                 .await
                 .map_err(|e| e.to_string())?
                 .await?
                 + 1),
+            Msg::Pass(h) => {
+                let next = ctx.successor::<Msg, u64>()?;
+                Err(ctx
+                    .hand_off(&next, Msg::Pass(h - 1))
+                    .await
+                    .to_string()
+                    .into())
+            }
             Msg::Broadcast => {
                 let mut n = 0;
-                for (_, sent) in ctx.broadcast(Msg::Add(1)).await {
+                for (_, sent) in ctx.broadcast::<Msg, u64>(Msg::Add(1)).await {
                     n += sent.map_err(|e| e.to_string())?.await?;
                 }
                 Ok(n)
@@ -51,7 +62,7 @@ impl Agent for Node {
     }
 }
 
-async fn swarm_of(n: usize, topology: impl Topology) -> Swarm<Msg, u64> {
+async fn swarm_of(n: usize, topology: impl Topology) -> Swarm {
     let mut b = Swarm::builder().topology(topology).queue_capacity(4096);
     for i in 0..n {
         b = b.agent(AgentSpec::new(format!("n{i}")), || Node);
@@ -80,7 +91,7 @@ fn topologies(c: &mut Criterion) {
             b.to_async(&rt).iter(|| async {
                 let mut handles = Vec::with_capacity(IN_FLIGHT as usize);
                 for i in 0..IN_FLIGHT {
-                    handles.push(swarm.route(Msg::Add(i)).await.unwrap());
+                    handles.push(swarm.route::<Msg, u64>(Msg::Add(i)).await.unwrap());
                 }
                 futures::future::join_all(handles).await
             })
@@ -94,9 +105,23 @@ fn topologies(c: &mut Criterion) {
         b.to_async(&rt).iter(|| raw_call(&raw, 1))
     });
     for hops in [0u32, 7] {
-        group.bench_with_input(BenchmarkId::new("ring", hops), &hops, |b, &h| {
-            b.to_async(&rt)
-                .iter(|| async { ring.route(Msg::Hop(h)).await.unwrap().await.unwrap() })
+        group.bench_with_input(BenchmarkId::new("ring_await", hops), &hops, |b, &h| {
+            b.to_async(&rt).iter(|| async {
+                ring.route::<Msg, u64>(Msg::Hop(h))
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("ring_hand_off", hops), &hops, |b, &h| {
+            b.to_async(&rt).iter(|| async {
+                ring.route::<Msg, u64>(Msg::Pass(h))
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap()
+            })
         });
     }
     group.finish();
@@ -105,19 +130,15 @@ fn topologies(c: &mut Criterion) {
     let raws: Vec<_> = (0..63)
         .map(|_| rt.block_on(Actor::spawn(None, RawAdder, ())).unwrap().0)
         .collect();
+    let n0 = wide.agent::<Msg, u64>("n0").unwrap();
     let mut group = c.benchmark_group("broadcast_63_peers");
     group.bench_function("raw_ractor_calls", |b| {
         b.to_async(&rt)
             .iter(|| async { futures::future::join_all(raws.iter().map(|a| raw_call(a, 1))).await })
     });
     group.bench_function("mesh_broadcast", |b| {
-        b.to_async(&rt).iter(|| async {
-            wide.submit("n0", Msg::Broadcast)
-                .await
-                .unwrap()
-                .await
-                .unwrap()
-        })
+        b.to_async(&rt)
+            .iter(|| async { n0.submit(Msg::Broadcast).await.unwrap().await.unwrap() })
     });
     group.finish();
 

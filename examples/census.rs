@@ -1,7 +1,9 @@
-//! A census of a source tree by a swarm of three agent kinds.
+//! A census of a source tree by a swarm of three agent kinds, each with its own task and
+//! output types.
 //!
-//! `scanner` walks the tree, four `counter` replicas read and count files in parallel, and
-//! `census` fans the files out to the counters through its context and sums what comes back.
+//! `scanner` walks the tree (a directory in, its files out), four `counter` replicas read and
+//! count files in parallel (a file in, a tally out), and `census` fans the files out to the
+//! counters through typed references from its context and sums what comes back.
 //! A hook counts which replica did what, from the swarm's own events.
 //!
 //! Run: `cargo run --example census -- [DIR]` (default: the current directory).
@@ -13,27 +15,6 @@ use std::time::Instant;
 
 use apiary::prelude::*;
 use apiary::BoxError;
-
-/// What the agents are asked to do.
-#[derive(Debug)]
-enum Work {
-    /// List the files under a directory.
-    Scan(PathBuf),
-    /// Count one file's lines, words and bytes.
-    Count(PathBuf),
-    /// Take the census of a directory.
-    Census(PathBuf),
-}
-
-/// What they answer.
-#[derive(Debug, Default)]
-enum Report {
-    #[default]
-    Nothing,
-    Files(Vec<PathBuf>),
-    Counts(Tally),
-    Census(BTreeMap<String, Tally>),
-}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
@@ -52,34 +33,19 @@ impl std::ops::AddAssign for Tally {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{agent} cannot do {work:?}")]
-struct WrongWork {
-    agent: String,
-    work: Work,
-}
-
-type Ctx = AgentContext<Work, Report>;
-
+/// Lists the files under a directory.
 struct Scanner;
 
 impl Agent for Scanner {
-    type Task = Work;
-    type Output = Report;
-    type Error = BoxError;
+    type Task = PathBuf;
+    type Output = Vec<PathBuf>;
+    type Error = std::io::Error;
 
-    async fn handle(&mut self, work: Work, ctx: &Ctx) -> Result<Report, BoxError> {
-        let Work::Scan(root) = work else {
-            return Err(WrongWork {
-                agent: ctx.name().to_string(),
-                work,
-            }
-            .into());
-        };
+    async fn handle(&mut self, root: PathBuf, _: &Ctx<Self>) -> std::io::Result<Vec<PathBuf>> {
         let mut files = Vec::new();
         walk(&root, &mut files)?;
         files.sort();
-        Ok(Report::Files(files))
+        Ok(files)
     }
 }
 
@@ -100,65 +66,53 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Counts one file's lines, words and bytes.
 struct Counter;
 
 impl Agent for Counter {
-    type Task = Work;
-    type Output = Report;
-    type Error = BoxError;
+    type Task = PathBuf;
+    type Output = Tally;
+    type Error = std::io::Error;
 
-    async fn handle(&mut self, work: Work, ctx: &Ctx) -> Result<Report, BoxError> {
-        let Work::Count(path) = work else {
-            return Err(WrongWork {
-                agent: ctx.name().to_string(),
-                work,
-            }
-            .into());
-        };
+    async fn handle(&mut self, path: PathBuf, _: &Ctx<Self>) -> std::io::Result<Tally> {
         let bytes = tokio::fs::read(&path).await?;
         let text = String::from_utf8_lossy(&bytes);
-        Ok(Report::Counts(Tally {
+        Ok(Tally {
             files: 1,
             lines: text.lines().count() as u64,
             words: text.split_whitespace().count() as u64,
             bytes: bytes.len() as u64,
-        }))
+        })
     }
 }
 
+/// Takes the census of a directory: asks the scanner for its files, fans them out to the
+/// counters and sums the tallies by extension.
 struct Census;
 
 impl Agent for Census {
-    type Task = Work;
-    type Output = Report;
+    type Task = PathBuf;
+    type Output = BTreeMap<String, Tally>;
     type Error = BoxError;
 
-    async fn handle(&mut self, work: Work, ctx: &Ctx) -> Result<Report, BoxError> {
-        let Work::Census(root) = work else {
-            return Err(WrongWork {
-                agent: ctx.name().to_string(),
-                work,
-            }
-            .into());
-        };
-        let Report::Files(files) = ctx.send("scanner", Work::Scan(root)).await?.await? else {
-            return Err("scanner answered with something other than files".into());
-        };
+    async fn handle(&mut self, root: PathBuf, ctx: &Ctx<Self>) -> Result<Self::Output, BoxError> {
+        // Each peer by its own types, checked once here; the compiler checks the rest.
+        let scanner = ctx.agent::<PathBuf, Vec<PathBuf>>("scanner")?;
+        let counter = ctx.agent::<PathBuf, Tally>("counter")?;
+        let files = scanner.submit(root).await?.await?;
         // Fan out: every submit waits for room in the counters' bounded queue.
         let mut pending = Vec::with_capacity(files.len());
         for file in files {
             let ext = file
                 .extension()
                 .map_or_else(|| "(none)".to_owned(), |e| e.to_string_lossy().into_owned());
-            pending.push((ext, ctx.send("counter", Work::Count(file)).await?));
+            pending.push((ext, counter.submit(file).await?));
         }
         let mut by_ext: BTreeMap<String, Tally> = BTreeMap::new();
         for (ext, handle) in pending {
-            if let Report::Counts(t) = handle.await? {
-                *by_ext.entry(ext).or_default() += t;
-            }
+            *by_ext.entry(ext).or_default() += handle.await?;
         }
-        Ok(Report::Census(by_ext))
+        Ok(by_ext)
     }
 }
 
@@ -203,16 +157,11 @@ async fn main() -> Result<(), BoxError> {
     println!("swarm up in {:?}\n", started.elapsed());
 
     let t = Instant::now();
-    let report = swarm
-        .submit("census", Work::Census(root.clone()))
-        .await?
-        .await?;
+    let census = swarm.agent::<PathBuf, BTreeMap<String, Tally>>("census")?;
+    let by_ext = census.submit(root.clone()).await?.await?;
     let elapsed = t.elapsed();
     swarm.shutdown().await;
 
-    let Report::Census(by_ext) = report else {
-        return Err("census answered with something other than a census".into());
-    };
     let mut rows: Vec<_> = by_ext.into_iter().collect();
     rows.sort_by_key(|(_, t)| std::cmp::Reverse(t.lines));
     println!(

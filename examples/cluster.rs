@@ -64,12 +64,10 @@ impl Agent for Lead {
     type Output = Counted;
     type Error = BoxError;
 
-    async fn handle(
-        &mut self,
-        task: Count,
-        ctx: &AgentContext<Count, Counted>,
-    ) -> Result<Counted, BoxError> {
-        Ok(ctx.send("sieve", task).await?.await?)
+    async fn handle(&mut self, task: Count, ctx: &Ctx<Self>) -> Result<Counted, BoxError> {
+        // The member `sieve` lives on another node; the lead hands the task on to it.
+        let sieve = ctx.agent::<Count, Counted>("sieve")?;
+        Err(ctx.hand_off(&sieve, task).await.into())
     }
 }
 
@@ -81,7 +79,8 @@ async fn worker(listen: std::net::SocketAddr) -> Result<(), BoxError> {
         })
         .start()
         .await?;
-    node.export(&swarm, "sieve").await?;
+    node.export(&swarm.agent::<Count, Counted>("sieve")?)
+        .await?;
     println!(
         "worker: listening on {}, exporting `sieve`; Ctrl-C to stop",
         node.addr()
@@ -116,9 +115,10 @@ async fn driver(peer: std::net::SocketAddr) -> Result<(), BoxError> {
         .topology(Hierarchy::new().lead("lead", ["sieve"]))
         .start()
         .await?;
+    let lead = swarm.agent::<Count, Counted>("lead")?;
     for below in [10_000, 100_000, 1_000_000] {
         let started = Instant::now();
-        let counted = swarm.submit("lead", Count { below }).await?.await?;
+        let counted = lead.submit(Count { below }).await?.await?;
         println!(
             "driver: {} primes below {} counted on `{}` in {} µs ({} µs round trip from here)",
             counted.primes,

@@ -18,13 +18,12 @@ impl Agent for Lead {
     type Output = String;
     type Error = BoxError;
 
-    async fn handle(
-        &mut self,
-        (skill, what): Work,
-        ctx: &AgentContext<Work, String>,
-    ) -> Result<String, BoxError> {
+    async fn handle(&mut self, (skill, what): Work, ctx: &Ctx<Self>) -> Result<String, BoxError> {
+        // Waiting down the tree holds this lead, which is fine in a tree: nothing below ever
+        // sends work back up to wait on it. (A lead with nothing to add would hand the task
+        // on instead: `ctx.hand_off(&ctx.delegate_target(..)?, task)`.)
         let handle = ctx
-            .delegate((skill.clone(), what), Some(skill.as_str()))
+            .delegate::<Work, String>((skill.clone(), what), Some(skill.as_str()))
             .await?;
         let worker = handle.agent().clone();
         match handle.await {
@@ -41,11 +40,7 @@ impl Agent for Worker {
     type Output = String;
     type Error = BoxError;
 
-    async fn handle(
-        &mut self,
-        (_, what): Work,
-        _: &AgentContext<Work, String>,
-    ) -> Result<String, BoxError> {
+    async fn handle(&mut self, (_, what): Work, _: &Ctx<Self>) -> Result<String, BoxError> {
         if what.contains("impossible") {
             return Err(format!("cannot do `{what}`").into());
         }
@@ -95,7 +90,9 @@ async fn main() -> Result<(), BoxError> {
         ("rust", "prove the impossible theorem"),
     ];
     for (skill, what) in jobs {
-        let handle = swarm.route((skill.to_string(), what.to_string())).await?;
+        let handle = swarm
+            .route::<Work, String>((skill.to_string(), what.to_string()))
+            .await?;
         match handle.await {
             Ok(path) => println!("[{skill}] {path}"),
             Err(e) => println!("[{skill}] failed, escalated to the top: {e}"),

@@ -32,11 +32,7 @@ impl Agent for Shard {
     type Output = usize;
     type Error = BoxError;
 
-    async fn handle(
-        &mut self,
-        q: Query,
-        ctx: &AgentContext<Query, usize>,
-    ) -> Result<usize, BoxError> {
+    async fn handle(&mut self, q: Query, ctx: &Ctx<Self>) -> Result<usize, BoxError> {
         match q {
             Query::Count(word) => {
                 let n = self.words.iter().filter(|w| **w == word).count();
@@ -48,7 +44,10 @@ impl Agent for Shard {
             }
             Query::Gather(word) => {
                 let mut total = self.words.iter().filter(|w| **w == word).count();
-                for (peer, sent) in ctx.broadcast(Query::Count(word.clone())).await {
+                for (peer, sent) in ctx
+                    .broadcast::<Query, usize>(Query::Count(word.clone()))
+                    .await
+                {
                     let n = sent?.await?;
                     self.log
                         .lock()
@@ -84,10 +83,8 @@ async fn main() -> Result<(), BoxError> {
     }
     let swarm = builder.start().await?;
 
-    let total = swarm
-        .submit("shard0", Query::Gather("the".into()))
-        .await?
-        .await?;
+    let shard0 = swarm.agent::<Query, usize>("shard0")?;
+    let total = shard0.submit(Query::Gather("the".into())).await?.await?;
     let expected = words.iter().filter(|w| *w == "the").count();
     println!("`the` appears {total} times across the mesh (checked: {expected})");
     for line in log.lock().unwrap().drain(..) {
@@ -99,7 +96,7 @@ async fn main() -> Result<(), BoxError> {
     };
     for word in ["bee", "hive", "honey"] {
         let h = swarm
-            .route_with(Query::Count(word.into()), odd, SubmitOptions::new())
+            .route_with::<_, usize>(Query::Count(word.into()), odd, SubmitOptions::new())
             .await?;
         let agent = h.agent().clone();
         println!(

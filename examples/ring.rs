@@ -1,10 +1,10 @@
 //! Ring: each agent hands its work on to its successor. Sentences flow through a four-stage
-//! text pipeline (split, lowercase, drop stop words, count); the last stage prints them in
-//! the order they entered. Midway one stage is stopped and the ring routes around it.
+//! text pipeline (split, lowercase, drop stop words, count). Each stage hands the task on
+//! (`AgentContext::hand_off`) instead of waiting for the rest of the ring, so the result of
+//! the last stage answers the submitter of the first. Midway one stage crashes on an item
+//! (its submitter gets the panic) and the ring routes around the stopped stage.
 //!
 //! Run: `cargo run --example ring`
-
-use std::sync::{Arc, Mutex};
 
 use apiary::prelude::*;
 use apiary::topology::Ring;
@@ -21,21 +21,17 @@ enum Step {
     Split,
     Lower,
     DropStopWords,
-    Count(Arc<Mutex<Vec<String>>>),
+    Count,
 }
 
 struct Stage(Step);
 
 impl Agent for Stage {
     type Task = Item;
-    type Output = ();
+    type Output = String;
     type Error = BoxError;
 
-    async fn handle(
-        &mut self,
-        mut item: Item,
-        ctx: &AgentContext<Item, ()>,
-    ) -> Result<(), BoxError> {
+    async fn handle(&mut self, mut item: Item, ctx: &Ctx<Self>) -> Result<String, BoxError> {
         item.stages.push(ctx.name().to_string());
         match &self.0 {
             Step::Split => {
@@ -55,27 +51,25 @@ impl Agent for Stage {
             Step::DropStopWords => item
                 .words
                 .retain(|w| !["the", "a", "of", "and"].contains(&w.as_str())),
-            Step::Count(out) => {
-                out.lock().unwrap().push(format!(
+            Step::Count => {
+                return Ok(format!(
                     "#{} {} words {:?} via {}",
                     item.id,
                     item.words.len(),
                     item.words,
                     item.stages.join(" -> ")
                 ));
-                return Ok(());
             }
         }
-        // Hand on without waiting: this stage takes its next item meanwhile.
-        drop(ctx.forward(item).await?);
-        Ok(())
+        // Hand on without waiting: the successor's result answers this item's submitter, and
+        // this stage takes its next item at once.
+        let next = ctx.successor::<Item, String>()?;
+        Err(ctx.hand_off(&next, item).await.into())
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let out: Arc<Mutex<Vec<String>>> = Arc::default();
-    let o = out.clone();
     let swarm = Swarm::builder()
         .topology(Ring::new())
         .agent(AgentSpec::new("split"), || Stage(Step::Split))
@@ -84,9 +78,7 @@ async fn main() -> Result<(), BoxError> {
             || Stage(Step::Lower),
         )
         .agent(AgentSpec::new("stopwords"), || Stage(Step::DropStopWords))
-        .agent(AgentSpec::new("count"), move || {
-            Stage(Step::Count(o.clone()))
-        })
+        .agent(AgentSpec::new("count"), || Stage(Step::Count))
         .start()
         .await?;
 
@@ -99,31 +91,32 @@ async fn main() -> Result<(), BoxError> {
     ];
     std::panic::set_hook(Box::new(|info| eprintln!("(expected) {info}")));
     let mut events = swarm.subscribe();
+    let mut results = Vec::new();
     for (id, s) in sentences.iter().enumerate() {
         let item = Item {
             id,
             words: vec![s.to_string()],
             stages: Vec::new(),
         };
-        drop(swarm.route(item).await?);
+        let handle = swarm.route::<Item, String>(item).await?;
         if *s == "CRASH" {
             // Wait for the crash before sending more, so later items are routed around the
             // stopped stage rather than queued for it.
+            println!("#{id} {:?}", handle.await.map_err(|e| e.to_string()));
             loop {
                 if let EventKind::AgentStopped { agent, .. } = events.recv().await?.kind() {
                     println!("stage `{agent}` stopped; the ring now skips it");
                     break;
                 }
             }
+        } else {
+            results.push(handle);
         }
     }
-    // Shutdown waits until the pipeline is empty, then stops the stages.
-    swarm.shutdown().await;
-    println!(
-        "items in arrival order at the last stage (after the crash, `lower` is routed around):"
-    );
-    for line in out.lock().unwrap().iter() {
-        println!("  {line}");
+    println!("results, each answered by the last stage it reached:");
+    for handle in results {
+        println!("  {}", handle.await?);
     }
+    swarm.shutdown().await;
     Ok(())
 }

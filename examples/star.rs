@@ -1,5 +1,7 @@
 //! Star: a hub routes everything; spokes never talk to each other. The hub hands checksum
-//! jobs to its spokes in turn; a spoke that tries to reach another spoke is refused.
+//! jobs on to its spokes in turn (`AgentContext::hand_off`: the spoke's answer goes straight
+//! to the submitter and the hub is free for the next job at once); a spoke that tries to
+//! reach another spoke is refused.
 //!
 //! Run: `cargo run --example star`
 
@@ -25,29 +27,30 @@ impl Agent for Spoke {
     type Output = String;
     type Error = BoxError;
 
-    async fn handle(
-        &mut self,
-        job: Job,
-        ctx: &AgentContext<Job, String>,
-    ) -> Result<String, BoxError> {
+    async fn handle(&mut self, job: Job, ctx: &Ctx<Self>) -> Result<String, BoxError> {
         match job {
             Job::Checksum(bytes) => {
                 let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
                     (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
                 });
-                Ok(format!("{hash:016x}"))
+                Ok(format!("{}: {hash:016x}", ctx.name()))
             }
-            Job::Sneak(to) => match ctx.send(&to, Job::Checksum(vec![1])).await {
-                Ok(_) => Ok("sneaked through (should not happen)".into()),
-                Err(e) => Ok(format!("refused: {e}")),
-            },
+            Job::Sneak(to) => {
+                let other = ctx.agent::<Job, String>(&to)?;
+                match other.submit(Job::Checksum(vec![1])).await {
+                    Ok(_) => Ok("sneaked through (should not happen)".into()),
+                    Err(e) => Ok(format!("refused: {e}")),
+                }
+            }
         }
     }
 }
 
-/// Sends each job to the next spoke in turn.
+/// Hands each job on to the next spoke in turn.
 struct Hub {
     spokes: Vec<String>,
+    // Typed references to the spokes, taken once when the hub starts.
+    refs: Vec<AgentRef<Job, String>>,
     assigned: Arc<Mutex<BTreeMap<String, usize>>>,
     next: usize,
 }
@@ -57,20 +60,23 @@ impl Agent for Hub {
     type Output = String;
     type Error = BoxError;
 
-    async fn handle(
-        &mut self,
-        job: Job,
-        ctx: &AgentContext<Job, String>,
-    ) -> Result<String, BoxError> {
-        let spoke = self.spokes[self.next % self.spokes.len()].clone();
+    async fn started(&mut self, ctx: &Ctx<Self>) -> Result<(), BoxError> {
+        for spoke in &self.spokes {
+            self.refs.push(ctx.agent::<Job, String>(spoke)?);
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, job: Job, ctx: &Ctx<Self>) -> Result<String, BoxError> {
+        let spoke = &self.refs[self.next % self.refs.len()];
         self.next += 1;
         *self
             .assigned
             .lock()
             .unwrap()
-            .entry(spoke.clone())
+            .entry(spoke.name().to_string())
             .or_default() += 1;
-        Ok(format!("{spoke}: {}", ctx.send(&spoke, job).await?.await?))
+        Err(ctx.hand_off(spoke, job).await.into())
     }
 }
 
@@ -87,6 +93,7 @@ async fn main() -> Result<(), BoxError> {
         AgentSpec::new("hub").depends_on(spokes.clone()),
         move || Hub {
             spokes: names.clone(),
+            refs: Vec::new(),
             assigned: a.clone(),
             next: 0,
         },
@@ -95,17 +102,15 @@ async fn main() -> Result<(), BoxError> {
 
     for i in 0..8u8 {
         let data: Vec<u8> = (0..=i).collect();
-        let h = swarm.route(Job::Checksum(data)).await?;
+        let h = swarm.route::<Job, String>(Job::Checksum(data)).await?;
         let entry = h.agent().clone();
         println!("job {i} -> {entry} -> {}", h.await?);
     }
     println!("spoke0 tries to reach spoke1 directly:");
+    let spoke0 = swarm.agent::<Job, String>("spoke0")?;
     println!(
         "  {}",
-        swarm
-            .submit("spoke0", Job::Sneak("spoke1".into()))
-            .await?
-            .await?
+        spoke0.submit(Job::Sneak("spoke1".into())).await?.await?
     );
     println!("jobs per spoke: {:?}", assigned.lock().unwrap());
     swarm.shutdown().await;

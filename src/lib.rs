@@ -129,8 +129,8 @@ pub mod topology {
 /// The types almost every swarm needs.
 pub mod prelude {
     pub use apiary_core::{
-        Agent, AgentContext, AgentRef, AgentSpec, BoxError, Ctx, EventKind, Outcome,
-        SubmitOptions, Swarm, SwarmEvent, TaskError, TaskHandle, TaskState,
+        Agent, AgentContext, AgentRef, AgentSpec, BoxError, Ctx, EventKind, Outcome, SubmitOptions,
+        Swarm, SwarmEvent, TaskError, TaskHandle, TaskState,
     };
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use apiary::prelude::*;
 
@@ -13,7 +14,7 @@ impl Agent for Tally {
     type Output = ();
     type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, n: u64, _: &AgentContext<u64, ()>) -> Result<(), Self::Error> {
+    async fn handle(&mut self, n: u64, _: &Ctx<Self>) -> Result<(), Self::Error> {
         self.0.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
@@ -41,15 +42,16 @@ async fn a_million_submissions_never_exceed_the_queue_bound() {
         .start()
         .await
         .unwrap();
+    let tally = swarm.agent::<u64, ()>("tally").unwrap();
 
     let rss_before = rss_bytes();
     let mut max_depth = 0;
     let mut last = None;
     for n in 1..=FLOOD {
         // Each submit waits for room; the handles are dropped, the tasks still run.
-        let h = swarm.submit("tally", n).await.unwrap();
+        let h = tally.submit(n).await.unwrap();
         if n % 1024 == 0 {
-            max_depth = max_depth.max(swarm.queue_depth("tally").unwrap());
+            max_depth = max_depth.max(tally.queue_depth());
         }
         if n == FLOOD {
             last = Some(h);
@@ -77,7 +79,7 @@ async fn a_million_submissions_never_exceed_the_queue_bound() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn try_submit_on_a_full_queue_is_busy_and_hands_the_task_back() {
     let swarm = Swarm::builder()
         .agent(AgentSpec::new("tally").queue_capacity(4), || {
@@ -86,11 +88,12 @@ async fn try_submit_on_a_full_queue_is_busy_and_hands_the_task_back() {
         .start()
         .await
         .unwrap();
+    let tally = swarm.agent::<u64, ()>("tally").unwrap();
     swarm.pause("tally").unwrap();
     let mut accepted = Vec::new();
     let mut busy = 0;
     for n in 0..100u64 {
-        match swarm.try_submit("tally", n) {
+        match tally.try_submit(n) {
             Ok(h) => accepted.push(h),
             Err(e) => {
                 assert!(e.is_busy(), "{e}");
@@ -101,17 +104,28 @@ async fn try_submit_on_a_full_queue_is_busy_and_hands_the_task_back() {
         }
     }
     assert_eq!((accepted.len(), busy), (4, 96));
-    // A waiting submit blocks until room frees up.
-    let waiting = {
-        let swarm = swarm.clone();
-        tokio::spawn(async move { swarm.submit("tally", 1000).await.map(|_| ()) })
+    // A waiting submit blocks until room frees up. The clock is paused: it only jumps the
+    // minute ahead once every task (the agent's actor included) waits, so the submit is
+    // really stuck, and the queue still holds only the four.
+    let mut waiting = {
+        let tally = tally.clone();
+        tokio::spawn(async move { tally.submit(1000).await.map(|_| ()) })
     };
-    tokio::task::yield_now().await;
-    assert!(!waiting.is_finished());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), &mut waiting)
+            .await
+            .is_err(),
+        "a submit to a full queue must wait"
+    );
+    assert_eq!(tally.queue_depth(), 4);
     swarm.resume("tally").unwrap();
     for h in accepted {
         h.await.unwrap();
     }
-    waiting.await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the waiting submit goes through once room frees up")
+        .unwrap()
+        .unwrap();
     swarm.shutdown().await;
 }

@@ -29,7 +29,7 @@ impl Agent for Chaos {
     type Output = u64;
     type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
+    async fn handle(&mut self, n: u64, _: &Ctx<Self>) -> Result<u64, Self::Error> {
         if panics(n) {
             panic!("chaos: task {n}");
         }
@@ -58,7 +58,7 @@ async fn chaos_every_task_ends_exactly_once_and_the_swarm_survives() {
     let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (f, r, g) = (finished.clone(), restarts.clone(), gave_up.clone());
     let mut builder = Swarm::builder()
-        .retry_crashed_tasks()
+        .retry_crashed_tasks::<u64>()
         .queue_capacity(256)
         .configure(|s| {
             s.max_restarts = MAX_RESTARTS;
@@ -83,17 +83,20 @@ async fn chaos_every_task_ends_exactly_once_and_the_swarm_survives() {
         builder = builder.agent(spec, || Chaos);
     }
     let swarm = builder.start().await.unwrap();
+    let agents: Vec<AgentRef<u64, u64>> = (0..AGENTS)
+        .map(|i| swarm.agent::<u64, u64>(&format!("a{i}")).unwrap())
+        .collect();
 
     let mut handles = Vec::with_capacity(TASKS as usize);
     for n in 0..TASKS {
-        let agent = format!("a{}", n % AGENTS);
+        let agent = &agents[(n % AGENTS) as usize];
         let timeout = if hangs(n) {
             Duration::from_millis(50)
         } else {
             Duration::from_secs(60)
         };
-        let h = swarm
-            .submit_with(&agent, n, SubmitOptions::new().timeout(timeout))
+        let h = agent
+            .submit_with(n, SubmitOptions::new().timeout(timeout))
             .await
             .unwrap_or_else(|e| panic!("task {n} refused: {e}"));
         handles.push((n, h));
@@ -146,16 +149,8 @@ async fn chaos_every_task_ends_exactly_once_and_the_swarm_survives() {
     assert!(!gave_up.load(std::sync::atomic::Ordering::Relaxed));
 
     // Still up: every agent answers.
-    for i in 0..AGENTS {
-        assert_eq!(
-            swarm
-                .submit(&format!("a{i}"), 1)
-                .await
-                .unwrap()
-                .await
-                .unwrap(),
-            1
-        );
+    for agent in &agents {
+        assert_eq!(agent.submit(1).await.unwrap().await.unwrap(), 1);
     }
     swarm.shutdown().await;
 }

@@ -3,7 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use apiary_core::{
-    Agent, AgentContext, AgentName, AgentSpec, BoxError, MemberView, RouteRequest, Swarm, Topology,
+    Agent, AgentName, AgentSpec, BoxError, Ctx, MemberView, RouteRequest, SubmitError,
+    SubmitErrorKind, Swarm, Topology,
 };
 
 /// Agents form pairs (`x-1` with `x-2`); only partners may talk; swarm-level tasks go round
@@ -36,26 +37,27 @@ impl Topology for Pairs {
     }
 }
 
+/// What a [`Doubler`] is asked: whether to pass it on, the number, and whom to pass it to
+/// (its partner if empty).
+type Ask = (bool, u64, String);
+
 /// Asks its partner to double the number (or doubles it, when asked by its partner).
 struct Doubler;
 
 impl Agent for Doubler {
-    type Task = (bool, u64, String);
+    type Task = Ask;
     type Output = String;
     type Error = BoxError;
 
-    async fn handle(
-        &mut self,
-        (forward, n, to): (bool, u64, String),
-        ctx: &AgentContext<(bool, u64, String), String>,
-    ) -> Result<String, BoxError> {
+    async fn handle(&mut self, (forward, n, to): Ask, ctx: &Ctx<Self>) -> Result<String, BoxError> {
         if forward {
             let target = if to.is_empty() {
                 partner(ctx.name().as_str()).unwrap()
             } else {
                 to
             };
-            Ok(ctx.send(&target, (false, n, String::new())).await?.await?)
+            let peer = ctx.agent::<Ask, String>(&target)?;
+            Ok(peer.submit((false, n, String::new())).await?.await?)
         } else {
             Ok(format!("{}:{}", ctx.name(), n * 2))
         }
@@ -74,7 +76,7 @@ async fn a_user_topology_routes_and_constrains() {
     // Round robin over pair leaders, each asking its partner.
     assert_eq!(
         swarm
-            .route((true, 1, String::new()))
+            .route::<Ask, String>((true, 1, String::new()))
             .await
             .unwrap()
             .await
@@ -83,7 +85,7 @@ async fn a_user_topology_routes_and_constrains() {
     );
     assert_eq!(
         swarm
-            .route((true, 2, String::new()))
+            .route::<Ask, String>((true, 2, String::new()))
             .await
             .unwrap()
             .await
@@ -92,11 +94,20 @@ async fn a_user_topology_routes_and_constrains() {
     );
     // Outside one's pair: refused by the topology.
     let err = swarm
-        .submit("p-1", (true, 3, "q-2".into()))
+        .agent::<Ask, String>("p-1")
+        .unwrap()
+        .submit((true, 3, "q-2".into()))
         .await
         .unwrap()
         .await
         .unwrap_err();
+    let refusal = err
+        .agent_error::<SubmitError<Ask>>()
+        .expect("the agent failed with the refused submission");
+    assert!(
+        matches!(refusal.kind(), SubmitErrorKind::NotAllowed { .. }),
+        "{refusal:?}"
+    );
     let refused = err.to_string();
     assert!(
         refused.contains("topology `pairs` does not let `p-1` send to `q-2`"),

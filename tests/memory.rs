@@ -1,8 +1,9 @@
 //! Agents share the swarm's memory through their context: one stores results and patterns,
 //! another recalls them by key and by similarity.
 
-use apiary::memory::{MemoryConfig, Pattern, Query};
+use apiary::memory::{Memory, MemoryConfig, Pattern, Query};
 use apiary::prelude::*;
+use apiary::MissingResource;
 
 /// Stores each note under `notes/<n>` and as a text pattern; answers with the key.
 struct Scribe {
@@ -22,19 +23,19 @@ impl From<apiary::memory::MemoryError> for MemoryFailure {
     }
 }
 
+impl From<MissingResource> for MemoryFailure {
+    fn from(e: MissingResource) -> Self {
+        Self(e.to_string())
+    }
+}
+
 impl Agent for Scribe {
     type Task = String;
     type Output = String;
     type Error = MemoryFailure;
 
-    async fn handle(
-        &mut self,
-        note: String,
-        ctx: &AgentContext<String, String>,
-    ) -> Result<String, MemoryFailure> {
-        let memory = ctx
-            .memory()
-            .ok_or_else(|| MemoryFailure("no memory".into()))?;
+    async fn handle(&mut self, note: String, ctx: &Ctx<Self>) -> Result<String, MemoryFailure> {
+        let memory = ctx.resource::<Memory>()?;
         let key = format!("notes/{}-{}", ctx.name(), self.written);
         self.written += 1;
         memory.put(&key, &note).await?;
@@ -50,14 +51,8 @@ impl Agent for Librarian {
     type Output = String;
     type Error = MemoryFailure;
 
-    async fn handle(
-        &mut self,
-        question: String,
-        ctx: &AgentContext<String, String>,
-    ) -> Result<String, MemoryFailure> {
-        let memory = ctx
-            .memory()
-            .ok_or_else(|| MemoryFailure("no memory".into()))?;
+    async fn handle(&mut self, question: String, ctx: &Ctx<Self>) -> Result<String, MemoryFailure> {
+        let memory = ctx.resource::<Memory>()?;
         let hits = memory
             .search(Query::text(question, 1).namespace("notes"))
             .await?;
@@ -74,8 +69,8 @@ async fn agents_store_and_recall_through_the_swarm_memory() {
     let memory = Memory::open(MemoryConfig::new(128).namespace("notes"))
         .await
         .unwrap();
-    let swarm = Swarm::<String, String>::builder()
-        .memory(memory.clone())
+    let swarm = Swarm::builder()
+        .resource(memory.clone())
         .agent(AgentSpec::new("scribe"), || Scribe { written: 0 })
         .agent(AgentSpec::new("librarian").depends_on(["scribe"]), || {
             Librarian
@@ -83,21 +78,18 @@ async fn agents_store_and_recall_through_the_swarm_memory() {
         .start()
         .await
         .unwrap();
+    let scribe = swarm.agent::<String, String>("scribe").unwrap();
+    let librarian = swarm.agent::<String, String>("librarian").unwrap();
 
     for note in [
         "the linker needs openblas for lapack symbols",
         "the flaky test passes on the second attempt",
         "clippy wants the unused import removed",
     ] {
-        swarm
-            .submit("scribe", note.to_owned())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        scribe.submit(note.to_owned()).await.unwrap().await.unwrap();
     }
-    let answer = swarm
-        .submit("librarian", "which test is flaky".to_owned())
+    let answer = librarian
+        .submit("which test is flaky".to_owned())
         .await
         .unwrap()
         .await
@@ -105,7 +97,12 @@ async fn agents_store_and_recall_through_the_swarm_memory() {
     assert_eq!(answer, "the flaky test passes on the second attempt");
 
     // The swarm and the agents see the same memory.
-    let keys = swarm.memory().unwrap().list("notes/").await.unwrap();
+    let keys = swarm
+        .resource::<Memory>()
+        .unwrap()
+        .list("notes/")
+        .await
+        .unwrap();
     assert_eq!(keys, ["notes/scribe-0", "notes/scribe-1", "notes/scribe-2"]);
     let hits = memory
         .search(Query::text("openblas", 3).filter("by", "scribe"))

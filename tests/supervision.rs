@@ -7,20 +7,24 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agents::{eventually, stage_crash, workers, Job, Recorder, StagedCrash};
+use agents::{settle, stage_crash, worker, workers, Job, Recorder, StagedCrash};
 use apiary::prelude::*;
 use apiary::supervisor::{Backoff, BreakerConfig, Strategy};
-use apiary::{BreakerTransition, RestartType, SubmitErrorKind};
+use apiary::{BreakerTransition, RestartType, StopReason, SubmitErrorKind};
 use tokio::sync::Semaphore;
 
-fn restarts(rec: &Recorder) -> Vec<(String, std::time::Duration)> {
-    rec.kinds()
-        .into_iter()
+fn restarts_in(kinds: &[EventKind]) -> Vec<(String, Duration)> {
+    kinds
+        .iter()
         .filter_map(|k| match k {
-            EventKind::AgentRestarted { agent, delay, .. } => Some((agent.to_string(), delay)),
+            EventKind::AgentRestarted { agent, delay, .. } => Some((agent.to_string(), *delay)),
             _ => None,
         })
         .collect()
+}
+
+fn restarts(rec: &Recorder) -> Vec<(String, Duration)> {
+    restarts_in(&rec.kinds())
 }
 
 fn no_backoff(spec: AgentSpec) -> AgentSpec {
@@ -37,17 +41,15 @@ async fn a_crashed_agent_is_restarted_fresh_and_its_queue_is_not_lost() {
         .start()
         .await
         .unwrap();
-    assert_eq!(
-        swarm.submit("w", Job::Seen).await.unwrap().await.unwrap(),
-        1
-    );
+    let w = worker(&swarm, "w");
+    assert_eq!(w.submit(Job::Seen).await.unwrap().await.unwrap(), 1);
     let gate = Arc::new(Semaphore::new(0));
-    let hold = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
-    let boom = swarm.submit("w", Job::Panic).await.unwrap();
+    let hold = w.submit(Job::Hold(gate.clone())).await.unwrap();
+    let boom = w.submit(Job::Panic).await.unwrap();
     // Queued behind the crash: these must run on the restarted agent.
     let mut behind = Vec::new();
     for i in 0..10 {
-        behind.push(swarm.submit("w", Job::Sum(vec![i, 1])).await.unwrap());
+        behind.push(w.submit(Job::Sum(vec![i, 1])).await.unwrap());
     }
     gate.add_permits(1);
     assert_eq!(hold.await.unwrap(), 1);
@@ -60,10 +62,7 @@ async fn a_crashed_agent_is_restarted_fresh_and_its_queue_is_not_lost() {
         );
     }
     // A fresh agent: its own count restarted (10 sums, then this one).
-    assert_eq!(
-        swarm.submit("w", Job::Seen).await.unwrap().await.unwrap(),
-        11
-    );
+    assert_eq!(w.submit(Job::Seen).await.unwrap().await.unwrap(), 11);
     assert_eq!(restarts(&rec).len(), 1);
     swarm.shutdown().await;
 }
@@ -72,37 +71,29 @@ async fn a_crashed_agent_is_restarted_fresh_and_its_queue_is_not_lost() {
 async fn a_crashed_task_is_retried_within_its_budget_and_reported_beyond_it() {
     let (make, _) = workers();
     let swarm = Swarm::builder()
-        .retry_crashed_tasks()
+        .retry_crashed_tasks::<Job>()
         .agent(no_backoff(AgentSpec::new("w")).max_retries(2), make)
         .start()
         .await
         .unwrap();
+    let w = worker(&swarm, "w");
     // Panics twice, then succeeds: within a budget of two retries.
     let flaky = Arc::new(AtomicUsize::new(2));
-    let h = swarm
-        .submit("w", Job::PanicTimes(flaky.clone()))
-        .await
-        .unwrap();
+    let h = w.submit(Job::PanicTimes(flaky.clone())).await.unwrap();
     assert_eq!(h.await.unwrap(), 7);
     // Panics three times: the budget runs out and the submitter gets the panic, once.
-    let h = swarm
-        .submit("w", Job::PanicTimes(Arc::new(AtomicUsize::new(3))))
+    let h = w
+        .submit(Job::PanicTimes(Arc::new(AtomicUsize::new(3))))
         .await
         .unwrap();
     assert!(matches!(h.await, Err(TaskError::Panicked { .. })));
-    assert_eq!(
-        swarm
-            .submit("w", Job::Sum(vec![2]))
-            .await
-            .unwrap()
-            .await
-            .unwrap(),
-        2
-    );
+    assert_eq!(w.submit(Job::Sum(vec![2])).await.unwrap().await.unwrap(), 2);
     swarm.shutdown().await;
 }
 
-#[tokio::test]
+// The clock is paused so that `settle` can let the supervisor handle both crashes: nothing
+// is published when it decides not to restart the temporary agent.
+#[tokio::test(start_paused = true)]
 async fn transient_agents_restart_after_a_crash_and_temporary_ones_do_not() {
     let rec = Recorder::default();
     let (make, _) = workers();
@@ -121,26 +112,25 @@ async fn transient_agents_restart_after_a_crash_and_temporary_ones_do_not() {
         .start()
         .await
         .unwrap();
-    for agent in ["transient", "temporary"] {
-        let _ = swarm.submit(agent, Job::Panic).await.unwrap().await;
+    let (transient, temporary) = (worker(&swarm, "transient"), worker(&swarm, "temporary"));
+    for agent in [&transient, &temporary] {
+        let _ = agent.submit(Job::Panic).await.unwrap().await;
     }
-    eventually("the transient agent's restart", || {
-        restarts(&rec).iter().any(|(a, _)| a == "transient")
+    rec.wait_for("the transient agent's restart", |k| {
+        restarts_in(k).iter().any(|(a, _)| a == "transient")
     })
     .await;
+    settle().await;
     assert_eq!(
-        swarm
-            .submit("transient", Job::Sum(vec![1]))
+        transient
+            .submit(Job::Sum(vec![1]))
             .await
             .unwrap()
             .await
             .unwrap(),
         1
     );
-    let err = swarm
-        .submit("temporary", Job::Sum(vec![1]))
-        .await
-        .unwrap_err();
+    let err = temporary.submit(Job::Sum(vec![1])).await.unwrap_err();
     assert_eq!(
         err.kind(),
         &SubmitErrorKind::AgentStopped("temporary".into())
@@ -149,7 +139,7 @@ async fn transient_agents_restart_after_a_crash_and_temporary_ones_do_not() {
     swarm.shutdown().await;
 }
 
-async fn three_in_a_row(strategy: Strategy) -> (Swarm<Job, u64>, Recorder) {
+async fn three_in_a_row(strategy: Strategy) -> (Swarm, Recorder) {
     let rec = Recorder::default();
     let (make, _) = workers();
     let make = Arc::new(make);
@@ -165,25 +155,38 @@ async fn three_in_a_row(strategy: Strategy) -> (Swarm<Job, u64>, Recorder) {
     }
     let swarm = b.start().await.unwrap();
     for agent in ["a", "b", "c"] {
-        swarm.submit(agent, Job::Seen).await.unwrap().await.unwrap();
+        worker(&swarm, agent)
+            .submit(Job::Seen)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     (swarm, rec)
 }
 
 async fn seen_after_crash_of_b(strategy: Strategy) -> Vec<u64> {
     let (swarm, rec) = three_in_a_row(strategy).await;
-    let _ = swarm.submit("b", Job::Panic).await.unwrap().await;
+    let _ = worker(&swarm, "b").submit(Job::Panic).await.unwrap().await;
     let expected = match strategy {
         Strategy::OneForOne => 1,
         Strategy::OneForAll => 3,
         Strategy::RestForOne => 2,
     };
-    eventually("the restarts", || restarts(&rec).len() == expected).await;
+    rec.wait_for("the restarts", |k| restarts_in(k).len() == expected)
+        .await;
     let mut seen = Vec::new();
     for agent in ["a", "b", "c"] {
-        // Poll until the agent takes tasks again (a restarted sibling may still be starting).
-        seen.push(swarm.submit(agent, Job::Seen).await.unwrap().await.unwrap());
+        seen.push(
+            worker(&swarm, agent)
+                .submit(Job::Seen)
+                .await
+                .unwrap()
+                .await
+                .unwrap(),
+        );
     }
+    assert_eq!(restarts(&rec).len(), expected, "no restart beyond those");
     swarm.shutdown().await;
     seen
 }
@@ -194,6 +197,32 @@ async fn strategies_restart_the_right_children() {
     assert_eq!(seen_after_crash_of_b(Strategy::OneForOne).await, [2, 1, 2]);
     assert_eq!(seen_after_crash_of_b(Strategy::OneForAll).await, [1, 1, 1]);
     assert_eq!(seen_after_crash_of_b(Strategy::RestForOne).await, [2, 1, 1]);
+}
+
+/// Crashes (agents stopped by a panic) and the supervisor's answers to them so far.
+fn crashes_and_answers(kinds: &[EventKind]) -> (usize, usize) {
+    let crashes = kinds
+        .iter()
+        .filter(|k| {
+            matches!(
+                k,
+                EventKind::AgentStopped {
+                    reason: StopReason::Failed(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    let answers = kinds
+        .iter()
+        .filter(|k| {
+            matches!(
+                k,
+                EventKind::AgentRestarted { .. } | EventKind::SupervisorGaveUp { .. }
+            )
+        })
+        .count();
+    (crashes, answers)
 }
 
 #[tokio::test]
@@ -210,40 +239,27 @@ async fn past_the_restart_intensity_the_supervisor_gives_up_and_nothing_waits_fo
         .start()
         .await
         .unwrap();
-    for _ in 0..3 {
+    let w = worker(&swarm, "w");
+    for n in 1..=3 {
         // The handle is dropped: the crash is observed through events.
-        drop(swarm.submit("w", Job::Panic).await);
-        eventually("the crash to be handled", || {
-            let k = rec.kinds();
-            let crashes = k
-                .iter()
-                .filter(|k| matches!(k, EventKind::AgentStopped { .. }))
-                .count();
-            let handled = k
-                .iter()
-                .filter(|k| {
-                    matches!(
-                        k,
-                        EventKind::AgentRestarted { .. } | EventKind::SupervisorGaveUp { .. }
-                    )
-                })
-                .count();
-            crashes == handled
+        drop(w.submit(Job::Panic).await);
+        rec.wait_for("the crash to be handled", |k| {
+            crashes_and_answers(k) == (n, n)
         })
         .await;
     }
-    eventually("the supervisor to give up", || {
+    assert!(
         rec.kinds()
             .iter()
-            .any(|k| matches!(k, EventKind::SupervisorGaveUp { .. }))
-    })
-    .await;
+            .any(|k| matches!(k, EventKind::SupervisorGaveUp { .. })),
+        "the supervisor gave up"
+    );
     assert_eq!(
         restarts(&rec).len(),
         2,
         "restarts stayed within the intensity"
     );
-    let err = swarm.submit("w", Job::Sum(vec![])).await.unwrap_err();
+    let err = w.submit(Job::Sum(vec![])).await.unwrap_err();
     assert_eq!(err.kind(), &SubmitErrorKind::SwarmStopped);
     swarm.shutdown().await;
 }
@@ -260,20 +276,13 @@ async fn restarts_back_off_exponentially_on_tokios_clock() {
         .start()
         .await
         .unwrap();
+    let w = worker(&swarm, "w");
     let mut waits = Vec::new();
     for n in 1..=4 {
-        let _ = swarm.submit("w", Job::Panic).await.unwrap().await;
+        let _ = w.submit(Job::Panic).await.unwrap().await;
         let t0 = tokio::time::Instant::now();
         // Submitted while the agent is down: waits for the restart, then runs.
-        assert_eq!(
-            swarm
-                .submit("w", Job::Sum(vec![1]))
-                .await
-                .unwrap()
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(w.submit(Job::Sum(vec![1])).await.unwrap().await.unwrap(), 1);
         waits.push(t0.elapsed());
         assert_eq!(restarts(&rec).len(), n);
     }
@@ -306,11 +315,12 @@ async fn a_breaker_opens_fails_fast_lets_one_trial_through_and_closes() {
         .start()
         .await
         .unwrap();
+    let w = worker(&swarm, "w");
     for _ in 0..3 {
-        let h = swarm.submit("w", Job::Fail("down".into())).await.unwrap();
+        let h = w.submit(Job::Fail("down".into())).await.unwrap();
         assert!(h.await.is_err());
     }
-    let err = swarm.submit("w", Job::Sum(vec![1])).await.unwrap_err();
+    let err = w.submit(Job::Sum(vec![1])).await.unwrap_err();
     match err.kind() {
         SubmitErrorKind::BreakerOpen { agent, retry_after } => {
             assert_eq!(agent, "w");
@@ -321,26 +331,14 @@ async fn a_breaker_opens_fails_fast_lets_one_trial_through_and_closes() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Half-open: the first caller is the trial, a concurrent second one is refused.
     let gate = Arc::new(Semaphore::new(0));
-    let trial = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
+    let trial = w.submit(Job::Hold(gate.clone())).await.unwrap();
     assert!(matches!(
-        swarm
-            .submit("w", Job::Sum(vec![1]))
-            .await
-            .unwrap_err()
-            .kind(),
+        w.submit(Job::Sum(vec![1])).await.unwrap_err().kind(),
         SubmitErrorKind::BreakerOpen { .. }
     ));
     gate.add_permits(1);
     assert_eq!(trial.await.unwrap(), 1);
-    assert_eq!(
-        swarm
-            .submit("w", Job::Sum(vec![5]))
-            .await
-            .unwrap()
-            .await
-            .unwrap(),
-        5
-    );
+    assert_eq!(w.submit(Job::Sum(vec![5])).await.unwrap().await.unwrap(), 5);
     let transitions: Vec<BreakerTransition> = rec
         .kinds()
         .into_iter()
@@ -372,10 +370,10 @@ async fn a_failed_trial_reopens_for_longer_and_tasks_past_deadline_count_as_fail
         .start()
         .await
         .unwrap();
+    let w = worker(&swarm, "w");
     // A task that hangs past its deadline opens the breaker.
-    let h = swarm
+    let h = w
         .submit_with(
-            "w",
             Job::Sleep(Duration::from_secs(60)),
             SubmitOptions::new().timeout(Duration::from_millis(10)),
         )
@@ -383,17 +381,9 @@ async fn a_failed_trial_reopens_for_longer_and_tasks_past_deadline_count_as_fail
         .unwrap();
     assert!(h.await.unwrap_err().is_timed_out());
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let trial = swarm
-        .submit("w", Job::Fail("still down".into()))
-        .await
-        .unwrap();
+    let trial = w.submit(Job::Fail("still down".into())).await.unwrap();
     assert!(trial.await.is_err());
-    let retry_after = match swarm
-        .submit("w", Job::Sum(vec![]))
-        .await
-        .unwrap_err()
-        .kind()
-    {
+    let retry_after = match w.submit(Job::Sum(vec![])).await.unwrap_err().kind() {
         SubmitErrorKind::BreakerOpen { retry_after, .. } => *retry_after,
         other => panic!("{other:?}"),
     };
@@ -415,11 +405,12 @@ async fn an_open_breaker_on_one_replica_sends_tasks_to_the_others() {
         .start()
         .await
         .unwrap();
-    let failed = swarm.submit("w", Job::Fail("x".into())).await.unwrap();
+    let w = worker(&swarm, "w");
+    let failed = w.submit(Job::Fail("x".into())).await.unwrap();
     let bad = failed.replica();
     assert!(failed.await.is_err());
     for _ in 0..20 {
-        let h = swarm.submit("w", Job::Sum(vec![1])).await.unwrap();
+        let h = w.submit(Job::Sum(vec![1])).await.unwrap();
         assert_ne!(h.replica(), bad, "the open replica is skipped");
         assert_eq!(h.await.unwrap(), 1);
     }
@@ -442,7 +433,7 @@ async fn tasks_waiting_when_the_supervisor_gives_up_become_dead_letters() {
         hold,
         crash: boom,
         behind: waiting,
-    } = stage_crash(&swarm, "w", 5).await;
+    } = stage_crash(&worker(&swarm, "w"), 5).await;
     gate.add_permits(1);
     hold.await.unwrap();
     assert!(matches!(boom.await, Err(TaskError::Panicked { .. })));
@@ -467,8 +458,9 @@ async fn shutdown_waits_for_a_restarting_agent_to_finish_its_queue() {
         .start()
         .await
         .unwrap();
-    let crash = swarm.submit("w", Job::Panic).await.unwrap();
-    let queued = swarm.submit("w", Job::Sum(vec![4])).await.unwrap();
+    let w = worker(&swarm, "w");
+    let crash = w.submit(Job::Panic).await.unwrap();
+    let queued = w.submit(Job::Sum(vec![4])).await.unwrap();
     let t0 = tokio::time::Instant::now();
     swarm.shutdown().await;
     assert!(
@@ -485,7 +477,7 @@ async fn shutdown_waits_for_a_restarting_agent_to_finish_its_queue() {
 }
 
 /// `root` leads `left` and `right`; each leads two workers.
-async fn tree_swarm(rec: &Recorder, strategy: Strategy, max_restarts: u32) -> Swarm<Job, u64> {
+async fn tree_swarm(rec: &Recorder, strategy: Strategy, max_restarts: u32) -> Swarm {
     let (make, _) = workers();
     let make = Arc::new(make);
     let tree = apiary::topology::Hierarchy::new()
@@ -516,18 +508,27 @@ async fn tree_swarm(rec: &Recorder, strategy: Strategy, max_restarts: u32) -> Sw
         );
     }
     let swarm = b.start().await.unwrap();
-    for agent in ["l1", "l2", "r1", "r2", "left", "right", "root"] {
-        swarm.submit(agent, Job::Seen).await.unwrap().await.unwrap();
-    }
+    seen(&swarm, &["l1", "l2", "r1", "r2", "left", "right", "root"]).await;
     swarm
 }
 
-async fn seen(swarm: &Swarm<Job, u64>, agents: &[&str]) -> Vec<u64> {
+async fn seen(swarm: &Swarm, agents: &[&str]) -> Vec<u64> {
     let mut out = Vec::new();
     for a in agents {
-        out.push(swarm.submit(a, Job::Seen).await.unwrap().await.unwrap());
+        out.push(
+            worker(swarm, a)
+                .submit(Job::Seen)
+                .await
+                .unwrap()
+                .await
+                .unwrap(),
+        );
     }
     out
+}
+
+async fn crash(swarm: &Swarm, agent: &str) {
+    let _ = worker(swarm, agent).submit(Job::Panic).await.unwrap().await;
 }
 
 #[tokio::test]
@@ -535,8 +536,9 @@ async fn a_coordinator_supervises_its_own_subtree() {
     // one_for_all inside `left`'s group: l1's crash restarts l1 and l2, nobody else.
     let rec = Recorder::default();
     let swarm = tree_swarm(&rec, Strategy::OneForAll, 10).await;
-    let _ = swarm.submit("l1", Job::Panic).await.unwrap().await;
-    eventually("left's children restarted", || restarts(&rec).len() == 2).await;
+    crash(&swarm, "l1").await;
+    rec.wait_for("left's children restarted", |k| restarts_in(k).len() == 2)
+        .await;
     let mut restarted: Vec<String> = restarts(&rec).into_iter().map(|(a, _)| a).collect();
     restarted.sort();
     assert_eq!(restarted, ["l1", "l2"]);
@@ -545,6 +547,7 @@ async fn a_coordinator_supervises_its_own_subtree() {
         seen(&swarm, &["l1", "l2", "r1", "r2", "left", "right", "root"]).await,
         [1, 1, 2, 2, 2, 2, 2]
     );
+    assert_eq!(restarts(&rec).len(), 2, "nobody else was restarted");
     swarm.shutdown().await;
 }
 
@@ -554,13 +557,15 @@ async fn a_coordinator_past_its_intensity_has_its_subtree_restarted_by_its_super
     let swarm = tree_swarm(&rec, Strategy::OneForOne, 1).await;
     // A crash in each subtree: within each coordinator's own budget of one.
     for agent in ["l1", "r1"] {
-        let _ = swarm.submit(agent, Job::Panic).await.unwrap().await;
+        crash(&swarm, agent).await;
     }
-    eventually("two one-for-one restarts", || restarts(&rec).len() == 2).await;
+    rec.wait_for("two one-for-one restarts", |k| restarts_in(k).len() == 2)
+        .await;
     // A second crash under `left` exceeds left's intensity: left gives up, and `root`
     // restarts left's whole subtree (left, l1, l2); `right`'s subtree is untouched.
-    let _ = swarm.submit("l2", Job::Panic).await.unwrap().await;
-    eventually("left's subtree restarted", || restarts(&rec).len() == 5).await;
+    crash(&swarm, "l2").await;
+    rec.wait_for("left's subtree restarted", |k| restarts_in(k).len() == 5)
+        .await;
     let gave_up: Vec<String> = rec
         .kinds()
         .into_iter()
@@ -576,8 +581,8 @@ async fn a_coordinator_past_its_intensity_has_its_subtree_restarted_by_its_super
     );
     // The swarm is still up.
     assert_eq!(
-        swarm
-            .submit("root", Job::Sum(vec![1]))
+        worker(&swarm, "root")
+            .submit(Job::Sum(vec![1]))
             .await
             .unwrap()
             .await

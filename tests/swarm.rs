@@ -8,17 +8,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agents::{
-    eventually, one_worker, stage_crash, workers, Job, JobError, Recorder, StagedCrash, Summer,
+    one_worker, settle, stage_crash, worker, workers, Job, JobError, Recorder, StagedCrash, Summer,
     WordCounter,
 };
 use apiary::prelude::*;
-use apiary::{RestartType, StopReason, SubmitErrorKind, SwarmError};
+use apiary::{BoxError, LookupError, RestartType, StopReason, SubmitErrorKind, SwarmError};
 use ractor::ActorStatus;
 use tokio::sync::Semaphore;
 
+/// Sums its numbers on the `sum` agent (another agent type) and answers with the sum plus one.
+struct AddOne;
+
+impl Agent for AddOne {
+    type Task = Vec<u64>;
+    type Output = u64;
+    type Error = BoxError;
+
+    async fn handle(&mut self, numbers: Vec<u64>, ctx: &Ctx<Self>) -> Result<u64, BoxError> {
+        let sum = ctx.agent::<Vec<u64>, u64>("sum")?;
+        Ok(sum.submit(numbers).await?.await? + 1)
+    }
+}
+
 #[tokio::test]
 async fn several_agent_types_return_their_results() {
-    let (make_worker, _) = workers();
     let swarm = Swarm::builder()
         .agent(
             AgentSpec::new("words").kind("counter"),
@@ -29,37 +42,25 @@ async fn several_agent_types_return_their_results() {
             AgentSpec::new("relay")
                 .depends_on(["words", "sum"])
                 .replicas(3),
-            make_worker,
+            || AddOne,
         )
         .start()
         .await
         .unwrap();
+    let words = swarm.agent::<String, u64>("words").unwrap();
+    let sum = swarm.agent::<Vec<u64>, u64>("sum").unwrap();
+    let relay = swarm.agent::<Vec<u64>, u64>("relay").unwrap();
 
     let mut handles = Vec::new();
     for i in 0..100u64 {
         let text = "word ".repeat(i as usize);
-        handles.push((i, swarm.submit("words", Job::Words(text)).await.unwrap()));
+        handles.push((i, words.submit(text).await.unwrap()));
     }
     let mut sums = Vec::new();
     for i in 0..100u64 {
-        sums.push((
-            i,
-            swarm
-                .submit("sum", Job::Sum((0..=i).collect()))
-                .await
-                .unwrap(),
-        ));
+        sums.push((i, sum.submit((0..=i).collect()).await.unwrap()));
     }
-    let relayed = swarm
-        .submit(
-            "relay",
-            Job::Relay {
-                to: "sum".into(),
-                job: Box::new(Job::Sum(vec![40, 1])),
-            },
-        )
-        .await
-        .unwrap();
+    let relayed = relay.submit(vec![40, 1]).await.unwrap();
 
     for (i, h) in handles {
         assert_eq!(h.await.unwrap(), i);
@@ -72,55 +73,73 @@ async fn several_agent_types_return_their_results() {
 }
 
 #[tokio::test]
-async fn an_agent_error_reaches_the_submitter_typed_and_the_agent_keeps_working() {
+async fn asking_for_the_wrong_types_is_refused_and_the_agent_keeps_working() {
+    let (make, _) = workers();
     let swarm = Swarm::builder()
         .agent(AgentSpec::new("words"), WordCounter::default)
+        .agent(AgentSpec::new("w"), make)
         .start()
         .await
         .unwrap();
-    let err = swarm
-        .submit("words", Job::Sum(vec![1]))
+    // `words` takes text, not jobs: refused when the reference is asked for, before any task.
+    let err = swarm.agent::<Job, u64>("words").unwrap_err();
+    match &err {
+        LookupError::WrongType { agent, asked, runs } => {
+            assert_eq!(agent, "words");
+            assert_eq!(*asked, (std::any::type_name::<Job>(), "u64"));
+            assert_eq!(*runs, (std::any::type_name::<String>(), "u64"));
+        }
+        other => panic!("expected WrongType, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "agent `words` takes `alloc::string::String` and gives `u64`, not `{}` and `u64`",
+            std::any::type_name::<Job>()
+        )
+    );
+    assert!(err.to_string().contains("Job"), "{err}");
+    let words = swarm.agent::<String, u64>("words").unwrap();
+    let n = words.submit("still here".into()).await.unwrap();
+    assert_eq!(n.await.unwrap(), 2);
+
+    // An agent's own error reaches the submitter typed, and the agent keeps working.
+    let w = worker(&swarm, "w");
+    let err = w
+        .submit(Job::Fail("no".into()))
         .await
         .unwrap()
         .await
         .unwrap_err();
-    assert_eq!(
-        err.agent_error::<JobError>(),
-        Some(&JobError::WrongJob {
-            agent: "words".into(),
-            job: "Sum"
-        })
-    );
-    assert_eq!(
-        err.to_string(),
-        "agent `words` failed the task: agent `words` does not do Sum"
-    );
-    let n = swarm
-        .submit("words", Job::Words("still here".into()))
-        .await
-        .unwrap();
+    assert_eq!(err.agent_error::<JobError>(), Some(&JobError("no".into())));
+    assert_eq!(err.to_string(), "agent `w` failed the task: job failed: no");
+    let n = w.submit(Job::Words("still here".into())).await.unwrap();
     assert_eq!(n.await.unwrap(), 2);
     swarm.shutdown().await;
 }
 
 #[tokio::test]
 async fn cancelling_a_queued_or_running_task_ends_it_as_cancelled() {
+    let rec = Recorder::default();
     let (make, handled) = workers();
     let swarm = Swarm::builder()
+        .hook(rec.hook())
         .agent(AgentSpec::new("w"), make)
         .start()
         .await
         .unwrap();
+    let w = worker(&swarm, "w");
     let gate = Arc::new(Semaphore::new(0));
-    let running = swarm.submit("w", Job::Hold(gate.clone())).await.unwrap();
-    let queued = swarm
-        .submit("w", Job::Words("never counted".into()))
-        .await
-        .unwrap();
-    eventually("the first task to run", || {
-        running.state() == TaskState::Running
+    let running = w.submit(Job::Hold(gate.clone())).await.unwrap();
+    let queued = w.submit(Job::Words("never counted".into())).await.unwrap();
+    let first = running.id();
+    rec.wait_for("the first task to run", |kinds| {
+        kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::TaskStarted { task, .. } if *task == first))
     })
     .await;
+    assert_eq!(running.state(), TaskState::Running);
     assert_eq!(queued.state(), TaskState::Queued);
 
     assert!(queued.cancel());
@@ -135,7 +154,7 @@ async fn cancelling_a_queued_or_running_task_ends_it_as_cancelled() {
     assert!(matches!(waiter.await.unwrap(), Err(TaskError::Cancelled)));
 
     // The agent dropped the held job and moved on; the queued one never ran.
-    let next = swarm.submit("w", Job::Sum(vec![2, 3])).await.unwrap();
+    let next = w.submit(Job::Sum(vec![2, 3])).await.unwrap();
     assert_eq!(next.await.unwrap(), 5);
     assert_eq!(
         handled.load(Ordering::Relaxed),
@@ -148,19 +167,18 @@ async fn cancelling_a_queued_or_running_task_ends_it_as_cancelled() {
 #[tokio::test(start_paused = true)]
 async fn deadlines_time_out_running_and_queued_tasks_on_time() {
     let swarm = one_worker(AgentSpec::new("w")).await;
+    let w = worker(&swarm, "w");
     let t0 = tokio::time::Instant::now();
-    let slow = swarm
+    let slow = w
         .submit_with(
-            "w",
             Job::Sleep(Duration::from_secs(60)),
             SubmitOptions::new().timeout(Duration::from_secs(1)),
         )
         .await
         .unwrap();
     // Queued behind the slow task; its own deadline is earlier than the slow task's end.
-    let queued = swarm
+    let queued = w
         .submit_with(
-            "w",
             Job::Words("late".into()),
             SubmitOptions::new().timeout(Duration::from_millis(500)),
         )
@@ -184,16 +202,11 @@ async fn deadlines_time_out_running_and_queued_tasks_on_time() {
         .start()
         .await
         .unwrap();
-    let h = swarm
-        .submit("w", Job::Sleep(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let w = worker(&swarm, "w");
+    let h = w.submit(Job::Sleep(Duration::from_secs(5))).await.unwrap();
     assert!(h.deadline().is_some());
     assert!(h.await.unwrap_err().is_timed_out());
-    let ok = swarm
-        .submit("w", Job::Sleep(Duration::from_secs(1)))
-        .await
-        .unwrap();
+    let ok = w.submit(Job::Sleep(Duration::from_secs(1))).await.unwrap();
     assert_eq!(ok.await.unwrap(), 0);
     swarm.shutdown().await;
 }
@@ -208,12 +221,13 @@ async fn a_panic_fails_its_task_and_stops_a_temporary_agent_losing_nothing() {
         .start()
         .await
         .unwrap();
+    let w = worker(&swarm, "w");
     let StagedCrash {
         gate,
         hold: first,
         crash: boom,
         behind,
-    } = stage_crash(&swarm, "w", 5).await;
+    } = stage_crash(&w, 5).await;
     gate.add_permits(1);
     assert_eq!(first.await.unwrap(), 1);
     match boom.await {
@@ -227,11 +241,11 @@ async fn a_panic_fails_its_task_and_stops_a_temporary_agent_losing_nothing() {
         assert!(matches!(h.await, Err(TaskError::AgentStopped { .. })));
     }
     // The agent is gone: a new task comes straight back, not lost.
-    let err = swarm.submit("w", Job::Sum(vec![1])).await.unwrap_err();
+    let err = w.submit(Job::Sum(vec![1])).await.unwrap_err();
     assert_eq!(err.kind(), &SubmitErrorKind::AgentStopped("w".into()));
     assert!(matches!(err.into_task(), Job::Sum(v) if v == [1]));
-    eventually("the failure event", || {
-        rec.kinds().iter().any(|k| {
+    rec.wait_for("the failure event", |kinds| {
+        kinds.iter().any(|k| {
             matches!(k, EventKind::AgentStopped { reason: StopReason::Failed(m), .. } if m.contains("asked to panic"))
         })
     })
@@ -239,30 +253,26 @@ async fn a_panic_fails_its_task_and_stops_a_temporary_agent_losing_nothing() {
     swarm.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_paused_queue_holds_tasks_until_resumed_and_keeps_their_order() {
-    let mut events = None;
     let swarm = Swarm::builder()
         .agent(AgentSpec::new("words"), WordCounter::default)
         .start()
         .await
         .unwrap();
-    events.get_or_insert(swarm.subscribe());
+    let mut events = swarm.subscribe();
+    let words = swarm.agent::<String, u64>("words").unwrap();
     swarm.pause("words").unwrap();
     assert!(swarm.is_paused("words").unwrap());
     let mut handles = Vec::new();
     for i in 1..=5 {
-        handles.push(
-            swarm
-                .submit("words", Job::Words("w ".repeat(i)))
-                .await
-                .unwrap(),
-        );
+        handles.push(words.submit("w ".repeat(i)).await.unwrap());
     }
-    eventually("tasks to be held", || {
-        handles.iter().all(|h| h.state() == TaskState::Paused)
-    })
-    .await;
+    // Once the agent has seen them all, each is held, none started.
+    settle().await;
+    for h in &handles {
+        assert_eq!(h.state(), TaskState::Paused);
+    }
     assert_eq!(swarm.queue_depth("words").unwrap(), 5);
     let ids: Vec<_> = handles.iter().map(|h| h.id()).collect();
     swarm.resume("words").unwrap();
@@ -270,7 +280,6 @@ async fn a_paused_queue_holds_tasks_until_resumed_and_keeps_their_order() {
         assert_eq!(h.await.unwrap(), i as u64 + 1);
     }
     let mut started = Vec::new();
-    let mut events = events.unwrap();
     while let Some(Ok(e)) = events.try_recv() {
         if let EventKind::TaskStarted { task, .. } = e.kind() {
             started.push(*task);
@@ -289,9 +298,10 @@ async fn events_arrive_in_order_with_outcomes_and_durations() {
         Job::Fail("no".into()),
         Job::Sleep(Duration::from_millis(20)),
     ];
+    let w = worker(&swarm, "w");
     let mut ids = Vec::new();
     for job in jobs {
-        let h = swarm.submit("w", job).await.unwrap();
+        let h = w.submit(job).await.unwrap();
         ids.push(h.id());
         let _ = h.await;
     }
@@ -369,11 +379,12 @@ async fn shutdown_drains_queues_stops_in_reverse_order_and_leaves_no_actor() {
     let cells = swarm.actor_cells();
     assert_eq!(cells.len(), 5, "root + a + 2 b + c");
     // Queue work everywhere and walk away from the handles: shutdown must still run it all.
-    for agent in ["a", "b", "c"] {
+    let refs: Vec<_> = ["a", "b", "c"].map(|a| worker(&swarm, a)).into();
+    for agent in &refs {
         for _ in 0..50 {
             drop(
-                swarm
-                    .submit(agent, Job::Sleep(Duration::from_millis(1)))
+                agent
+                    .submit(Job::Sleep(Duration::from_millis(1)))
                     .await
                     .unwrap(),
             );
@@ -406,7 +417,7 @@ async fn shutdown_drains_queues_stops_in_reverse_order_and_leaves_no_actor() {
         })
         .collect();
     assert_eq!(stopped, ["c", "b", "b", "a"]);
-    let err = swarm.submit("a", Job::Sum(vec![])).await.unwrap_err();
+    let err = refs[0].submit(Job::Sum(vec![])).await.unwrap_err();
     assert_eq!(err.kind(), &SubmitErrorKind::SwarmStopped);
     swarm.shutdown().await; // idempotent
 }
@@ -459,11 +470,11 @@ impl Agent for Broken {
     type Output = u64;
     type Error = JobError;
 
-    async fn started(&mut self, _: &AgentContext<Job, u64>) -> Result<(), JobError> {
-        Err(JobError::Failed("database unreachable".into()))
+    async fn started(&mut self, _: &Ctx<Self>) -> Result<(), JobError> {
+        Err(JobError("database unreachable".into()))
     }
 
-    async fn handle(&mut self, _: Job, _: &AgentContext<Job, u64>) -> Result<u64, JobError> {
+    async fn handle(&mut self, _: Job, _: &Ctx<Self>) -> Result<u64, JobError> {
         unreachable!("never started")
     }
 }
@@ -491,9 +502,16 @@ async fn a_start_failure_in_batch_three_of_five_leaves_no_actor_alive() {
     }
     let err = builder.start().await.unwrap_err();
     match &err {
-        SwarmError::AgentStart { agent, reason, .. } => {
+        SwarmError::AgentStart { agent, source, .. } => {
             assert_eq!(agent, "y2");
-            assert!(reason.contains("database unreachable"), "{reason}");
+            assert_eq!(
+                source.downcast_ref::<JobError>(),
+                Some(&JobError("database unreachable".into()))
+            );
+            assert!(
+                source.to_string().contains("database unreachable"),
+                "{source}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -523,10 +541,11 @@ async fn a_start_failure_in_batch_three_of_five_leaves_no_actor_alive() {
 #[tokio::test]
 async fn replicas_share_an_agents_work() {
     let swarm = one_worker(AgentSpec::new("w").replicas(3)).await;
+    let w = worker(&swarm, "w");
     let gate = Arc::new(Semaphore::new(0));
     let mut handles = Vec::new();
     for _ in 0..3 {
-        handles.push(swarm.submit("w", Job::Hold(gate.clone())).await.unwrap());
+        handles.push(w.submit(Job::Hold(gate.clone())).await.unwrap());
     }
     let replicas: HashSet<usize> = handles.iter().map(|h| h.replica()).collect();
     assert_eq!(
@@ -566,7 +585,8 @@ async fn bad_names_and_specs_fail_before_anything_starts() {
     );
 
     let swarm = one_worker(AgentSpec::new("w")).await;
-    let err = swarm.submit("nobody", Job::Sum(vec![])).await.unwrap_err();
+    let err = swarm.agent::<Job, u64>("nobody").unwrap_err();
+    assert_eq!(err, LookupError::UnknownAgent("nobody".into()));
     assert_eq!(err.to_string(), "no agent named `nobody`");
     assert_eq!(
         swarm.pause("nobody").unwrap_err().to_string(),

@@ -4,7 +4,7 @@ mod agents;
 
 use std::sync::{Arc, Mutex};
 
-use agents::{workers, Job};
+use agents::{worker, workers, Job};
 use apiary::prelude::*;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -66,7 +66,8 @@ async fn a_task_sent_by_an_agent_is_traced_as_a_child_of_the_sending_task() {
         to: "sum".into(),
         job: Box::new(Job::Sum(vec![1, 2])),
     };
-    assert_eq!(swarm.submit("relay", job).await.unwrap().await.unwrap(), 4);
+    let relay = worker(&swarm, "relay");
+    assert_eq!(relay.submit(job).await.unwrap().await.unwrap(), 4);
     swarm.shutdown().await;
 
     let spans = tree.0.lock().unwrap().clone();

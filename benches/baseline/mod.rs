@@ -57,11 +57,7 @@ impl apiary::prelude::Agent for Adder {
     type Output = u64;
     type Error = std::convert::Infallible;
 
-    async fn handle(
-        &mut self,
-        n: u64,
-        _: &apiary::prelude::AgentContext<u64, u64>,
-    ) -> Result<u64, Self::Error> {
+    async fn handle(&mut self, n: u64, _: &apiary::prelude::Ctx<Self>) -> Result<u64, Self::Error> {
         Ok(n + 1)
     }
 }

@@ -11,6 +11,7 @@ use apiary::{
 
 use crate::{
     kinds::{self, Placement},
+    memory,
     step::{Step, StepOutput},
 };
 
@@ -43,10 +44,11 @@ pub(crate) async fn export(
     node: &Node,
     manifest: &Manifest,
     placement: Placement<'_>,
-    swarm: &apiary::Swarm<Step, StepOutput>,
+    swarm: &apiary::Swarm,
 ) -> anyhow::Result<()> {
     for spec in manifest.agents.iter().filter(|s| placement.runs_here(s)) {
-        node.export(swarm, &spec.name).await?;
+        node.export(&swarm.agent::<Step, StepOutput>(&spec.name)?)
+            .await?;
     }
     Ok(())
 }
@@ -89,17 +91,14 @@ pub(crate) async fn serve(path: &Path, options: &ClusterOptions) -> anyhow::Resu
             options.node
         );
     }
-    let base = crate::run::base_dir(path)?;
+    let base = kinds::base_dir(path)?;
     let node = join(options).await?;
     let mut events = node.subscribe();
     let placement = Placement::Host(&node);
     // This node's own memory: its `shell` steps store here, its `memory` steps read here.
-    let memory = apiary::memory::Memory::open(
-        apiary::memory::MemoryConfig::new(crate::run::MEMORY_DIM).namespace("results"),
-    )
-    .await?;
+    let memory = memory::open(None).await?;
     let swarm = kinds::builder(&manifest, &base, placement)?
-        .memory(memory.clone())
+        .resource(memory.clone())
         .start()
         .await?;
     export(&node, &manifest, placement, &swarm).await?;

@@ -1,7 +1,8 @@
 //! The built-in agent kinds a manifest can use, and the swarm built from a manifest.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use apiary::{
     cluster::Node,
     topology::{Hierarchy, Mesh, Ring, Star},
@@ -94,12 +95,28 @@ impl Placement<'_> {
     }
 }
 
-/// The swarm a manifest describes; shell commands run relative to `base`.
+/// The manifest's directory, where shell commands run from.
+pub(crate) fn base_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    path.parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the directory of {}", path.display()))
+}
+
+/// The swarm a manifest describes; shell commands run relative to `base`. Every built-in
+/// kind takes a [`Step`] and gives a [`StepOutput`].
 pub(crate) fn builder(
     manifest: &Manifest,
     base: &Path,
     placement: Placement<'_>,
-) -> Result<SwarmBuilder<Step, StepOutput>, KindError> {
+) -> Result<SwarmBuilder, KindError> {
     let mut builder = SwarmBuilder::new().settings(manifest.swarm.clone());
     let here = placement.here().map(str::to_owned);
     for spec in &manifest.agents {

@@ -3,6 +3,7 @@
 mod cluster;
 mod graph;
 mod kinds;
+mod memory;
 mod printer;
 mod recall;
 mod run;

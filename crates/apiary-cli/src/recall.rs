@@ -1,8 +1,8 @@
 //! The `memory` kind: stores or recalls entries of the swarm's shared memory.
 
 use apiary::{
-    memory::{MemoryError, Query},
-    Agent, AgentContext,
+    memory::{Memory, MemoryError, Query},
+    Agent, AgentContext, MissingResource,
 };
 use serde::Deserialize;
 
@@ -34,8 +34,8 @@ fn default_k() -> usize {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RecallError {
-    #[error("the swarm has no memory")]
-    NoMemory,
+    #[error(transparent)]
+    NoMemory(#[from] MissingResource),
     #[error(transparent)]
     Memory(#[from] MemoryError),
     #[error("nothing stored under {0:?}")]
@@ -63,7 +63,7 @@ impl Agent for MemoryAgent {
         _step: Step,
         ctx: &AgentContext<Step, StepOutput>,
     ) -> Result<StepOutput, RecallError> {
-        let memory = ctx.memory().ok_or(RecallError::NoMemory)?;
+        let memory = ctx.resource::<Memory>()?;
         let (summary, stdout) = match &self.action {
             MemoryAction::Put { key, value } => {
                 memory.put(key, value).await?;

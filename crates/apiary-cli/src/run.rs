@@ -10,22 +10,16 @@ use std::{
 };
 
 use anyhow::Context as _;
-use apiary::{
-    memory::{Memory, MemoryConfig},
-    Manifest, SubmitErrorKind, Swarm, SwarmEvent,
-};
-use apiary_metrics::Exporter;
+use apiary::{metrics::Exporter, Manifest, SubmitErrorKind, Swarm, SwarmEvent};
 use futures::{stream::FuturesUnordered, StreamExt};
 
 use crate::{
     cluster::{self, ClusterOptions},
     kinds::{self, Placement},
+    memory,
     printer::{Printer, Status, StepReport},
     step::{Step, StepOutput},
 };
-
-/// Dimension of the run's memory patterns (hashing embedder).
-pub(crate) const MEMORY_DIM: usize = 256;
 
 /// Options of `apiary run`.
 #[derive(Debug, Clone, Default)]
@@ -39,26 +33,11 @@ pub(crate) struct RunOptions {
     pub(crate) cluster: Option<ClusterOptions>,
 }
 
-/// The manifest's directory, where shell commands run from.
-pub(crate) fn base_dir(path: &Path) -> anyhow::Result<PathBuf> {
-    path.parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
-        .unwrap_or(Path::new("."))
-        .canonicalize()
-        .with_context(|| format!("cannot resolve the directory of {}", path.display()))
-}
-
 /// Runs the manifest; true if every step succeeded.
 pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool> {
     let manifest = Manifest::load(path)?;
     kinds::check(&manifest)?;
-    let base = base_dir(path)?;
+    let base = kinds::base_dir(path)?;
     let printer = Arc::new(Printer::new(options.json, manifest.agents.len()));
 
     // Before the swarm: per-agent series bind to the recorder present when it starts.
@@ -69,13 +48,7 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
             &format!("serving Prometheus metrics on http://{}/metrics", e.addr()),
         );
     }
-    let mut memory_config = MemoryConfig::new(MEMORY_DIM).namespace("results");
-    if let Some(dir) = &options.memory_dir {
-        memory_config = memory_config.persist_to(dir);
-    }
-    let memory = Memory::open(memory_config)
-        .await
-        .context("cannot open the memory")?;
+    let memory = memory::open(options.memory_dir.as_deref()).await?;
 
     let node = match &options.cluster {
         Some(c) => Some(cluster::join(c).await?),
@@ -97,7 +70,7 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
 
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<SwarmEvent>();
     let swarm = kinds::builder(&manifest, &base, placement)?
-        .memory(memory.clone())
+        .resource(memory.clone())
         .hook(move |e: &SwarmEvent| {
             let _ = tx.send(e.clone());
         })
@@ -213,17 +186,17 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
 
 /// Runs one agent's step: up to `1 + retries` attempts; an open breaker is waited out (it is
 /// not an attempt: nothing ran).
-async fn run_step(
-    swarm: Swarm<Step, StepOutput>,
-    agent: String,
-    retries: u32,
-    printer: Arc<Printer>,
-) -> StepReport {
+async fn run_step(swarm: Swarm, agent: String, retries: u32, printer: Arc<Printer>) -> StepReport {
     let started = Instant::now();
     let mut attempt = 0;
+    let step = swarm.agent::<Step, StepOutput>(&agent);
     let result: Result<StepOutput, String> = loop {
         attempt += 1;
-        let outcome = match swarm.submit(&agent, Step { attempt }).await {
+        let submitted = match &step {
+            Ok(step) => step.submit(Step { attempt }).await,
+            Err(e) => break Err(e.to_string()),
+        };
+        let outcome = match submitted {
             Ok(handle) => handle.await.map_err(|e| e.to_string()),
             Err(refused) => match refused.kind() {
                 SubmitErrorKind::BreakerOpen { retry_after, .. } => {

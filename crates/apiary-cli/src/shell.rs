@@ -7,7 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use apiary::{memory::Pattern, Agent, AgentContext};
+use apiary::{
+    memory::{Memory, Pattern},
+    Agent, AgentContext,
+};
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde::Deserialize;
 
@@ -173,7 +176,7 @@ impl ShellAgent {
         started: Instant,
         summary: &str,
     ) {
-        let (Some(key), Some(memory)) = (&self.config.store, ctx.memory()) else {
+        let (Some(key), Ok(memory)) = (&self.config.store, ctx.resource::<Memory>()) else {
             return;
         };
         let record = StepRecord {

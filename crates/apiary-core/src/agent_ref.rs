@@ -91,7 +91,11 @@ impl<T, O> fmt::Debug for AgentRef<T, O> {
 }
 
 impl<T: Send + 'static, O: Send + 'static> AgentRef<T, O> {
-    pub(crate) fn new(entry: Arc<AgentEntry<T, O>>, rt: Arc<Runtime>, from: Option<AgentName>) -> Self {
+    pub(crate) fn new(
+        entry: Arc<AgentEntry<T, O>>,
+        rt: Arc<Runtime>,
+        from: Option<AgentName>,
+    ) -> Self {
         Self { entry, rt, from }
     }
 
@@ -182,7 +186,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentRef<T, O> {
     fn admit(&self) -> Result<(), SubmitErrorKind> {
         match &self.from {
             // Agents may still reach peers that are up while the swarm drains.
-            Some(from) => self.rt.registry.check_send(from, self.entry.name.as_str())?,
+            Some(from) => self
+                .rt
+                .registry
+                .check_send(from, self.entry.name.as_str())?,
             None if self.rt.is_closed() => return Err(SubmitErrorKind::SwarmStopped),
             None => {}
         }

@@ -42,7 +42,10 @@ where
     }
 
     fn entry(self: Box<Self>, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot {
-        let capacity = self.spec.queue_capacity.unwrap_or(rt.settings.queue_capacity);
+        let capacity = self
+            .spec
+            .queue_capacity
+            .unwrap_or(rt.settings.queue_capacity);
         let factory = Factory::<A, F>::new(self.make, Arc::downgrade(rt));
         Slot::new(Arc::new(AgentEntry::new(EntryParts {
             spec: Arc::new(self.spec),
@@ -120,7 +123,11 @@ impl fmt::Debug for SwarmBuilder {
             .field("settings", &self.settings)
             .field(
                 "agents",
-                &self.agents.iter().map(|a| &a.spec().name).collect::<Vec<_>>(),
+                &self
+                    .agents
+                    .iter()
+                    .map(|a| &a.spec().name)
+                    .collect::<Vec<_>>(),
             )
             .field("hooks", &self.hooks.len())
             .field("resources", &self.resources)
@@ -259,15 +266,10 @@ impl SwarmBuilder {
         let swarm = Swarm::from_parts(rt.clone(), root);
 
         // Every agent gets its entry up front; starting one only fills in its replicas.
-        let slots: Vec<Slot> = agents
-            .into_iter()
-            .map(|a| a.entry(&rt, &cloners))
-            .collect();
+        let slots: Vec<Slot> = agents.into_iter().map(|a| a.entry(&rt, &cloners)).collect();
         rt.registry.plan(slots.iter().cloned());
-        let by_name: HashMap<&str, &Slot> = slots
-            .iter()
-            .map(|s| (s.entry.name().as_str(), s))
-            .collect();
+        let by_name: HashMap<&str, &Slot> =
+            slots.iter().map(|s| (s.entry.name().as_str(), s)).collect();
         let chunk = match rt.settings.max_concurrency {
             0 => usize::MAX,
             n => n,

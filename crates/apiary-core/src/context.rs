@@ -384,7 +384,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
             _ => return SubmitError::new(SubmitErrorKind::NoTask, task),
         };
         let rt = &self.base.rt;
-        if let Err(kind) = rt.registry.check_send(&self.base.name, peer.name().as_str()) {
+        if let Err(kind) = rt
+            .registry
+            .check_send(&self.base.name, peer.name().as_str())
+        {
             return SubmitError::new(kind, task);
         }
         if !peer.entry.is_started() {

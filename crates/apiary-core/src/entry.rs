@@ -243,7 +243,10 @@ impl<T, O> AgentEntry<T, O> {
 
 impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     /// Room for one task in this agent's queue, waiting for it or not as `wait` says.
-    pub(crate) async fn reserve(&self, wait: bool) -> Result<OwnedSemaphorePermit, SubmitErrorKind> {
+    pub(crate) async fn reserve(
+        &self,
+        wait: bool,
+    ) -> Result<OwnedSemaphorePermit, SubmitErrorKind> {
         if wait {
             self.queue
                 .reserve()
@@ -411,7 +414,9 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     /// Keeps a task until a replica is back (`flush_parked`).
     fn park_task(&self, task: T, ticket: Ticket<O>) {
         if self.aborted.is_raised() {
-            ticket.shared.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+            ticket
+                .shared
+                .finish(Outcome::Cancelled, Err(TaskError::Cancelled));
             return;
         }
         ticket.shared.requeue();
@@ -553,10 +558,9 @@ impl<T: Send + 'static, O: Send + 'static> ErasedEntry for AgentEntry<T, O> {
 
     fn respawn(self: Arc<Self>, replica: usize) -> SpawnFuture<'static> {
         Box::pin(async move {
-            let spawner = self
-                .spawner
-                .clone()
-                .ok_or_else(|| BoxError::from(format!("agent `{}` cannot be restarted", self.name)))?;
+            let spawner = self.spawner.clone().ok_or_else(|| {
+                BoxError::from(format!("agent `{}` cannot be restarted", self.name))
+            })?;
             spawner.spawn(&self, replica).await
         })
     }
@@ -579,7 +583,9 @@ impl<T: Send + 'static, O: Send + 'static> ErasedEntry for AgentEntry<T, O> {
         self.aborted.raise();
         let parked: Vec<_> = self.lock_parked().drain(..).collect();
         for (_task, ticket) in parked {
-            ticket.shared.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+            ticket
+                .shared
+                .finish(Outcome::Cancelled, Err(TaskError::Cancelled));
         }
         // Held (paused) tasks and those in mailboxes end as their actor takes them.
         self.resume();

@@ -340,12 +340,18 @@ impl<A: Agent> PoolInner<A> {
             bus: self.rt.bus.clone(),
             epoch: self.rt.epoch,
         }));
-        let actor = spawn_agent(&self.rt, (self.make)(), &entry, id, Some(self.reset.clone()))
-            .await
-            .map_err(|source| PoolError::Spawn {
-                agent: self.name.clone(),
-                source,
-            })?;
+        let actor = spawn_agent(
+            &self.rt,
+            (self.make)(),
+            &entry,
+            id,
+            Some(self.reset.clone()),
+        )
+        .await
+        .map_err(|source| PoolError::Spawn {
+            agent: self.name.clone(),
+            source,
+        })?;
         entry.set_replicas(vec![Replica::new(actor, None)]);
         self.size.fetch_add(1, Ordering::AcqRel);
         Ok(Member {

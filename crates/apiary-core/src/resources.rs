@@ -71,7 +71,9 @@ impl Resources {
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("the swarm has no resource of type `{type_name}` (give it one with `SwarmBuilder::resource`)")]
+#[error(
+    "the swarm has no resource of type `{type_name}` (give it one with `SwarmBuilder::resource`)"
+)]
 pub struct MissingResource {
     type_name: &'static str,
 }

@@ -306,7 +306,13 @@ impl RootState {
 
     /// Restarts a replica once its backoff has passed, through a ractor timer (aborted if
     /// the root stops first).
-    fn schedule(&mut self, myself: &ActorRef<RootMsg>, agent: AgentName, replica: usize, delay: Duration) {
+    fn schedule(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        agent: AgentName,
+        replica: usize,
+        delay: Duration,
+    ) {
         let msg = move || RootMsg::Restart {
             agent,
             replica,

@@ -251,7 +251,12 @@ impl Swarm {
     pub fn actor_cells(&self) -> Vec<ActorCell> {
         let mut cells = vec![self.inner.root.get_cell()];
         for slot in self.inner.rt.registry.members().iter() {
-            cells.extend(slot.entry.replicas().iter().map(|r| ActorCell::clone(&r.actor())));
+            cells.extend(
+                slot.entry
+                    .replicas()
+                    .iter()
+                    .map(|r| ActorCell::clone(&r.actor())),
+            );
         }
         cells
     }

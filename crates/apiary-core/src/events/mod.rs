@@ -286,4 +286,3 @@ mod secs {
         s.serialize_f64(d.as_secs_f64())
     }
 }
-

@@ -73,7 +73,10 @@ impl<O> TaskShared<O> {
             tx: Some(tx),
             holder: None,
         };
-        (Self::build(id, env, deadline, Reply::First(Mutex::new(chain))), rx)
+        (
+            Self::build(id, env, deadline, Reply::First(Mutex::new(chain))),
+            rx,
+        )
     }
 
     /// A task that `first` was handed on to.
@@ -86,7 +89,12 @@ impl<O> TaskShared<O> {
         Self::build(id, env, deadline, Reply::Hop(first))
     }
 
-    fn build(id: TaskId, env: Arc<TaskEnv>, deadline: Option<Instant>, reply: Reply<O>) -> Arc<Self> {
+    fn build(
+        id: TaskId,
+        env: Arc<TaskEnv>,
+        deadline: Option<Instant>,
+        reply: Reply<O>,
+    ) -> Arc<Self> {
         env.metrics.accepted();
         let span = tracing::info_span!("apiary.task", task = id.0, agent = %env.agent);
         Arc::new(Self {
