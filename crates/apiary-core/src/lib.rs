@@ -78,6 +78,7 @@ mod topology_spec;
 pub mod events;
 mod queue;
 mod signal;
+mod sync;
 mod task;
 mod telemetry;
 // Layer 3: delivery.

@@ -1,17 +1,28 @@
 //! A one-way "stop" signal: a flag, and a way to wait for it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio::sync::Notify;
+
+use crate::sync::AtomicBool;
 
 /// A one-way "stop" signal (a task's, an agent's): a flag, and a way to wait for it.
 ///
 /// Lighter than a `CancellationToken` (no allocation, no tree of children): whoever waits
 /// needs only to be told once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Signal {
     raised: AtomicBool,
     notify: Notify,
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Self {
+            raised: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
 }
 
 impl Signal {
@@ -44,7 +55,7 @@ impl Signal {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(apiary_loom)))]
 mod tests {
     use super::*;
 

@@ -11,8 +11,8 @@
 //! on the first hop as a second guard: it is taken once, so the submitter gets exactly one
 //! answer however hops race.
 
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::TaskState;
 use crate::events::EventBus;
 use crate::signal::Signal;
+use crate::sync::{AtomicU8, Mutex, MutexGuard};
 use crate::telemetry::AgentMetrics;
 use crate::{AgentName, EventKind, Outcome, TaskError, TaskId};
 
@@ -59,6 +60,8 @@ struct Chain<O> {
     tx: Option<oneshot::Sender<Answer<O>>>,
     /// The hop that holds the task after it was handed on; `None`: the first hop itself.
     holder: Option<Arc<TaskShared<O>>>,
+    /// The state the task ended in, once answered (what a handed-on first hop shows).
+    ended: Option<TaskState>,
 }
 
 impl<O> TaskShared<O> {
@@ -72,6 +75,7 @@ impl<O> TaskShared<O> {
         let chain = Chain {
             tx: Some(tx),
             holder: None,
+            ended: None,
         };
         (
             Self::build(id, env, deadline, Reply::First(Mutex::new(chain))),
@@ -136,9 +140,15 @@ impl<O> TaskShared<O> {
         if own != TaskState::Delegated {
             return own;
         }
-        let holder = match &self.reply {
-            Reply::First(chain) => lock(chain).holder.clone(),
-            Reply::Hop(_) => None,
+        let Reply::First(chain) = &self.reply else {
+            return own;
+        };
+        let holder = {
+            let chain = lock(chain);
+            if let Some(ended) = chain.ended {
+                return ended;
+            }
+            chain.holder.clone()
         };
         holder.map_or(own, |h| h.state())
     }
@@ -293,21 +303,18 @@ impl<O> TaskShared<O> {
 
     /// Answers the submitter, if nobody has yet.
     fn answer(&self, answer: Answer<O>, state: TaskState) {
-        let (first, chain) = self.first();
+        let (_, chain) = self.first();
         let (tx, holder) = {
             let mut chain = lock(chain);
-            (chain.tx.take(), chain.holder.take())
+            let tx = chain.tx.take();
+            if tx.is_some() {
+                chain.ended = Some(state);
+            }
+            (tx, chain.holder.take())
         };
         // The holder points back at the first hop: dropping it here breaks the cycle.
         drop(holder);
         if let Some(tx) = tx {
-            // A first hop handed on shows the state the task ended in.
-            let _ = first.state.compare_exchange(
-                TaskState::Delegated as u8,
-                state as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
             // The submitter may have dropped its handle; the task still ended exactly once.
             let _ = tx.send(answer);
         }
@@ -405,4 +412,103 @@ impl<O> TaskShared<O> {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded sections cannot panic; a poisoned lock still holds consistent data.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Loom models of the gate that makes a task end exactly once, run with
+/// `RUSTFLAGS="--cfg apiary_loom" cargo test --release -p apiary-core --lib -- loom_`.
+#[cfg(all(test, apiary_loom))]
+mod loom_tests {
+    use super::*;
+    use crate::events::EventBus;
+
+    fn env(agent: &str) -> Arc<TaskEnv> {
+        let agent = AgentName::from(agent);
+        Arc::new(TaskEnv {
+            metrics: AgentMetrics::new(&agent),
+            agent,
+            bus: Arc::new(EventBus::new(16, Vec::new())),
+        })
+    }
+
+    fn answer(rx: &mut oneshot::Receiver<Answer<u32>>) -> Answer<u32> {
+        rx.try_recv().expect("exactly one answer was sent")
+    }
+
+    #[test]
+    fn loom_finish_and_cancel_race_to_one_answer() {
+        loom::model(|| {
+            let (task, mut rx) = TaskShared::<u32>::new(TaskId(1), env("a"), None);
+            assert!(task.start());
+            let done = loom::thread::spawn({
+                let task = task.clone();
+                move || task.finish(Outcome::Completed, Ok(7))
+            });
+            let cancelled = task.end_chain(Outcome::Cancelled);
+            let completed = done.join().unwrap();
+            assert!(completed ^ cancelled, "exactly one of them ends the task");
+            match answer(&mut rx) {
+                Ok(7) => assert!(completed && task.state() == TaskState::Completed),
+                Err(TaskError::Cancelled) => {
+                    assert!(cancelled && task.state() == TaskState::Cancelled)
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+        });
+    }
+
+    /// What `AgentEntry::hand_over` does once the new hop is delivered.
+    fn hand_over(from: &Arc<TaskShared<u32>>, hop: &Arc<TaskShared<u32>>) -> bool {
+        if !from.pass_to(hop) {
+            hop.withdraw();
+            return false;
+        }
+        if !from.handed_to(hop) {
+            hop.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+        }
+        true
+    }
+
+    #[test]
+    fn loom_a_cancel_racing_a_hand_off_ends_the_task_once_and_stops_every_hop() {
+        loom::model(|| {
+            let (first, mut rx) = TaskShared::<u32>::new(TaskId(1), env("a"), None);
+            assert!(first.start());
+            let hop = TaskShared::hop(TaskId(2), env("b"), None, first.first_hop());
+            let handing = loom::thread::spawn({
+                let (first, hop) = (first.clone(), hop.clone());
+                move || hand_over(&first, &hop)
+            });
+            assert!(first.end_chain(Outcome::Cancelled), "nothing else ends it");
+            handing.join().unwrap();
+            assert!(matches!(answer(&mut rx), Err(TaskError::Cancelled)));
+            // Neither hop is left running for nobody.
+            assert!(first.state().hop_ended() && hop.state().hop_ended());
+            assert_eq!(first.chain_state(), TaskState::Cancelled);
+        });
+    }
+
+    #[test]
+    fn loom_a_handed_on_task_answers_with_the_hop_or_the_cancel_never_both() {
+        loom::model(|| {
+            let (first, mut rx) = TaskShared::<u32>::new(TaskId(1), env("a"), None);
+            assert!(first.start());
+            let hop = TaskShared::hop(TaskId(2), env("b"), None, first.first_hop());
+            assert!(hand_over(&first, &hop));
+            assert_eq!(first.state(), TaskState::Delegated);
+            let working = loom::thread::spawn({
+                let hop = hop.clone();
+                move || hop.start() && hop.finish(Outcome::Completed, Ok(9))
+            });
+            let cancelled = first.end_chain(Outcome::Cancelled);
+            let completed = working.join().unwrap();
+            assert!(completed ^ cancelled);
+            match answer(&mut rx) {
+                Ok(9) => assert!(completed),
+                Err(TaskError::Cancelled) => assert!(cancelled),
+                other => panic!("unexpected answer {other:?}"),
+            }
+            assert!(hop.state().is_terminal());
+            assert!(first.chain_state().is_terminal());
+        });
+    }
 }
