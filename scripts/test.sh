@@ -11,8 +11,35 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 df -h . | sed 's/^/disk: /'
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo clippy (every feature)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "== the facade builds with no features, and with clustering but no memory"
+cargo check -p apiary --lib --locked
+cargo check -p apiary --lib --locked --features cluster
+echo "== apiary-core stands alone: no FAISS, redb, HTTP server, nor ractor's cluster feature"
+core_tree=$(cargo tree -p apiary-core -e normal --locked)
+if grep -E "faiss|redb|hyper|metrics-exporter-prometheus" <<<"$core_tree"; then
+    echo "apiary-core depends on a heavy part (above)" >&2
+    exit 1
+fi
+if cargo tree -p apiary-core -e features --locked | grep -F 'ractor feature "cluster"'; then
+    echo "apiary-core turns ractor's cluster feature on" >&2
+    exit 1
+fi
+echo "== a third-party topology crate (examples/external-topology) builds and passes without cmake"
+no_cmake=$(mktemp -d)
+printf '#!/bin/sh\necho "cmake is not available on this machine" >&2\nexit 127\n' >"$no_cmake/cmake"
+chmod +x "$no_cmake/cmake"
+(
+    cd examples/external-topology
+    if cargo tree -e normal --locked | grep -E "faiss|cmake"; then
+        echo "the external topology crate pulls in a C++ build (above)" >&2
+        exit 1
+    fi
+    PATH="$no_cmake:$PATH" CMAKE="$no_cmake/cmake" CARGO_TARGET_DIR=../../target/external-topology \
+        cargo test --locked
+)
+rm -rf "$no_cmake"
 echo "== FAISS built with SIMD (.cargo/config.toml CXXFLAGS reached its CMakeCache)"
 for cache in target/debug/build/faiss-sys-*/out/build/CMakeCache.txt; do
     grep -q '^CMAKE_CXX_FLAGS:STRING=.*-mavx2.*-mpopcnt' "$cache" || {
@@ -23,13 +50,13 @@ done
 echo "== cargo deny"
 cargo deny --log-level error check bans licenses sources
 echo "== doc tests"
-cargo test --workspace --doc --locked
+cargo test --workspace --doc --all-features --locked
 echo "== rustdoc (broken links are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
 echo "== loom models (--cfg apiary_loom)"
 # A target dir of its own: the cfg changes every crate's build.
 RUSTFLAGS="--cfg apiary_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
-    cargo test --locked --release -p apiary-supervisor --lib -- loom_
+    cargo test --locked --release -p apiary-supervisor -p apiary-core --lib -- loom_
 echo "== tests (nextest)"
-cargo nextest run --workspace --locked --no-fail-fast
+cargo nextest run --workspace --all-features --locked --no-fail-fast
 du -sh target 2>/dev/null | sed 's/^/build output: /'
