@@ -11,6 +11,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 df -h . | sed 's/^/disk: /'
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== modules layered without import cycles (apiary-core, the binary)"
+python3 scripts/module-cycles.py crates/apiary-core/src crates/apiary-cli/src
 echo "== cargo clippy (every feature)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== the facade builds with no features, and with clustering but no memory"
