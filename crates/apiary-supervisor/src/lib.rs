@@ -33,7 +33,7 @@ mod sync;
 pub use backoff::{Backoff, BackoffState};
 pub use breaker::{
     BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, Permit, Transition,
-    MAX_FAILURE_THRESHOLD,
+    MAX_FAILURE_THRESHOLD, MAX_RESET_TIMEOUT,
 };
 pub use error::ConfigError;
 pub use intensity::{RestartIntensity, RestartWindow, WindowClock};

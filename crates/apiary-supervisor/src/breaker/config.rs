@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
 
+/// The longest open period a breaker accepts (`max_reset_timeout`): a day. The breaker's
+/// packed clock measures open periods on a wrapping 29-bit millisecond counter.
+pub const MAX_RESET_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Settings of an agent's circuit breaker.
 ///
 /// The breaker opens after `failure_threshold` consecutive failures — or, with
@@ -111,8 +115,8 @@ impl BreakerConfig {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming the field: a zero threshold, a zero reset timeout, or a
-    /// maximum below the first timeout.
+    /// A [`ConfigError`] naming the field: a zero threshold, a zero reset timeout, a
+    /// maximum below the first timeout, or one above [`MAX_RESET_TIMEOUT`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.failure_threshold == 0 {
             return Err(ConfigError::new("failure_threshold", "must be at least 1"));
@@ -137,6 +141,15 @@ impl BreakerConfig {
                 "must be longer than zero",
             ));
         }
+        if self.max_reset_timeout > MAX_RESET_TIMEOUT {
+            return Err(ConfigError::new(
+                "max_reset_timeout",
+                format!(
+                    "must be at most {}",
+                    humantime::format_duration(MAX_RESET_TIMEOUT)
+                ),
+            ));
+        }
         if self.max_reset_timeout < self.reset_timeout {
             return Err(ConfigError::new(
                 "max_reset_timeout",
@@ -154,6 +167,19 @@ impl BreakerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_period_longer_than_a_day_is_refused() {
+        let e = BreakerConfig::default()
+            .max_reset_timeout(Duration::from_secs(2 * 24 * 60 * 60))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.to_string(), "`max_reset_timeout`: must be at most 1day");
+        assert!(BreakerConfig::default()
+            .max_reset_timeout(MAX_RESET_TIMEOUT)
+            .validate()
+            .is_ok());
+    }
 
     #[test]
     fn validation_names_the_field() {

@@ -6,7 +6,7 @@ mod error;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-pub use config::BreakerConfig;
+pub use config::{BreakerConfig, MAX_RESET_TIMEOUT};
 pub use error::BreakerOpen;
 
 use crate::sync::AtomicU64;
@@ -67,17 +67,30 @@ impl Permit {
 }
 
 // Layout of the packed state word, low bits first:
-// [state: 2][exponent: 5][failures: 12][epoch: 8][since, ms, wrapping: 37]
+// [state: 2][exponent: 5][failures: 12][epoch: 16][since, ms, wrapping: 29]
 // While closed, `since` is not needed and counts the calls of the current rate window.
+//
+// Why the epoch may wrap: it moves on at every transition, and a permit is acted on only if
+// its epoch equals the current one, so a stale permit could be mistaken for a current one
+// only if its call stayed in flight across exactly a multiple of 65,536 transitions. Half of
+// any run of transitions at least are open periods (closed -> open -> half-open -> ...), each
+// lasting at least `reset_timeout` (1 ms at the very least, 1 s by default, doubling after
+// each failed trial): 32,768 of them take over half a minute at the most extreme settings and
+// many hours at the defaults, while the call that holds the permit is still running. Even
+// then the harm is one call's outcome counted in the wrong epoch. (It was 8 bits, 128 open
+// periods, until API v2 widened it.)
+//
+// Why `since` may wrap: it only ever measures an open period, at most `max_reset_timeout`,
+// which `BreakerConfig::validate` bounds to a day, a fraction of the 6.2-day wrap.
 const STATE_BITS: u64 = 0b11;
 const EXP_SHIFT: u32 = 2;
 const EXP_MASK: u64 = 0x1f;
 const FAIL_SHIFT: u32 = 7;
 const FAIL_MASK: u64 = 0xfff;
 const EPOCH_SHIFT: u32 = 19;
-const EPOCH_MASK: u64 = 0xff;
-const SINCE_SHIFT: u32 = 27;
-const SINCE_MASK: u64 = (1 << 37) - 1;
+const EPOCH_MASK: u64 = 0xffff;
+const SINCE_SHIFT: u32 = 35;
+const SINCE_MASK: u64 = (1 << 29) - 1;
 
 /// The largest failure threshold a breaker accepts.
 pub const MAX_FAILURE_THRESHOLD: u32 = FAIL_MASK as u32;
@@ -120,8 +133,8 @@ impl Word {
             | ((self.since & SINCE_MASK) << SINCE_SHIFT)
     }
 
-    /// Milliseconds from `since` to `now`, on the wrapping 37-bit clock (good for open
-    /// periods up to about four years).
+    /// Milliseconds from `since` to `now`, on the wrapping 29-bit clock (good for open
+    /// periods up to about six days; they are at most a day).
     fn elapsed(self, now_ms: u64) -> u64 {
         (now_ms.wrapping_sub(self.since)) & SINCE_MASK
     }
@@ -476,6 +489,27 @@ mod tests {
         let trial = b.try_acquire(100).unwrap();
         b.on_success(trial);
         assert_eq!(b.on_failure(stale, 101), None);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_permit_stays_stale_across_hundreds_of_transitions() {
+        // 128 open/half-open cycles: 256 transitions, where the 8-bit epoch used to wrap.
+        let b = breaker(1, 1, 1);
+        let stale = b.try_acquire(0).unwrap();
+        let mut now = 0;
+        b.on_failure(b.try_acquire(now).unwrap(), now);
+        for _ in 0..128 {
+            now += 1;
+            let trial = b.try_acquire(now).unwrap();
+            assert!(trial.is_trial());
+            b.on_failure(trial, now);
+        }
+        // The breaker reopened 128 times: its epoch moved on 1 + 256 times.
+        now += 1;
+        let trial = b.try_acquire(now).unwrap();
+        assert_eq!(b.on_success(trial), Some(Transition::Closed));
+        assert_eq!(b.on_failure(stale, now), None, "still stale");
         assert_eq!(b.state(), BreakerState::Closed);
     }
 
