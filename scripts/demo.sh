@@ -6,6 +6,6 @@
 # 127.0.0.1 while it runs. Extra arguments go to `apiary run` (e.g. --json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 cargo build --locked -p apiary-cli
 exec target/debug/apiary run examples/quality-fleet.toml --metrics "${APIARY_METRICS_ADDR:-127.0.0.1:9464}" "$@"

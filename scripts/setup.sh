@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# Installs what building and testing apiary needs on a Debian machine, and nothing that is
-# already there. Run as root (or with sudo available). Safe to run again.
+# Installs what apiary needs on a Debian machine, and nothing that is already there.
+#   setup.sh demo   what building and running the demo needs (the default)
+#   setup.sh test   that, and what the test suite needs besides
+# Run as root (or with sudo available). Safe to run again.
 set -euo pipefail
+
+purpose="${1:-demo}"
+case "$purpose" in
+demo | test) ;;
+*)
+    echo "setup: unknown purpose '$purpose' (demo or test)" >&2
+    exit 2
+    ;;
+esac
 
 # System packages, by Debian name. Later parts of apiary add theirs here.
 APT_PACKAGES=(
@@ -13,10 +24,16 @@ APT_PACKAGES=(
     cmake
     libopenblas-openmp-dev
     libgomp1
-    # The metrics end-to-end test scrapes a running swarm with a real Prometheus server and
-    # checks the exposition with promtool.
-    prometheus
 )
+if [ "$purpose" = test ]; then
+    APT_PACKAGES+=(
+        # The metrics end-to-end test scrapes a running swarm with a real Prometheus server
+        # and checks the exposition with promtool.
+        prometheus
+        # scripts/module-cycles.py checks the crates' module layering.
+        python3
+    )
+fi
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -42,6 +59,10 @@ for tool in cargo rustc; do
         exit 1
     fi
 done
+
+if [ "$purpose" = demo ]; then
+    exit 0
+fi
 
 # Cargo tools the test command uses, built from crates.io when missing.
 need_cargo_tool() { # binary crate

@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: setup, formatting, lints, dependency policy, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # A one-shot build gains nothing from incremental caches, which here weighed as much as the
