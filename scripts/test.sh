@@ -15,8 +15,8 @@ echo "== modules layered without import cycles (apiary-core, the binary)"
 python3 scripts/module-cycles.py crates/apiary-core/src crates/apiary-cli/src
 echo "== cargo clippy (every feature)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-echo "== the facade builds with no features, and with clustering but no memory"
-cargo check -p apiary --lib --locked
+echo "== the facade builds with no features (benches, tests, examples too), and with clustering but no memory"
+cargo check -p apiary --all-targets --locked
 cargo check -p apiary --lib --locked --features cluster
 echo "== apiary-core stands alone: no FAISS, redb, HTTP server, nor ractor's cluster feature"
 core_tree=$(cargo tree -p apiary-core -e normal --locked)

@@ -9,6 +9,9 @@ pub struct RawAdder;
 
 pub struct RawMsg(u64, RpcReplyPort<u64>);
 
+// Needed only when ractor's `cluster` feature is on (the facade's `cluster`), which removes
+// ractor's blanket impl.
+#[cfg(feature = "cluster")]
 impl ractor::Message for RawMsg {}
 
 impl Actor for RawAdder {
