@@ -1,9 +1,12 @@
 //! The ractor actor that runs one replica of an agent.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -11,6 +14,7 @@ use tracing::Instrument;
 
 use crate::events::EventBus;
 use crate::mailbox::{AgentMsg, Envelope, Home, Ticket};
+use crate::task::TaskShared;
 use crate::telemetry;
 use crate::{Agent, AgentContext, EventKind, Outcome, StopReason, TaskError, TaskState};
 
@@ -163,46 +167,26 @@ async fn run<A: Agent>(
         .cloner()
         .filter(|_| shared.attempts() < state.ctx.spec().max_retries)
         .map(|copy| copy(&task));
-    let ctx = state.ctx.for_task(shared.clone());
-    let work = AssertUnwindSafe(state.agent.handle(task, &ctx))
-        .catch_unwind()
-        .instrument(shared.span.clone());
-    let deadline = async {
-        match shared.deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
+    // The actor's own context, pointed at this task for its duration (no new context per
+    // task); the agent may clone it into tasks of its own.
+    state.ctx.set_task(Some(shared.clone()));
+    let result = {
+        let work = AssertUnwindSafe(state.agent.handle(task, &state.ctx))
+            .catch_unwind()
+            .instrument(shared.span.clone());
+        let mut work = std::pin::pin!(work);
+        // An agent that answers on its first poll (most do) never meets the other signals.
+        match futures::poll!(work.as_mut()) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => wait(work, &shared, &*state.home, &ticket).await,
         }
     };
-    let result = tokio::select! {
-        // The work first: an agent that answers on its first poll never registers with the
-        // other signals.
-        biased;
-        r = work => r,
-        () = shared.stop_signal().raised() => {
-            // Ended from outside (cancelled, or timed out by its awaiting handle), or handed
-            // on by the agent itself.
-            match shared.state() {
-                TaskState::Delegated => home.report(&ticket, Outcome::Delegated),
-                TaskState::TimedOut => home.report(&ticket, Outcome::TimedOut),
-                _ => {}
-            }
-            return Ok(());
-        }
-        () = deadline => {
-            // Its awaiting handle may have timed it out at the same instant; either way it
-            // timed out here, and the breaker hears of it once (this actor is the only
-            // reporter).
-            shared.time_out();
-            if shared.state() == TaskState::TimedOut {
-                home.report(&ticket, Outcome::TimedOut);
-            }
-            return Ok(());
-        }
-        () = home.aborted().raised() => {
-            shared.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
-            return Ok(());
-        }
+    state.ctx.set_task(None);
+    let Some(result) = result else {
+        // Ended from outside; the breaker has heard.
+        return Ok(());
     };
+    let home = &state.home;
     let agent = || shared.agent().clone();
     match result {
         // The breaker hears the outcome before the submitter does, so a submitter that acts
@@ -233,6 +217,51 @@ async fn run<A: Agent>(
                 reason: StopReason::Failed(format!("panicked: {message}")),
             });
             Err(format!("agent `{}` panicked: {message}", shared.agent()).into())
+        }
+    }
+}
+
+/// Waits for a task that did not answer at once: its end, or a signal that ends it from
+/// outside (cancelled, timed out, handed on, a bounded shutdown's abort). `None` if it was
+/// ended from outside; the breaker has then heard how.
+async fn wait<F: Future, T, O>(
+    work: Pin<&mut F>,
+    shared: &TaskShared<O>,
+    home: &dyn Home<T, O>,
+    ticket: &Ticket<O>,
+) -> Option<F::Output> {
+    let deadline = async {
+        match shared.deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        r = work => Some(r),
+        () = shared.stop_signal().raised() => {
+            // Ended from outside (cancelled, or timed out by its awaiting handle), or handed
+            // on by the agent itself.
+            match shared.state() {
+                TaskState::Delegated => home.report(ticket, Outcome::Delegated),
+                TaskState::TimedOut => home.report(ticket, Outcome::TimedOut),
+                _ => {}
+            }
+            None
+        }
+        () = deadline => {
+            // Its awaiting handle may have timed it out at the same instant; either way it
+            // timed out here, and the breaker hears of it once (this actor is the only
+            // reporter).
+            shared.time_out();
+            if shared.state() == TaskState::TimedOut {
+                home.report(ticket, Outcome::TimedOut);
+            }
+            None
+        }
+        () = home.aborted().raised() => {
+            shared.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
+            None
         }
     }
 }

@@ -47,14 +47,14 @@ where
             .queue_capacity
             .unwrap_or(rt.settings.queue_capacity);
         let factory = Factory::<A, F>::new(self.make, Arc::downgrade(rt));
-        Slot::new(Arc::new(AgentEntry::new(EntryParts {
+        Slot::new(AgentEntry::new(EntryParts {
             spec: Arc::new(self.spec),
             capacity,
             spawner: Some(Arc::new(factory)),
             cloner: cloners.get::<A::Task>(),
             bus: rt.bus.clone(),
             epoch: rt.epoch,
-        })))
+        }))
     }
 }
 

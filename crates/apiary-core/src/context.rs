@@ -126,13 +126,9 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         }
     }
 
-    /// The context for handling one task.
-    pub(crate) fn for_task(&self, task: Arc<TaskShared<O>>) -> Self {
-        Self {
-            base: self.base.clone(),
-            task: Some(task),
-            _task: PhantomData,
-        }
+    /// Points the context at the task being handled (`None` between tasks).
+    pub(crate) fn set_task(&mut self, task: Option<Arc<TaskShared<O>>>) {
+        self.task = task;
     }
 
     /// This agent's name.

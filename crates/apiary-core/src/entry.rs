@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use apiary_supervisor::{CircuitBreaker, Transition};
@@ -189,6 +189,8 @@ pub(crate) struct AgentEntry<T, O> {
     parked: Mutex<VecDeque<(T, Ticket<O>)>>,
     /// Raised when a bounded shutdown gives up on this agent's waiting tasks.
     aborted: Signal,
+    /// This entry, as the home its envelopes go back to (made once, not per task).
+    home: Weak<dyn Home<T, O>>,
 }
 
 /// What an entry is made of.
@@ -201,8 +203,17 @@ pub(crate) struct EntryParts<T, O> {
     pub(crate) epoch: Instant,
 }
 
+impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
+    pub(crate) fn new(parts: EntryParts<T, O>) -> Arc<Self> {
+        Arc::new_cyclic(|me: &Weak<Self>| {
+            let home: Weak<dyn Home<T, O>> = me.clone();
+            Self::with_home(parts, home)
+        })
+    }
+}
+
 impl<T, O> AgentEntry<T, O> {
-    pub(crate) fn new(parts: EntryParts<T, O>) -> Self {
+    fn with_home(parts: EntryParts<T, O>, home: Weak<dyn Home<T, O>>) -> Self {
         let name = AgentName::from(parts.spec.name.as_str());
         Self {
             env: Arc::new(TaskEnv {
@@ -220,6 +231,7 @@ impl<T, O> AgentEntry<T, O> {
             replicas: OnceLock::new(),
             parked: Mutex::new(VecDeque::new()),
             aborted: Signal::default(),
+            home,
         }
     }
 
@@ -345,12 +357,13 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     ) -> Result<(), (T, Ticket<O>, Refusal)> {
         let replicas = self.replica_slice();
         let counted = replicas.len() > 1;
-        // Least loaded first; small swarms never touch the heap here.
+        // Least loaded first; small swarms never touch the heap here. A replica is tried if
+        // its supervisor has it running; a dead actor shows when the send fails.
         let mut order: SmallVec<[(usize, usize); 8]> = replicas
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.takes_tasks())
-            .map(|(i, r)| (r.load.load(Ordering::Relaxed), i))
+            .filter(|(_, r)| r.status() == ReplicaStatus::Running)
+            .map(|(i, r)| (if counted { r.load.load(Ordering::Relaxed) } else { 0 }, i))
             .collect();
         if counted {
             order.sort_unstable();
@@ -378,8 +391,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
                 },
             };
             ticket.assign(i, counted.then_some(&replica.load), permit);
-            let home: Arc<dyn Home<T, O>> = self.clone();
-            let env = Envelope::new(task, ticket, Arc::downgrade(&home));
+            let env = Envelope::new(task, ticket, self.home.clone());
             match replica.actor.load().send_message(AgentMsg::Task(env)) {
                 Ok(()) => return Ok(()),
                 Err(MessagingErr::SendErr(AgentMsg::Task(env))) => {

@@ -332,14 +332,14 @@ impl<A: Agent> PoolInner<A> {
             .spec
             .queue_capacity
             .unwrap_or(self.rt.settings.queue_capacity);
-        let entry = Arc::new(AgentEntry::new(EntryParts {
+        let entry = AgentEntry::new(EntryParts {
             spec: self.spec.clone(),
             capacity,
             spawner: None,
             cloner: None,
             bus: self.rt.bus.clone(),
             epoch: self.rt.epoch,
-        }));
+        });
         let actor = spawn_agent(
             &self.rt,
             (self.make)(),

@@ -21,6 +21,19 @@ const OUTCOMES: [Outcome; 7] = [
     Outcome::Delegated,
 ];
 
+/// Where an outcome's counter sits in `OUTCOMES` (and in `AgentMetrics::outcomes`).
+fn index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Completed => 0,
+        Outcome::Failed => 1,
+        Outcome::Panicked => 2,
+        Outcome::Cancelled => 3,
+        Outcome::TimedOut => 4,
+        Outcome::AgentStopped => 5,
+        Outcome::Delegated => 6,
+    }
+}
+
 /// One agent's task series.
 pub(crate) struct AgentMetrics {
     outcomes: [Counter; 7],
@@ -60,8 +73,7 @@ impl AgentMetrics {
     /// started.
     pub(crate) fn finished(&self, outcome: Outcome, ran: Option<Duration>) {
         self.depth.decrement(1.0);
-        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.outcomes[i].increment(1);
+        self.outcomes[index(outcome)].increment(1);
         if let Some(ran) = ran {
             self.duration.record(ran.as_secs_f64());
         }
@@ -99,4 +111,16 @@ pub(crate) fn spawned(agent: &AgentName, took: Duration) {
 
 pub(crate) fn stopped() {
     metrics::gauge!(m::AGENTS.name).decrement(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_has_its_own_counter() {
+        for (i, outcome) in OUTCOMES.iter().enumerate() {
+            assert_eq!(index(*outcome), i, "{outcome:?}");
+        }
+    }
 }

@@ -11,8 +11,8 @@
 //! on the first hop as a second guard: it is taken once, so the submitter gets exactly one
 //! answer however hops race.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -46,7 +46,9 @@ pub(crate) struct TaskShared<O> {
     state: AtomicU8,
     reply: Reply<O>,
     submitted_at: Instant,
-    started_at: OnceLock<Instant>,
+    /// Nanoseconds from `submitted_at` to the first start, plus one; 0 until it starts. (An
+    /// atomic, not a `OnceLock<Instant>`: this is on every task's path.)
+    started_after: AtomicU64,
 }
 
 enum Reply<O> {
@@ -112,7 +114,7 @@ impl<O> TaskShared<O> {
             state: AtomicU8::new(TaskState::Queued as u8),
             reply,
             submitted_at: Instant::now(),
-            started_at: OnceLock::new(),
+            started_after: AtomicU64::new(0),
         })
     }
 
@@ -202,7 +204,14 @@ impl<O> TaskShared<O> {
             || self.transition(TaskState::Paused, TaskState::Running);
         if started {
             // A retried task keeps its first start time: `ran` spans every attempt.
-            let _ = self.started_at.set(Instant::now());
+            let after = u64::try_from((Instant::now() - self.submitted_at).as_nanos())
+                .unwrap_or(u64::MAX - 1);
+            let _ = self.started_after.compare_exchange(
+                0,
+                after + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
             self.env.bus.publish(|| EventKind::TaskStarted {
                 task: self.id,
                 agent: self.env.agent.clone(),
@@ -276,20 +285,22 @@ impl<O> TaskShared<O> {
                 Err(seen) => now = seen,
             }
         }
-        let ended = Instant::now();
-        let started = self.started_at.get().copied();
-        let (queued, ran) = match started {
-            Some(s) => (s - self.submitted_at, ended - s),
-            None => (ended - self.submitted_at, std::time::Duration::ZERO),
+        let ended = Instant::now() - self.submitted_at;
+        let (queued, ran) = match self.started_after.load(Ordering::Relaxed) {
+            0 => (ended, None),
+            after => {
+                let queued = std::time::Duration::from_nanos(after - 1);
+                (queued, Some(ended.saturating_sub(queued)))
+            }
         };
-        self.env.metrics.finished(outcome, started.map(|_| ran));
+        self.env.metrics.finished(outcome, ran);
         self.env.bus.publish(|| EventKind::TaskFinished {
             task: self.id,
             agent: self.env.agent.clone(),
             replica: self.replica(),
             outcome,
             queued,
-            ran,
+            ran: ran.unwrap_or_default(),
         });
         // Stop the agent working on a hop whose result nobody will read.
         if matches!(
