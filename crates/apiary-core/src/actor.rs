@@ -89,7 +89,7 @@ impl<A: Agent> Actor for AgentActor<A> {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AgentMsg::Task(env) => {
-                let paused = state.home.is_paused();
+                let paused = state.home.queue().is_paused();
                 if (paused || !state.held.is_empty()) && !state.home.aborted().is_raised() {
                     // Keep arrival order: nothing overtakes a held task.
                     env.ticket().shared.set_waiting(paused);
@@ -100,7 +100,7 @@ impl<A: Agent> Actor for AgentActor<A> {
                 }
             }
             AgentMsg::Resume => {
-                while !state.home.is_paused() || state.home.aborted().is_raised() {
+                while !state.home.queue().is_paused() || state.home.aborted().is_raised() {
                     let Some(env) = state.held.pop_front() else {
                         break;
                     };
@@ -228,7 +228,7 @@ async fn wait<F: Future, T, O>(
     work: Pin<&mut F>,
     shared: &TaskShared<O>,
     home: &dyn Home<T, O>,
-    ticket: &Ticket<O>,
+    ticket: &Ticket<T, O>,
 ) -> Option<F::Output> {
     let deadline = async {
         match shared.deadline {
@@ -271,7 +271,7 @@ async fn wait<F: Future, T, O>(
 fn retry_or_fail<T, O>(
     home: &Arc<dyn Home<T, O>>,
     copy: Option<T>,
-    ticket: Ticket<O>,
+    ticket: Ticket<T, O>,
     message: &str,
 ) {
     match copy {

@@ -143,9 +143,9 @@ impl<T: Send + 'static, O: Send + 'static> AgentRef<T, O> {
             return Err(SubmitError::new(kind, task));
         }
         match self.entry.reserve(options.wait).await {
-            Ok(permit) => self
+            Ok(slot) => self
                 .entry
-                .dispatch(self.rt.next_task_id(), task, options, permit),
+                .dispatch(self.rt.next_task_id(), task, options, slot),
             Err(kind) => Err(SubmitError::new(kind, task)),
         }
     }
@@ -161,12 +161,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentRef<T, O> {
             return Err(SubmitError::new(kind, task));
         }
         match self.entry.try_reserve() {
-            Ok(permit) => self.entry.dispatch(
-                self.rt.next_task_id(),
-                task,
-                SubmitOptions::default(),
-                permit,
-            ),
+            Ok(slot) => {
+                self.entry
+                    .dispatch(self.rt.next_task_id(), task, SubmitOptions::default(), slot)
+            }
             Err(kind) => Err(SubmitError::new(kind, task)),
         }
     }

@@ -389,14 +389,11 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         if !peer.entry.is_started() {
             return SubmitError::new(SubmitErrorKind::NotStarted(peer.name().clone()), task);
         }
-        let permit = match peer.entry.reserve(true).await {
-            Ok(permit) => permit,
+        let slot = match peer.entry.reserve(true).await {
+            Ok(slot) => slot,
             Err(kind) => return SubmitError::new(kind, task),
         };
-        match peer
-            .entry
-            .hand_over(rt.next_task_id(), task, current, permit)
-        {
+        match peer.entry.hand_over(rt.next_task_id(), task, current, slot) {
             // The actor saw the hop end as `Delegated` and drops this future; if a cancel
             // raced the hand-over, it drops it all the same.
             Ok(()) => std::future::pending().await,

@@ -9,18 +9,17 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use apiary_supervisor::{CircuitBreaker, Transition};
 use arc_swap::ArcSwap;
 use ractor::{ActorCell, ActorStatus, MessagingErr};
 use smallvec::SmallVec;
-use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::mailbox::{AgentMsg, Envelope, Home, Ticket};
-use crate::queue::AgentQueue;
+use crate::queue::{AgentQueue, NoRoom, Slot};
 use crate::signal::Signal;
 use crate::task::{TaskEnv, TaskShared};
 use crate::telemetry;
@@ -186,11 +185,9 @@ pub(crate) struct AgentEntry<T, O> {
     // Set once, when every replica has started.
     replicas: OnceLock<Vec<Replica>>,
     // Tasks waiting for a replica to come back; each still holds its queue permit.
-    parked: Mutex<VecDeque<(T, Ticket<O>)>>,
+    parked: Mutex<VecDeque<(T, Ticket<T, O>)>>,
     /// Raised when a bounded shutdown gives up on this agent's waiting tasks.
     aborted: Signal,
-    /// This entry, as the home its envelopes go back to (made once, not per task).
-    home: Weak<dyn Home<T, O>>,
 }
 
 /// What an entry is made of.
@@ -205,15 +202,12 @@ pub(crate) struct EntryParts<T, O> {
 
 impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     pub(crate) fn new(parts: EntryParts<T, O>) -> Arc<Self> {
-        Arc::new_cyclic(|me: &Weak<Self>| {
-            let home: Weak<dyn Home<T, O>> = me.clone();
-            Self::with_home(parts, home)
-        })
+        Arc::new(Self::from_parts(parts))
     }
 }
 
 impl<T, O> AgentEntry<T, O> {
-    fn with_home(parts: EntryParts<T, O>, home: Weak<dyn Home<T, O>>) -> Self {
+    fn from_parts(parts: EntryParts<T, O>) -> Self {
         let name = AgentName::from(parts.spec.name.as_str());
         Self {
             env: Arc::new(TaskEnv {
@@ -231,7 +225,6 @@ impl<T, O> AgentEntry<T, O> {
             replicas: OnceLock::new(),
             parked: Mutex::new(VecDeque::new()),
             aborted: Signal::default(),
-            home,
         }
     }
 
@@ -248,17 +241,14 @@ impl<T, O> AgentEntry<T, O> {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn lock_parked(&self) -> std::sync::MutexGuard<'_, VecDeque<(T, Ticket<O>)>> {
+    fn lock_parked(&self) -> std::sync::MutexGuard<'_, VecDeque<(T, Ticket<T, O>)>> {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     /// Room for one task in this agent's queue, waiting for it or not as `wait` says.
-    pub(crate) async fn reserve(
-        &self,
-        wait: bool,
-    ) -> Result<OwnedSemaphorePermit, SubmitErrorKind> {
+    pub(crate) async fn reserve(&self, wait: bool) -> Result<Slot, SubmitErrorKind> {
         if wait {
             self.queue
                 .reserve()
@@ -270,10 +260,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     }
 
     /// Room for one task in this agent's queue if there is some now (`Busy` if not).
-    pub(crate) fn try_reserve(&self) -> Result<OwnedSemaphorePermit, SubmitErrorKind> {
+    pub(crate) fn try_reserve(&self) -> Result<Slot, SubmitErrorKind> {
         self.queue.try_reserve().map_err(|e| match e {
-            TryAcquireError::NoPermits => SubmitErrorKind::Busy(self.name.clone()),
-            TryAcquireError::Closed => SubmitErrorKind::AgentStopped(self.name.clone()),
+            NoRoom::Full => SubmitErrorKind::Busy(self.name.clone()),
+            NoRoom::Closed => SubmitErrorKind::AgentStopped(self.name.clone()),
         })
     }
 
@@ -290,10 +280,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         id: TaskId,
         task: T,
         options: SubmitOptions,
-        permit: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
         let (shared, rx) = TaskShared::new(id, self.env.clone(), self.deadline(&options));
-        let ticket = Ticket::new(shared.clone(), permit);
+        let ticket = Ticket::new(shared.clone(), self.clone(), slot);
         match self.deliver(task, ticket, true) {
             Ok(()) => Ok(TaskHandle::new(shared, rx)),
             Err((task, ticket, refusal)) => {
@@ -311,7 +301,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         id: TaskId,
         task: T,
         from: &Arc<TaskShared<O>>,
-        permit: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> Result<(), (T, SubmitErrorKind)> {
         let deadline = from
             .deadline
@@ -319,9 +309,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         let hop = TaskShared::hop(id, self.env.clone(), deadline, from.first_hop());
         if !from.pass_to(&hop) {
             hop.withdraw();
+            self.queue.release(slot);
             return Err((task, SubmitErrorKind::NoTask));
         }
-        match self.deliver(task, Ticket::new(hop.clone(), permit), true) {
+        match self.deliver(task, Ticket::new(hop.clone(), self.clone(), slot), true) {
             Ok(()) => {
                 if !from.handed_to(&hop) {
                     // `from` ended meanwhile (cancelled, timed out) and answered: the new hop
@@ -352,9 +343,9 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     fn deliver(
         self: &Arc<Self>,
         task: T,
-        mut ticket: Ticket<O>,
+        mut ticket: Ticket<T, O>,
         recheck: bool,
-    ) -> Result<(), (T, Ticket<O>, Refusal)> {
+    ) -> Result<(), (T, Ticket<T, O>, Refusal)> {
         let replicas = self.replica_slice();
         let counted = replicas.len() > 1;
         // Least loaded first; small swarms never touch the heap here. A replica is tried if
@@ -363,7 +354,16 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             .iter()
             .enumerate()
             .filter(|(_, r)| r.status() == ReplicaStatus::Running)
-            .map(|(i, r)| (if counted { r.load.load(Ordering::Relaxed) } else { 0 }, i))
+            .map(|(i, r)| {
+                (
+                    if counted {
+                        r.load.load(Ordering::Relaxed)
+                    } else {
+                        0
+                    },
+                    i,
+                )
+            })
             .collect();
         if counted {
             order.sort_unstable();
@@ -391,7 +391,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
                 },
             };
             ticket.assign(i, counted.then_some(&replica.load), permit);
-            let env = Envelope::new(task, ticket, self.home.clone());
+            let env = Envelope::new(task, ticket);
             match replica.actor.load().send_message(AgentMsg::Task(env)) {
                 Ok(()) => return Ok(()),
                 Err(MessagingErr::SendErr(AgentMsg::Task(env))) => {
@@ -424,7 +424,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     }
 
     /// Keeps a task until a replica is back (`flush_parked`).
-    fn park_task(&self, task: T, ticket: Ticket<O>) {
+    fn park_task(&self, task: T, ticket: Ticket<T, O>) {
         if self.aborted.is_raised() {
             ticket
                 .shared
@@ -447,7 +447,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
 
     /// Delivers a task that was already accepted once (its actor died before running it, or
     /// it is being retried); if nobody can take it, it ends with the reason.
-    fn deliver_again(self: &Arc<Self>, task: T, ticket: Ticket<O>, recheck: bool) {
+    fn deliver_again(self: &Arc<Self>, task: T, ticket: Ticket<T, O>, recheck: bool) {
         if ticket.shared.state().hop_ended() {
             return;
         }
@@ -488,11 +488,11 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
 }
 
 impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
-    fn redeliver(self: Arc<Self>, task: T, ticket: Ticket<O>) {
+    fn redeliver(self: Arc<Self>, task: T, ticket: Ticket<T, O>) {
         self.deliver_again(task, ticket, true);
     }
 
-    fn report(&self, ticket: &Ticket<O>, outcome: Outcome) {
+    fn report(&self, ticket: &Ticket<T, O>, outcome: Outcome) {
         let Some((index, permit)) = ticket.breaker_permit() else {
             return;
         };
@@ -516,7 +516,7 @@ impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
         }
     }
 
-    fn park(&self, task: T, ticket: Ticket<O>) {
+    fn park(&self, task: T, ticket: Ticket<T, O>) {
         self.park_task(task, ticket);
     }
 
@@ -524,8 +524,8 @@ impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
         self.cloner
     }
 
-    fn is_paused(&self) -> bool {
-        self.queue.is_paused()
+    fn queue(&self) -> &AgentQueue {
+        &self.queue
     }
 
     fn aborted(&self) -> &Signal {

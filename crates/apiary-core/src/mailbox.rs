@@ -2,12 +2,12 @@
 //! ticket that answers for the task until it ends.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use apiary_supervisor::Permit;
 use ractor::RpcReplyPort;
-use tokio::sync::OwnedSemaphorePermit;
 
+use crate::queue::{AgentQueue, Slot};
 use crate::task::TaskShared;
 use crate::Outcome;
 
@@ -33,15 +33,15 @@ impl<T: Send + 'static, O: Send + 'static> ractor::Message for AgentMsg<T, O> {}
 /// whole entry.
 pub(crate) trait Home<T, O>: Send + Sync {
     /// Delivers a task again whose envelope was dropped unopened (its actor died).
-    fn redeliver(self: Arc<Self>, task: T, ticket: Ticket<O>);
+    fn redeliver(self: Arc<Self>, task: T, ticket: Ticket<T, O>);
     /// Tells the breaker of the task's replica how the task ended.
-    fn report(&self, ticket: &Ticket<O>, outcome: Outcome);
+    fn report(&self, ticket: &Ticket<T, O>, outcome: Outcome);
     /// Keeps a crashed task until a replica is back, to run it again.
-    fn park(&self, task: T, ticket: Ticket<O>);
+    fn park(&self, task: T, ticket: Ticket<T, O>);
     /// How to copy a task for a retry, if tasks of this agent may be retried.
     fn cloner(&self) -> Option<fn(&T) -> T>;
-    /// Whether the agent's queue is paused.
-    fn is_paused(&self) -> bool;
+    /// The agent's queue: its room, and whether it is paused.
+    fn queue(&self) -> &AgentQueue;
     /// Raised when a bounded shutdown gives up on the agent's waiting tasks.
     fn aborted(&self) -> &crate::signal::Signal;
 }
@@ -52,24 +52,22 @@ pub(crate) trait Home<T, O>: Send + Sync {
 /// in its mailbox), the task goes back to its agent to be delivered again (to a restarted
 /// or another replica), or ends as `AgentStopped` if the agent is gone: never silently.
 pub(crate) struct Envelope<T, O> {
-    parts: Option<(T, Ticket<O>)>,
-    home: Weak<dyn Home<T, O>>,
+    parts: Option<(T, Ticket<T, O>)>,
 }
 
 impl<T, O> Envelope<T, O> {
-    pub(crate) fn new(task: T, ticket: Ticket<O>, home: Weak<dyn Home<T, O>>) -> Self {
+    pub(crate) fn new(task: T, ticket: Ticket<T, O>) -> Self {
         Self {
             parts: Some((task, ticket)),
-            home,
         }
     }
 
-    pub(crate) fn ticket(&self) -> &Ticket<O> {
+    pub(crate) fn ticket(&self) -> &Ticket<T, O> {
         // `parts` is only taken by `into_parts` (which consumes) and `drop`.
         &self.parts.as_ref().expect("envelope holds its task").1
     }
 
-    pub(crate) fn into_parts(mut self) -> (T, Ticket<O>) {
+    pub(crate) fn into_parts(mut self) -> (T, Ticket<T, O>) {
         self.parts.take().expect("envelope holds its task")
     }
 }
@@ -77,22 +75,21 @@ impl<T, O> Envelope<T, O> {
 impl<T, O> Drop for Envelope<T, O> {
     fn drop(&mut self) {
         if let Some((task, ticket)) = self.parts.take() {
-            match self.home.upgrade() {
-                Some(home) => home.redeliver(task, ticket),
-                None => drop(ticket),
-            }
+            ticket.home.clone().redeliver(task, ticket);
         }
     }
 }
 
-/// The part of a task that answers for it: its shared state, the room it holds in its
-/// agent's queue, and, once delivered, its replica's load and breaker permit.
+/// The part of a task that answers for it: its shared state, its agent, the room it holds in
+/// that agent's queue, and, once delivered, its replica's load and breaker permit.
 ///
 /// Dropping a ticket whose task has not ended ends it as `AgentStopped`, and gives the queue
-/// room back.
-pub(crate) struct Ticket<O> {
+/// room back. The ticket's reference to its agent is the one reference count a task moves
+/// between the submitter's thread and the agent's.
+pub(crate) struct Ticket<T, O> {
     pub(crate) shared: Arc<TaskShared<O>>,
-    _permit: OwnedSemaphorePermit,
+    home: Arc<dyn Home<T, O>>,
+    slot: Option<Slot>,
     assigned: Option<Assignment>,
 }
 
@@ -103,11 +100,12 @@ struct Assignment {
     breaker: Option<Permit>,
 }
 
-impl<O> Ticket<O> {
-    pub(crate) fn new(shared: Arc<TaskShared<O>>, permit: OwnedSemaphorePermit) -> Self {
+impl<T, O> Ticket<T, O> {
+    pub(crate) fn new(shared: Arc<TaskShared<O>>, home: Arc<dyn Home<T, O>>, slot: Slot) -> Self {
         Self {
             shared,
-            _permit: permit,
+            home,
+            slot: Some(slot),
             assigned: None,
         }
     }
@@ -145,10 +143,13 @@ impl<O> Ticket<O> {
     }
 }
 
-impl<O> Drop for Ticket<O> {
+impl<T, O> Drop for Ticket<T, O> {
     fn drop(&mut self) {
         self.unassign();
         // A no-op for a task that already ended or was handed on.
         self.shared.abandon();
+        if let Some(slot) = self.slot.take() {
+            self.home.queue().release(slot);
+        }
     }
 }

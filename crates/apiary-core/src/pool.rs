@@ -474,9 +474,9 @@ impl<A: Agent> Pooled<A> {
             return Err(SubmitError::new(SubmitErrorKind::SwarmStopped, task));
         }
         match member.entry.reserve(options.wait).await {
-            Ok(permit) => member
+            Ok(slot) => member
                 .entry
-                .dispatch(self.pool.rt.next_task_id(), task, options, permit),
+                .dispatch(self.pool.rt.next_task_id(), task, options, slot),
             Err(kind) => Err(SubmitError::new(kind, task)),
         }
     }

@@ -2,9 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use tokio::sync::Notify;
-
-use crate::sync::AtomicBool;
+use crate::sync::{AtomicBool, Notify};
 
 /// A one-way "stop" signal (a task's, an agent's): a flag, and a way to wait for it.
 ///
