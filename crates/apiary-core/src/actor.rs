@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::events::EventBus;
 use crate::mailbox::{AgentMsg, Envelope, Home, Ticket};
-use crate::task::TaskShared;
+use crate::task::{Reply, TaskShared};
 use crate::telemetry;
 use crate::{Agent, AgentContext, EventKind, Outcome, StopReason, TaskError, TaskState};
 
@@ -193,7 +193,7 @@ async fn run<A: Agent>(
         // on its result sees the breaker already updated.
         Ok(Ok(output)) => {
             home.report(&ticket, Outcome::Completed);
-            shared.finish(Outcome::Completed, Ok(output));
+            answer_last(shared.finish_later(Outcome::Completed, Ok(output)), ticket, shared);
             Ok(())
         }
         Ok(Err(e)) => {
@@ -202,7 +202,7 @@ async fn run<A: Agent>(
                 agent: agent(),
                 source: e.into(),
             };
-            shared.finish(Outcome::Failed, Err(err));
+            answer_last(shared.finish_later(Outcome::Failed, Err(err)), ticket, shared);
             Ok(())
         }
         Err(panic) => {
@@ -218,6 +218,17 @@ async fn run<A: Agent>(
             });
             Err(format!("agent `{}` panicked: {message}", shared.agent()).into())
         }
+    }
+}
+
+/// Sends a task's answer after letting go of the task: its room in the queue is free before
+/// the submitter hears, and the submitter's handle holds the last reference, so the task is
+/// freed on the submitter's thread rather than bounced back to it.
+fn answer_last<T, O>(reply: Option<Reply<O>>, ticket: Ticket<T, O>, shared: Arc<TaskShared<O>>) {
+    drop(ticket);
+    drop(shared);
+    if let Some(reply) = reply {
+        reply.send();
     }
 }
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::Outcome;
 
 pub use handle::{TaskCanceller, TaskHandle};
-pub(crate) use shared::{TaskEnv, TaskShared};
+pub(crate) use shared::{Reply, TaskEnv, TaskShared};
 
 /// Where a task is in its life. The last four are terminal: a task reaches exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -27,6 +27,20 @@ use crate::{AgentName, EventKind, Outcome, TaskError, TaskId};
 /// What a submitter receives.
 pub(crate) type Answer<O> = Result<O, TaskError>;
 
+/// A submitter's answer, taken (so nobody else can answer) but not sent yet.
+#[must_use = "an answer taken must be sent"]
+pub(crate) struct Reply<O> {
+    tx: oneshot::Sender<Answer<O>>,
+    answer: Answer<O>,
+}
+
+impl<O> Reply<O> {
+    pub(crate) fn send(self) {
+        // The submitter may have dropped its handle; the task still ended exactly once.
+        let _ = self.tx.send(self.answer);
+    }
+}
+
 /// What every task of one agent shares: the agent's name, the swarm's events and the agent's
 /// metrics (one `Arc` per task instead of three).
 pub(crate) struct TaskEnv {
@@ -44,14 +58,14 @@ pub(crate) struct TaskShared<O> {
     stop: Signal,
     pub(crate) span: tracing::Span,
     state: AtomicU8,
-    reply: Reply<O>,
+    reply: Link<O>,
     submitted_at: Instant,
     /// Nanoseconds from `submitted_at` to the first start, plus one; 0 until it starts. (An
     /// atomic, not a `OnceLock<Instant>`: this is on every task's path.)
     started_after: AtomicU64,
 }
 
-enum Reply<O> {
+enum Link<O> {
     /// The first hop: its submitter awaits the receiver of this chain's sender.
     First(Mutex<Chain<O>>),
     /// A later hop: its answer goes to the first hop's submitter.
@@ -80,7 +94,7 @@ impl<O> TaskShared<O> {
             ended: None,
         };
         (
-            Self::build(id, env, deadline, Reply::First(Mutex::new(chain))),
+            Self::build(id, env, deadline, Link::First(Mutex::new(chain))),
             rx,
         )
     }
@@ -92,14 +106,14 @@ impl<O> TaskShared<O> {
         deadline: Option<Instant>,
         first: Arc<Self>,
     ) -> Arc<Self> {
-        Self::build(id, env, deadline, Reply::Hop(first))
+        Self::build(id, env, deadline, Link::Hop(first))
     }
 
     fn build(
         id: TaskId,
         env: Arc<TaskEnv>,
         deadline: Option<Instant>,
-        reply: Reply<O>,
+        reply: Link<O>,
     ) -> Arc<Self> {
         env.metrics.accepted();
         let span = tracing::info_span!("apiary.task", task = id.0, agent = %env.agent);
@@ -121,8 +135,8 @@ impl<O> TaskShared<O> {
     /// The task as first submitted (this one, unless it is a hop).
     pub(crate) fn first_hop(self: &Arc<Self>) -> Arc<Self> {
         match &self.reply {
-            Reply::First(_) => self.clone(),
-            Reply::Hop(first) => first.clone(),
+            Link::First(_) => self.clone(),
+            Link::Hop(first) => first.clone(),
         }
     }
 
@@ -142,7 +156,7 @@ impl<O> TaskShared<O> {
         if own != TaskState::Delegated {
             return own;
         }
-        let Reply::First(chain) = &self.reply else {
+        let Link::First(chain) = &self.reply else {
             return own;
         };
         let holder = {
@@ -232,6 +246,17 @@ impl<O> TaskShared<O> {
         true
     }
 
+    /// [`finish`](Self::finish), except that the submitter's answer is handed back to be sent
+    /// later, once the caller has let go of the task (its ticket, its room in the queue): the
+    /// submitter then holds the last reference, and the task is freed on its thread.
+    pub(crate) fn finish_later(&self, outcome: Outcome, answer: Answer<O>) -> Option<Reply<O>> {
+        debug_assert_ne!(outcome, Outcome::Delegated);
+        if !self.close(outcome) {
+            return None;
+        }
+        self.take_answer(answer, TaskState::of(outcome))
+    }
+
     /// Ends the hop as timed out.
     pub(crate) fn time_out(&self) -> bool {
         self.finish(
@@ -259,7 +284,7 @@ impl<O> TaskShared<O> {
             return false;
         }
         self.env.metrics.withdrawn();
-        if let Reply::First(chain) = &self.reply {
+        if let Link::First(chain) = &self.reply {
             lock(chain).tx = None;
         }
         true
@@ -314,6 +339,13 @@ impl<O> TaskShared<O> {
 
     /// Answers the submitter, if nobody has yet.
     fn answer(&self, answer: Answer<O>, state: TaskState) {
+        if let Some(answer) = self.take_answer(answer, state) {
+            answer.send();
+        }
+    }
+
+    /// The answer ready to send, if nobody has answered yet.
+    fn take_answer(&self, answer: Answer<O>, state: TaskState) -> Option<Reply<O>> {
         let (_, chain) = self.first();
         let (tx, holder) = {
             let mut chain = lock(chain);
@@ -325,19 +357,16 @@ impl<O> TaskShared<O> {
         };
         // The holder points back at the first hop: dropping it here breaks the cycle.
         drop(holder);
-        if let Some(tx) = tx {
-            // The submitter may have dropped its handle; the task still ended exactly once.
-            let _ = tx.send(answer);
-        }
+        tx.map(|tx| Reply { tx, answer })
     }
 
     fn first(&self) -> (&Self, &Mutex<Chain<O>>) {
         match &self.reply {
-            Reply::First(chain) => (self, chain),
-            Reply::Hop(first) => match &first.reply {
-                Reply::First(chain) => (first, chain),
+            Link::First(chain) => (self, chain),
+            Link::Hop(first) => match &first.reply {
+                Link::First(chain) => (first, chain),
                 // Hops always point at a first hop.
-                Reply::Hop(_) => unreachable!("a hop points at another hop"),
+                Link::Hop(_) => unreachable!("a hop points at another hop"),
             },
         }
     }
