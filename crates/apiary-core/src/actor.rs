@@ -178,7 +178,9 @@ async fn run<A: Agent>(
         // An agent that answers on its first poll (most do) never meets the other signals.
         match futures::poll!(work.as_mut()) {
             Poll::Ready(r) => Some(r),
-            Poll::Pending => wait(work, &shared, &*state.home, &ticket).await,
+            // Boxed: the wait's state (timers, wake-ups) would otherwise make every task's
+            // future several times larger, and the actor copies that future per message.
+            Poll::Pending => Box::pin(wait(work, &shared, &*state.home, &ticket)).await,
         }
     };
     state.ctx.set_task(None);
@@ -193,7 +195,11 @@ async fn run<A: Agent>(
         // on its result sees the breaker already updated.
         Ok(Ok(output)) => {
             home.report(&ticket, Outcome::Completed);
-            answer_last(shared.finish_later(Outcome::Completed, Ok(output)), ticket, shared);
+            answer_last(
+                shared.finish_later(Outcome::Completed, Ok(output)),
+                ticket,
+                shared,
+            );
             Ok(())
         }
         Ok(Err(e)) => {
@@ -202,7 +208,11 @@ async fn run<A: Agent>(
                 agent: agent(),
                 source: e.into(),
             };
-            answer_last(shared.finish_later(Outcome::Failed, Err(err)), ticket, shared);
+            answer_last(
+                shared.finish_later(Outcome::Failed, Err(err)),
+                ticket,
+                shared,
+            );
             Ok(())
         }
         Err(panic) => {
@@ -224,7 +234,7 @@ async fn run<A: Agent>(
 /// Sends a task's answer after letting go of the task: its room in the queue is free before
 /// the submitter hears, and the submitter's handle holds the last reference, so the task is
 /// freed on the submitter's thread rather than bounced back to it.
-fn answer_last<T, O>(reply: Option<Reply<O>>, ticket: Ticket<T, O>, shared: Arc<TaskShared<O>>) {
+fn answer_last<T, O>(reply: Option<Reply>, ticket: Ticket<T, O>, shared: Arc<TaskShared<O>>) {
     drop(ticket);
     drop(shared);
     if let Some(reply) = reply {

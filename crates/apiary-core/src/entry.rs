@@ -282,10 +282,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         options: SubmitOptions,
         slot: Slot,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let (shared, rx) = TaskShared::new(id, self.env.clone(), self.deadline(&options));
+        let shared = TaskShared::new(id, self.env.clone(), self.deadline(&options));
         let ticket = Ticket::new(shared.clone(), self.clone(), slot);
         match self.deliver(task, ticket, true) {
-            Ok(()) => Ok(TaskHandle::new(shared, rx)),
+            Ok(()) => Ok(TaskHandle::new(shared)),
             Err((task, ticket, refusal)) => {
                 // Never accepted: the task goes back to the caller instead of failing.
                 ticket.shared.withdraw();

@@ -4,10 +4,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
-use super::shared::{Answer, TaskShared};
+use super::shared::TaskShared;
 use super::TaskState;
 use crate::{AgentName, Outcome, TaskError, TaskId};
 
@@ -64,7 +63,6 @@ use crate::{AgentName, Outcome, TaskError, TaskId};
 #[must_use = "a task handle does nothing unless awaited; dropping it lets the task run detached"]
 pub struct TaskHandle<O> {
     shared: Arc<TaskShared<O>>,
-    rx: oneshot::Receiver<Answer<O>>,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
@@ -79,11 +77,11 @@ impl<O> fmt::Debug for TaskHandle<O> {
 }
 
 impl<O> TaskHandle<O> {
-    pub(crate) fn new(shared: Arc<TaskShared<O>>, rx: oneshot::Receiver<Answer<O>>) -> Self {
+    pub(crate) fn new(shared: Arc<TaskShared<O>>) -> Self {
         let sleep = shared
             .deadline
             .map(|d| Box::pin(tokio::time::sleep_until(d)));
-        Self { shared, rx, sleep }
+        Self { shared, sleep }
     }
 
     /// The task's number.
@@ -133,29 +131,26 @@ impl<O> TaskHandle<O> {
 impl<O> Future for TaskHandle<O> {
     type Output = Result<O, TaskError>;
 
+    /// # Panics
+    ///
+    /// If polled again after it completed.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let Poll::Ready(r) = Pin::new(&mut this.rx).poll(cx) {
-            return Poll::Ready(r.unwrap_or_else(|_| {
-                // The reply was dropped unsent: only possible if the runtime itself vanished.
-                Err(TaskError::AgentStopped {
-                    agent: this.shared.agent().clone(),
-                })
-            }));
+        if let Poll::Ready(answer) = this.shared.poll_answer() {
+            return Poll::Ready(answer);
+        }
+        // Registered before looking again: an answer put in place after the look wakes us.
+        this.shared.register(cx.waker());
+        if let Poll::Ready(answer) = this.shared.poll_answer() {
+            return Poll::Ready(answer);
         }
         if let Some(sleep) = this.sleep.as_mut() {
             if sleep.as_mut().poll(cx).is_ready() {
                 this.sleep = None;
-                // Whoever ended the task first has already sent its result; either way the
-                // channel now holds exactly one.
+                // Whoever ended the task first has already answered; either way the answer
+                // is in place now.
                 this.shared.end_chain(Outcome::TimedOut);
-                return Pin::new(&mut this.rx).poll(cx).map(|r| {
-                    r.unwrap_or_else(|_| {
-                        Err(TaskError::TimedOut {
-                            agent: this.shared.agent().clone(),
-                        })
-                    })
-                });
+                return this.shared.poll_answer();
             }
         }
         Poll::Pending

@@ -7,14 +7,18 @@
 //! the one gate for ending that hop: its `TaskFinished` event, its metrics and its answer
 //! come from whoever won it. Only the hop that holds the task answers the submitter: a hop
 //! handed on ends as `Delegated` and answers nothing. Cancelling (or timing out) the task
-//! ends whichever hop holds it now. The submitter's reply sender sits behind one small mutex
-//! on the first hop as a second guard: it is taken once, so the submitter gets exactly one
+//! ends whichever hop holds it now. The submitter's answer slot sits behind one small mutex
+//! on the first hop as a second guard: it is set once, so the submitter gets exactly one
 //! answer however hops race.
+//!
+//! The first hop is also its submitter's one-shot channel: the answer is put in place under
+//! that mutex and the submitter's waker (an `AtomicWaker`) is woken, so a submission
+//! allocates one object, not a task and a channel.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use futures::task::AtomicWaker;
 use tokio::time::Instant;
 
 use super::TaskState;
@@ -27,17 +31,16 @@ use crate::{AgentName, EventKind, Outcome, TaskError, TaskId};
 /// What a submitter receives.
 pub(crate) type Answer<O> = Result<O, TaskError>;
 
-/// A submitter's answer, taken (so nobody else can answer) but not sent yet.
-#[must_use = "an answer taken must be sent"]
-pub(crate) struct Reply<O> {
-    tx: oneshot::Sender<Answer<O>>,
-    answer: Answer<O>,
-}
+/// The wake-up of a submitter whose answer is already in place, held back until the agent
+/// has let go of the task.
+#[must_use = "a submitter's wake-up must be sent"]
+pub(crate) struct Reply(Option<std::task::Waker>);
 
-impl<O> Reply<O> {
+impl Reply {
     pub(crate) fn send(self) {
-        // The submitter may have dropped its handle; the task still ended exactly once.
-        let _ = self.tx.send(self.answer);
+        if let Some(waker) = self.0 {
+            waker.wake();
+        }
     }
 }
 
@@ -59,6 +62,9 @@ pub(crate) struct TaskShared<O> {
     pub(crate) span: tracing::Span,
     state: AtomicU8,
     reply: Link<O>,
+    /// The submitter's waker (first hops only): the task is its own one-shot channel, so a
+    /// submission allocates one object, not two.
+    waker: AtomicWaker,
     submitted_at: Instant,
     /// Nanoseconds from `submitted_at` to the first start, plus one; 0 until it starts. (An
     /// atomic, not a `OnceLock<Instant>`: this is on every task's path.)
@@ -73,7 +79,10 @@ enum Link<O> {
 }
 
 struct Chain<O> {
-    tx: Option<oneshot::Sender<Answer<O>>>,
+    /// Whether the task has been answered: set once, by whoever ends it.
+    answered: bool,
+    /// The answer, until the submitter takes it.
+    answer: Option<Answer<O>>,
     /// The hop that holds the task after it was handed on; `None`: the first hop itself.
     holder: Option<Arc<TaskShared<O>>>,
     /// The state the task ended in, once answered (what a handed-on first hop shows).
@@ -81,22 +90,15 @@ struct Chain<O> {
 }
 
 impl<O> TaskShared<O> {
-    /// A task as submitted: the shared state and the receiver its handle awaits.
-    pub(crate) fn new(
-        id: TaskId,
-        env: Arc<TaskEnv>,
-        deadline: Option<Instant>,
-    ) -> (Arc<Self>, oneshot::Receiver<Answer<O>>) {
-        let (tx, rx) = oneshot::channel();
+    /// A task as submitted; its handle awaits the answer in it.
+    pub(crate) fn new(id: TaskId, env: Arc<TaskEnv>, deadline: Option<Instant>) -> Arc<Self> {
         let chain = Chain {
-            tx: Some(tx),
+            answered: false,
+            answer: None,
             holder: None,
             ended: None,
         };
-        (
-            Self::build(id, env, deadline, Link::First(Mutex::new(chain))),
-            rx,
-        )
+        Self::build(id, env, deadline, Link::First(Mutex::new(chain)))
     }
 
     /// A task that `first` was handed on to.
@@ -127,6 +129,7 @@ impl<O> TaskShared<O> {
             span,
             state: AtomicU8::new(TaskState::Queued as u8),
             reply,
+            waker: AtomicWaker::new(),
             submitted_at: Instant::now(),
             started_after: AtomicU64::new(0),
         })
@@ -249,7 +252,7 @@ impl<O> TaskShared<O> {
     /// [`finish`](Self::finish), except that the submitter's answer is handed back to be sent
     /// later, once the caller has let go of the task (its ticket, its room in the queue): the
     /// submitter then holds the last reference, and the task is freed on its thread.
-    pub(crate) fn finish_later(&self, outcome: Outcome, answer: Answer<O>) -> Option<Reply<O>> {
+    pub(crate) fn finish_later(&self, outcome: Outcome, answer: Answer<O>) -> Option<Reply> {
         debug_assert_ne!(outcome, Outcome::Delegated);
         if !self.close(outcome) {
             return None;
@@ -285,7 +288,7 @@ impl<O> TaskShared<O> {
         }
         self.env.metrics.withdrawn();
         if let Link::First(chain) = &self.reply {
-            lock(chain).tx = None;
+            lock(chain).answered = true;
         }
         true
     }
@@ -339,25 +342,55 @@ impl<O> TaskShared<O> {
 
     /// Answers the submitter, if nobody has yet.
     fn answer(&self, answer: Answer<O>, state: TaskState) {
-        if let Some(answer) = self.take_answer(answer, state) {
-            answer.send();
+        if let Some(reply) = self.take_answer(answer, state) {
+            reply.send();
         }
     }
 
-    /// The answer ready to send, if nobody has answered yet.
-    fn take_answer(&self, answer: Answer<O>, state: TaskState) -> Option<Reply<O>> {
-        let (_, chain) = self.first();
-        let (tx, holder) = {
+    /// Puts the answer in place, if nobody has answered yet, and hands back the submitter's
+    /// wake-up.
+    fn take_answer(&self, answer: Answer<O>, state: TaskState) -> Option<Reply> {
+        let (first, chain) = self.first();
+        let holder = {
             let mut chain = lock(chain);
-            let tx = chain.tx.take();
-            if tx.is_some() {
-                chain.ended = Some(state);
+            if chain.answered {
+                return None;
             }
-            (tx, chain.holder.take())
+            chain.answered = true;
+            chain.answer = Some(answer);
+            chain.ended = Some(state);
+            chain.holder.take()
         };
         // The holder points back at the first hop: dropping it here breaks the cycle.
         drop(holder);
-        tx.map(|tx| Reply { tx, answer })
+        Some(Reply(first.waker.take()))
+    }
+
+    /// The answer, if it is there (taken once).
+    #[cfg(all(test, apiary_loom))]
+    fn take_ready(&self) -> Option<Answer<O>> {
+        let (_, chain) = self.first();
+        lock(chain).answer.take()
+    }
+
+    /// The answer if it is there, for the submitter's handle.
+    ///
+    /// # Panics
+    ///
+    /// If the answer was already taken: the handle was polled after it completed.
+    pub(crate) fn poll_answer(&self) -> std::task::Poll<Answer<O>> {
+        let (_, chain) = self.first();
+        let mut chain = lock(chain);
+        match chain.answer.take() {
+            Some(answer) => std::task::Poll::Ready(answer),
+            None if chain.answered => panic!("a TaskHandle was polled after it completed"),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    /// Registers the submitter's waker, woken when the answer is in place.
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        self.first().0.waker.register(waker);
     }
 
     fn first(&self) -> (&Self, &Mutex<Chain<O>>) {
@@ -387,7 +420,7 @@ impl<O> TaskShared<O> {
             let hop = {
                 let (_, chain) = self.first();
                 let chain = lock(chain);
-                if chain.tx.is_none() {
+                if chain.answered {
                     return false;
                 }
                 chain.holder.clone()
@@ -415,7 +448,7 @@ impl<O> TaskShared<O> {
     pub(crate) fn pass_to(&self, next: &Arc<Self>) -> bool {
         let (_, chain) = self.first();
         let mut chain = lock(chain);
-        if chain.tx.is_none() {
+        if chain.answered {
             return false;
         }
         chain.holder = Some(next.clone());
@@ -470,14 +503,16 @@ mod loom_tests {
         })
     }
 
-    fn answer(rx: &mut oneshot::Receiver<Answer<u32>>) -> Answer<u32> {
-        rx.try_recv().expect("exactly one answer was sent")
+    fn answer(task: &TaskShared<u32>) -> Answer<u32> {
+        let answer = task.take_ready().expect("an answer is in place");
+        assert!(task.take_ready().is_none(), "taken once");
+        answer
     }
 
     #[test]
     fn loom_finish_and_cancel_race_to_one_answer() {
         loom::model(|| {
-            let (task, mut rx) = TaskShared::<u32>::new(TaskId(1), env("a"), None);
+            let task = TaskShared::<u32>::new(TaskId(1), env("a"), None);
             assert!(task.start());
             let done = loom::thread::spawn({
                 let task = task.clone();
@@ -486,7 +521,7 @@ mod loom_tests {
             let cancelled = task.end_chain(Outcome::Cancelled);
             let completed = done.join().unwrap();
             assert!(completed ^ cancelled, "exactly one of them ends the task");
-            match answer(&mut rx) {
+            match answer(&task) {
                 Ok(7) => assert!(completed && task.state() == TaskState::Completed),
                 Err(TaskError::Cancelled) => {
                     assert!(cancelled && task.state() == TaskState::Cancelled)
@@ -511,7 +546,7 @@ mod loom_tests {
     #[test]
     fn loom_a_cancel_racing_a_hand_off_ends_the_task_once_and_stops_every_hop() {
         loom::model(|| {
-            let (first, mut rx) = TaskShared::<u32>::new(TaskId(1), env("a"), None);
+            let first = TaskShared::<u32>::new(TaskId(1), env("a"), None);
             assert!(first.start());
             let hop = TaskShared::hop(TaskId(2), env("b"), None, first.first_hop());
             let handing = loom::thread::spawn({
@@ -520,7 +555,7 @@ mod loom_tests {
             });
             assert!(first.end_chain(Outcome::Cancelled), "nothing else ends it");
             handing.join().unwrap();
-            assert!(matches!(answer(&mut rx), Err(TaskError::Cancelled)));
+            assert!(matches!(answer(&first), Err(TaskError::Cancelled)));
             // Neither hop is left running for nobody.
             assert!(first.state().hop_ended() && hop.state().hop_ended());
             assert_eq!(first.chain_state(), TaskState::Cancelled);
@@ -530,7 +565,7 @@ mod loom_tests {
     #[test]
     fn loom_a_handed_on_task_answers_with_the_hop_or_the_cancel_never_both() {
         loom::model(|| {
-            let (first, mut rx) = TaskShared::<u32>::new(TaskId(1), env("a"), None);
+            let first = TaskShared::<u32>::new(TaskId(1), env("a"), None);
             assert!(first.start());
             let hop = TaskShared::hop(TaskId(2), env("b"), None, first.first_hop());
             assert!(hand_over(&first, &hop));
@@ -542,7 +577,7 @@ mod loom_tests {
             let cancelled = first.end_chain(Outcome::Cancelled);
             let completed = working.join().unwrap();
             assert!(completed ^ cancelled);
-            match answer(&mut rx) {
+            match answer(&first) {
                 Ok(9) => assert!(completed),
                 Err(TaskError::Cancelled) => assert!(cancelled),
                 other => panic!("unexpected answer {other:?}"),
