@@ -178,6 +178,11 @@ async fn run<A: Agent>(
         // An agent that answers on its first poll (most do) never meets the other signals.
         match futures::poll!(work.as_mut()) {
             Poll::Ready(r) => Some(r),
+            // Handed on (or ended from outside) during that first poll: nothing to wait for.
+            Poll::Pending if shared.stop_signal().is_raised() => {
+                ended_outside(&shared, &*state.home, &ticket);
+                None
+            }
             // Boxed: the wait's state (timers, wake-ups) would otherwise make every task's
             // future several times larger, and the actor copies that future per message.
             Poll::Pending => Box::pin(wait(work, &shared, &*state.home, &ticket)).await,
@@ -242,6 +247,16 @@ fn answer_last<T, O>(reply: Option<Reply>, ticket: Ticket<T, O>, shared: Arc<Tas
     }
 }
 
+/// A running task's stop signal was raised: it was cancelled, timed out by its awaiting
+/// handle, or handed on by the agent itself. Tells the breaker what it should hear of it.
+fn ended_outside<T, O>(shared: &TaskShared<O>, home: &dyn Home<T, O>, ticket: &Ticket<T, O>) {
+    match shared.state() {
+        TaskState::Delegated => home.report(ticket, Outcome::Delegated),
+        TaskState::TimedOut => home.report(ticket, Outcome::TimedOut),
+        _ => {}
+    }
+}
+
 /// Waits for a task that did not answer at once: its end, or a signal that ends it from
 /// outside (cancelled, timed out, handed on, a bounded shutdown's abort). `None` if it was
 /// ended from outside; the breaker has then heard how.
@@ -261,13 +276,7 @@ async fn wait<F: Future, T, O>(
         biased;
         r = work => Some(r),
         () = shared.stop_signal().raised() => {
-            // Ended from outside (cancelled, or timed out by its awaiting handle), or handed
-            // on by the agent itself.
-            match shared.state() {
-                TaskState::Delegated => home.report(ticket, Outcome::Delegated),
-                TaskState::TimedOut => home.report(ticket, Outcome::TimedOut),
-                _ => {}
-            }
+            ended_outside(shared, home, ticket);
             None
         }
         () = deadline => {
