@@ -171,12 +171,12 @@ impl<T: Send + 'static, O: Send + 'static> AgentRef<T, O> {
 
     /// Tasks queued or running for the agent now.
     pub fn queue_depth(&self) -> usize {
-        self.entry.queue.depth()
+        self.entry.queue().depth()
     }
 
     /// The bound on the agent's queue.
     pub fn queue_capacity(&self) -> usize {
-        self.entry.queue.capacity()
+        self.entry.queue().capacity()
     }
 
     /// Whether a task may be submitted now: the swarm is open (or the sender is one of its

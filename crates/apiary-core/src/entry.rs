@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use apiary_supervisor::{CircuitBreaker, Transition};
@@ -18,7 +18,7 @@ use ractor::{ActorCell, ActorStatus, MessagingErr};
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use crate::mailbox::{AgentMsg, Envelope, Home, Ticket};
+use crate::mailbox::{AgentMsg, Envelope, Home, Redelivery, Ticket};
 use crate::queue::{AgentQueue, NoRoom, Slot};
 use crate::signal::Signal;
 use crate::task::{TaskEnv, TaskShared};
@@ -176,7 +176,6 @@ pub(crate) type Cloner<T> = fn(&T) -> T;
 pub(crate) struct AgentEntry<T, O> {
     pub(crate) name: AgentName,
     pub(crate) spec: Arc<AgentSpec>,
-    pub(crate) queue: AgentQueue,
     timeout: Option<Duration>,
     spawner: Option<Arc<dyn Spawner<T, O>>>,
     cloner: Option<Cloner<T>>,
@@ -202,22 +201,24 @@ pub(crate) struct EntryParts<T, O> {
 
 impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     pub(crate) fn new(parts: EntryParts<T, O>) -> Arc<Self> {
-        Arc::new(Self::from_parts(parts))
+        Arc::new_cyclic(|me: &Weak<Self>| {
+            let home: Weak<dyn Home<T, O>> = me.clone();
+            Self::from_parts(parts, Redelivery(home))
+        })
     }
-}
 
-impl<T, O> AgentEntry<T, O> {
-    fn from_parts(parts: EntryParts<T, O>) -> Self {
+    fn from_parts(parts: EntryParts<T, O>, home: Redelivery<T, O>) -> Self {
         let name = AgentName::from(parts.spec.name.as_str());
         Self {
             env: Arc::new(TaskEnv {
                 metrics: telemetry::AgentMetrics::new(&name),
                 agent: name.clone(),
                 bus: parts.bus,
+                queue: AgentQueue::new(parts.capacity),
+                home: Box::new(home),
             }),
             name,
             timeout: parts.spec.task_timeout,
-            queue: AgentQueue::new(parts.capacity),
             spec: parts.spec,
             spawner: parts.spawner,
             cloner: parts.cloner,
@@ -247,10 +248,15 @@ impl<T, O> AgentEntry<T, O> {
 }
 
 impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
+    /// The agent's queue.
+    pub(crate) fn queue(&self) -> &AgentQueue {
+        &self.env.queue
+    }
+
     /// Room for one task in this agent's queue, waiting for it or not as `wait` says.
     pub(crate) async fn reserve(&self, wait: bool) -> Result<Slot, SubmitErrorKind> {
         if wait {
-            self.queue
+            self.queue()
                 .reserve()
                 .await
                 .map_err(|_closed| SubmitErrorKind::AgentStopped(self.name.clone()))
@@ -261,7 +267,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
 
     /// Room for one task in this agent's queue if there is some now (`Busy` if not).
     pub(crate) fn try_reserve(&self) -> Result<Slot, SubmitErrorKind> {
-        self.queue.try_reserve().map_err(|e| match e {
+        self.queue().try_reserve().map_err(|e| match e {
             NoRoom::Full => SubmitErrorKind::Busy(self.name.clone()),
             NoRoom::Closed => SubmitErrorKind::AgentStopped(self.name.clone()),
         })
@@ -283,7 +289,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         slot: Slot,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
         let shared = TaskShared::new(id, self.env.clone(), self.deadline(&options));
-        let ticket = Ticket::new(shared.clone(), self.clone(), slot);
+        let ticket = Ticket::new(shared.clone(), slot);
         match self.deliver(task, ticket, true) {
             Ok(()) => Ok(TaskHandle::new(shared)),
             Err((task, ticket, refusal)) => {
@@ -309,10 +315,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         let hop = TaskShared::hop(id, self.env.clone(), deadline, from.first_hop());
         if !from.pass_to(&hop) {
             hop.withdraw();
-            self.queue.release(slot);
+            self.queue().release(slot);
             return Err((task, SubmitErrorKind::NoTask));
         }
-        match self.deliver(task, Ticket::new(hop.clone(), self.clone(), slot), true) {
+        match self.deliver(task, Ticket::new(hop.clone(), slot), true) {
             Ok(()) => {
                 if !from.handed_to(&hop) {
                     // `from` ended meanwhile (cancelled, timed out) and answered: the new hop
@@ -525,7 +531,7 @@ impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
     }
 
     fn queue(&self) -> &AgentQueue {
-        &self.queue
+        &self.env.queue
     }
 
     fn aborted(&self) -> &Signal {
@@ -533,9 +539,9 @@ impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
     }
 }
 
-impl<T, O> LiveMember for AgentEntry<T, O> {
+impl<T: Send + 'static, O: Send + 'static> LiveMember for AgentEntry<T, O> {
     fn load(&self) -> usize {
-        self.queue.depth()
+        self.queue().depth()
     }
 
     fn alive(&self) -> bool {
@@ -553,7 +559,7 @@ impl<T: Send + 'static, O: Send + 'static> ErasedEntry for AgentEntry<T, O> {
     }
 
     fn queue(&self) -> &AgentQueue {
-        &self.queue
+        &self.env.queue
     }
 
     fn as_live(&self) -> &dyn LiveMember {
@@ -582,7 +588,7 @@ impl<T: Send + 'static, O: Send + 'static> ErasedEntry for AgentEntry<T, O> {
     }
 
     fn resume(&self) {
-        self.queue.set_paused(false);
+        self.queue().set_paused(false);
         for replica in self.replica_slice() {
             // A stopped replica has nothing held.
             let _ = replica

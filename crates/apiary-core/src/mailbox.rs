@@ -2,7 +2,7 @@
 //! ticket that answers for the task until it ends.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use apiary_supervisor::Permit;
 use ractor::RpcReplyPort;
@@ -12,7 +12,7 @@ use crate::task::TaskShared;
 use crate::Outcome;
 
 /// Messages an agent's actor takes.
-pub(crate) enum AgentMsg<T, O> {
+pub(crate) enum AgentMsg<T: 'static, O: 'static> {
     /// A task to run (or hold, while the queue is paused).
     Task(Envelope<T, O>),
     /// The queue was resumed: run what was held.
@@ -46,16 +46,20 @@ pub(crate) trait Home<T, O>: Send + Sync {
     fn aborted(&self) -> &crate::signal::Signal;
 }
 
+/// The way back to an agent for a task whose envelope was dropped unopened, kept (types
+/// erased) in the agent's `TaskEnv`.
+pub(crate) struct Redelivery<T, O>(pub(crate) Weak<dyn Home<T, O>>);
+
 /// A task on its way to an agent's actor.
 ///
 /// If the envelope is dropped before the actor takes the task out (the actor died with it
 /// in its mailbox), the task goes back to its agent to be delivered again (to a restarted
 /// or another replica), or ends as `AgentStopped` if the agent is gone: never silently.
-pub(crate) struct Envelope<T, O> {
+pub(crate) struct Envelope<T: 'static, O: 'static> {
     parts: Option<(T, Ticket<T, O>)>,
 }
 
-impl<T, O> Envelope<T, O> {
+impl<T: 'static, O: 'static> Envelope<T, O> {
     pub(crate) fn new(task: T, ticket: Ticket<T, O>) -> Self {
         Self {
             parts: Some((task, ticket)),
@@ -72,25 +76,34 @@ impl<T, O> Envelope<T, O> {
     }
 }
 
-impl<T, O> Drop for Envelope<T, O> {
+impl<T: 'static, O: 'static> Drop for Envelope<T, O> {
     fn drop(&mut self) {
         if let Some((task, ticket)) = self.parts.take() {
-            ticket.home.clone().redeliver(task, ticket);
+            let home = ticket
+                .shared
+                .env
+                .home
+                .downcast_ref::<Redelivery<T, O>>()
+                .and_then(|r| r.0.upgrade());
+            match home {
+                Some(home) => home.redeliver(task, ticket),
+                // The agent is gone: the ticket's drop ends the task.
+                None => drop(ticket),
+            }
         }
     }
 }
 
-/// The part of a task that answers for it: its shared state, its agent, the room it holds in
-/// that agent's queue, and, once delivered, its replica's load and breaker permit.
+/// The part of a task that answers for it: its shared state, the room it holds in its
+/// agent's queue, and, once delivered, its replica's load and breaker permit.
 ///
 /// Dropping a ticket whose task has not ended ends it as `AgentStopped`, and gives the queue
-/// room back. The ticket's reference to its agent is the one reference count a task moves
-/// between the submitter's thread and the agent's.
+/// room back.
 pub(crate) struct Ticket<T, O> {
     pub(crate) shared: Arc<TaskShared<O>>,
-    home: Arc<dyn Home<T, O>>,
     slot: Option<Slot>,
     assigned: Option<Assignment>,
+    _task: std::marker::PhantomData<fn(T)>,
 }
 
 struct Assignment {
@@ -101,12 +114,12 @@ struct Assignment {
 }
 
 impl<T, O> Ticket<T, O> {
-    pub(crate) fn new(shared: Arc<TaskShared<O>>, home: Arc<dyn Home<T, O>>, slot: Slot) -> Self {
+    pub(crate) fn new(shared: Arc<TaskShared<O>>, slot: Slot) -> Self {
         Self {
             shared,
-            home,
             slot: Some(slot),
             assigned: None,
+            _task: std::marker::PhantomData,
         }
     }
 
@@ -149,7 +162,7 @@ impl<T, O> Drop for Ticket<T, O> {
         // A no-op for a task that already ended or was handed on.
         self.shared.abandon();
         if let Some(slot) = self.slot.take() {
-            self.home.queue().release(slot);
+            self.shared.env.queue.release(slot);
         }
     }
 }

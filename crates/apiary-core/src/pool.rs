@@ -362,7 +362,7 @@ impl<A: Agent> PoolInner<A> {
     }
 
     async fn retire(&self, member: Member<A::Task, A::Output>) {
-        member.entry.queue.close();
+        member.entry.queue().close();
         let _ = member.actor().stop_and_wait(None, None).await;
         self.size.fetch_sub(1, Ordering::AcqRel);
     }
@@ -520,7 +520,7 @@ impl<A: Agent> Drop for Pooled<A> {
             }
             // No runtime to reset it on: stop the agent rather than hand out dirty state.
             Err(_) => {
-                member.entry.queue.close();
+                member.entry.queue().close();
                 member.actor().stop(None);
                 pool.size.fetch_sub(1, Ordering::AcqRel);
             }

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::TaskState;
 use crate::events::EventBus;
+use crate::queue::AgentQueue;
 use crate::signal::Signal;
 use crate::sync::{AtomicU8, Mutex, MutexGuard};
 use crate::telemetry::AgentMetrics;
@@ -44,12 +45,20 @@ impl Reply {
     }
 }
 
-/// What every task of one agent shares: the agent's name, the swarm's events and the agent's
-/// metrics (one `Arc` per task instead of three).
+/// What every task of one agent shares: the agent's name, the swarm's events, the agent's
+/// metrics, its queue, and the way back to the agent for a task whose actor died before
+/// running it.
+///
+/// A task holds it from its submission to its end, and both ends of that happen on the
+/// submitter's thread: so a task reaches its queue and agent without moving a reference count
+/// between the submitter's and the agent's threads.
 pub(crate) struct TaskEnv {
     pub(crate) agent: AgentName,
     pub(crate) bus: Arc<EventBus>,
     pub(crate) metrics: AgentMetrics,
+    pub(crate) queue: AgentQueue,
+    /// The agent, weakly and with its types erased (`mailbox::Redelivery`).
+    pub(crate) home: Box<dyn std::any::Any + Send + Sync>,
 }
 
 pub(crate) struct TaskShared<O> {
@@ -493,6 +502,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod loom_tests {
     use super::*;
     use crate::events::EventBus;
+    use crate::queue::AgentQueue;
 
     fn env(agent: &str) -> Arc<TaskEnv> {
         let agent = AgentName::from(agent);
@@ -500,6 +510,8 @@ mod loom_tests {
             metrics: AgentMetrics::new(&agent),
             agent,
             bus: Arc::new(EventBus::new(16, Vec::new())),
+            queue: AgentQueue::new(4),
+            home: Box::new(()),
         })
     }
 
