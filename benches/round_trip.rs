@@ -2,6 +2,10 @@
 //! equivalent actor, in the same run: one at a time (latency) and 1,000 in flight
 //! (throughput).
 //!
+//! On a shared machine the two criterion groups can run under different load, so the bench
+//! also prints a paired figure first: rounds of 1,000 in flight, raw and apiary alternating,
+//! and the median of the per-pair throughput ratios.
+//!
 //! Run: `cargo bench --bench round_trip`
 
 use std::time::Duration;
@@ -24,6 +28,7 @@ fn round_trip(c: &mut Criterion) {
         )
         .unwrap();
     let adder = swarm.agent::<u64, u64>("adder").unwrap();
+    paired(&rt, &raw, &adder);
 
     let mut group = c.benchmark_group("round_trip/sequential");
     group.measurement_time(Duration::from_secs(5));
@@ -68,6 +73,44 @@ fn round_trip(c: &mut Criterion) {
 
     rt.block_on(swarm.shutdown());
     raw.stop(None);
+}
+
+/// Alternates raw and apiary rounds of 1,000 in flight, and prints the median ratio of their
+/// throughputs (apiary / raw) over the pairs: each pair ran under the same load.
+fn paired(
+    rt: &tokio::runtime::Runtime,
+    raw: &ractor::ActorRef<baseline::RawMsg>,
+    adder: &apiary::AgentRef<u64, u64>,
+) {
+    const PAIRS: usize = 200;
+    const N: u64 = 1000;
+    let mut ratios = Vec::with_capacity(PAIRS);
+    rt.block_on(async {
+        for round in 0..PAIRS + 5 {
+            let started = std::time::Instant::now();
+            futures::future::join_all((0..N).map(|i| raw_call(raw, i))).await;
+            let raw_took = started.elapsed();
+            let started = std::time::Instant::now();
+            let mut handles = Vec::with_capacity(N as usize);
+            for i in 0..N {
+                handles.push(adder.submit(i).await.unwrap());
+            }
+            futures::future::join_all(handles).await;
+            let apiary_took = started.elapsed();
+            // The first rounds warm both up.
+            if round >= 5 {
+                ratios.push(raw_took.as_secs_f64() / apiary_took.as_secs_f64());
+            }
+        }
+    });
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "round_trip/in_flight paired: apiary / raw throughput, median of {PAIRS} alternating \
+         rounds of {N}: {:.2} (quartiles {:.2} .. {:.2})",
+        ratios[PAIRS / 2],
+        ratios[PAIRS / 4],
+        ratios[3 * PAIRS / 4]
+    );
 }
 
 criterion_group!(benches, round_trip);

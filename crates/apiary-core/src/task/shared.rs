@@ -74,7 +74,9 @@ pub(crate) struct TaskShared<O> {
     /// The submitter's waker (first hops only): the task is its own one-shot channel, so a
     /// submission allocates one object, not two.
     waker: AtomicWaker,
-    submitted_at: Instant,
+    /// When the task was accepted, on `quanta`'s clock (for queue and run times only; deadlines
+    /// are on tokio's clock, which tests can pause).
+    submitted_at: quanta::Instant,
     /// Nanoseconds from `submitted_at` to the first start, plus one; 0 until it starts. (An
     /// atomic, not a `OnceLock<Instant>`: this is on every task's path.)
     started_after: AtomicU64,
@@ -139,7 +141,7 @@ impl<O> TaskShared<O> {
             state: AtomicU8::new(TaskState::Queued as u8),
             reply,
             waker: AtomicWaker::new(),
-            submitted_at: Instant::now(),
+            submitted_at: quanta::Instant::now(),
             started_after: AtomicU64::new(0),
         })
     }
@@ -230,7 +232,7 @@ impl<O> TaskShared<O> {
             || self.transition(TaskState::Paused, TaskState::Running);
         if started {
             // A retried task keeps its first start time: `ran` spans every attempt.
-            let after = u64::try_from((Instant::now() - self.submitted_at).as_nanos())
+            let after = u64::try_from((quanta::Instant::now() - self.submitted_at).as_nanos())
                 .unwrap_or(u64::MAX - 1);
             let _ = self.started_after.compare_exchange(
                 0,
@@ -322,7 +324,7 @@ impl<O> TaskShared<O> {
                 Err(seen) => now = seen,
             }
         }
-        let ended = Instant::now() - self.submitted_at;
+        let ended = quanta::Instant::now() - self.submitted_at;
         let (queued, ran) = match self.started_after.load(Ordering::Relaxed) {
             0 => (ended, None),
             after => {
