@@ -29,6 +29,8 @@ if cargo tree -p apiary-core -e features --locked | grep -F 'ractor feature "clu
     exit 1
 fi
 echo "== a third-party topology crate (examples/external-topology) builds and passes without cmake"
+# Its Cargo.lock is its own: after changing apiary-core's dependencies, refresh it with
+# `cargo update -p apiary-core --manifest-path examples/external-topology/Cargo.toml`.
 no_cmake=$(mktemp -d)
 printf '#!/bin/sh\necho "cmake is not available on this machine" >&2\nexit 127\n' >"$no_cmake/cmake"
 chmod +x "$no_cmake/cmake"
