@@ -1,7 +1,7 @@
 //! A task's round trip to an agent on another node (a child process, over loopback TCP
 //! through ractor_cluster) vs the same agent in a local swarm, in the same run.
 //!
-//!     cargo bench --bench cluster
+//!     cargo bench --features cluster --bench cluster
 //!
 //! The child is this bench binary again, started with `APIARY_BENCH_WORKER_PEER` set.
 

@@ -5,7 +5,7 @@
 //! The full set is not in the repository: point `APIARY_DATA_DIR` at the directory holding
 //! `minilm384_{base,query}.f16` and `minilm384_gt.u32` (in this workplace, `../shared/data`).
 //!
-//!     APIARY_DATA_DIR=../shared/data cargo bench --bench memory
+//!     APIARY_DATA_DIR=../shared/data cargo bench --features memory --bench memory
 
 mod baseline;
 

@@ -2,8 +2,8 @@
 //! it; the `driver` node runs a `lead` agent that delegates to `sieve` through a hierarchical
 //! topology, the member living on the other node. Commands in docs/cluster.md:
 //!
-//!     cargo run --example cluster -- worker 127.0.0.1:7101
-//!     cargo run --example cluster -- driver 127.0.0.1:7101
+//!     cargo run --features cluster --example cluster -- worker 127.0.0.1:7101
+//!     cargo run --features cluster --example cluster -- driver 127.0.0.1:7101
 
 use std::time::Instant;
 
