@@ -161,6 +161,12 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    /// A submitter waiting for room in `q`, on a task of its own.
+    fn waiter(q: &Arc<AgentQueue>) -> tokio::task::JoinHandle<Result<Slot, Closed>> {
+        let q = q.clone();
+        tokio::spawn(async move { q.reserve().await })
+    }
+
     #[test]
     fn room_is_counted_and_given_back() {
         let q = AgentQueue::new(2);
@@ -183,10 +189,7 @@ mod tests {
     async fn a_parked_submitter_gets_the_room_given_back() {
         let q = Arc::new(AgentQueue::new(1));
         let held = q.try_reserve().unwrap();
-        let waiter = tokio::spawn({
-            let q = q.clone();
-            async move { q.reserve().await }
-        });
+        let waiter = waiter(&q);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(!waiter.is_finished(), "no room: it waits");
         q.release(held);
@@ -203,10 +206,7 @@ mod tests {
     async fn closing_wakes_parked_submitters_with_closed_and_idle_waits_for_the_last() {
         let q = Arc::new(AgentQueue::new(1));
         let held = q.try_reserve().unwrap();
-        let waiter = tokio::spawn({
-            let q = q.clone();
-            async move { q.reserve().await }
-        });
+        let waiter = waiter(&q);
         tokio::time::sleep(Duration::from_millis(1)).await;
         let drained = tokio::spawn({
             let q = q.clone();
@@ -230,14 +230,8 @@ mod tests {
     async fn a_cancelled_wait_passes_its_wake_up_on() {
         let q = Arc::new(AgentQueue::new(1));
         let held = q.try_reserve().unwrap();
-        let first = tokio::spawn({
-            let q = q.clone();
-            async move { q.reserve().await }
-        });
-        let second = tokio::spawn({
-            let q = q.clone();
-            async move { q.reserve().await }
-        });
+        let first = waiter(&q);
+        let second = waiter(&q);
         tokio::time::sleep(Duration::from_millis(1)).await;
         first.abort();
         let _ = first.await;

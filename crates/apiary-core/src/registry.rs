@@ -176,10 +176,7 @@ impl Registry {
                 "topology `{}` found no agent taking `{}`{}",
                 topology.name(),
                 types.task_name,
-                request
-                    .capability
-                    .map(|c| format!(" with capability `{c}`"))
-                    .unwrap_or_default()
+                with_capability(request)
             ))),
         }
     }
@@ -237,10 +234,7 @@ impl Registry {
                     "topology `{}` gives `{from}` no one taking `{}` to delegate to{}",
                     topology.name(),
                     types.task_name,
-                    request
-                        .capability
-                        .map(|c| format!(" with capability `{c}`"))
-                        .unwrap_or_default()
+                    with_capability(&request)
                 ),
             })),
         }
@@ -295,6 +289,14 @@ impl Registry {
             .map(|s| s.entry.clone())
             .collect()
     }
+}
+
+/// " with capability `c`" for a request that names one, for error messages.
+fn with_capability(request: &RouteRequest<'_>) -> String {
+    request
+        .capability
+        .map(|c| format!(" with capability `{c}`"))
+        .unwrap_or_default()
 }
 
 /// What [`Registry::pick`] asks the topology for.
