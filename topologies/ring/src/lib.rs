@@ -42,7 +42,7 @@
 //!     .agent(AgentSpec::new("emit"), || Stage)
 //!     .start()
 //!     .await?;
-//! let path = swarm.route::<_, Vec<String>>(Vec::new()).await?.await?;
+//! let path = swarm.route::<Vec<String>, Vec<String>>(Vec::new()).await?.await?;
 //! assert_eq!(path, ["parse", "check", "emit"]);
 //! swarm.shutdown().await;
 //! # Ok(())
