@@ -151,6 +151,16 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         self.task.as_ref().map(|t| t.id)
     }
 
+    /// What the submitter attached to the task being handled
+    /// ([`SubmitOptions::attach`](crate::SubmitOptions::attach)), if it is a `V`.
+    pub fn attached<V: std::any::Any>(&self) -> Option<&V> {
+        self.task
+            .as_ref()?
+            .attachment
+            .as_ref()?
+            .downcast_ref::<V>()
+    }
+
     /// The deadline of the task being handled, if it has one.
     pub fn deadline(&self) -> Option<Instant> {
         self.task.as_ref().and_then(|t| t.deadline)

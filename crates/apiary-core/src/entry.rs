@@ -288,7 +288,8 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         options: SubmitOptions,
         slot: Slot,
     ) -> Result<TaskHandle<O>, SubmitError<T>> {
-        let shared = TaskShared::new(id, self.env.clone(), self.deadline(&options));
+        let deadline = self.deadline(&options);
+        let shared = TaskShared::new(id, self.env.clone(), deadline, options.attachment);
         let ticket = Ticket::new(shared.clone(), slot);
         match self.deliver(task, ticket, true) {
             Ok(()) => Ok(TaskHandle::new(shared)),

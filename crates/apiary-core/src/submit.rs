@@ -1,8 +1,15 @@
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How a task is submitted: its deadline, and whether to wait for room in a full queue.
+/// A value attached to a task, shared with every hop it is handed on to.
+pub(crate) type Attachment = Arc<dyn Any + Send + Sync>;
+
+/// How a task is submitted: its deadline, whether to wait for room in a full queue, and a
+/// value attached to it for the agent to read.
 ///
 /// # Examples
 ///
@@ -14,11 +21,23 @@ use tokio::time::Instant;
 /// let opts = SubmitOptions::new().no_wait().timeout(Duration::from_secs(2));
 /// # let _ = opts;
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct SubmitOptions {
     pub(crate) deadline: Option<Instant>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) wait: bool,
+    pub(crate) attachment: Option<Attachment>,
+}
+
+impl fmt::Debug for SubmitOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmitOptions")
+            .field("deadline", &self.deadline)
+            .field("timeout", &self.timeout)
+            .field("wait", &self.wait)
+            .field("attachment", &self.attachment.is_some())
+            .finish()
+    }
 }
 
 impl Default for SubmitOptions {
@@ -27,6 +46,7 @@ impl Default for SubmitOptions {
             deadline: None,
             timeout: None,
             wait: true,
+            attachment: None,
         }
     }
 }
@@ -53,6 +73,46 @@ impl SubmitOptions {
     /// Fail with `Busy` instead of waiting when the agent's queue is full.
     pub fn no_wait(mut self) -> Self {
         self.wait = false;
+        self
+    }
+
+    /// Attaches a value to the task, which the agent reads with
+    /// [`AgentContext::attached`](crate::AgentContext::attached) (as does any peer the task is
+    /// handed on to): a request id, a trace, a durable journal's record of the task. One value
+    /// per task; a second replaces the first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apiary_core::{Agent, AgentContext, AgentSpec, SubmitOptions, Swarm};
+    ///
+    /// /// Who asked for the task.
+    /// struct Requester(&'static str);
+    ///
+    /// struct Greeter;
+    /// impl Agent for Greeter {
+    ///     type Task = ();
+    ///     type Output = String;
+    ///     type Error = std::convert::Infallible;
+    ///     async fn handle(&mut self, (): (), ctx: &AgentContext<(), String>) -> Result<String, Self::Error> {
+    ///         let who = ctx.attached::<Requester>().map_or("nobody", |r| r.0);
+    ///         Ok(format!("hello, {who}"))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let swarm = Swarm::builder().agent(AgentSpec::new("greeter"), || Greeter).start().await?;
+    /// let greeter = swarm.agent::<(), String>("greeter")?;
+    /// let options = SubmitOptions::new().attach(Requester("ada"));
+    /// assert_eq!(greeter.submit_with((), options).await?.await?, "hello, ada");
+    /// assert_eq!(greeter.submit(()).await?.await?, "hello, nobody");
+    /// # swarm.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn attach<V: Any + Send + Sync>(mut self, value: V) -> Self {
+        self.attachment = Some(Arc::new(value));
         self
     }
 }

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::TaskState;
 use crate::events::EventBus;
+use crate::submit::Attachment;
 use crate::queue::AgentQueue;
 use crate::signal::Signal;
 use crate::sync::{AtomicU8, Mutex, MutexGuard};
@@ -67,6 +68,8 @@ pub(crate) struct TaskShared<O> {
     replica: AtomicUsize,
     attempts: AtomicU32,
     pub(crate) deadline: Option<Instant>,
+    /// What the submitter attached (shared by every hop).
+    pub(crate) attachment: Option<Attachment>,
     stop: Signal,
     pub(crate) span: tracing::Span,
     state: AtomicU8,
@@ -102,14 +105,19 @@ struct Chain<O> {
 
 impl<O> TaskShared<O> {
     /// A task as submitted; its handle awaits the answer in it.
-    pub(crate) fn new(id: TaskId, env: Arc<TaskEnv>, deadline: Option<Instant>) -> Arc<Self> {
+    pub(crate) fn new(
+        id: TaskId,
+        env: Arc<TaskEnv>,
+        deadline: Option<Instant>,
+        attachment: Option<Attachment>,
+    ) -> Arc<Self> {
         let chain = Chain {
             answered: false,
             answer: None,
             holder: None,
             ended: None,
         };
-        Self::build(id, env, deadline, Link::First(Mutex::new(chain)))
+        Self::build(id, env, deadline, attachment, Link::First(Mutex::new(chain)))
     }
 
     /// A task that `first` was handed on to.
@@ -119,13 +127,15 @@ impl<O> TaskShared<O> {
         deadline: Option<Instant>,
         first: Arc<Self>,
     ) -> Arc<Self> {
-        Self::build(id, env, deadline, Link::Hop(first))
+        let attachment = first.attachment.clone();
+        Self::build(id, env, deadline, attachment, Link::Hop(first))
     }
 
     fn build(
         id: TaskId,
         env: Arc<TaskEnv>,
         deadline: Option<Instant>,
+        attachment: Option<Attachment>,
         reply: Link<O>,
     ) -> Arc<Self> {
         env.metrics.accepted();
@@ -136,6 +146,7 @@ impl<O> TaskShared<O> {
             replica: AtomicUsize::new(0),
             attempts: AtomicU32::new(0),
             deadline,
+            attachment,
             stop: Signal::default(),
             span,
             state: AtomicU8::new(TaskState::Queued as u8),
@@ -504,6 +515,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod loom_tests {
     use super::*;
     use crate::events::EventBus;
+use crate::submit::Attachment;
     use crate::queue::AgentQueue;
 
     fn env(agent: &str) -> Arc<TaskEnv> {
@@ -526,7 +538,7 @@ mod loom_tests {
     #[test]
     fn loom_finish_and_cancel_race_to_one_answer() {
         loom::model(|| {
-            let task = TaskShared::<u32>::new(TaskId(1), env("a"), None);
+            let task = TaskShared::<u32>::new(TaskId(1), env("a"), None, None);
             assert!(task.start());
             let done = loom::thread::spawn({
                 let task = task.clone();
@@ -560,7 +572,7 @@ mod loom_tests {
     #[test]
     fn loom_a_cancel_racing_a_hand_off_ends_the_task_once_and_stops_every_hop() {
         loom::model(|| {
-            let first = TaskShared::<u32>::new(TaskId(1), env("a"), None);
+            let first = TaskShared::<u32>::new(TaskId(1), env("a"), None, None);
             assert!(first.start());
             let hop = TaskShared::hop(TaskId(2), env("b"), None, first.first_hop());
             let handing = loom::thread::spawn({
@@ -579,7 +591,7 @@ mod loom_tests {
     #[test]
     fn loom_a_handed_on_task_answers_with_the_hop_or_the_cancel_never_both() {
         loom::model(|| {
-            let first = TaskShared::<u32>::new(TaskId(1), env("a"), None);
+            let first = TaskShared::<u32>::new(TaskId(1), env("a"), None, None);
             assert!(first.start());
             let hop = TaskShared::hop(TaskId(2), env("b"), None, first.first_hop());
             assert!(hand_over(&first, &hop));
