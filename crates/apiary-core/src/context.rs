@@ -154,11 +154,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
     /// What the submitter attached to the task being handled
     /// ([`SubmitOptions::attach`](crate::SubmitOptions::attach)), if it is a `V`.
     pub fn attached<V: std::any::Any>(&self) -> Option<&V> {
-        self.task
-            .as_ref()?
-            .attachment
-            .as_ref()?
-            .downcast_ref::<V>()
+        self.task.as_ref()?.attachment.as_ref()?.downcast_ref::<V>()
     }
 
     /// The deadline of the task being handled, if it has one.

@@ -70,6 +70,14 @@ impl SubmitOptions {
         self
     }
 
+    /// How long the task may take from now, as these options say (the agent's default
+    /// timeout aside): the time to the deadline, or the timeout.
+    pub fn expires_in(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .or(self.timeout)
+    }
+
     /// Fail with `Busy` instead of waiting when the agent's queue is full.
     pub fn no_wait(mut self) -> Self {
         self.wait = false;

@@ -23,9 +23,9 @@ use tokio::time::Instant;
 
 use super::TaskState;
 use crate::events::EventBus;
-use crate::submit::Attachment;
 use crate::queue::AgentQueue;
 use crate::signal::Signal;
+use crate::submit::Attachment;
 use crate::sync::{AtomicU8, Mutex, MutexGuard};
 use crate::telemetry::AgentMetrics;
 use crate::{AgentName, EventKind, Outcome, TaskError, TaskId};
@@ -117,7 +117,13 @@ impl<O> TaskShared<O> {
             holder: None,
             ended: None,
         };
-        Self::build(id, env, deadline, attachment, Link::First(Mutex::new(chain)))
+        Self::build(
+            id,
+            env,
+            deadline,
+            attachment,
+            Link::First(Mutex::new(chain)),
+        )
     }
 
     /// A task that `first` was handed on to.
@@ -515,8 +521,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod loom_tests {
     use super::*;
     use crate::events::EventBus;
-use crate::submit::Attachment;
     use crate::queue::AgentQueue;
+    use crate::submit::Attachment;
 
     fn env(agent: &str) -> Arc<TaskEnv> {
         let agent = AgentName::from(agent);

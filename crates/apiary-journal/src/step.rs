@@ -1,0 +1,130 @@
+//! Steps: side effects inside an agent, recorded so that a task delivered again after a crash
+//! does not repeat the ones that had finished.
+
+use std::future::Future;
+
+use apiary_core::AgentContext;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::agent::JournalTask;
+use crate::journal::lock;
+use crate::store::Write;
+use crate::JournalError;
+
+/// The name of one run of a step, unique in its journal: `<task>/<name>#<n>`. Hand it to the
+/// service the step calls (as an idempotency key, a request id), so that the service can
+/// recognise a step run again after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StepKey(String);
+
+impl StepKey {
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for StepKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Named, recorded steps inside a journaled task. Implemented for every [`AgentContext`].
+///
+/// # What is guaranteed
+///
+/// A step's result is recorded durably before `step` returns it. When the task is delivered
+/// again after a crash, each step that had recorded its result returns that result without
+/// running. A step interrupted after its effect but before its record runs again: steps are
+/// *at least once*. Give the [`StepKey`] to the service the effect calls so it can recognise
+/// the second run.
+///
+/// Steps are told apart by name and by order: the second `step("fetch", ..)` of a task is
+/// `fetch#2`. A task run again must call its steps in the same order (the usual case: same
+/// task, same code). Outside a journaled task, a step just runs.
+///
+/// # Examples
+///
+/// ```
+/// use apiary_core::{Agent, AgentContext, BoxError};
+/// use apiary_journal::Steps;
+///
+/// /// Charges a card, then mails a receipt; after a crash, neither happens twice once done.
+/// struct Checkout;
+/// impl Agent for Checkout {
+///     type Task = u64;
+///     type Output = String;
+///     type Error = BoxError;
+///     async fn handle(&mut self, cents: u64, ctx: &AgentContext<u64, String>) -> Result<String, BoxError> {
+///         let charge: String = ctx
+///             .step("charge", |key| async move {
+///                 // e.g. payments.charge(cents, idempotency_key = key)
+///                 format!("charge-{key}-{cents}")
+///             })
+///             .await?;
+///         ctx.step("receipt", |_| async { /* mail it */ }).await?;
+///         Ok(charge)
+///     }
+/// }
+/// ```
+pub trait Steps {
+    /// Runs `effect` once per task (see the trait docs), recording its result.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] if the result could not be recorded or a recorded one does not
+    /// decode into `R`.
+    fn step<R, F, Fut>(
+        &self,
+        name: &str,
+        effect: F,
+    ) -> impl Future<Output = Result<R, JournalError>> + Send
+    where
+        R: Serialize + DeserializeOwned + Send,
+        F: FnOnce(StepKey) -> Fut + Send,
+        Fut: Future<Output = R> + Send;
+}
+
+impl<T: Send + 'static, O: Send + 'static> Steps for AgentContext<T, O> {
+    async fn step<R, F, Fut>(&self, name: &str, effect: F) -> Result<R, JournalError>
+    where
+        R: Serialize + DeserializeOwned + Send,
+        F: FnOnce(StepKey) -> Fut + Send,
+        Fut: Future<Output = R> + Send,
+    {
+        let Some(task) = self.attached::<JournalTask>() else {
+            let key = StepKey(format!("{}/{name}", self.name()));
+            return Ok(effect(key).await);
+        };
+        let occurrence = {
+            let mut seen = lock(&task.occurrences);
+            let n = seen.entry(name.to_owned()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let step = format!("{name}#{occurrence}");
+        let store = &task.journal.inner.store;
+        if let Some(bytes) = store.step(task.id.get(), &step)? {
+            return postcard::from_bytes(&bytes).map_err(|e| JournalError::Undecodable {
+                path: task.journal.path().to_owned(),
+                record: format!("step {}/{step}", task.id.get()),
+                reason: e.to_string(),
+            });
+        }
+        let result = effect(StepKey(format!("{}/{step}", task.id.get()))).await;
+        let bytes = postcard::to_allocvec(&result).map_err(|e| JournalError::Encode {
+            what: format!("the result of step {step}"),
+            reason: e.to_string(),
+        })?;
+        task.journal
+            .write(vec![Write::Step {
+                id: task.id.get(),
+                name: step,
+                result: bytes,
+            }])
+            .await?;
+        Ok(result)
+    }
+}

@@ -1,0 +1,111 @@
+//! Group commit: one thread writes the journal; every record that arrives while it commits
+//! goes into its next transaction, so concurrent submissions share one fsync.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::record::now_ms;
+use crate::store::{Store, Write};
+use crate::JournalError;
+
+/// The most records one transaction takes (a bound on the latency of the first of them).
+const MAX_BATCH: usize = 4096;
+
+/// Records acknowledged together once durable.
+struct Batch {
+    writes: Vec<Write>,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+/// When finished tasks are removed.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Retention {
+    /// Keep at most this many finished tasks.
+    pub(crate) keep: Option<usize>,
+    /// Remove finished tasks older than this.
+    pub(crate) age: Option<Duration>,
+}
+
+/// The handle to the writer thread.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Batch>,
+    store: Arc<Store>,
+}
+
+impl Writer {
+    pub(crate) fn start(store: Arc<Store>, retention: Retention) -> Result<Self, JournalError> {
+        let (tx, rx) = mpsc::channel::<Batch>();
+        let thread_store = store.clone();
+        thread::Builder::new()
+            .name("apiary-journal".into())
+            .spawn(move || run(&thread_store, &rx, retention))
+            .map_err(|source| JournalError::Io {
+                path: store.path.clone(),
+                source,
+            })?;
+        Ok(Self { tx, store })
+    }
+
+    /// Writes the records durably; returns once they are on disk.
+    pub(crate) async fn write(&self, writes: Vec<Write>) -> Result<(), JournalError> {
+        let (ack, done) = oneshot::channel();
+        let closed = || JournalError::Closed {
+            path: self.store.path.clone(),
+        };
+        self.tx.send(Batch { writes, ack }).map_err(|_| closed())?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(JournalError::Storage {
+                path: self.store.path.clone(),
+                source: message.into(),
+            }),
+            Err(_) => Err(closed()),
+        }
+    }
+}
+
+fn run(store: &Store, rx: &mpsc::Receiver<Batch>, retention: Retention) {
+    let mut last_compaction = Instant::now();
+    // Blocks for the first batch, then takes whatever else has arrived meanwhile.
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        let mut records = batches[0].writes.len();
+        while records < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => {
+                    records += more.writes.len();
+                    batches.push(more);
+                }
+                Err(_) => break,
+            }
+        }
+        let writes: Vec<Write> = batches
+            .iter_mut()
+            .flat_map(|b| std::mem::take(&mut b.writes))
+            .collect();
+        let result = store.commit(&writes).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(journal = %store.path.display(), error = %e, "journal write failed");
+        }
+        for batch in batches {
+            // A submitter that gave up waiting needs no answer.
+            let _ = batch.ack.send(result.clone());
+        }
+        if (retention.keep.is_some() || retention.age.is_some())
+            && last_compaction.elapsed() >= Duration::from_millis(200)
+        {
+            last_compaction = Instant::now();
+            let before = retention
+                .age
+                .map(|age| now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(0)));
+            if let Err(e) = store.compact(retention.keep, before) {
+                tracing::warn!(journal = %store.path.display(), error = %e, "journal compaction failed");
+            }
+        }
+    }
+}
