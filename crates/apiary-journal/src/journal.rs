@@ -258,6 +258,15 @@ impl Journal {
         Ok(Some((id, self.outcome(id)?)))
     }
 
+    /// The steps recorded for task `id` (`name#n`, in name order).
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Storage`] if the file cannot be read.
+    pub fn steps(&self, id: JournalId) -> Result<Vec<String>, JournalError> {
+        self.inner.store.steps(id.0)
+    }
+
     /// Every task still in the journal, in submission order.
     ///
     /// # Errors

@@ -242,6 +242,22 @@ impl Store {
         Ok(found.map(|v| v.value().to_vec()))
     }
 
+    /// The names of the steps recorded for task `id`.
+    pub(crate) fn steps(&self, id: u64) -> Result<Vec<String>, JournalError> {
+        let path = &self.path;
+        let txn = self.db.begin_read().map_err(JournalError::storage(path))?;
+        let steps = txn.open_table(STEPS).map_err(JournalError::storage(path))?;
+        let range = steps
+            .range((id, "")..(id + 1, ""))
+            .map_err(JournalError::storage(path))?;
+        let mut names = Vec::new();
+        for row in range {
+            let (k, _) = row.map_err(JournalError::storage(path))?;
+            names.push(k.value().1.to_owned());
+        }
+        Ok(names)
+    }
+
     /// Every task in the journal, in submission order, with its outcome if it has one.
     pub(crate) fn list(&self) -> Result<Vec<Listed>, JournalError> {
         let path = &self.path;
