@@ -209,6 +209,7 @@ where
         };
         let record = TaskRecord {
             agent: self.name().to_owned(),
+            task_type: std::any::type_name::<T>().to_owned(),
             key: key.clone(),
             payload: match postcard::to_allocvec(&task) {
                 Ok(bytes) => bytes,
@@ -327,6 +328,18 @@ where
                     continue;
                 }
             };
+            let now = std::any::type_name::<T>();
+            if record.task_type != now {
+                report.undecodable.push(JournalError::Undecodable {
+                    path: self.journal.path().to_owned(),
+                    record: format!("task {} (agent `{}`)", id.0, record.agent),
+                    reason: format!(
+                        "recorded as a `{}`, but the agent now takes `{now}`",
+                        record.task_type
+                    ),
+                });
+                continue;
+            }
             let task: T = match postcard::from_bytes(&record.payload) {
                 Ok(t) => t,
                 Err(e) => {

@@ -137,6 +137,9 @@ impl fmt::Debug for Journal {
     }
 }
 
+/// A keyed task: its number, and how it ended if it has.
+pub type KeyedOutcome<O> = (JournalId, Option<Result<O, Failure>>);
+
 /// One task in a journal, as [`Journal::tasks`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -250,7 +253,7 @@ impl Journal {
     pub fn outcome_by_key<O: DeserializeOwned>(
         &self,
         key: &str,
-    ) -> Result<Option<(JournalId, Option<Result<O, Failure>>)>, JournalError> {
+    ) -> Result<Option<KeyedOutcome<O>>, JournalError> {
         let Some(id) = self.inner.store.key(key)? else {
             return Ok(None);
         };

@@ -34,6 +34,6 @@ mod writer;
 pub use agent::{JournalSubmitError, JournalSubmitErrorKind, JournaledAgent, ResumeReport};
 pub use error::JournalError;
 pub use handle::{JournalHandle, JournalTaskError};
-pub use journal::{Journal, JournalConfig, TaskSummary};
+pub use journal::{Journal, JournalConfig, KeyedOutcome, TaskSummary};
 pub use record::{Failure, JournalId};
 pub use step::{StepKey, Steps};

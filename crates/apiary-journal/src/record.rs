@@ -27,6 +27,9 @@ impl std::fmt::Display for JournalId {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TaskRecord {
     pub(crate) agent: String,
+    /// The task's Rust type, as `std::any::type_name` wrote it: postcard is not
+    /// self-describing, so a changed type is caught by name, not by a failed decode.
+    pub(crate) task_type: String,
     pub(crate) key: Option<String>,
     /// The task, postcard-encoded.
     pub(crate) payload: Vec<u8>,

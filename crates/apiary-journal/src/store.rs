@@ -71,11 +71,29 @@ impl Store {
             source,
         })?;
         let path = Self::file(dir);
-        let db = Database::create(&path).map_err(JournalError::storage(&path))?;
-        let store = Self { db, path };
-        store.check_or_stamp(swarm)?;
-        let opened = store.read_open()?;
-        Ok((store, opened))
+        // redb asserts (panics) on some damaged files, a truncated one among them: that is a
+        // damaged journal to report, not a crash.
+        let opened = std::panic::catch_unwind(|| {
+            let db = Database::create(&path).map_err(JournalError::storage(&path))?;
+            let store = Self {
+                db,
+                path: path.clone(),
+            };
+            store.check_or_stamp(swarm)?;
+            let opened = store.read_open()?;
+            Ok((store, opened))
+        });
+        opened.unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".to_owned());
+            Err(JournalError::Storage {
+                path: path.clone(),
+                source: format!("the file is damaged (redb: {reason})").into(),
+            })
+        })
     }
 
     /// A new file gets this build's format and the swarm's name; an existing one must have

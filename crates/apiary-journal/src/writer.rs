@@ -30,25 +30,41 @@ pub(crate) struct Retention {
     pub(crate) age: Option<Duration>,
 }
 
-/// The handle to the writer thread.
+/// The handle to the writer thread. Dropping it lets the thread finish what it has and
+/// waits for it, so the file is closed when the journal is.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Batch>,
+    tx: Option<mpsc::Sender<Batch>>,
+    thread: Option<thread::JoinHandle<()>>,
     store: Arc<Store>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            // At most one transaction is still being written.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Writer {
     pub(crate) fn start(store: Arc<Store>, retention: Retention) -> Result<Self, JournalError> {
         let (tx, rx) = mpsc::channel::<Batch>();
         let thread_store = store.clone();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("apiary-journal".into())
             .spawn(move || run(&thread_store, &rx, retention))
             .map_err(|source| JournalError::Io {
                 path: store.path.clone(),
                 source,
             })?;
-        Ok(Self { tx, store })
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            store,
+        })
     }
 
     /// Writes the records durably; returns once they are on disk.
@@ -57,7 +73,8 @@ impl Writer {
         let closed = || JournalError::Closed {
             path: self.store.path.clone(),
         };
-        self.tx.send(Batch { writes, ack }).map_err(|_| closed())?;
+        let tx = self.tx.as_ref().ok_or_else(closed)?;
+        tx.send(Batch { writes, ack }).map_err(|_| closed())?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(JournalError::Storage {
@@ -69,7 +86,7 @@ impl Writer {
     }
 }
 
-fn run(store: &Store, rx: &mpsc::Receiver<Batch>, retention: Retention) {
+fn run(store: &Arc<Store>, rx: &mpsc::Receiver<Batch>, retention: Retention) {
     let mut last_compaction = Instant::now();
     // Blocks for the first batch, then takes whatever else has arrived meanwhile.
     while let Ok(first) = rx.recv() {

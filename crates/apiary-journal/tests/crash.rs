@@ -26,7 +26,11 @@ impl Agent for Squarer {
     type Output = (u64, u64);
     type Error = BoxError;
 
-    async fn handle(&mut self, n: u64, ctx: &AgentContext<u64, (u64, u64)>) -> Result<(u64, u64), BoxError> {
+    async fn handle(
+        &mut self,
+        n: u64,
+        ctx: &AgentContext<u64, (u64, u64)>,
+    ) -> Result<(u64, u64), BoxError> {
         let marks = self.marks.clone();
         ctx.step("mark", |key| async move {
             // One short append per run of the step: the file counts how often it ran.
@@ -53,7 +57,9 @@ async fn swarm(journal: &Journal, marks: &Path) -> Swarm {
         .configure(|s| s.name = SWARM.into())
         .resource(journal.clone())
         .agent(
-            AgentSpec::new("squarer").replicas(4).queue_capacity(512),
+            AgentSpec::new("squarer")
+                .replicas(4)
+                .queue_capacity(TASKS as usize),
             move || Squarer {
                 marks: marks.clone(),
             },
@@ -70,7 +76,9 @@ async fn swarm(journal: &Journal, marks: &Path) -> Swarm {
 async fn child_submits_and_works_until_killed() {
     let dir = PathBuf::from(std::env::var("APIARY_TEST_JOURNAL").unwrap());
     let marks = PathBuf::from(std::env::var("APIARY_TEST_MARKS").unwrap());
-    let journal = Journal::open(JournalConfig::new(&dir, SWARM)).await.unwrap();
+    let journal = Journal::open(JournalConfig::new(&dir, SWARM))
+        .await
+        .unwrap();
     let swarm = swarm(&journal, &marks).await;
     let squarer = journal.agent::<u64, (u64, u64)>(&swarm, "squarer").unwrap();
     let submissions = (0..TASKS).map(|n| {
@@ -146,7 +154,9 @@ async fn a_killed_swarm_resumes_without_redoing_recorded_steps() {
     );
 
     // A new process (this one) opens the same journal.
-    let journal = Journal::open(JournalConfig::new(&dir, SWARM)).await.unwrap();
+    let journal = Journal::open(JournalConfig::new(&dir, SWARM))
+        .await
+        .unwrap();
     let tasks = journal.tasks().unwrap();
     assert_eq!(tasks.len(), TASKS as usize, "every submission was recorded");
     let recorded_before: HashSet<String> = tasks
@@ -196,7 +206,10 @@ async fn a_killed_swarm_resumes_without_redoing_recorded_steps() {
     let marked_after = count_lines(&marks);
     assert_eq!(marked_after.len(), TASKS as usize, "every task marked");
     for step in &recorded_before {
-        assert_eq!(marked_after[step], 1, "{step} was recorded before the kill and ran again");
+        assert_eq!(
+            marked_after[step], 1,
+            "{step} was recorded before the kill and ran again"
+        );
     }
     let twice = marked_after.values().filter(|&&c| c == 2).count();
     assert!(marked_after.values().all(|&c| c <= 2));
