@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use apiary_core::{Agent, AgentContext, AgentSpec, BoxError, Swarm};
-use apiary_journal::{Journal, JournalConfig, JournalId, Steps};
+use apiary_journal::{Journal, JournalConfig, Steps};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const TASKS: u64 = 10_000;
@@ -81,6 +81,8 @@ async fn child_submits_and_works_until_killed() {
         .unwrap();
     let swarm = swarm(&journal, &marks).await;
     let squarer = journal.agent::<u64, (u64, u64)>(&swarm, "squarer").unwrap();
+    // Each submission returns once its record is durable; the handles are kept to await.
+    #[allow(clippy::async_yields_async)]
     let submissions = (0..TASKS).map(|n| {
         let squarer = squarer.clone();
         async move { squarer.submit(n).await.unwrap() }
@@ -192,7 +194,7 @@ async fn a_killed_swarm_resumes_without_redoing_recorded_steps() {
     for t in &tasks {
         assert_eq!(t.outcome.as_deref(), Some("completed"), "{t:?}");
         let (n, square) = journal
-            .outcome::<(u64, u64)>(JournalId::from(t.id))
+            .outcome::<(u64, u64)>(t.id)
             .unwrap()
             .expect("an outcome")
             .expect("an output");
