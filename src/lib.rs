@@ -18,6 +18,7 @@
 //! | `memory` | `apiary::memory`: the memory actor, KV with TTL and a FAISS pattern index | FAISS (C++, cmake, BLAS), redb |
 //! | `cluster` | `apiary::cluster`: swarms across processes and hosts | ractor_cluster, rustls; ractor's `cluster` feature |
 //! | `prometheus` | `apiary::metrics::Exporter`: `/metrics` over HTTP | metrics-exporter-prometheus, hyper |
+//! | `journal` | `apiary::journal`: durable tasks and steps, resume after a crash | redb (pure Rust) |
 //! | `full` | all of the above | |
 //!
 //! None is on by default. A memory reaches agents as a resource of the swarm
@@ -109,6 +110,13 @@ pub mod metrics {
 #[cfg(feature = "memory")]
 pub mod memory {
     pub use apiary_memory::*;
+}
+
+/// Durable swarms: a journal of tasks and the steps inside them on redb, so a process that
+/// dies is resumed without redoing finished work.
+#[cfg(feature = "journal")]
+pub mod journal {
+    pub use apiary_journal::*;
 }
 
 /// Swarms across processes and hosts through ractor_cluster: nodes, membership, remote

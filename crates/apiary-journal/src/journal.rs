@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::agent::JournaledAgent;
 use crate::record::{Failure, JournalId, Recorded};
 use crate::store::{Pending, Store, Write};
-use crate::writer::{Retention, Writer};
+use crate::writer::{Retention, Writer, WriterStats};
 use crate::JournalError;
 
 /// Where a journal lives and how long it keeps finished tasks.
@@ -259,6 +259,22 @@ impl Journal {
         };
         let id = JournalId(id);
         Ok(Some((id, self.outcome(id)?)))
+    }
+
+    /// Removes finished tasks beyond the configured retention now (it also happens on its own
+    /// while the journal is written).
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Closed`] if the writer has stopped.
+    pub async fn compact(&self) -> Result<(), JournalError> {
+        self.inner.writer.compact().await
+    }
+
+    /// What the writer has done since the journal opened: transactions (one fsync each) and
+    /// the records they held.
+    pub fn stats(&self) -> WriterStats {
+        self.inner.writer.stats()
     }
 
     /// The steps recorded for task `id` (`name#n`, in name order).

@@ -37,3 +37,4 @@ pub use handle::{JournalHandle, JournalTaskError};
 pub use journal::{Journal, JournalConfig, KeyedOutcome, TaskSummary};
 pub use record::{Failure, JournalId};
 pub use step::{StepKey, Steps};
+pub use writer::WriterStats;
