@@ -8,6 +8,7 @@ mod printer;
 mod recall;
 mod run;
 mod shell;
+mod state;
 mod step;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
@@ -57,8 +58,25 @@ enum Command {
         /// Keep serving metrics this long after the run ends (e.g. 30s), for a last scrape.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         linger: Option<Duration>,
+        /// Journal every step's attempts and outcome in this directory, so a killed run can
+        /// be resumed.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Resume the last run journaled in --state: run only what did not finish (and steps
+        /// whose manifest entry changed).
+        #[arg(long, requires = "state")]
+        resume: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
+    },
+    /// Show the runs journaled in a state directory: every step's attempts and outcomes.
+    Status {
+        /// The state directory given to `run --state`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
     /// Host the agents placed on this node (`node = "..."` in the manifest) for a cluster run.
     Serve {
@@ -148,6 +166,8 @@ async fn main_inner(cli: Cli) -> anyhow::Result<bool> {
             metrics,
             memory_dir,
             linger,
+            state,
+            resume,
             cluster,
         } => {
             let options = run::RunOptions {
@@ -156,11 +176,13 @@ async fn main_inner(cli: Cli) -> anyhow::Result<bool> {
                 memory_dir,
                 linger,
                 cluster: cluster.options()?,
+                state: state.map(|dir| state::StateOptions { dir, resume }),
             };
             run::run(&file, options)
                 .await
                 .with_context(|| format!("apiary run {}", file.display()))
         }
+        Command::Status { state, json } => state::status(&state, json).await,
         Command::Serve { file, cluster } => {
             let options = cluster.options()?.context("apiary serve needs --node")?;
             cluster::serve(&file, &options)

@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use apiary::{metrics::Exporter, Manifest, SubmitErrorKind, Swarm, SwarmEvent};
+use apiary::{metrics::Exporter, Manifest, SubmitErrorKind, SwarmEvent};
 use futures::{stream::FuturesUnordered, StreamExt};
 
 use crate::{
@@ -18,7 +18,8 @@ use crate::{
     kinds::{self, Placement},
     memory,
     printer::{Printer, Status, StepReport},
-    step::{Step, StepOutput},
+    state::{AttemptError, RunState, Runner, StateOptions},
+    step::StepOutput,
 };
 
 /// Options of `apiary run`.
@@ -31,6 +32,8 @@ pub(crate) struct RunOptions {
     pub(crate) linger: Option<Duration>,
     /// Run as this node of a cluster (agents with `node = ...` run on their nodes).
     pub(crate) cluster: Option<ClusterOptions>,
+    /// Journal every step's attempts in this directory (and resume the last run).
+    pub(crate) state: Option<StateOptions>,
 }
 
 /// Runs the manifest; true if every step succeeded.
@@ -80,6 +83,34 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
     if let Some(node) = &node {
         cluster::export(node, &manifest, placement, &swarm).await?;
     }
+    let state = match &options.state {
+        Some(s) => Some(RunState::open(s, &manifest).await?),
+        None => None,
+    };
+    let mut runners: HashMap<String, Arc<Runner>> = HashMap::new();
+    for spec in &manifest.agents {
+        let runner = Runner::new(&swarm, spec, state.as_ref())?;
+        runners.insert(spec.name.clone(), Arc::new(runner));
+    }
+    if let Some(state) = &state {
+        let resuming = options.state.as_ref().is_some_and(|s| s.resume);
+        printer.note(
+            "state",
+            &format!(
+                "{} run {} in {}",
+                if resuming { "resuming" } else { "journaling" },
+                state.run,
+                state.journal.path().display()
+            ),
+        );
+        if resuming {
+            for runner in runners.values() {
+                for problem in runner.resume().await {
+                    printer.note("state", &format!("kept, not resumed: {problem}"));
+                }
+            }
+        }
+    }
 
     let started = Instant::now();
     let kinds_of: HashMap<&str, &str> = manifest
@@ -109,7 +140,7 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
                 if deps.iter().all(|s| *s == Some(Status::Succeeded)) {
                     launched.push(spec.name.clone());
                     running.push(run_step(
-                        swarm.clone(),
+                        runners[&spec.name].clone(),
                         spec.name.clone(),
                         spec.max_retries,
                         printer.clone(),
@@ -186,35 +217,43 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
 
 /// Runs one agent's step: up to `1 + retries` attempts; an open breaker is waited out (it is
 /// not an attempt: nothing ran).
-async fn run_step(swarm: Swarm, agent: String, retries: u32, printer: Arc<Printer>) -> StepReport {
+async fn run_step(
+    runner: Arc<Runner>,
+    agent: String,
+    retries: u32,
+    printer: Arc<Printer>,
+) -> StepReport {
     let started = Instant::now();
     let mut attempt = 0;
-    let step = swarm.agent::<Step, StepOutput>(&agent);
+    let mut try_ = 0;
+    let mut recorded = false;
     let result: Result<StepOutput, String> = loop {
-        attempt += 1;
-        let submitted = match &step {
-            Ok(step) => step.submit(Step { attempt }).await,
-            Err(e) => break Err(e.to_string()),
+        if try_ == 0 {
+            attempt += 1;
+        }
+        try_ += 1;
+        let outcome = match runner.attempt(attempt, try_).await {
+            Ok((output, replay)) => {
+                recorded = replay;
+                Ok(output)
+            }
+            Err(AttemptError::Refused(SubmitErrorKind::BreakerOpen { retry_after, .. })) => {
+                printer.note(
+                    "breaker",
+                    &format!(
+                        "{agent}: breaker open, next trial in {}",
+                        humantime::format_duration(retry_after)
+                    ),
+                );
+                tokio::time::sleep(retry_after.max(Duration::from_millis(10))).await;
+                continue;
+            }
+            Err(AttemptError::RefusedEarlier) => continue,
+            // Refused for good (stopped, unknown): nothing to retry.
+            Err(AttemptError::Refused(kind)) => break Err(kind.to_string()),
+            Err(AttemptError::Failed(error)) => Err(error),
         };
-        let outcome = match submitted {
-            Ok(handle) => handle.await.map_err(|e| e.to_string()),
-            Err(refused) => match refused.kind() {
-                SubmitErrorKind::BreakerOpen { retry_after, .. } => {
-                    printer.note(
-                        "breaker",
-                        &format!(
-                            "{agent}: breaker open, next trial in {}",
-                            humantime::format_duration(*retry_after)
-                        ),
-                    );
-                    tokio::time::sleep((*retry_after).max(Duration::from_millis(10))).await;
-                    attempt -= 1;
-                    continue;
-                }
-                // Refused for good (stopped, unknown): nothing to retry.
-                _ => break Err(refused.to_string()),
-            },
-        };
+        try_ = 0;
         match outcome {
             Ok(output) => break Ok(output),
             Err(error) if attempt <= retries => printer.retry(&agent, attempt, &error),
@@ -229,7 +268,11 @@ async fn run_step(swarm: Swarm, agent: String, retries: u32, printer: Arc<Printe
             status: Status::Succeeded,
             attempts: attempt,
             seconds,
-            detail: output.summary,
+            detail: if recorded {
+                format!("{} (recorded in an earlier run)", output.summary)
+            } else {
+                output.summary
+            },
             output: if output.stdout.is_empty() {
                 output.stderr
             } else {

@@ -43,6 +43,7 @@ impl JournalTaskError {
 #[must_use = "a task handle does nothing unless awaited; dropping it lets the task run detached"]
 pub struct JournalHandle<O> {
     id: JournalId,
+    replay: bool,
     canceller: Option<TaskCanceller>,
     end: Pin<Box<dyn Future<Output = Result<O, JournalTaskError>> + Send>>,
 }
@@ -76,7 +77,12 @@ impl<O: DeserializeOwned + Send + 'static> JournalHandle<O> {
             };
             decode(&journal, id, &ended)
         });
-        Self { id, canceller, end }
+        Self {
+            id,
+            replay: false,
+            canceller,
+            end,
+        }
     }
 
     /// A handle for a task that has already ended.
@@ -84,6 +90,7 @@ impl<O: DeserializeOwned + Send + 'static> JournalHandle<O> {
         let end = Box::pin(async move { decode(&journal, id, &ended) });
         Self {
             id,
+            replay: true,
             canceller: None,
             end,
         }
@@ -94,6 +101,12 @@ impl<O> JournalHandle<O> {
     /// The task's number in the journal.
     pub fn id(&self) -> JournalId {
         self.id
+    }
+
+    /// Whether the handle answers from the journal: the task had ended before (under its
+    /// idempotency key) and nothing runs now.
+    pub fn is_replay(&self) -> bool {
+        self.replay
     }
 
     /// Cancels the task if it is running in this process; false if it had ended (or runs

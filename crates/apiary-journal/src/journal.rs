@@ -202,6 +202,27 @@ impl Journal {
         })
     }
 
+    /// Reads an existing journal whatever swarm wrote it, without starting a writer: the
+    /// swarm's name and every task in it. For status tools.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] if `dir` holds no journal; otherwise as [`open`](Self::open).
+    pub async fn inspect(
+        dir: impl Into<PathBuf>,
+    ) -> Result<(String, Vec<TaskSummary>), JournalError> {
+        let dir = dir.into();
+        tokio::task::spawn_blocking(move || {
+            let (store, swarm) = Store::open_existing(&dir)?;
+            Ok((swarm, summaries(store.list()?)))
+        })
+        .await
+        .map_err(|e| JournalError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+
     /// The journal's file.
     pub fn path(&self) -> &Path {
         &self.inner.store.path
@@ -293,36 +314,7 @@ impl Journal {
     /// [`JournalError::Storage`] if the file cannot be read; a record that does not decode is
     /// listed with its failure to decode as its message.
     pub fn tasks(&self) -> Result<Vec<TaskSummary>, JournalError> {
-        let listed = self.inner.store.list()?;
-        Ok(listed
-            .into_iter()
-            .map(|l| {
-                let (agent, key, submitted_ms, unreadable) = match l.task {
-                    Ok(t) => (t.agent, t.key, t.submitted_ms, None),
-                    Err(e) => (String::new(), None, 0, Some(e.to_string())),
-                };
-                let (outcome, ended_ms, message) = match l.outcome {
-                    None => (None, None, None),
-                    Some(Ok(o)) => match o.result {
-                        Recorded::Output(_) => {
-                            (Some("completed".to_owned()), Some(o.ended_ms), None)
-                        }
-                        Recorded::Failed(f) => (Some(f.outcome), Some(o.ended_ms), Some(f.message)),
-                    },
-                    Some(Err(e)) => (Some("undecodable".to_owned()), None, Some(e.to_string())),
-                };
-                let message = message.or(unreadable);
-                TaskSummary {
-                    id: JournalId(l.id),
-                    agent,
-                    key,
-                    submitted_ms,
-                    outcome,
-                    ended_ms,
-                    message,
-                }
-            })
-            .collect())
+        Ok(summaries(self.inner.store.list()?))
     }
 
     pub(crate) fn next_id(&self) -> u64 {
@@ -360,6 +352,36 @@ impl Journal {
     pub(crate) async fn write(&self, writes: Vec<Write>) -> Result<(), JournalError> {
         self.inner.writer.write(writes).await
     }
+}
+
+fn summaries(listed: Vec<crate::store::Listed>) -> Vec<TaskSummary> {
+    listed
+        .into_iter()
+        .map(|l| {
+            let (agent, key, submitted_ms, unreadable) = match l.task {
+                Ok(t) => (t.agent, t.key, t.submitted_ms, None),
+                Err(e) => (String::new(), None, 0, Some(e.to_string())),
+            };
+            let (outcome, ended_ms, message) = match l.outcome {
+                None => (None, None, None),
+                Some(Ok(o)) => match o.result {
+                    Recorded::Output(_) => (Some("completed".to_owned()), Some(o.ended_ms), None),
+                    Recorded::Failed(f) => (Some(f.outcome), Some(o.ended_ms), Some(f.message)),
+                },
+                Some(Err(e)) => (Some("undecodable".to_owned()), None, Some(e.to_string())),
+            };
+            let message = message.or(unreadable);
+            TaskSummary {
+                id: JournalId(l.id),
+                agent,
+                key,
+                submitted_ms,
+                outcome,
+                ended_ms,
+                message,
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -64,6 +64,28 @@ impl Store {
         dir.join("journal.redb")
     }
 
+    /// Opens an existing journal in `dir` whatever its swarm, to read it; returns the swarm's
+    /// name.
+    pub(crate) fn open_existing(dir: &Path) -> Result<(Self, String), JournalError> {
+        let path = Self::file(dir);
+        if !path.exists() {
+            return Err(JournalError::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no journal here"),
+            });
+        }
+        let swarm = {
+            let db = Database::open(&path).map_err(JournalError::storage(&path))?;
+            let txn = db.begin_read().map_err(JournalError::storage(&path))?;
+            let meta = txn.open_table(META).map_err(JournalError::storage(&path))?;
+            let name = meta.get("swarm").map_err(JournalError::storage(&path))?;
+            name.map(|v| String::from_utf8_lossy(v.value()).into_owned())
+                .unwrap_or_default()
+        };
+        let (store, _) = Self::open(dir, &swarm)?;
+        Ok((store, swarm))
+    }
+
     /// Opens (or creates) the journal of `swarm` in `dir`.
     pub(crate) fn open(dir: &Path, swarm: &str) -> Result<(Self, Opened), JournalError> {
         std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
