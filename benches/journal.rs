@@ -3,7 +3,6 @@
 //!
 //! Run: `cargo bench --features journal --bench journal`
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use apiary::journal::{Journal, JournalConfig};
@@ -11,20 +10,9 @@ use apiary::prelude::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 mod baseline;
-use baseline::{runtime, Adder};
+use baseline::{fsyncs_per_second, runtime, Adder};
 
 const IN_FLIGHT: u64 = 1000;
-
-/// Writes 64 bytes and `fdatasync`s, `n` times: the disk's floor for durable acknowledgements.
-fn fsyncs_per_second(dir: &std::path::Path, n: usize) -> f64 {
-    let mut file = std::fs::File::create(dir.join("fsync-probe")).unwrap();
-    let started = Instant::now();
-    for _ in 0..n {
-        file.write_all(&[7u8; 64]).unwrap();
-        file.sync_data().unwrap();
-    }
-    n as f64 / started.elapsed().as_secs_f64()
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]

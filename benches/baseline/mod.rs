@@ -64,3 +64,16 @@ impl apiary::prelude::Agent for Adder {
         Ok(n + 1)
     }
 }
+
+/// Writes 64 bytes and `fdatasync`s, `n` times, in `dir`: the disk's floor for durable
+/// acknowledgements, one after another.
+pub fn fsyncs_per_second(dir: &std::path::Path, n: usize) -> f64 {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(dir.join("fsync-probe")).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        file.write_all(&[7u8; 64]).unwrap();
+        file.sync_data().unwrap();
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}

@@ -103,6 +103,16 @@ pub enum MemoryError {
         /// redb's error.
         source: Box<redb::Error>,
     },
+    /// A write was not stored: its transaction failed, or an earlier one did. After a failed
+    /// commit the memory takes no more writes (what reached the disk is no longer known);
+    /// reads go on, and reopening the memory recovers from the last durable commit.
+    #[error("store {}: write not stored: {reason}", path.display())]
+    WriteFailed {
+        /// The database file.
+        path: PathBuf,
+        /// The commit's failure.
+        reason: String,
+    },
     /// A record in the on-disk store does not decode (the file was altered or corrupted).
     #[error("store {}: corrupt record {record}: {source}", path.display())]
     CorruptRecord {

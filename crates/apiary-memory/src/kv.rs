@@ -51,6 +51,18 @@ impl KvTable {
         Some(old)
     }
 
+    /// Removes those of `keys` whose entry has expired at `now`; returns how many.
+    pub(crate) fn remove_expired(&mut self, keys: &[String], now: u64) -> usize {
+        let mut removed = 0;
+        for key in keys {
+            if self.entries.get(key).is_some_and(|e| !e.live(now)) {
+                self.remove(key);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     pub(crate) fn keys_with_prefix(&self, prefix: &str, now: u64) -> Vec<String> {
         self.entries
             .range(prefix.to_owned()..)

@@ -9,7 +9,8 @@
 //!   search. A compact mode keeps only PQ codes in the index and re-ranks exactly (from
 //!   the store on disk when there is one, so RAM holds only the codes).
 //! - With a directory, keys and vectors live in a redb database (a write is acknowledged only
-//!   once committed to disk) and the trained index is saved beside it with a checksum.
+//!   once committed to disk; writes that arrive together share one commit and its fsync)
+//!   and the trained index is saved beside it with a checksum.
 //!
 //! See [`Memory`] for an example.
 //!
@@ -46,6 +47,7 @@ mod store;
 mod stored_vectors;
 mod train;
 mod vectors;
+mod writer;
 
 pub use config::{IndexConfig, MemoryConfig};
 pub use embedder::{Embedder, HashingEmbedder};

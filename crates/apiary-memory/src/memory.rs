@@ -285,6 +285,31 @@ impl Memory {
         self.call(|reply| MemoryMsg::Settle { reply }).await
     }
 
+    /// Tests only: see `MemoryMsg::TrainMidCommit`.
+    #[cfg(test)]
+    pub(crate) async fn train_mid_commit(
+        &self,
+        patterns: Vec<Pattern>,
+        hold: bool,
+    ) -> Result<(), MemoryError> {
+        let patterns = patterns
+            .into_iter()
+            .map(|p| self.prepare(p))
+            .collect::<Result<Vec<NewPattern>, _>>()?;
+        self.call(|reply| MemoryMsg::TrainMidCommit {
+            patterns,
+            hold,
+            reply,
+        })
+        .await
+    }
+
+    /// Tests only: ends the hold of `train_mid_commit`.
+    #[cfg(test)]
+    pub(crate) fn release(&self) {
+        let _ = self.actor.cast(MemoryMsg::Release);
+    }
+
     /// Stops the actor after the messages already sent, saving a trained index beside the
     /// store. Other handles see [`MemoryError::Closed`] afterwards.
     pub async fn close(&self) {

@@ -157,10 +157,13 @@ impl PatternTable {
         self.next_id = self.next_id.max(id + 1);
     }
 
-    pub(crate) fn remove(&mut self, key: &str) -> Option<u64> {
-        let id = self.by_key.remove(key)?;
-        self.by_id.remove(&id);
-        Some(id)
+    /// Removes pattern `id` (and its key, if the key still names it).
+    pub(crate) fn remove_id(&mut self, id: u64) {
+        if let Some(info) = self.by_id.remove(&id) {
+            if self.by_key.get(&info.key) == Some(&id) {
+                self.by_key.remove(&info.key);
+            }
+        }
     }
 
     pub(crate) fn len(&self) -> usize {

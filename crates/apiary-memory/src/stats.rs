@@ -16,6 +16,11 @@ pub struct MemoryStats {
     pub vector_bytes: usize,
     /// The pattern index.
     pub index: IndexStats,
+    /// Writes stored durably since start (0 without a directory).
+    pub durable_writes: u64,
+    /// The transactions that stored them, one fsync each: `durable_writes / commits` is how
+    /// many writes shared an fsync.
+    pub commits: u64,
 }
 
 /// The pattern index in use.

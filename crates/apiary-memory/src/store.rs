@@ -1,7 +1,7 @@
 //! The crash-safe store on disk (redb): key/value entries and pattern vectors.
 //!
-//! Every write is one redb transaction committed with immediate durability (fsync) before the
-//! memory acknowledges it. The FAISS index is not stored here: it is derived data, saved
+//! Writes are committed with immediate durability (fsync) before the memory acknowledges them;
+//! writes queued together share one transaction ([`crate::writer`]). The FAISS index is not stored here: it is derived data, saved
 //! beside the database by [`crate::index_file`] and rebuilt from these vectors when needed.
 
 use std::path::{Path, PathBuf};
@@ -34,16 +34,38 @@ pub(crate) struct Contents {
     pub(crate) generation: u64,
 }
 
-/// One write, applied atomically.
+/// One write as it goes to disk, already encoded (so that a value that cannot be encoded
+/// fails alone, before it reaches a shared transaction).
 #[derive(Debug)]
 pub(crate) enum Write {
-    Put(String, Entry),
-    Delete(Vec<String>),
+    Put {
+        key: String,
+        bytes: Vec<u8>,
+    },
+    Delete(String),
+    /// Removes those of `keys` whose stored entry has expired at `now` (Unix ms): a key
+    /// written again since the sweep chose it stays.
+    Expire {
+        keys: Vec<String>,
+        now: u64,
+    },
     /// Removes `remove`, then adds `add` (a replaced key is both).
     Patterns {
-        add: Vec<(u64, StoredPattern)>,
+        add: Vec<(u64, Vec<u8>)>,
         remove: Vec<u64>,
     },
+}
+
+impl Write {
+    /// The bytes a pattern is stored as.
+    pub(crate) fn encode_pattern(pattern: &StoredPattern) -> Result<Vec<u8>, MemoryError> {
+        encode(&pattern.info.key, pattern)
+    }
+
+    /// The bytes an entry is stored as.
+    pub(crate) fn encode_entry(key: &str, entry: &Entry) -> Result<Vec<u8>, MemoryError> {
+        encode(key, entry)
+    }
 }
 
 #[derive(Debug)]
@@ -55,6 +77,11 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn file(dir: &Path) -> PathBuf {
         dir.join("memory.redb")
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Opens (or creates) the database in `dir`, caching at most `cache` bytes of its pages,
@@ -116,50 +143,73 @@ impl Store {
         Ok(contents)
     }
 
-    /// Applies `write` in one durable transaction; returns the pattern generation after it.
-    pub(crate) fn apply(&self, write: &Write) -> Result<u64, MemoryError> {
+    /// Applies `writes` in order in one durable transaction (one fsync for them all);
+    /// returns the pattern generation after each.
+    pub(crate) fn apply_batch<'a>(
+        &self,
+        writes: impl Iterator<Item = &'a Write>,
+    ) -> Result<Vec<u64>, MemoryError> {
         let path = &self.path;
         self.commit(|txn| {
-            let mut generation = None;
-            match write {
-                Write::Put(key, entry) => {
-                    let bytes = encode(key, entry)?;
-                    let mut t = txn.open_table(KV).map_err(MemoryError::storage(path))?;
-                    t.insert(key.as_str(), bytes.as_slice())
-                        .map_err(MemoryError::storage(path))?;
-                }
-                Write::Delete(keys) => {
-                    let mut t = txn.open_table(KV).map_err(MemoryError::storage(path))?;
-                    for key in keys {
-                        t.remove(key.as_str()).map_err(MemoryError::storage(path))?;
-                    }
-                }
-                Write::Patterns { add, remove } => {
-                    let mut t = txn
-                        .open_table(PATTERNS)
-                        .map_err(MemoryError::storage(path))?;
-                    for id in remove {
-                        t.remove(id).map_err(MemoryError::storage(path))?;
-                    }
-                    for (id, pattern) in add {
-                        let bytes = encode(&pattern.info.key, pattern)?;
-                        t.insert(id, bytes.as_slice())
-                            .map_err(MemoryError::storage(path))?;
-                    }
-                    generation = Some(());
-                }
-            }
+            let mut kv = txn.open_table(KV).map_err(MemoryError::storage(path))?;
+            let mut patterns = txn
+                .open_table(PATTERNS)
+                .map_err(MemoryError::storage(path))?;
             let mut meta = txn.open_table(META).map_err(MemoryError::storage(path))?;
-            let current = meta
+            let start = meta
                 .get(GENERATION)
                 .map_err(MemoryError::storage(path))?
                 .map_or(0, |g| g.value());
-            let next = current + u64::from(generation.is_some());
-            if next != current {
-                meta.insert(GENERATION, next)
+            let mut generation = start;
+            let mut after = Vec::new();
+            for write in writes {
+                match write {
+                    Write::Put { key, bytes } => {
+                        kv.insert(key.as_str(), bytes.as_slice())
+                            .map_err(MemoryError::storage(path))?;
+                    }
+                    Write::Delete(key) => {
+                        kv.remove(key.as_str())
+                            .map_err(MemoryError::storage(path))?;
+                    }
+                    Write::Expire { keys, now } => {
+                        for key in keys {
+                            let expired = kv
+                                .get(key.as_str())
+                                .map_err(MemoryError::storage(path))?
+                                .is_some_and(|stored| {
+                                    // An entry that does not decode is kept: corruption is
+                                    // reported at the next open, not deleted here.
+                                    postcard::from_bytes::<Entry>(stored.value())
+                                        .ok()
+                                        .and_then(|e| e.expires_at)
+                                        .is_some_and(|t| t <= *now)
+                                });
+                            if expired {
+                                kv.remove(key.as_str())
+                                    .map_err(MemoryError::storage(path))?;
+                            }
+                        }
+                    }
+                    Write::Patterns { add, remove } => {
+                        for id in remove {
+                            patterns.remove(id).map_err(MemoryError::storage(path))?;
+                        }
+                        for (id, bytes) in add {
+                            patterns
+                                .insert(id, bytes.as_slice())
+                                .map_err(MemoryError::storage(path))?;
+                        }
+                        generation += 1;
+                    }
+                }
+                after.push(generation);
+            }
+            if generation != start {
+                meta.insert(GENERATION, generation)
                     .map_err(MemoryError::storage(path))?;
             }
-            Ok(next)
+            Ok(after)
         })
     }
 
@@ -186,13 +236,18 @@ impl Store {
     /// A consistent view of the stored patterns as of now, readable later on another
     /// thread: a training started now sees exactly the patterns the actor has applied.
     pub(crate) fn snapshot(&self) -> Result<Snapshot, MemoryError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(MemoryError::storage(&self.path))?;
+        let path = &self.path;
+        let txn = self.db.begin_read().map_err(MemoryError::storage(path))?;
+        let generation = txn
+            .open_table(META)
+            .map_err(MemoryError::storage(path))?
+            .get(GENERATION)
+            .map_err(MemoryError::storage(path))?
+            .map_or(0, |g| g.value());
         Ok(Snapshot {
             txn,
-            path: self.path.clone(),
+            path: path.clone(),
+            generation,
         })
     }
 
@@ -220,6 +275,7 @@ impl Store {
 pub(crate) struct Snapshot {
     txn: redb::ReadTransaction,
     path: PathBuf,
+    generation: u64,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -231,6 +287,11 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
+    /// The pattern generation the snapshot shows.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Every pattern's id and vector (rows concatenated).
     pub(crate) fn vectors(&self) -> Result<(Vec<u64>, Vec<f32>), MemoryError> {
         let path = &self.path;

@@ -129,8 +129,8 @@ async fn a_corrupted_index_file_is_detected_and_rebuilt() {
     m.close().await;
 }
 
-/// The child half of the SIGKILL test: writes keys and patterns forever, printing each one
-/// once acknowledged. Runs only when the parent sets the directory.
+/// The child half of the SIGKILL test: writes keys and patterns forever from many writers,
+/// printing each one once acknowledged. Runs only when the parent sets the directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "child process of sigkill_mid_stream_loses_no_acknowledged_write"]
 async fn crash_child() {
@@ -138,18 +138,26 @@ async fn crash_child() {
         return;
     };
     let m = Memory::open(config(Path::new(&dir))).await.unwrap();
-    let base = base();
-    for i in 0.. {
-        m.put(&format!("crash/k{i}"), &(i as u64)).await.unwrap();
-        println!("ack kv {i}");
-        if i % 2 == 0 {
-            let row = (i / 2) % base.len();
-            m.add_pattern(Pattern::vector(format!("crash/p{i}"), base[row].clone()))
-                .await
-                .unwrap();
-            println!("ack pattern {i}");
-        }
-    }
+    let base = std::sync::Arc::new(base());
+    // Sixteen writers at once, so that the kill lands among shared transactions.
+    const WRITERS: u64 = 16;
+    let writers = (0..WRITERS).map(|w| {
+        let (m, base) = (m.clone(), std::sync::Arc::clone(&base));
+        tokio::spawn(async move {
+            for i in (w..).step_by(WRITERS as usize) {
+                m.put(&format!("crash/k{i}"), &i).await.unwrap();
+                println!("ack kv {i}");
+                if i % 2 == 0 {
+                    let row = (i as usize / 2) % base.len();
+                    m.add_pattern(Pattern::vector(format!("crash/p{i}"), base[row].clone()))
+                        .await
+                        .unwrap();
+                    println!("ack pattern {i}");
+                }
+            }
+        })
+    });
+    futures::future::join_all(writers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,10 @@
 //! The life of a quantized index (when to train, the background run, replaying what changed
 //! meanwhile, swapping it in and saving it) is in [`training`].
 
+mod commit;
 mod training;
 
+use commit::{InFlight, Then};
 use training::Training;
 
 use std::{
@@ -25,10 +27,11 @@ use crate::{
     index_file::{self, Loaded},
     kv::{Entry, KvTable},
     patterns::{Hit, Metadata, PatternInfo, PatternTable},
-    store::{Contents, Store, StoredPattern, Write},
+    store::{Contents, Store},
     stored_vectors::StoredVectors,
     train::Trained,
     vectors::VectorSlab,
+    writer::Writer,
     IndexOrigin, IndexStats, MemoryError, MemoryStats,
 };
 
@@ -84,7 +87,21 @@ pub(crate) enum MemoryMsg {
         reply: Reply<MemoryStats>,
     },
     Sweep,
+    /// The writer has stored writes: apply them and reply.
+    Committed,
     Trained(Box<Result<Trained, MemoryError>>),
+    /// Tests only: stores `patterns`, and once the writer has committed them starts a
+    /// training before applying them (the race a store snapshot can meet).
+    /// With `hold`, applies nothing more until `Release`, so that the training can be
+    /// swapped in first.
+    #[cfg(test)]
+    TrainMidCommit {
+        patterns: Vec<NewPattern>,
+        hold: bool,
+        reply: Reply<()>,
+    },
+    #[cfg(test)]
+    Release,
 }
 
 // Only with ractor's `cluster` feature: without it, ractor's blanket impl covers this type.
@@ -114,8 +131,19 @@ pub(crate) struct State {
     /// Removed ids still inside an index that cannot remove (HNSW); searches fetch this
     /// many extra candidates and skip them.
     dead_in_index: usize,
+    /// The pattern generation applied to the tables (each pattern write adds one).
     generation: u64,
+    /// The generation the index already reflects beyond what was applied to it: a trained
+    /// index built from a store snapshot holds the writes committed before the snapshot,
+    /// even those the actor had not applied yet, and must not get them twice.
+    index_covers: u64,
     store: Option<(Arc<Store>, PathBuf)>,
+    /// The group-commit thread, with a store.
+    writer: Option<Writer<Then>>,
+    in_flight: InFlight,
+    /// Tests only: `Committed` applies nothing while set.
+    #[cfg(test)]
+    held: bool,
     origin: IndexOrigin,
     training: Option<Training>,
     trainings: u64,
@@ -155,7 +183,12 @@ impl Actor for MemoryActor {
             index: ActiveIndex::Exact(exact_index(dim)?),
             dead_in_index: 0,
             generation: 0,
+            index_covers: 0,
             store: None,
+            writer: None,
+            in_flight: InFlight::default(),
+            #[cfg(test)]
+            held: false,
             origin: IndexOrigin::Fresh,
             training: None,
             trainings: 0,
@@ -171,6 +204,12 @@ impl Actor for MemoryActor {
                 state.vectors = StoredVectors::Store(Arc::clone(&store));
             }
             state.restore(&store, &dir, contents)?;
+            state.index_covers = state.generation;
+            let me = myself.clone();
+            state.writer = Some(Writer::start(Arc::clone(&store), move || {
+                // Fails only once the actor has stopped; it then drains the writer itself.
+                let _ = me.cast(MemoryMsg::Committed);
+            })?);
             state.store = Some((store, dir));
         }
         state.publish_sizes();
@@ -194,42 +233,22 @@ impl Actor for MemoryActor {
             } => {
                 let expires_at =
                     ttl.map(|t| state.clock.now_ms().saturating_add(t.as_millis() as u64));
-                let entry = Entry { value, expires_at };
-                let result = state.durably(Write::Put(key, entry)).await.map(|write| {
-                    let Write::Put(key, entry) = write else {
-                        unreachable!("put returns put")
-                    };
-                    state.note_namespace(&key);
-                    state.kv.insert(key, entry);
-                    metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "put").increment(1);
-                });
-                state.publish_sizes();
-                state.schedule_sweep(&myself);
-                let _ = reply.send(result);
+                state.put(key, Entry { value, expires_at }, reply);
+                state.settle_writes(&myself);
             }
             MemoryMsg::Get { key, reply } => {
                 let now = state.clock.now_ms();
                 let _ = reply.send(Ok(state.kv.get(&key, now).map(|e| e.value.clone())));
             }
             MemoryMsg::Delete { key, reply } => {
-                let now = state.clock.now_ms();
-                let result = if state.kv.get(&key, now).is_none() {
-                    // Absent or expired: nothing to acknowledge, but an expired entry still
-                    // goes at the next sweep.
-                    Ok(false)
+                if state.may_have_key(&key, state.clock.now_ms()) {
+                    state.delete(key, reply);
+                    state.settle_writes(&myself);
                 } else {
-                    state
-                        .durably(Write::Delete(vec![key.clone()]))
-                        .await
-                        .map(|_| {
-                            state.kv.remove(&key);
-                            metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "delete")
-                                .increment(1);
-                            true
-                        })
-                };
-                state.publish_sizes();
-                let _ = reply.send(result);
+                    // Absent or expired: nothing to store, but an expired entry still goes
+                    // at the next sweep.
+                    let _ = reply.send(Ok(false));
+                }
             }
             MemoryMsg::List {
                 prefix,
@@ -252,12 +271,12 @@ impl Actor for MemoryActor {
                 let _ = reply.send(result);
             }
             MemoryMsg::AddPatterns { patterns, reply } => {
-                let result = state.add_patterns(patterns).await;
-                state.maybe_train(&myself);
-                let _ = reply.send(result);
+                state.add_patterns(patterns, reply);
+                state.settle_writes(&myself);
             }
             MemoryMsg::RemovePattern { key, reply } => {
-                let _ = reply.send(state.remove_pattern(&key).await);
+                state.remove_pattern(key, reply);
+                state.settle_writes(&myself);
             }
             MemoryMsg::Search {
                 vector,
@@ -289,27 +308,51 @@ impl Actor for MemoryActor {
             }
             MemoryMsg::Sweep => {
                 state.sweep_at = None;
-                let due = state.kv.due(state.clock.now_ms());
-                if !due.is_empty() {
-                    // On failure the keys stay (still never returned) and the next sweep retries.
-                    match state.durably(Write::Delete(due)).await {
-                        Ok(Write::Delete(due)) => {
-                            for key in &due {
-                                state.kv.remove(key);
-                            }
-                            metrics::counter!(m::MEMORY_EXPIRED_TOTAL.name)
-                                .increment(due.len() as u64);
-                        }
-                        Ok(_) => unreachable!("delete returns delete"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "memory: expiry sweep failed; retrying at the next one")
-                        }
+                // A sweep in flight schedules the next once applied.
+                if !state.in_flight.expiring {
+                    let now = state.clock.now_ms();
+                    let due = state.kv.due(now);
+                    if !due.is_empty() {
+                        state.expire(due, now);
                     }
                 }
-                state.publish_sizes();
-                state.schedule_sweep(&myself);
+                state.settle_writes(&myself);
+            }
+            MemoryMsg::Committed => {
+                #[cfg(test)]
+                if state.held {
+                    return Ok(());
+                }
+                state.apply_committed();
+                state.settle_writes(&myself);
             }
             MemoryMsg::Trained(result) => state.trained(*result),
+            #[cfg(test)]
+            MemoryMsg::TrainMidCommit {
+                patterns,
+                hold,
+                reply,
+            } => {
+                let stored = |state: &State| state.writer.as_ref().map_or(0, |w| w.counts().0);
+                let before = stored(state);
+                state.add_patterns(patterns, reply);
+                while stored(state) == before {
+                    std::thread::yield_now();
+                }
+                state.config.train_threshold = 2;
+                state.maybe_train(&myself);
+                state.held = hold;
+                if !hold {
+                    state.apply_committed();
+                }
+                state.settle_writes(&myself);
+            }
+            #[cfg(test)]
+            MemoryMsg::Release => {
+                state.held = false;
+                state.apply_committed();
+                state.settle_writes(&myself);
+            }
         }
         Ok(())
     }
@@ -319,12 +362,22 @@ impl Actor for MemoryActor {
         _myself: ActorRef<MemoryMsg>,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
+        // Every write handed to the writer is stored, applied and acknowledged.
+        if let Some(writer) = state.writer.take() {
+            let rest = tokio::task::spawn_blocking(move || writer.finish())
+                .await
+                .unwrap_or_default();
+            for committed in rest {
+                state.apply(committed.then, committed.result);
+            }
+        }
         // Save the index as it stands, so the next start need not retrain.
         if let Some(saving) = state.saving.take() {
             let _ = saving.await;
         }
+        let generation = state.index_generation();
         if let (ActiveIndex::Quantized(q), Some((_, dir))) = (&state.index, &state.store) {
-            if let Err(e) = index_file::save(dir, q, state.generation) {
+            if let Err(e) = index_file::save(dir, q, generation) {
                 tracing::warn!(error = %e, "memory: saving the index at stop failed; it will be rebuilt");
             }
         }
@@ -415,112 +468,23 @@ impl State {
         }
     }
 
-    /// Applies `write` to the store (on a blocking thread: commits fsync) and hands it back.
-    /// Without a store, writes are acknowledged at once.
-    async fn durably(&mut self, write: Write) -> Result<Write, MemoryError> {
-        let changes_patterns = matches!(write, Write::Patterns { .. });
-        let Some((store, _)) = &self.store else {
-            self.generation += u64::from(changes_patterns);
-            return Ok(write);
-        };
-        let store = Arc::clone(store);
-        let (generation, write) =
-            tokio::task::spawn_blocking(move || store.apply(&write).map(|g| (g, write)))
-                .await
-                .map_err(|e| MemoryError::Panicked {
-                    what: "store write",
-                    reason: e.to_string(),
-                })??;
-        self.generation = generation;
-        Ok(write)
-    }
-
-    async fn add_patterns(&mut self, patterns: Vec<NewPattern>) -> Result<(), MemoryError> {
-        if patterns.is_empty() {
-            return Ok(());
-        }
-        // Later entries for the same key win; an existing key is replaced.
-        let mut replaced: Vec<u64> = Vec::new();
-        let mut rows = Vec::with_capacity(patterns.len());
-        let mut batch_ids = std::collections::HashMap::new();
-        let mut next = self.patterns.next_id;
-        for (key, vector, metadata) in patterns {
-            if let Some(old) = batch_ids.insert(key.clone(), next) {
-                rows.retain(|(id, _): &(u64, StoredPattern)| *id != old);
-            } else if let Some(&old) = self.patterns.by_key.get(&key) {
-                replaced.push(old);
-            }
-            rows.push((
-                next,
-                StoredPattern {
-                    info: PatternInfo { key, metadata },
-                    vector,
-                },
-            ));
-            next += 1;
-        }
-        let write = Write::Patterns {
-            add: rows,
-            remove: replaced.clone(),
-        };
-        let Write::Patterns { add: rows, .. } = self.durably(write).await? else {
-            unreachable!("patterns returns patterns")
-        };
-        self.patterns.next_id = next;
-        self.drop_patterns(&replaced)?;
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut data = Vec::with_capacity(rows.len() * self.dim);
-        for (id, StoredPattern { info, vector }) in rows {
-            self.note_namespace(&info.key);
-            self.vectors.insert(id, &vector);
-            self.patterns.insert(id, info);
-            ids.push(id);
-            data.extend_from_slice(&vector);
-        }
-        self.index.add(&ids, &data)?;
-        if let Some(t) = &mut self.training {
-            t.added.extend_from_slice(&ids);
-        }
-        metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "add_patterns").increment(1);
+    /// After a message that may have changed the tables: publish sizes, schedule the expiry
+    /// sweep, train if the collection grew enough.
+    fn settle_writes(&mut self, myself: &ActorRef<MemoryMsg>) {
         self.publish_sizes();
-        Ok(())
+        self.schedule_sweep(myself);
+        self.maybe_train(myself);
     }
 
-    async fn remove_pattern(&mut self, key: &str) -> Result<bool, MemoryError> {
-        let Some(&id) = self.patterns.by_key.get(key) else {
-            return Ok(false);
-        };
-        self.durably(Write::Patterns {
-            add: Vec::new(),
-            remove: vec![id],
-        })
-        .await?;
-        self.patterns.remove(key);
-        self.drop_patterns(&[id])?;
-        metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "remove_pattern").increment(1);
-        self.publish_sizes();
-        Ok(true)
+    /// The store generation the index reflects (see `index_covers`).
+    fn index_generation(&self) -> u64 {
+        self.generation.max(self.index_covers)
     }
 
-    /// Takes removed ids out of the vectors and the index (indexes that cannot remove keep
-    /// them; searches skip ids no longer in the table).
-    fn drop_patterns(&mut self, ids: &[u64]) -> Result<(), MemoryError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        for id in ids {
-            if let Some(info) = self.patterns.by_id.get(id).cloned() {
-                self.patterns.remove(&info.key);
-            }
-            self.vectors.remove(*id);
-        }
-        if !self.index.remove(ids)? {
-            self.dead_in_index += ids.len();
-        }
-        if let Some(t) = &mut self.training {
-            t.removed.extend_from_slice(ids);
-        }
-        Ok(())
+    fn store_path(&self) -> PathBuf {
+        self.store
+            .as_ref()
+            .map_or_else(PathBuf::new, |(store, _)| store.path().to_owned())
     }
 
     fn search(
@@ -584,6 +548,9 @@ impl State {
         let Some(next) = self.kv.next_expiry() else {
             return;
         };
+        if self.in_flight.expiring {
+            return;
+        }
         if self.sweep_at.is_some_and(|at| at <= next) {
             return;
         }
@@ -602,7 +569,10 @@ impl State {
             ActiveIndex::Exact(_) => ("Flat".to_owned(), None, None),
             ActiveIndex::Quantized(q) => (q.factory.clone(), q.param.clone(), Some(q.recall)),
         };
+        let (durable_writes, commits) = self.writer.as_ref().map_or((0, 0), Writer::counts);
         MemoryStats {
+            durable_writes,
+            commits,
             keys: self.kv.len(),
             patterns: self.patterns.len(),
             namespaces: self.namespaces.iter().cloned().collect(),

@@ -9,6 +9,7 @@ use super::{MemoryMsg, State};
 use crate::{
     index::ActiveIndex,
     index_file,
+    stored_vectors::Snapshot,
     train::{train, TrainJob, Trained},
     MemoryError,
 };
@@ -16,6 +17,8 @@ use crate::{
 /// Changes made while a training runs, replayed onto the new index before it is swapped in.
 #[derive(Default)]
 pub(super) struct Training {
+    /// The pattern generation the training's snapshot shows: writes up to it are inside.
+    pub(super) since: u64,
     pub(super) added: Vec<u64>,
     pub(super) removed: Vec<u64>,
 }
@@ -46,6 +49,12 @@ impl State {
                 return;
             }
         };
+        // A store snapshot may hold writes committed but not applied yet; a copy of RAM
+        // holds exactly those applied.
+        let since = match &snapshot {
+            Snapshot::Store(s) => s.generation(),
+            Snapshot::Owned(..) => self.generation,
+        };
         let (dim, factory) = (self.dim, self.config.factory_for(n, self.dim));
         let (target_recall, tune_queries, rerank) = (
             self.config.target_recall,
@@ -53,7 +62,10 @@ impl State {
             self.config.compact,
         );
         let seed = self.trainings ^ n as u64;
-        self.training = Some(Training::default());
+        self.training = Some(Training {
+            since,
+            ..Training::default()
+        });
         tracing::info!(vectors = n, factory = %factory, "memory: training a quantized index in the background");
         let me = myself.clone();
         tokio::spawn(async move {
@@ -119,6 +131,7 @@ impl State {
         index.add(&ids, &data)?;
         metrics::histogram!(m::MEMORY_TRAINING_DURATION_SECONDS.name).record(seconds);
         self.index = index;
+        self.index_covers = self.index_covers.max(changes.since);
         self.dead_in_index = dead;
         self.failed_at = None;
         if let ActiveIndex::Quantized(q) = &self.index {
@@ -134,7 +147,7 @@ impl State {
                             ..*q
                         };
                         let (dir, generation, previous) =
-                            (dir.clone(), self.generation, self.saving.take());
+                            (dir.clone(), self.index_generation(), self.saving.take());
                         self.saving = Some(tokio::spawn(async move {
                             if let Some(previous) = previous {
                                 let _ = previous.await;

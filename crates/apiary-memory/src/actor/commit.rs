@@ -1,0 +1,362 @@
+//! How a write travels: checked and encoded by the actor, stored by the writer thread (in a
+//! transaction shared with the writes that arrived meanwhile), then applied to RAM and
+//! acknowledged by the actor, in the order the writes arrived.
+//!
+//! Between sending a write and applying it the actor goes on serving: reads see only what is
+//! stored. A write that depends on the state (which pattern id a key has, whether a delete
+//! finds its key) is computed against the state *after* the writes still in flight, tracked
+//! in [`InFlight`].
+
+use std::collections::HashMap;
+
+use apiary_metrics as m;
+
+use super::{Reply, State};
+use crate::{
+    kv::Entry,
+    patterns::PatternInfo,
+    store::{StoredPattern, Write},
+    writer::Committed,
+    MemoryError,
+};
+
+/// What the actor does with a write once its transaction has ended.
+pub(crate) enum Then {
+    Put {
+        key: String,
+        entry: Entry,
+        reply: Reply<()>,
+    },
+    Delete {
+        key: String,
+        reply: Reply<bool>,
+    },
+    /// An expiry sweep: removes those of `keys` expired at `now`, as the store did.
+    Expire {
+        keys: Vec<String>,
+        now: u64,
+    },
+    AddPatterns {
+        rows: Vec<(u64, StoredPattern)>,
+        replaced: Vec<u64>,
+        reply: Reply<()>,
+    },
+    RemovePattern {
+        key: String,
+        id: u64,
+        reply: Reply<bool>,
+    },
+}
+
+/// The writes sent and not yet applied, by the keys they touch.
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    /// Key/value writes in flight per key.
+    kv: HashMap<String, u32>,
+    /// Pattern writes in flight per key, and the id the key will have after them (`None`:
+    /// removed).
+    patterns: HashMap<String, (u32, Option<u64>)>,
+    /// An expiry sweep is in flight: the next is scheduled once it is applied.
+    pub(super) expiring: bool,
+}
+
+impl InFlight {
+    fn touch_key(&mut self, key: &str) {
+        *self.kv.entry(key.to_owned()).or_default() += 1;
+    }
+
+    fn done_key(&mut self, key: &str) {
+        if let Some(n) = self.kv.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.kv.remove(key);
+            }
+        }
+    }
+
+    fn touch_pattern(&mut self, key: &str, id: Option<u64>) {
+        let entry = self.patterns.entry(key.to_owned()).or_insert((0, None));
+        *entry = (entry.0 + 1, id);
+    }
+
+    fn done_pattern(&mut self, key: &str) {
+        if let Some((n, _)) = self.patterns.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.patterns.remove(key);
+            }
+        }
+    }
+}
+
+impl State {
+    /// The id `key` will have once the writes in flight are applied.
+    fn pattern_id(&self, key: &str) -> Option<u64> {
+        match self.in_flight.patterns.get(key) {
+            Some(&(_, id)) => id,
+            None => self.patterns.by_key.get(key).copied(),
+        }
+    }
+
+    /// Whether `key` may be present once the writes in flight are applied.
+    pub(super) fn may_have_key(&self, key: &str, now: u64) -> bool {
+        self.kv.get(key, now).is_some() || self.in_flight.kv.contains_key(key)
+    }
+
+    pub(super) fn put(&mut self, key: String, entry: Entry, reply: Reply<()>) {
+        match Write::encode_entry(&key, &entry) {
+            Ok(bytes) => {
+                self.in_flight.touch_key(&key);
+                let write = Write::Put {
+                    key: key.clone(),
+                    bytes,
+                };
+                self.submit(write, Then::Put { key, entry, reply });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    pub(super) fn delete(&mut self, key: String, reply: Reply<bool>) {
+        self.in_flight.touch_key(&key);
+        self.submit(Write::Delete(key.clone()), Then::Delete { key, reply });
+    }
+
+    pub(super) fn expire(&mut self, keys: Vec<String>, now: u64) {
+        self.in_flight.expiring = true;
+        let write = Write::Expire {
+            keys: keys.clone(),
+            now,
+        };
+        self.submit(write, Then::Expire { keys, now });
+    }
+
+    /// Stores `patterns` (later entries for the same key win; an existing key is replaced).
+    pub(super) fn add_patterns(&mut self, patterns: Vec<super::NewPattern>, reply: Reply<()>) {
+        if patterns.is_empty() {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let mut replaced: Vec<u64> = Vec::new();
+        let mut rows: Vec<(u64, StoredPattern)> = Vec::with_capacity(patterns.len());
+        let mut batch_ids = HashMap::new();
+        let mut next = self.patterns.next_id;
+        for (key, vector, metadata) in patterns {
+            if let Some(old) = batch_ids.insert(key.clone(), next) {
+                rows.retain(|(id, _)| *id != old);
+            } else if let Some(old) = self.pattern_id(&key) {
+                replaced.push(old);
+            }
+            let info = PatternInfo { key, metadata };
+            rows.push((next, StoredPattern { info, vector }));
+            next += 1;
+        }
+        let encoded = rows
+            .iter()
+            .map(|(id, p)| Write::encode_pattern(p).map(|bytes| (*id, bytes)))
+            .collect::<Result<Vec<_>, _>>();
+        let add = match encoded {
+            Ok(add) => add,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        // Ids are taken now, so that writes in flight never share one.
+        self.patterns.next_id = next;
+        for (id, p) in &rows {
+            self.in_flight.touch_pattern(&p.info.key, Some(*id));
+        }
+        let write = Write::Patterns {
+            add,
+            remove: replaced.clone(),
+        };
+        self.submit(
+            write,
+            Then::AddPatterns {
+                rows,
+                replaced,
+                reply,
+            },
+        );
+    }
+
+    pub(super) fn remove_pattern(&mut self, key: String, reply: Reply<bool>) {
+        let Some(id) = self.pattern_id(&key) else {
+            let _ = reply.send(Ok(false));
+            return;
+        };
+        self.in_flight.touch_pattern(&key, None);
+        let write = Write::Patterns {
+            add: Vec::new(),
+            remove: vec![id],
+        };
+        self.submit(write, Then::RemovePattern { key, id, reply });
+    }
+
+    /// Sends `write` to the writer; without a store it is applied at once.
+    fn submit(&mut self, write: Write, then: Then) {
+        let Some(writer) = &self.writer else {
+            let generation = self.generation + u64::from(matches!(write, Write::Patterns { .. }));
+            self.apply(then, Ok(generation));
+            return;
+        };
+        if let Err(then) = writer.send(write, then) {
+            let error = MemoryError::WriteFailed {
+                path: self.store_path(),
+                reason: "the writer thread has stopped".to_owned(),
+            };
+            self.apply(then, Err(error));
+        }
+    }
+
+    /// Applies what the writer has stored so far, in order.
+    pub(super) fn apply_committed(&mut self) {
+        let done: Vec<Committed<Then>> = match &self.writer {
+            Some(writer) => writer.committed().collect(),
+            None => Vec::new(),
+        };
+        for Committed { then, result } in done {
+            self.apply(then, result);
+        }
+    }
+
+    /// Applies one write whose transaction has ended (`generation`: the pattern generation
+    /// after it) and acknowledges it.
+    pub(super) fn apply(&mut self, then: Then, stored: Result<u64, MemoryError>) {
+        let generation = stored.as_ref().ok().copied();
+        if let Some(g) = generation {
+            self.generation = g;
+        }
+        match then {
+            Then::Put { key, entry, reply } => {
+                self.in_flight.done_key(&key);
+                let result = stored.map(|_| {
+                    self.note_namespace(&key);
+                    self.kv.insert(key, entry);
+                    metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "put").increment(1);
+                });
+                let _ = reply.send(result);
+            }
+            Then::Delete { key, reply } => {
+                self.in_flight.done_key(&key);
+                let result = stored.map(|_| {
+                    let present = self.kv.get(&key, self.clock.now_ms()).is_some();
+                    self.kv.remove(&key);
+                    if present {
+                        metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "delete")
+                            .increment(1);
+                    }
+                    present
+                });
+                let _ = reply.send(result);
+            }
+            Then::Expire { keys, now } => {
+                self.in_flight.expiring = false;
+                match stored {
+                    Ok(_) => {
+                        let expired = self.kv.remove_expired(&keys, now);
+                        metrics::counter!(m::MEMORY_EXPIRED_TOTAL.name).increment(expired as u64);
+                    }
+                    // The keys stay (still never returned) and the next sweep retries.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "memory: expiry sweep failed; retrying at the next one")
+                    }
+                }
+            }
+            Then::AddPatterns {
+                rows,
+                replaced,
+                reply,
+            } => {
+                for (_, p) in &rows {
+                    self.in_flight.done_pattern(&p.info.key);
+                }
+                let result = match generation {
+                    Some(g) => self.apply_patterns(rows, &replaced, g),
+                    None => stored.map(|_| ()),
+                };
+                let _ = reply.send(result);
+            }
+            Then::RemovePattern { key, id, reply } => {
+                self.in_flight.done_pattern(&key);
+                let result = match generation {
+                    Some(g) if self.patterns.by_id.contains_key(&id) => {
+                        self.drop_patterns(&[id], g).map(|()| {
+                            metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "remove_pattern")
+                                .increment(1);
+                            true
+                        })
+                    }
+                    Some(_) => Ok(false),
+                    None => stored.map(|_| false),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn apply_patterns(
+        &mut self,
+        rows: Vec<(u64, StoredPattern)>,
+        replaced: &[u64],
+        generation: u64,
+    ) -> Result<(), MemoryError> {
+        let replaced: Vec<u64> = replaced
+            .iter()
+            .copied()
+            .filter(|id| self.patterns.by_id.contains_key(id))
+            .collect();
+        self.drop_patterns(&replaced, generation)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut data = Vec::with_capacity(rows.len() * self.dim);
+        for (id, StoredPattern { info, vector }) in rows {
+            self.note_namespace(&info.key);
+            self.vectors.insert(id, &vector);
+            self.patterns.insert(id, info);
+            ids.push(id);
+            data.extend_from_slice(&vector);
+        }
+        if generation > self.index_covers {
+            self.index.add(&ids, &data)?;
+        }
+        if let Some(t) = &mut self.training {
+            if generation > t.since {
+                t.added.extend_from_slice(&ids);
+            }
+        }
+        metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "add_patterns").increment(1);
+        Ok(())
+    }
+
+    /// Takes removed ids out of the table, the vectors and the index (indexes that cannot
+    /// remove keep them; searches skip ids no longer in the table). `generation` is the
+    /// write's: an index or a training that already reflects it is left alone.
+    pub(super) fn drop_patterns(
+        &mut self,
+        ids: &[u64],
+        generation: u64,
+    ) -> Result<(), MemoryError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for &id in ids {
+            self.patterns.remove_id(id);
+            self.vectors.remove(id);
+        }
+        if generation > self.index_covers && !self.index.remove(ids)? {
+            self.dead_in_index += ids.len();
+        }
+        if let Some(t) = &mut self.training {
+            if generation > t.since {
+                t.removed.extend_from_slice(ids);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
