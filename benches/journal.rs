@@ -94,6 +94,13 @@ fn journal(c: &mut Criterion) {
         },
     );
     group.finish();
+    let stats = journal.stats();
+    eprintln!(
+        "journal: {} records in {} transactions ({:.1} records per fsync'd transaction; a journaled task is two records, its submission and its outcome)",
+        stats.records,
+        stats.transactions,
+        stats.records as f64 / stats.transactions.max(1) as f64
+    );
     rt.block_on(swarm.shutdown());
 }
 

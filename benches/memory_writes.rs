@@ -84,6 +84,13 @@ fn memory_writes(c: &mut Criterion) {
         );
     }
     group.finish();
+    let stats = rt.block_on(memory.stats()).unwrap();
+    eprintln!(
+        "memory_writes: {} durable writes in {} commits ({:.1} writes per fsync'd transaction)",
+        stats.durable_writes,
+        stats.commits,
+        stats.durable_writes as f64 / stats.commits.max(1) as f64
+    );
     rt.block_on(memory.close());
 }
 
