@@ -4,6 +4,7 @@ mod cluster;
 mod graph;
 mod kinds;
 mod memory;
+mod orphans;
 mod printer;
 mod recall;
 mod run;

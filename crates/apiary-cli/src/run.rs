@@ -17,6 +17,7 @@ use crate::{
     cluster::{self, ClusterOptions},
     kinds::{self, Placement},
     memory,
+    orphans::Orphans,
     printer::{Printer, Status, StepReport},
     state::{AttemptError, RunState, Runner, StateOptions},
     step::StepOutput,
@@ -71,8 +72,25 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
         cluster::await_placed(node, &manifest).await?;
     }
 
+    // The journal first: it is opened by one process at a time, so what a killed run left
+    // running can be stopped before anything runs again.
+    let state = match &options.state {
+        Some(s) => Some(RunState::open(s, &manifest).await?),
+        None => None,
+    };
+    let orphans = options.state.as_ref().map(|s| Orphans::new(&s.dir));
+    for (step, pgid) in orphans.iter().flat_map(Orphans::reap) {
+        printer.note(
+            "state",
+            &format!("stopped process group {pgid} of step `{step}`, left running by a killed run"),
+        );
+    }
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<SwarmEvent>();
-    let swarm = kinds::builder(&manifest, &base, placement)?
+    let mut builder = kinds::builder(&manifest, &base, placement)?;
+    if let Some(orphans) = orphans {
+        builder = builder.resource(orphans);
+    }
+    let swarm = builder
         .resource(memory.clone())
         .hook(move |e: &SwarmEvent| {
             let _ = tx.send(e.clone());
@@ -83,10 +101,6 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
     if let Some(node) = &node {
         cluster::export(node, &manifest, placement, &swarm).await?;
     }
-    let state = match &options.state {
-        Some(s) => Some(RunState::open(s, &manifest).await?),
-        None => None,
-    };
     let mut runners: HashMap<String, Arc<Runner>> = HashMap::new();
     for spec in &manifest.agents {
         let runner = Runner::new(&swarm, spec, state.as_ref())?;

@@ -14,6 +14,7 @@ use apiary::{
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde::Deserialize;
 
+use crate::orphans::Orphans;
 use crate::step::{tail, Step, StepOutput, StepRecord};
 
 /// Bytes of stdout/stderr kept per run (the end, where errors are).
@@ -118,6 +119,11 @@ impl Agent for ShellAgent {
                 source,
             })?;
         let mut guard = GroupGuard(child.id().map(|id| Pid::from_raw(id as i32)));
+        // With --state, the group is noted while it runs (see `orphans`).
+        let _noted = match (ctx.resource::<Orphans>(), guard.0) {
+            (Ok(orphans), Some(pgid)) => orphans.note(ctx.name().as_str(), pgid.as_raw()).ok(),
+            _ => None,
+        };
         let waited = match self.config.timeout {
             Some(after) => match tokio::time::timeout(after, child.wait_with_output()).await {
                 Ok(out) => out,

@@ -1,5 +1,6 @@
 //! `apiary run --state` killed with SIGKILL during step 3 of 5, then `--resume`: steps 1 and 2
-//! do not run again, and the run finishes. `apiary status` shows what happened.
+//! do not run again, the killed run's step 3 still running is stopped, and the run finishes.
+//! `apiary status` shows what happened.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -29,7 +30,7 @@ name = "three"
 kind = "shell"
 depends_on = ["two"]
 [agents.config]
-command = "echo three-started >> out.txt && sleep 2 && echo three >> out.txt"
+command = "echo three-started >> out.txt && sleep 3 && echo three >> out.txt"
 
 [[agents]]
 name = "four"
@@ -128,10 +129,18 @@ fn a_killed_run_resumes_without_running_finished_steps_again() {
         String::from_utf8_lossy(&resumed.stderr)
     );
     assert!(stdout.contains("recorded in an earlier run"), "{stdout}");
+    // The killed run's `sh` of step three outlived it; the resumed run stopped it before
+    // running step three again, so only the new run finished it.
+    assert!(stdout.contains("left running by a killed run"), "{stdout}");
     let after = lines(dir.path());
     assert_eq!(count(&after, "one"), 1, "step one ran again: {after:?}");
     assert_eq!(count(&after, "two"), 1, "step two ran again: {after:?}");
-    assert!(count(&after, "three") >= 1);
+    assert_eq!(count(&after, "three-started"), 2, "{after:?}");
+    assert_eq!(
+        count(&after, "three"),
+        1,
+        "the orphan finished too: {after:?}"
+    );
     assert_eq!(count(&after, "four"), 1);
     assert_eq!(count(&after, "five"), 1);
 
