@@ -196,3 +196,41 @@ command = "echo first-version >> out.txt"
     assert_eq!(count(&after, "first-version"), 1, "{after:?}");
     assert_eq!(count(&after, "second-version"), 1, "{after:?}");
 }
+
+#[test]
+fn a_second_run_on_the_same_state_is_refused_and_leaves_the_first_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("swarm.toml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let state = dir.path().join("state");
+    let mut first = Command::new(cargo_bin("apiary"))
+        .args(["run", manifest.to_str().unwrap(), "--json", "--state"])
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !lines(dir.path()).iter().any(|l| l == "three-started") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "step three never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The journal is locked by the first run: the second is refused before it touches the
+    // first one's running steps.
+    let second = Command::new(cargo_bin("apiary"))
+        .args(["run", manifest.to_str().unwrap(), "--resume", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("journal.redb"), "{stderr}");
+
+    assert!(first.wait().unwrap().success());
+    let after = lines(dir.path());
+    assert_eq!(count(&after, "three"), 1, "{after:?}");
+    assert_eq!(count(&after, "five"), 1, "{after:?}");
+}
