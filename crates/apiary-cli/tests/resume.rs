@@ -2,8 +2,8 @@
 //! do not run again, the killed run's step 3 still running is stopped, and the run finishes.
 //! `apiary status` shows what happened.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
@@ -59,14 +59,13 @@ fn count(lines: &[String], what: &str) -> usize {
     lines.iter().filter(|l| *l == what).count()
 }
 
-#[test]
-fn a_killed_run_resumes_without_running_finished_steps_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("swarm.toml");
+/// Writes the manifest into `dir` and starts `apiary run --state`; returns once step three
+/// has started, with the manifest's path, the state directory and the running process.
+fn run_until_step_three(dir: &Path) -> (PathBuf, PathBuf, Child) {
+    let manifest = dir.join("swarm.toml");
     std::fs::write(&manifest, MANIFEST).unwrap();
-    let state = dir.path().join("state");
-
-    let mut run = Command::new(cargo_bin("apiary"))
+    let state = dir.join("state");
+    let run = Command::new(cargo_bin("apiary"))
         .args(["run", manifest.to_str().unwrap(), "--json", "--state"])
         .arg(&state)
         .stdout(Stdio::null())
@@ -74,13 +73,20 @@ fn a_killed_run_resumes_without_running_finished_steps_again() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !lines(dir.path()).iter().any(|l| l == "three-started") {
+    while !lines(dir).iter().any(|l| l == "three-started") {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "step three never started"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    (manifest, state, run)
+}
+
+#[test]
+fn a_killed_run_resumes_without_running_finished_steps_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, state, mut run) = run_until_step_three(dir.path());
     run.kill().unwrap(); // SIGKILL
     run.wait().unwrap();
     let before = lines(dir.path());
@@ -200,24 +206,7 @@ command = "echo first-version >> out.txt"
 #[test]
 fn a_second_run_on_the_same_state_is_refused_and_leaves_the_first_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("swarm.toml");
-    std::fs::write(&manifest, MANIFEST).unwrap();
-    let state = dir.path().join("state");
-    let mut first = Command::new(cargo_bin("apiary"))
-        .args(["run", manifest.to_str().unwrap(), "--json", "--state"])
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !lines(dir.path()).iter().any(|l| l == "three-started") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "step three never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (manifest, state, mut first) = run_until_step_three(dir.path());
     // The journal is locked by the first run: the second is refused before it touches the
     // first one's running steps.
     let second = Command::new(cargo_bin("apiary"))
