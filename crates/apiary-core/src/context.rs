@@ -1,6 +1,7 @@
 //! What an agent may touch: its identity, its task, its peers, the swarm's resources and
 //! events.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use crate::resources::MissingResource;
 use crate::runtime::Runtime;
 use crate::task::TaskShared;
 use crate::{
-    AgentName, AgentSpec, EventStream, LookupError, RouteRequest, SubmitError, SubmitErrorKind,
+    AgentName, AgentSpec, EventKind, EventStream, LookupError, RouteRequest, SubmitError, SubmitErrorKind,
     TaskHandle, TaskId,
 };
 
@@ -455,6 +456,30 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
     /// Subscribes to the swarm's events from now on.
     pub fn subscribe(&self) -> EventStream {
         self.base.rt.bus.subscribe()
+    }
+
+    /// Publishes an event of this agent's own ([`EventKind::Emitted`]), tagged with the task
+    /// being handled. `data` is called only if a hook or subscriber will see the event, so
+    /// emitting into a swarm nobody watches costs an atomic load.
+    ///
+    /// ```
+    /// # use apiary_core::{AgentContext};
+    /// fn progress(ctx: &AgentContext<String, String>, done: usize) {
+    ///     ctx.emit("progress", || serde_json::json!({ "done": done }));
+    /// }
+    /// ```
+    pub fn emit(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        data: impl FnOnce() -> serde_json::Value,
+    ) {
+        self.base.rt.bus.publish(|| EventKind::Emitted {
+            task: self.task_id(),
+            agent: self.base.name.clone(),
+            replica: self.base.replica,
+            name: name.into(),
+            data: Arc::new(data()),
+        });
     }
 
     /// A resource the swarm was given ([`SwarmBuilder::resource`](crate::SwarmBuilder::resource)),

@@ -50,6 +50,8 @@ mod bus;
 mod hook;
 mod stream;
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -203,6 +205,21 @@ pub enum EventKind {
         agent: AgentName,
         /// Why it could not be delivered.
         cause: String,
+    },
+    /// An event of an agent's own making
+    /// ([`AgentContext::emit`](crate::AgentContext::emit)): a model's streamed text, the
+    /// usage of a call. `name` says what it is; `data` is its JSON.
+    Emitted {
+        /// The task being handled when it was emitted, if any.
+        task: Option<TaskId>,
+        /// The agent.
+        agent: AgentName,
+        /// Which replica.
+        replica: usize,
+        /// What kind of event (`llm.delta`, `llm.usage`, ...).
+        name: Cow<'static, str>,
+        /// Its content.
+        data: Arc<serde_json::Value>,
     },
     /// The swarm finished shutting down.
     SwarmStopped,
