@@ -14,8 +14,8 @@ use crate::resources::MissingResource;
 use crate::runtime::Runtime;
 use crate::task::TaskShared;
 use crate::{
-    AgentName, AgentSpec, EventKind, EventStream, LookupError, RouteRequest, SubmitError, SubmitErrorKind,
-    TaskHandle, TaskId,
+    AgentName, AgentSpec, EventKind, EventStream, LookupError, RouteRequest, SubmitError,
+    SubmitErrorKind, TaskHandle, TaskId,
 };
 
 /// What an agent may touch: its identity and spec, the task it is handling (its cancellation

@@ -36,5 +36,5 @@ pub use error::JournalError;
 pub use handle::{JournalHandle, JournalTaskError};
 pub use journal::{Journal, JournalConfig, KeyedOutcome, TaskSummary};
 pub use record::{Failure, JournalId};
-pub use step::{StepKey, Steps};
+pub use step::{StepKey, Steps, TryStepError};
 pub use writer::WriterStats;

@@ -85,6 +85,35 @@ pub trait Steps {
         R: Serialize + DeserializeOwned + Send,
         F: FnOnce(StepKey) -> Fut + Send,
         Fut: Future<Output = R> + Send;
+
+    /// Like [`step`](Self::step), for an effect that can fail: only a success is recorded,
+    /// so an effect that failed runs again when the task is delivered again.
+    ///
+    /// # Errors
+    ///
+    /// [`TryStepError::Effect`] with the effect's error, or [`TryStepError::Journal`] as for
+    /// `step`.
+    fn try_step<R, E, F, Fut>(
+        &self,
+        name: &str,
+        effect: F,
+    ) -> impl Future<Output = Result<R, TryStepError<E>>> + Send
+    where
+        R: Serialize + DeserializeOwned + Send,
+        E: Send,
+        F: FnOnce(StepKey) -> Fut + Send,
+        Fut: Future<Output = Result<R, E>> + Send;
+}
+
+/// Why a fallible step ([`Steps::try_step`]) gave no result.
+#[derive(Debug, thiserror::Error)]
+pub enum TryStepError<E> {
+    /// The effect failed; nothing was recorded.
+    #[error("{0}")]
+    Effect(E),
+    /// The journal could not record the result, or a recorded one does not decode.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 impl<T: Send + 'static, O: Send + 'static> Steps for AgentContext<T, O> {
@@ -94,9 +123,23 @@ impl<T: Send + 'static, O: Send + 'static> Steps for AgentContext<T, O> {
         F: FnOnce(StepKey) -> Fut + Send,
         Fut: Future<Output = R> + Send,
     {
+        let infallible = |key| async move { Ok::<R, std::convert::Infallible>(effect(key).await) };
+        self.try_step(name, infallible).await.map_err(|e| match e {
+            TryStepError::Journal(e) => e,
+            TryStepError::Effect(never) => match never {},
+        })
+    }
+
+    async fn try_step<R, E, F, Fut>(&self, name: &str, effect: F) -> Result<R, TryStepError<E>>
+    where
+        R: Serialize + DeserializeOwned + Send,
+        E: Send,
+        F: FnOnce(StepKey) -> Fut + Send,
+        Fut: Future<Output = Result<R, E>> + Send,
+    {
         let Some(task) = self.attached::<JournalTask>() else {
             let key = StepKey(format!("{}/{name}", self.name()));
-            return Ok(effect(key).await);
+            return effect(key).await.map_err(TryStepError::Effect);
         };
         let occurrence = {
             let mut seen = lock(&task.occurrences);
@@ -107,13 +150,17 @@ impl<T: Send + 'static, O: Send + 'static> Steps for AgentContext<T, O> {
         let step = format!("{name}#{occurrence}");
         let store = &task.journal.inner.store;
         if let Some(bytes) = store.step(task.id.get(), &step)? {
-            return postcard::from_bytes(&bytes).map_err(|e| JournalError::Undecodable {
-                path: task.journal.path().to_owned(),
-                record: format!("step {}/{step}", task.id.get()),
-                reason: e.to_string(),
+            return postcard::from_bytes(&bytes).map_err(|e| {
+                TryStepError::Journal(JournalError::Undecodable {
+                    path: task.journal.path().to_owned(),
+                    record: format!("step {}/{step}", task.id.get()),
+                    reason: e.to_string(),
+                })
             });
         }
-        let result = effect(StepKey(format!("{}/{step}", task.id.get()))).await;
+        let result = effect(StepKey(format!("{}/{step}", task.id.get())))
+            .await
+            .map_err(TryStepError::Effect)?;
         let bytes = postcard::to_allocvec(&result).map_err(|e| JournalError::Encode {
             what: format!("the result of step {step}"),
             reason: e.to_string(),

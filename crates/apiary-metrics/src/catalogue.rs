@@ -109,6 +109,27 @@ catalogue! {
     /// Round trip of a remote task.
     REMOTE_TASK_DURATION_SECONDS = "apiary_remote_task_duration_seconds", Histogram, ["agent"], "seconds",
         "Time from sending a task to another node to its answer, failovers included.";
+    /// Model calls.
+    LLM_CALLS_TOTAL = "apiary_llm_calls_total", Counter, ["agent", "model", "outcome"], "",
+        "Model calls made by LLM agents, by outcome (completed, failed, budget, replayed).";
+    /// Tokens of model calls.
+    LLM_TOKENS_TOTAL = "apiary_llm_tokens_total", Counter, ["agent", "model", "kind"], "",
+        "Tokens of model calls, by kind (input, output, cached_input: the part of input read from the provider's cache).";
+    /// Money spent on model calls.
+    LLM_COST_MICRODOLLARS_TOTAL = "apiary_llm_cost_microdollars_total", Counter, ["agent", "model"], "",
+        "Money spent on model calls, in millionths of a US dollar, from the price table (unpriced models count nothing).";
+    /// Time of one model call.
+    LLM_CALL_DURATION_SECONDS = "apiary_llm_call_duration_seconds", Histogram, ["agent", "model"], "seconds",
+        "Time of one model call, from sending the request to the end of the answer, waits for rate limits included.";
+    /// Calls told to wait by the provider.
+    LLM_RATE_LIMITED_TOTAL = "apiary_llm_rate_limited_total", Counter, ["endpoint"], "",
+        "Answers telling a caller to wait (429, 503, 529): every caller of the endpoint then waits.";
+    /// Calls a budget refused.
+    LLM_BUDGET_REFUSED_TOTAL = "apiary_llm_budget_refused_total", Counter, ["budget"], "",
+        "Model calls not made because a budget could not cover their worst case.";
+    /// Share of a budget used.
+    LLM_BUDGET_USED_RATIO = "apiary_llm_budget_used_ratio", Gauge, ["budget"], "ratio",
+        "Share of a budget spent or reserved (the tightest of its token and money limits), from 0 to 1.";
 }
 
 /// Registers the help text and unit of every metric with the installed recorder, so
