@@ -44,6 +44,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -286,11 +287,20 @@ async fn answer(state: &State, protocol: Protocol, headers: &HeaderMap, body: &[
         }
         Protocol::Anthropic => anthropic::stream(&answer, &model),
     };
-    let frames = futures::stream::iter(pieces.into_iter().map(|piece| match piece {
-        Piece::Data(data) => Ok(Bytes::from(format!("data: {data}\n\n"))),
-        Piece::Event(name, data) => Ok(Bytes::from(format!("event: {name}\ndata: {data}\n\n"))),
-        Piece::Break => Err(std::io::Error::other("scripted: the stream is cut here")),
-    }));
+    let frames = futures::stream::iter(pieces).then(|piece| async move {
+        match piece {
+            Piece::Data(data) => Ok(Bytes::from(format!("data: {data}\n\n"))),
+            Piece::Event(name, data) => {
+                Ok(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+            }
+            Piece::Break => {
+                // Pending once, so hyper flushes the head and the pieces before the cut;
+                // an error in the same poll would drop the connection before any byte.
+                tokio::task::yield_now().await;
+                Err(std::io::Error::other("scripted: the stream is cut here"))
+            }
+        }
+    });
     let mut response = Response::new(Body::from_stream(frames));
     response.headers_mut().insert(
         "content-type",
