@@ -307,6 +307,43 @@ impl Journal {
         self.inner.store.steps(id.0)
     }
 
+    /// The running total `name`: the sum of every amount added to it with
+    /// [`add_to_tally`](Self::add_to_tally) or [`Steps::tally`](crate::Steps::tally) (0 if
+    /// none). Totals outlive the tasks that added to them: retention never removes them. A
+    /// resumed run reads what a budget had spent before the crash from here.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Storage`] if the file cannot be read.
+    pub fn tally(&self, name: &str) -> Result<u64, JournalError> {
+        self.inner.store.tally(name)
+    }
+
+    /// Adds `amount` to the running total `name` (saturating), durably before it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] if the write cannot be made durable.
+    pub async fn add_to_tally(&self, name: &str, amount: u64) -> Result<(), JournalError> {
+        self.add_to_tallies(&[(name, amount)]).await
+    }
+
+    /// Adds each `(name, amount)` to its running total, in one durable write.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] if the write cannot be made durable.
+    pub async fn add_to_tallies(&self, amounts: &[(&str, u64)]) -> Result<(), JournalError> {
+        let writes = amounts
+            .iter()
+            .map(|&(name, add)| Write::Tally {
+                name: name.to_owned(),
+                add,
+            })
+            .collect();
+        self.write(writes).await
+    }
+
     /// Every task still in the journal, in submission order.
     ///
     /// # Errors

@@ -103,6 +103,16 @@ pub trait Steps {
         E: Send,
         F: FnOnce(StepKey) -> Fut + Send,
         Fut: Future<Output = Result<R, E>> + Send;
+
+    /// Adds each `(name, amount)` to the journal's running total `name`, in one write that
+    /// is durable before it returns (see [`Journal::tally`](crate::Journal::tally)); outside
+    /// a journaled task, does nothing. What a budget spent is kept this way, so that a
+    /// resumed run does not get it back.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] if the write cannot be made durable.
+    fn tally(&self, amounts: &[(&str, u64)]) -> impl Future<Output = Result<(), JournalError>> + Send;
 }
 
 /// Why a fallible step ([`Steps::try_step`]) gave no result.
@@ -173,5 +183,12 @@ impl<T: Send + 'static, O: Send + 'static> Steps for AgentContext<T, O> {
             }])
             .await?;
         Ok(result)
+    }
+
+    async fn tally(&self, amounts: &[(&str, u64)]) -> Result<(), JournalError> {
+        match self.attached::<JournalTask>() {
+            Some(task) => task.journal.add_to_tallies(amounts).await,
+            None => Ok(()),
+        }
     }
 }

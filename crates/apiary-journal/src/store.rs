@@ -14,6 +14,7 @@ const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
 const OUTCOMES: TableDefinition<u64, &[u8]> = TableDefinition::new("outcomes");
 const KEYS: TableDefinition<&str, u64> = TableDefinition::new("keys");
 const STEPS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("steps");
+const TALLIES: TableDefinition<&str, u64> = TableDefinition::new("tallies");
 
 /// The format this build writes and reads.
 pub(crate) const FORMAT: u32 = 1;
@@ -35,6 +36,8 @@ pub(crate) enum Write {
         name: String,
         result: Vec<u8>,
     },
+    /// An amount added to a named running total (saturating); never removed by retention.
+    Tally { name: String, add: u64 },
 }
 
 /// A task recorded with no outcome when the journal was opened.
@@ -171,6 +174,8 @@ impl Store {
                 .map_err(JournalError::storage(path))?;
             txn.open_table(KEYS).map_err(JournalError::storage(path))?;
             txn.open_table(STEPS).map_err(JournalError::storage(path))?;
+            txn.open_table(TALLIES)
+                .map_err(JournalError::storage(path))?;
         }
         txn.commit().map_err(JournalError::storage(path))
     }
@@ -212,6 +217,9 @@ impl Store {
                 .map_err(JournalError::storage(path))?;
             let mut keys = txn.open_table(KEYS).map_err(JournalError::storage(path))?;
             let mut steps = txn.open_table(STEPS).map_err(JournalError::storage(path))?;
+            let mut tallies = txn
+                .open_table(TALLIES)
+                .map_err(JournalError::storage(path))?;
             for write in writes {
                 match write {
                     Write::Task { id, record, key } => {
@@ -244,6 +252,15 @@ impl Store {
                                 .insert((*id, name.as_str()), result.as_slice())
                                 .map_err(JournalError::storage(path))?;
                         }
+                    }
+                    Write::Tally { name, add } => {
+                        let now = tallies
+                            .get(name.as_str())
+                            .map_err(JournalError::storage(path))?
+                            .map_or(0, |v| v.value());
+                        tallies
+                            .insert(name.as_str(), now.saturating_add(*add))
+                            .map_err(JournalError::storage(path))?;
                     }
                 }
             }
@@ -280,6 +297,20 @@ impl Store {
         let steps = txn.open_table(STEPS).map_err(JournalError::storage(path))?;
         let found = steps.get((id, name)).map_err(JournalError::storage(path))?;
         Ok(found.map(|v| v.value().to_vec()))
+    }
+
+    /// The running total `name` (0 if nothing was ever added).
+    pub(crate) fn tally(&self, name: &str) -> Result<u64, JournalError> {
+        let path = &self.path;
+        let txn = self.db.begin_read().map_err(JournalError::storage(path))?;
+        let tallies = match txn.open_table(TALLIES) {
+            Ok(t) => t,
+            // A journal written before tallies existed has none.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(JournalError::storage(path)(e)),
+        };
+        let found = tallies.get(name).map_err(JournalError::storage(path))?;
+        Ok(found.map_or(0, |v| v.value()))
     }
 
     /// The names of the steps recorded for task `id`.

@@ -60,3 +60,47 @@ async fn a_soak_with_retention_keeps_the_file_from_growing() {
     println!("file sizes after each round of 5,000: {sizes:?}; {stats:?}");
     swarm.shutdown().await;
 }
+
+/// Adds 1 to the tally `echoed` for each task, inside the task.
+struct Counting;
+
+impl Agent for Counting {
+    type Task = u64;
+    type Output = u64;
+    type Error = apiary_journal::JournalError;
+
+    async fn handle(&mut self, n: u64, ctx: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
+        use apiary_journal::Steps;
+        ctx.tally(&[("echoed", n)]).await?;
+        Ok(n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tallies_outlive_retention_and_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(JournalConfig::new(dir.path(), "tally").keep_finished(10))
+            .await
+            .unwrap();
+        let swarm = Swarm::builder()
+            .resource(journal.clone())
+            .agent(AgentSpec::new("count"), || Counting)
+            .start()
+            .await
+            .unwrap();
+        let count = journal.agent::<u64, u64>(&swarm, "count").unwrap();
+        for n in 1..=100u64 {
+            count.submit(n).await.unwrap().await.unwrap();
+        }
+        journal.add_to_tally("echoed", 1_000).await.unwrap();
+        journal.compact().await.unwrap();
+        assert!(journal.tasks().unwrap().len() <= 10, "retention ran");
+        swarm.shutdown().await;
+    }
+    let journal = Journal::open(JournalConfig::new(dir.path(), "tally"))
+        .await
+        .unwrap();
+    assert_eq!(journal.tally("echoed").unwrap(), 5_050 + 1_000);
+    assert_eq!(journal.tally("never-added").unwrap(), 0);
+}

@@ -417,16 +417,19 @@ impl Agent for LlmAgent {
     ) -> Result<Completion, LlmError> {
         let cfg = &self.cfg;
         let mut budgets: Vec<Arc<Budget>> = Vec::new();
+        budgets.extend(cfg.budget.clone());
+        if let Ok(swarm) = ctx.resource::<SwarmBudget>() {
+            budgets.push(Arc::clone(&swarm.0));
+        }
+        // The agent's and the swarm's spending outlives the task (journaled); a task's
+        // budget is the task's own, and goes last.
+        let lasting = budgets.len();
         let task_limits = task.budget.unwrap_or(cfg.task_limits);
         if task_limits.is_limited() {
             let name = ctx
                 .task_id()
                 .map_or_else(|| "task".to_owned(), |id| format!("task {id}"));
             budgets.push(Arc::new(Budget::new(name, task_limits)));
-        }
-        budgets.extend(cfg.budget.clone());
-        if let Ok(swarm) = ctx.resource::<SwarmBudget>() {
-            budgets.push(Arc::clone(&swarm.0));
         }
         #[allow(unused_mut)]
         let mut system = cfg.system.clone();
@@ -454,7 +457,7 @@ impl Agent for LlmAgent {
                 temperature: cfg.temperature,
                 response: cfg.response.clone(),
             };
-            let response = match self.call(ctx, &route, &req, &budgets).await {
+            let response = match self.call(ctx, &route, &req, &budgets, lasting).await {
                 Ok(r) => r,
                 Err(LlmError::Budget(stop)) => {
                     metrics::counter!(m::LLM_BUDGET_REFUSED_TOTAL.name, "budget" => stop.budget.clone())
@@ -558,6 +561,7 @@ impl LlmAgent {
         route: &Route,
         req: &ChatRequest,
         budgets: &[Arc<Budget>],
+        lasting: usize,
     ) -> Result<ChatResponse, LlmError> {
         let cfg = &self.cfg;
         let agent = ctx.name().to_string();
@@ -609,6 +613,10 @@ impl LlmAgent {
                     Ok(response) => {
                         let cost = price.map_or(Money::ZERO, |p| p.cost(&response.usage));
                         held.settle(response.usage.total(), cost);
+                        // Journaled before the call's own record: a crash between the
+                        // two counts the call twice, never zero times.
+                        journal_spend(ctx, &budgets[..lasting], response.usage.total(), cost)
+                            .await?;
                         serde_json::to_string(&response).map_err(|e| LlmError::Malformed {
                             provider: route.endpoint.to_string(),
                             model: req.model.clone(),
@@ -637,6 +645,7 @@ impl LlmAgent {
                             })
                         });
                         held.settle(used, cost);
+                        journal_spend(ctx, &budgets[..lasting], used, cost).await?;
                         Err(e)
                     }
                 }
@@ -725,4 +734,25 @@ impl LlmAgent {
         );
         Ok(result)
     }
+}
+
+/// Adds a call's spending to the journal's tallies of the lasting budgets (in a journaled
+/// task; otherwise nothing), so a resumed run starts from what was spent.
+async fn journal_spend(
+    ctx: &AgentContext<Prompt, Completion>,
+    budgets: &[Arc<Budget>],
+    tokens: u64,
+    cost: Money,
+) -> Result<(), LlmError> {
+    if tokens == 0 && cost == Money::ZERO {
+        return Ok(());
+    }
+    let names: Vec<(String, String)> = budgets.iter().map(|b| b.tally_names()).collect();
+    let amounts: Vec<(&str, u64)> = names
+        .iter()
+        .flat_map(|(t, c)| [(t.as_str(), tokens), (c.as_str(), cost.nanos())])
+        .collect();
+    ctx.tally(&amounts)
+        .await
+        .map_err(|e| LlmError::Journal(e.to_string()))
 }

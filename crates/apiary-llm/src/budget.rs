@@ -234,6 +234,29 @@ impl Budget {
         self.spent_cost.fetch_add(cost.nanos(), Ordering::AcqRel);
     }
 
+    /// Counts what this budget had spent in an earlier run of the same journal (see
+    /// [`tally_names`](Self::tally_names)): a resumed run does not get its money back.
+    ///
+    /// # Errors
+    ///
+    /// [`apiary_journal::JournalError`] if the journal cannot be read.
+    pub fn restore_from(&self, journal: &apiary_journal::Journal) -> Result<(), apiary_journal::JournalError> {
+        let (tokens, nanos) = self.tally_names();
+        let tokens = journal.tally(&tokens)?;
+        let cost = Money::from_nanos(journal.tally(&nanos)?);
+        self.restore(tokens, cost);
+        Ok(())
+    }
+
+    /// The journal tallies an LLM agent adds this budget's spending to, in a journaled task:
+    /// `budget/<name>/tokens` and `budget/<name>/nanodollars`.
+    pub fn tally_names(&self) -> (String, String) {
+        (
+            format!("budget/{}/tokens", self.name),
+            format!("budget/{}/nanodollars", self.name),
+        )
+    }
+
     /// Tokens and money spent so far (settled calls).
     pub fn spent(&self) -> (u64, Money) {
         (
