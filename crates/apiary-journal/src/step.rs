@@ -112,7 +112,10 @@ pub trait Steps {
     /// # Errors
     ///
     /// [`JournalError`] if the write cannot be made durable.
-    fn tally(&self, amounts: &[(&str, u64)]) -> impl Future<Output = Result<(), JournalError>> + Send;
+    fn tally(
+        &self,
+        amounts: &[(&str, u64)],
+    ) -> impl Future<Output = Result<(), JournalError>> + Send;
 }
 
 /// Why a fallible step ([`Steps::try_step`]) gave no result.

@@ -71,6 +71,9 @@ pub struct Received {
     pub body: Value,
     /// What the server answered: an HTTP status.
     pub status: u16,
+    /// The tokens (input and output) the answer reported in its usage; `None` for an error,
+    /// or for an answer that broke before its usage.
+    pub usage_tokens: Option<u64>,
 }
 
 /// The server; it stops when dropped.
@@ -208,17 +211,18 @@ async fn answer(state: &State, protocol: Protocol, headers: &HeaderMap, body: &[
     if !header("content-type").is_some_and(|c| c.starts_with("application/json")) {
         violations.push("header content-type must be application/json".to_owned());
     }
-    let record = |status: u16| {
+    let record = |status: u16, usage_tokens: Option<u64>| {
         lock(&state.received).push(Received {
             protocol,
             body: json.clone(),
             status,
+            usage_tokens,
         });
     };
     if !violations.is_empty() {
         let message = violations.join("; ");
         lock(&state.violations).extend(violations);
-        record(400);
+        record(400, None);
         return error(protocol, 400, &message, None);
     }
 
@@ -251,11 +255,9 @@ async fn answer(state: &State, protocol: Protocol, headers: &HeaderMap, body: &[
         reply = *inner;
     }
     if let Reply::Status { code, retry_after } = reply {
-        record(code);
+        record(code, None);
         return error(protocol, code, "scripted failure", retry_after);
     }
-    record(200);
-
     let model = json
         .get("model")
         .and_then(Value::as_str)
@@ -270,6 +272,11 @@ async fn answer(state: &State, protocol: Protocol, headers: &HeaderMap, body: &[
         ),
     };
     let answer = Answer::new(&reply, id, input, forced);
+    let whole = !(answer.cut || answer.malformed);
+    record(
+        200,
+        whole.then_some(answer.input_tokens + answer.output_tokens),
+    );
     if !json.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         let body = match protocol {
             Protocol::OpenAi => openai::body(&answer, &model),
@@ -290,9 +297,7 @@ async fn answer(state: &State, protocol: Protocol, headers: &HeaderMap, body: &[
     let frames = futures::stream::iter(pieces).then(|piece| async move {
         match piece {
             Piece::Data(data) => Ok(Bytes::from(format!("data: {data}\n\n"))),
-            Piece::Event(name, data) => {
-                Ok(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
-            }
+            Piece::Event(name, data) => Ok(Bytes::from(format!("event: {name}\ndata: {data}\n\n"))),
             Piece::Break => {
                 // Pending once, so hyper flushes the head and the pieces before the cut;
                 // an error in the same poll would drop the connection before any byte.

@@ -81,6 +81,15 @@ impl<'de> Deserialize<'de> for Prompt {
             Text(String),
             Full(Full),
         }
+        // Binary formats (the journal's postcard) cannot tell the two forms apart: there a
+        // prompt is always the struct it serializes as.
+        if !d.is_human_readable() {
+            let f = Full::deserialize(d)?;
+            return Ok(Self {
+                prompt: f.prompt,
+                budget: f.budget,
+            });
+        }
         Ok(match Either::deserialize(d)? {
             Either::Text(prompt) => prompt.into(),
             Either::Full(f) => Self {

@@ -240,7 +240,10 @@ impl Budget {
     /// # Errors
     ///
     /// [`apiary_journal::JournalError`] if the journal cannot be read.
-    pub fn restore_from(&self, journal: &apiary_journal::Journal) -> Result<(), apiary_journal::JournalError> {
+    pub fn restore_from(
+        &self,
+        journal: &apiary_journal::Journal,
+    ) -> Result<(), apiary_journal::JournalError> {
         let (tokens, nanos) = self.tally_names();
         let tokens = journal.tally(&tokens)?;
         let cost = Money::from_nanos(journal.tally(&nanos)?);

@@ -19,6 +19,9 @@ use crate::chat::ChatRequest;
 use crate::provider::{excerpt, Provider, WireEvent};
 use crate::LlmError;
 
+/// The recorded answers to one request, in order, and how many were replayed so far.
+type Takes = (Vec<Vec<WireEvent>>, usize);
+
 /// One recorded call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Recorded {
@@ -41,7 +44,7 @@ pub(crate) struct Cassette {
     path: PathBuf,
     mode: Mode,
     /// Recordings by key, and how many times each key was served.
-    recorded: Mutex<HashMap<String, (Vec<Vec<WireEvent>>, usize)>>,
+    recorded: Mutex<HashMap<String, Takes>>,
     file: Option<Mutex<std::fs::File>>,
 }
 
@@ -67,7 +70,7 @@ impl Cassette {
     /// Reads every recording of `path`.
     pub(crate) fn replay(path: &Path) -> Result<Self, LlmError> {
         let file = std::fs::File::open(path).map_err(|e| cassette_error(path, e))?;
-        let mut recorded: HashMap<String, (Vec<Vec<WireEvent>>, usize)> = HashMap::new();
+        let mut recorded: HashMap<String, Takes> = HashMap::new();
         for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
             let line = line.map_err(|e| cassette_error(path, e))?;
             if line.trim().is_empty() {

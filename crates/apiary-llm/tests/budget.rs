@@ -9,7 +9,7 @@ use std::sync::Arc;
 use apiary_core::{AgentSpec, Swarm};
 use apiary_journal::{Journal, JournalConfig};
 use apiary_llm::{
-    Budget, Completion, LlmAgent, LlmError, Limits, Money, Price, Prices, Prompt, Provider,
+    Budget, Completion, Limits, LlmAgent, LlmError, Money, Price, Prices, Prompt, Provider,
     Resource, SwarmBudget,
 };
 use apiary_llm_scripted::{Reply, Script};
@@ -18,7 +18,12 @@ use serde_json::json;
 
 /// A script answering every prompt with the same sentence.
 fn chatty() -> Script {
-    Script::new().on("", [Reply::text("a scripted answer of about fifty bytes, give or take")])
+    Script::new().on(
+        "",
+        [Reply::text(
+            "a scripted answer of about fifty bytes, give or take",
+        )],
+    )
 }
 
 fn budget_error(r: Result<Completion, apiary_core::TaskError>) -> apiary_llm::BudgetExceeded {
@@ -36,7 +41,9 @@ async fn a_swarm_budget_stops_the_run_at_the_first_call_that_would_exceed_it() {
         let limit = 1_000;
         let budget = SwarmBudget::new(Limits::none().tokens(limit));
         let spent = Arc::clone(&budget.0);
-        let agent = LlmAgent::builder(endpoint(&server, provider), "m").max_tokens(100).build();
+        let agent = LlmAgent::builder(endpoint(&server, provider), "m")
+            .max_tokens(100)
+            .build();
         let swarm = Swarm::builder()
             .resource(budget)
             .agent(AgentSpec::new("assistant"), move || agent.clone())
@@ -47,12 +54,19 @@ async fn a_swarm_budget_stops_the_run_at_the_first_call_that_would_exceed_it() {
         let mut used = 0;
         let mut completed = 0;
         let stop = loop {
-            let r = assistant.submit(format!("task {completed}").into()).await.unwrap().await;
+            let r = assistant
+                .submit(format!("task {completed}").into())
+                .await
+                .unwrap()
+                .await;
             match r {
                 Ok(c) => {
                     used += c.usage.total();
                     completed += 1;
-                    assert!(completed < 100, "{provider}: the budget never stopped the run");
+                    assert!(
+                        completed < 100,
+                        "{provider}: the budget never stopped the run"
+                    );
                 }
                 Err(_) => break budget_error(r),
             }
@@ -61,13 +75,19 @@ async fn a_swarm_budget_stops_the_run_at_the_first_call_that_would_exceed_it() {
         assert_eq!(stop.resource, Resource::Tokens);
         assert_eq!(stop.limit, limit);
         assert_eq!(stop.spent, used, "{provider}: spent is what the calls used");
-        assert!(stop.spent + stop.wanted > limit, "refused only because it would exceed");
+        assert!(
+            stop.spent + stop.wanted > limit,
+            "refused only because it would exceed"
+        );
         assert!(used <= limit, "{provider}: never over the limit");
         assert_eq!(spent.spent().0, used);
         // The refused call was not sent: one request per completed task.
         assert_eq!(server.requests().len(), completed, "{provider}");
         let message = stop.to_string();
-        assert!(message.contains("budget `swarm` of 1000 tokens"), "{message}");
+        assert!(
+            message.contains("budget `swarm` of 1000 tokens"),
+            "{message}"
+        );
         swarm.shutdown().await;
     }
 }
@@ -84,14 +104,18 @@ async fn concurrent_agents_cannot_overspend_together() {
             .max_tokens(100)
             .build();
         builder = builder.agent(
-            AgentSpec::new(format!("agent-{i}")).replicas(3).queue_capacity(100),
+            AgentSpec::new(format!("agent-{i}"))
+                .replicas(3)
+                .queue_capacity(100),
             move || agent.clone(),
         );
     }
     let swarm = builder.start().await.unwrap();
     let mut handles = Vec::new();
     for i in 0..4 {
-        let agent = swarm.agent::<Prompt, Completion>(&format!("agent-{i}")).unwrap();
+        let agent = swarm
+            .agent::<Prompt, Completion>(&format!("agent-{i}"))
+            .unwrap();
         for n in 0..50 {
             handles.push(agent.submit(format!("task {i}-{n}").into()).await.unwrap());
         }
@@ -110,10 +134,17 @@ async fn concurrent_agents_cannot_overspend_together() {
             }
         }
     }
-    assert!(refused > 0 && completed > 0, "{completed} completed, {refused} refused");
+    assert!(
+        refused > 0 && completed > 0,
+        "{completed} completed, {refused} refused"
+    );
     assert!(used <= limit, "{used} tokens used of {limit}");
     assert_eq!(spent.spent().0, used);
-    assert_eq!(server.requests().len(), completed, "no refused call was sent");
+    assert_eq!(
+        server.requests().len(),
+        completed,
+        "no refused call was sent"
+    );
     swarm.shutdown().await;
 }
 
@@ -129,22 +160,34 @@ async fn a_task_budget_ends_in_the_finishing_step() {
     let server = server(script).await;
     let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let seen = Arc::clone(&ticks);
-    let tick = apiary_llm::tool_fn("tick", "Counts one.", json!({ "type": "object" }), move |_| {
-        let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        async move { Ok(n.to_string()) }
-    });
+    let tick = apiary_llm::tool_fn(
+        "tick",
+        "Counts one.",
+        json!({ "type": "object" }),
+        move |_| {
+            let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            async move { Ok(n.to_string()) }
+        },
+    );
     let agent = LlmAgent::builder(endpoint(&server, Provider::Anthropic), "m")
         .max_tokens(50)
         .max_turns(100)
         .tool(tick)
         .on_budget_exceeded(|stop, messages| {
-            format!("stopped by {} after {} messages", stop.budget, messages.len())
+            format!(
+                "stopped by {} after {} messages",
+                stop.budget,
+                messages.len()
+            )
         });
     let swarm = common::swarm_of("assistant", agent).await;
     let c = swarm
         .agent::<Prompt, Completion>("assistant")
         .unwrap()
-        .submit(Prompt::with_budget("count for me", Limits::none().tokens(600)))
+        .submit(Prompt::with_budget(
+            "count for me",
+            Limits::none().tokens(600),
+        ))
         .await
         .unwrap()
         .await
@@ -163,8 +206,10 @@ async fn a_task_budget_ends_in_the_finishing_step() {
 async fn money_budgets_need_prices_and_count_cost() {
     let server = server(chatty()).await;
     // Unpriced model, money budget: a configuration error naming both, before any request.
-    let agent = LlmAgent::builder(endpoint(&server, Provider::OpenAi), "unpriced")
-        .budget(Arc::new(Budget::new("reviewer", Limits::none().cost(Money::from_dollars(1.0)))));
+    let agent =
+        LlmAgent::builder(endpoint(&server, Provider::OpenAi), "unpriced").budget(Arc::new(
+            Budget::new("reviewer", Limits::none().cost(Money::from_dollars(1.0))),
+        ));
     let swarm = common::swarm_of("assistant", agent).await;
     let e = swarm
         .agent::<Prompt, Completion>("assistant")
@@ -175,13 +220,19 @@ async fn money_budgets_need_prices_and_count_cost() {
         .await
         .unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("unpriced") && text.contains("reviewer"), "{text}");
+    assert!(
+        text.contains("unpriced") && text.contains("reviewer"),
+        "{text}"
+    );
     assert!(server.requests().is_empty());
     swarm.shutdown().await;
 
     // Priced: $1,000 per million tokens in and out; a $0.10 budget.
     let prices = Prices::new().with("priced", Price::per_million(1_000.0, 1_000.0));
-    let budget = Arc::new(Budget::new("reviewer", Limits::none().cost(Money::from_dollars(0.10))));
+    let budget = Arc::new(Budget::new(
+        "reviewer",
+        Limits::none().cost(Money::from_dollars(0.10)),
+    ));
     let agent = LlmAgent::builder(endpoint(&server, Provider::OpenAi), "priced")
         .max_tokens(20)
         .prices(prices)
@@ -194,7 +245,11 @@ async fn money_budgets_need_prices_and_count_cost() {
         match r {
             Ok(c) => {
                 let c_cost = c.cost.expect("priced");
-                assert_eq!(c_cost.nanos(), c.usage.total() * 1_000_000, "$1e-3 per token");
+                assert_eq!(
+                    c_cost.nanos(),
+                    c.usage.total() * 1_000_000,
+                    "$1e-3 per token"
+                );
                 cost = cost.saturating_add(c_cost);
             }
             Err(_) => break budget_error(r),
@@ -218,7 +273,9 @@ async fn a_journaled_budget_is_not_given_back_on_resume() {
             .build();
         let dir = dir.path().to_owned();
         async move {
-            let journal = Journal::open(JournalConfig::new(&dir, "budgeted")).await.unwrap();
+            let journal = Journal::open(JournalConfig::new(&dir, "budgeted"))
+                .await
+                .unwrap();
             budget.0.restore_from(&journal).unwrap();
             let swarm = Swarm::builder()
                 .configure(|s| s.name = "budgeted".into())
@@ -234,9 +291,16 @@ async fn a_journaled_budget_is_not_given_back_on_resume() {
     // First run: three calls, then the process "ends".
     let first = SwarmBudget::new(Limits::none().tokens(limit));
     let (journal, swarm) = run(first.clone()).await;
-    let assistant = journal.agent::<Prompt, Completion>(&swarm, "assistant").unwrap();
+    let assistant = journal
+        .agent::<Prompt, Completion>(&swarm, "assistant")
+        .unwrap();
     for n in 0..3 {
-        assistant.submit(format!("task {n}").into()).await.unwrap().await.unwrap();
+        assistant
+            .submit(format!("task {n}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     let spent_first = first.0.spent().0;
     assert!(spent_first > 0);
@@ -247,11 +311,21 @@ async fn a_journaled_budget_is_not_given_back_on_resume() {
     // Second run: a fresh budget restored from the journal starts where the first ended.
     let second = SwarmBudget::new(Limits::none().tokens(limit));
     let (journal, swarm) = run(second.clone()).await;
-    assert_eq!(second.0.spent().0, spent_first, "the spending came back from the journal");
-    let assistant = journal.agent::<Prompt, Completion>(&swarm, "assistant").unwrap();
+    assert_eq!(
+        second.0.spent().0,
+        spent_first,
+        "the spending came back from the journal"
+    );
+    let assistant = journal
+        .agent::<Prompt, Completion>(&swarm, "assistant")
+        .unwrap();
     let mut completed = 3;
     loop {
-        let r = assistant.submit(format!("task {completed}").into()).await.unwrap().await;
+        let r = assistant
+            .submit(format!("task {completed}").into())
+            .await
+            .unwrap()
+            .await;
         match r {
             Ok(_) => completed += 1,
             Err(e) => {

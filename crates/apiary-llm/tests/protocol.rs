@@ -24,7 +24,11 @@ impl Agent for Forecast {
     type Output = String;
     type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, city: String, _: &AgentContext<String, String>) -> Result<String, Self::Error> {
+    async fn handle(
+        &mut self,
+        city: String,
+        _: &AgentContext<String, String>,
+    ) -> Result<String, Self::Error> {
         Ok(format!("rain in {city} tomorrow"))
     }
 }
@@ -61,11 +65,19 @@ async fn a_plain_answer_streams_deltas_and_reports_usage() {
             .await
             .unwrap();
         let c = ask(&swarm, "hello there").await.unwrap();
-        assert_eq!(c.text, format!("{SCRIPTED} hello to you, human"), "{provider}");
+        assert_eq!(
+            c.text,
+            format!("{SCRIPTED} hello to you, human"),
+            "{provider}"
+        );
         assert_eq!(c.model, "model-a");
         assert_eq!(c.calls, 1);
         // Usage as the server counted it: one token per four bytes of the answer.
-        assert_eq!(c.usage.output_tokens, (c.text.len() as u64).div_ceil(4), "{provider}");
+        assert_eq!(
+            c.usage.output_tokens,
+            (c.text.len() as u64).div_ceil(4),
+            "{provider}"
+        );
         assert!(c.usage.input_tokens > 0);
         // A copy: the hook still takes the lock while the swarm shuts down.
         let events = events.lock().unwrap().clone();
@@ -74,10 +86,16 @@ async fn a_plain_answer_streams_deltas_and_reports_usage() {
             .filter_map(|d| d["text"].as_str())
             .collect();
         assert_eq!(deltas, c.text, "the deltas make up the answer");
-        assert!(emitted(&events, "llm.delta").len() >= 2, "streamed in pieces");
+        assert!(
+            emitted(&events, "llm.delta").len() >= 2,
+            "streamed in pieces"
+        );
         let calls = emitted(&events, "llm.call");
         assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0]["usage"]["output_tokens"], json!(c.usage.output_tokens));
+        assert_eq!(
+            calls[0]["usage"]["output_tokens"],
+            json!(c.usage.output_tokens)
+        );
         assert!(server.violations().is_empty(), "{:?}", server.violations());
         let requests = server.requests();
         assert_eq!(requests.len(), 1);
@@ -92,7 +110,11 @@ async fn a_plain_answer_streams_deltas_and_reports_usage() {
 
 /// The swarm of the tool tests: `assistant` may call `forecast`, unless `star` makes them
 /// two spokes of a hub that is neither.
-async fn forecasting_swarm(provider: Provider, server: &apiary_llm_scripted::ScriptedServer, star: bool) -> Swarm {
+async fn forecasting_swarm(
+    provider: Provider,
+    server: &apiary_llm_scripted::ScriptedServer,
+    star: bool,
+) -> Swarm {
     let agent = LlmAgent::builder(endpoint(server, provider), "model-t")
         .tool(
             PeerTool::<String, String>::new("forecast", "The weather forecast for a city.")
@@ -129,7 +151,10 @@ async fn a_model_calls_a_peer_through_the_topology() {
         assert!(c.tools[0].ok, "{provider}: {:?}", c.tools);
         // The second request carries the peer's answer as the tool result.
         let second = server.requests()[1].body.to_string();
-        assert!(second.contains("rain in Oslo tomorrow"), "{provider}: {second}");
+        assert!(
+            second.contains("rain in Oslo tomorrow"),
+            "{provider}: {second}"
+        );
         assert!(server.violations().is_empty(), "{:?}", server.violations());
         swarm.shutdown().await;
     }
@@ -149,9 +174,15 @@ async fn a_route_the_topology_refuses_is_a_tool_error_for_the_model() {
         let swarm = forecasting_swarm(provider, &server, true).await;
         let c = ask(&swarm, "what is the weather in Oslo?").await.unwrap();
         assert_eq!(c.tools.len(), 1);
-        assert!(!c.tools[0].ok, "{provider}: a spoke cannot call another spoke");
+        assert!(
+            !c.tools[0].ok,
+            "{provider}: a spoke cannot call another spoke"
+        );
         let second = server.requests()[1].body.to_string();
-        assert!(second.contains("cannot call agent `forecast`"), "{provider}: {second}");
+        assert!(
+            second.contains("cannot call agent `forecast`"),
+            "{provider}: {second}"
+        );
         assert!(!second.contains("rain in Oslo"));
         assert!(server.violations().is_empty(), "{:?}", server.violations());
         swarm.shutdown().await;
@@ -162,13 +193,29 @@ async fn a_route_the_topology_refuses_is_a_tool_error_for_the_model() {
 async fn rate_limits_wait_for_retry_after_and_server_errors_are_retried() {
     for provider in PROVIDERS {
         let script = Script::new()
-            .on("busy", [Reply::attempts([Reply::rate_limited(1), Reply::text("done")])])
-            .on("flaky", [Reply::attempts([Reply::status(500), Reply::text("done")])]);
+            .on(
+                "busy",
+                [Reply::attempts([
+                    Reply::rate_limited(1),
+                    Reply::text("done"),
+                ])],
+            )
+            .on(
+                "flaky",
+                [Reply::attempts([Reply::status(500), Reply::text("done")])],
+            );
         let server = server(script).await;
-        let swarm = common::swarm_of("assistant", LlmAgent::builder(endpoint(&server, provider), "m")).await;
+        let swarm = common::swarm_of(
+            "assistant",
+            LlmAgent::builder(endpoint(&server, provider), "m"),
+        )
+        .await;
         let started = Instant::now();
         let c = ask(&swarm, "busy?").await.unwrap();
-        assert!(started.elapsed() >= Duration::from_secs(1), "waited for Retry-After");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "waited for Retry-After"
+        );
         assert!(c.text.ends_with("done"));
         let c = ask(&swarm, "flaky?").await.unwrap();
         assert!(c.text.ends_with("done"));
@@ -182,12 +229,19 @@ async fn rate_limits_wait_for_retry_after_and_server_errors_are_retried() {
 async fn broken_answers_are_errors_naming_provider_and_model() {
     for provider in PROVIDERS {
         let script = Script::new()
-            .on("cut", [Reply::CutStream("this answer will not finish".into())])
+            .on(
+                "cut",
+                [Reply::CutStream("this answer will not finish".into())],
+            )
             .on("garbled", [Reply::Malformed])
             .on("strange", [Reply::UnknownFinish])
             .on("refused", [Reply::status(400)]);
         let server = server(script).await;
-        let swarm = common::swarm_of("assistant", LlmAgent::builder(endpoint(&server, provider), "model-x")).await;
+        let swarm = common::swarm_of(
+            "assistant",
+            LlmAgent::builder(endpoint(&server, provider), "model-x"),
+        )
+        .await;
         let named = |e: &LlmError| {
             let text = e.to_string();
             assert!(text.contains(provider.name()), "{text}");
@@ -200,7 +254,10 @@ async fn broken_answers_are_errors_naming_provider_and_model() {
         assert!(matches!(e, LlmError::Malformed { .. }), "{provider}: {e}");
         named(&e);
         let e = llm_error(ask(&swarm, "strange").await.unwrap_err());
-        assert!(matches!(e, LlmError::UnknownFinish { ref reason, .. } if reason == "sparkles"), "{e}");
+        assert!(
+            matches!(e, LlmError::UnknownFinish { ref reason, .. } if reason == "sparkles"),
+            "{e}"
+        );
         named(&e);
         let e = llm_error(ask(&swarm, "refused").await.unwrap_err());
         assert!(matches!(e, LlmError::Status { status: 400, .. }), "{e}");
@@ -215,7 +272,10 @@ async fn broken_answers_are_errors_naming_provider_and_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_first_byte_times_out() {
     for provider in PROVIDERS {
-        let script = Script::new().on("slow", [Reply::slow(Duration::from_secs(3), Reply::text("late"))]);
+        let script = Script::new().on(
+            "slow",
+            [Reply::slow(Duration::from_secs(3), Reply::text("late"))],
+        );
         let server = server(script).await;
         let endpoint = common::builder(&server, provider)
             .timeouts(Timeouts {
@@ -232,7 +292,13 @@ async fn a_slow_first_byte_times_out() {
         let started = Instant::now();
         let e = llm_error(ask(&swarm, "slow").await.unwrap_err());
         assert!(
-            matches!(e, LlmError::Timeout { waiting_for: "first byte", .. }),
+            matches!(
+                e,
+                LlmError::Timeout {
+                    waiting_for: "first byte",
+                    ..
+                }
+            ),
             "{provider}: {e}"
         );
         assert!(started.elapsed() < Duration::from_secs(2));
@@ -263,7 +329,14 @@ async fn a_structured_answer_parses_into_a_type() {
         let swarm = common::swarm_of("assistant", agent).await;
         let c = ask(&swarm, "review this").await.unwrap();
         let review: Review = c.parse().unwrap();
-        assert_eq!(review, Review { verdict: "approve".into(), issues: 2 }, "{provider}");
+        assert_eq!(
+            review,
+            Review {
+                verdict: "approve".into(),
+                issues: 2
+            },
+            "{provider}"
+        );
         let wrong = c.parse::<Vec<u8>>().unwrap_err();
         assert!(wrong.to_string().contains("Vec<u8>"), "{wrong}");
         assert!(server.violations().is_empty(), "{:?}", server.violations());

@@ -11,7 +11,9 @@ use apiary_llm_scripted::{Script, ScriptedServer};
 pub(crate) const PROVIDERS: [Provider; 2] = [Provider::OpenAi, Provider::Anthropic];
 
 pub(crate) async fn server(script: Script) -> ScriptedServer {
-    ScriptedServer::start(script).await.expect("the scripted server starts")
+    ScriptedServer::start(script)
+        .await
+        .expect("the scripted server starts")
 }
 
 /// An endpoint of `provider` on `server`, with quick retries and a short first-byte timeout.
