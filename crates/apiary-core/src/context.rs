@@ -132,6 +132,16 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         self.task = task;
     }
 
+    /// This context with its task types erased, for code that serves agents of any types
+    /// (see [`Caller`](crate::Caller)).
+    pub fn caller(&self) -> crate::Caller {
+        let task = self
+            .task
+            .clone()
+            .map(|t| t as Arc<dyn crate::caller::TaskView>);
+        crate::Caller::new(Arc::clone(&self.base), task)
+    }
+
     /// This agent's name.
     pub fn name(&self) -> &AgentName {
         &self.base.name

@@ -88,6 +88,7 @@ mod registry;
 // Layer 4: what agents and callers hold.
 mod agent;
 mod agent_ref;
+mod caller;
 mod context;
 mod runtime;
 // Layer 5: actors.
@@ -102,6 +103,7 @@ mod swarm;
 pub use agent::{Agent, Ctx};
 pub use agent_ref::AgentRef;
 pub use builder::SwarmBuilder;
+pub use caller::Caller;
 pub use context::AgentContext;
 pub use error::{
     BoxError, LookupError, SpecError, SubmitError, SubmitErrorKind, SwarmError, TaskError,

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use apiary_core::AgentContext;
+use apiary_core::{AgentContext, Caller};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -31,7 +31,8 @@ impl std::fmt::Display for StepKey {
     }
 }
 
-/// Named, recorded steps inside a journaled task. Implemented for every [`AgentContext`].
+/// Named, recorded steps inside a journaled task. Implemented for every [`AgentContext`]
+/// and for [`Caller`].
 ///
 /// # What is guaranteed
 ///
@@ -130,6 +131,31 @@ pub enum TryStepError<E> {
 }
 
 impl<T: Send + 'static, O: Send + 'static> Steps for AgentContext<T, O> {
+    async fn step<R, F, Fut>(&self, name: &str, effect: F) -> Result<R, JournalError>
+    where
+        R: Serialize + DeserializeOwned + Send,
+        F: FnOnce(StepKey) -> Fut + Send,
+        Fut: Future<Output = R> + Send,
+    {
+        self.caller().step(name, effect).await
+    }
+
+    async fn try_step<R, E, F, Fut>(&self, name: &str, effect: F) -> Result<R, TryStepError<E>>
+    where
+        R: Serialize + DeserializeOwned + Send,
+        E: Send,
+        F: FnOnce(StepKey) -> Fut + Send,
+        Fut: Future<Output = Result<R, E>> + Send,
+    {
+        self.caller().try_step(name, effect).await
+    }
+
+    async fn tally(&self, amounts: &[(&str, u64)]) -> Result<(), JournalError> {
+        self.caller().tally(amounts).await
+    }
+}
+
+impl Steps for Caller {
     async fn step<R, F, Fut>(&self, name: &str, effect: F) -> Result<R, JournalError>
     where
         R: Serialize + DeserializeOwned + Send,

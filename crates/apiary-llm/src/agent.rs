@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use apiary_core::{Agent, AgentContext};
+use apiary_core::{Agent, AgentContext, Caller};
 use apiary_journal::{Steps, TryStepError};
 use apiary_metrics as m;
 use arc_swap::ArcSwap;
@@ -424,6 +424,21 @@ impl Agent for LlmAgent {
         task: Prompt,
         ctx: &AgentContext<Prompt, Completion>,
     ) -> Result<Completion, LlmError> {
+        self.complete(task, &ctx.caller()).await
+    }
+}
+
+impl LlmAgent {
+    /// Runs one task of this agent's loop for an agent of any types: what
+    /// [`Agent::handle`] does, for a wrapper agent that takes another task (a CLI step, a
+    /// ticket) and turns it into a prompt. `caller` is the wrapper's
+    /// [`AgentContext::caller`]; budgets, tools, events, journal steps and the topology
+    /// are the wrapper's.
+    ///
+    /// # Errors
+    ///
+    /// [`LlmError`] as for [`Agent::handle`].
+    pub async fn complete(&self, task: Prompt, ctx: &Caller) -> Result<Completion, LlmError> {
         let cfg = &self.cfg;
         let mut budgets: Vec<Arc<Budget>> = Vec::new();
         budgets.extend(cfg.budget.clone());
@@ -566,7 +581,7 @@ impl LlmAgent {
     /// counted; a recorded step in a journaled task.
     async fn call(
         &self,
-        ctx: &AgentContext<Prompt, Completion>,
+        ctx: &Caller,
         route: &Route,
         req: &ChatRequest,
         budgets: &[Arc<Budget>],
@@ -720,7 +735,7 @@ impl LlmAgent {
     /// Runs one tool call; a tool's failure is a result for the model, not an error.
     async fn run_tool(
         &self,
-        ctx: &AgentContext<Prompt, Completion>,
+        ctx: &Caller,
         name: &str,
         args: serde_json::Value,
     ) -> Result<(bool, String), LlmError> {
@@ -748,7 +763,7 @@ impl LlmAgent {
 /// Adds a call's spending to the journal's tallies of the lasting budgets (in a journaled
 /// task; otherwise nothing), so a resumed run starts from what was spent.
 async fn journal_spend(
-    ctx: &AgentContext<Prompt, Completion>,
+    ctx: &Caller,
     budgets: &[Arc<Budget>],
     tokens: u64,
     cost: Money,

@@ -1,10 +1,10 @@
 //! Learning from experience with what apiary has: outcomes of past tasks stored in the
 //! swarm's memory, and the most similar ones recalled into the system prompt of a new task.
 
-use apiary_core::AgentContext;
+use apiary_core::Caller;
 use apiary_memory::{Memory, MemoryError, Pattern, Query};
 
-use crate::agent::{Completion, Prompt};
+use crate::agent::Completion;
 
 /// Where an agent keeps its lessons, and how many it recalls.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ impl Learn {
     /// `system`, with the outcomes of the `k` most similar past tasks appended.
     pub(crate) async fn recall(
         &self,
-        ctx: &AgentContext<Prompt, Completion>,
+        ctx: &Caller,
         prompt: &str,
         system: Option<String>,
     ) -> Option<String> {
@@ -56,7 +56,7 @@ impl Learn {
     /// Stores the outcome of a task under a key derived from its prompt and answer.
     pub(crate) async fn store(
         &self,
-        ctx: &AgentContext<Prompt, Completion>,
+        ctx: &Caller,
         prompt: &str,
         completion: &Completion,
     ) {

@@ -10,12 +10,12 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use apiary_core::{AgentContext, SubmitOptions, TaskCanceller};
+use apiary_core::{Caller, SubmitOptions, TaskCanceller};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::agent::{Completion, Prompt};
+use crate::agent::Completion;
 use crate::chat::ToolSpec;
 
 /// A boxed future of a tool's result: its text, or an error message for the model.
@@ -32,7 +32,7 @@ pub trait Tool: Send + Sync + 'static {
     fn call<'a>(
         &'a self,
         arguments: Value,
-        ctx: &'a AgentContext<Prompt, Completion>,
+        ctx: &'a Caller,
     ) -> ToolFuture<'a>;
 }
 
@@ -104,7 +104,7 @@ where
     fn call<'a>(
         &'a self,
         arguments: Value,
-        _: &'a AgentContext<Prompt, Completion>,
+        _: &'a Caller,
     ) -> ToolFuture<'a> {
         Box::pin((self.f)(arguments))
     }
@@ -198,7 +198,7 @@ where
     fn call<'a>(
         &'a self,
         arguments: Value,
-        ctx: &'a AgentContext<Prompt, Completion>,
+        ctx: &'a Caller,
     ) -> ToolFuture<'a> {
         Box::pin(async move {
             let agent = &self.agent;
