@@ -119,6 +119,14 @@ pub mod journal {
     pub use apiary_journal::*;
 }
 
+/// Model-calling agents: OpenAI-compatible and Anthropic endpoints, streaming, tools (peers
+/// of the swarm included), usage and cost, budgets enforced before each call, shared rate
+/// limits, record and replay. See `docs/llm.md`.
+#[cfg(feature = "llm")]
+pub mod llm {
+    pub use apiary_llm::*;
+}
+
 /// Swarms across processes and hosts through ractor_cluster: nodes, membership, remote
 /// agents.
 #[cfg(feature = "cluster")]

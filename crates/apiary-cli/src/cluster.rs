@@ -10,7 +10,7 @@ use apiary::{
 };
 
 use crate::{
-    kinds::{self, Placement},
+    kinds::{self, Kinds, Placement},
     memory,
     step::{Step, StepOutput},
 };
@@ -77,9 +77,13 @@ pub(crate) async fn await_placed(node: &Node, manifest: &Manifest) -> anyhow::Re
 }
 
 /// `apiary serve`: hosts this node's agents until interrupted, printing membership events.
-pub(crate) async fn serve(path: &Path, options: &ClusterOptions) -> anyhow::Result<bool> {
+pub(crate) async fn serve(
+    kinds: &Kinds,
+    path: &Path,
+    options: &ClusterOptions,
+) -> anyhow::Result<bool> {
     let manifest = Manifest::load(path)?;
-    kinds::check(&manifest)?;
+    kinds.check(&manifest)?;
     if !manifest
         .agents
         .iter()
@@ -97,7 +101,7 @@ pub(crate) async fn serve(path: &Path, options: &ClusterOptions) -> anyhow::Resu
     let placement = Placement::Host(&node);
     // This node's own memory: its `shell` steps store here, its `memory` steps read here.
     let memory = memory::open(None).await?;
-    let swarm = kinds::builder(&manifest, &base, placement)?
+    let swarm = kinds::builder(kinds, &manifest, &base, placement, None)?
         .resource(memory.clone())
         .start()
         .await?;

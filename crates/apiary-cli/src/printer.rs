@@ -8,6 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::step::StepUsage;
+
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,6 +18,8 @@ pub(crate) enum Status {
     Failed,
     /// Not run: a dependency did not succeed.
     Skipped,
+    /// A budget stopped it before its next model call.
+    Stopped,
 }
 
 /// One step's end, as reported.
@@ -31,6 +35,18 @@ pub(crate) struct StepReport {
     pub(crate) detail: String,
     /// What the step printed (the end of it).
     pub(crate) output: String,
+    /// What a model-calling step spent (written by hand in JSON: `cost` only when priced).
+    #[serde(skip)]
+    pub(crate) usage: Option<StepUsage>,
+}
+
+/// `{"input_tokens": N, "output_tokens": N}`, plus `"cost"` when priced.
+fn usage_json(u: &StepUsage) -> serde_json::Value {
+    let mut v = json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens });
+    if let (Some(cost), Some(map)) = (u.cost, v.as_object_mut()) {
+        map.insert("cost".into(), json!(cost));
+    }
+    v
 }
 
 pub(crate) enum Printer {
@@ -135,22 +151,30 @@ impl Printer {
                     Status::Succeeded => "✔",
                     Status::Failed => "✘",
                     Status::Skipped => "–",
+                    Status::Stopped => "■",
                 };
                 self.line(&format!(
                     "{mark} {} ({}, {:.2}s)",
                     report.agent, report.detail, report.seconds
                 ));
-                // What a memory step recalled is the point of running it: show it.
-                if report.kind == "memory" && !report.output.is_empty() {
-                    for line in report.output.lines() {
-                        self.line(&format!("    {line}"));
-                    }
+                // What a memory step recalled, or a model answered, is the point of running
+                // it: show it (a model's answer by its first lines).
+                let shown = match report.kind.as_str() {
+                    "memory" => usize::MAX,
+                    "llm" => 12,
+                    _ => 0,
+                };
+                for line in report.output.lines().take(shown) {
+                    self.line(&format!("    {line}"));
                 }
             }
             Self::Json => {
                 let mut value = serde_json::to_value(report).unwrap_or_default();
                 if let Some(map) = value.as_object_mut() {
                     map.insert("type".into(), "step".into());
+                    if let Some(u) = &report.usage {
+                        map.insert("usage".into(), usage_json(u));
+                    }
                 }
                 Self::json(&value);
             }
@@ -170,13 +194,28 @@ impl Printer {
                 "succeeded": count(Status::Succeeded),
                 "failed": count(Status::Failed),
                 "skipped": count(Status::Skipped),
+                "stopped_by_budget": count(Status::Stopped),
+                "usage": total_usage(reports).as_ref().map(usage_json),
                 "seconds": seconds,
             })),
             Self::Human(bar) => {
                 bar.finish_and_clear();
                 println!("\n{}", table(reports));
+                let stopped = match count(Status::Stopped) {
+                    0 => String::new(),
+                    n => format!(", {n} stopped by a budget"),
+                };
+                let spent = match total_usage(reports) {
+                    Some(u) => format!(
+                        "; models: {} tokens in, {} out{}",
+                        u.input_tokens,
+                        u.output_tokens,
+                        u.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default()
+                    ),
+                    None => String::new(),
+                };
                 println!(
-                    "{swarm}: {} succeeded, {} failed, {} skipped in {seconds:.1}s",
+                    "{swarm}: {} succeeded, {} failed, {} skipped{stopped} in {seconds:.1}s{spent}",
                     count(Status::Succeeded),
                     count(Status::Failed),
                     count(Status::Skipped)
@@ -186,9 +225,25 @@ impl Printer {
     }
 }
 
+/// The usage of every model-calling step together; `None` if none called a model.
+fn total_usage(reports: &[StepReport]) -> Option<StepUsage> {
+    let mut used = reports.iter().filter_map(|r| r.usage.as_ref()).peekable();
+    used.peek()?;
+    Some(used.fold(StepUsage::default(), |a, u| StepUsage {
+        input_tokens: a.input_tokens + u.input_tokens,
+        output_tokens: a.output_tokens + u.output_tokens,
+        cost: match (a.cost, u.cost) {
+            (Some(x), Some(y)) => Some(x + y),
+            (x, y) => x.or(y),
+        },
+    }))
+}
+
 fn table(reports: &[StepReport]) -> String {
-    let header = ["step", "kind", "status", "attempts", "time", "result"];
-    let rows: Vec<[String; 6]> = reports
+    let header = [
+        "step", "kind", "status", "attempts", "time", "tokens", "cost", "result",
+    ];
+    let rows: Vec<[String; 8]> = reports
         .iter()
         .map(|r| {
             [
@@ -197,6 +252,13 @@ fn table(reports: &[StepReport]) -> String {
                 format!("{:?}", r.status).to_lowercase(),
                 r.attempts.to_string(),
                 format!("{:.2}s", r.seconds),
+                r.usage
+                    .map(|u| (u.input_tokens + u.output_tokens).to_string())
+                    .unwrap_or_default(),
+                r.usage
+                    .and_then(|u| u.cost)
+                    .map(|c| format!("${c:.4}"))
+                    .unwrap_or_default(),
                 r.detail
                     .lines()
                     .next()

@@ -122,6 +122,31 @@ impl Agent for MemoryAgent {
             stdout,
             stderr: String::new(),
             exit_code: None,
+            ..StepOutput::default()
         })
+    }
+}
+
+/// `kind = "memory"`: stores or recalls in the run's memory.
+pub(crate) struct MemoryKind;
+
+impl crate::kinds::Kind for MemoryKind {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn check(&self, config: &toml::Table) -> Result<(), apiary::BoxError> {
+        crate::kinds::config::<MemoryAction>(config).map(drop)
+    }
+
+    fn add(
+        &self,
+        builder: apiary::SwarmBuilder,
+        spec: apiary::AgentSpec,
+        config: &toml::Table,
+        _: &crate::kinds::KindContext,
+    ) -> Result<apiary::SwarmBuilder, apiary::BoxError> {
+        let action: MemoryAction = crate::kinds::config(config)?;
+        Ok(builder.agent(spec, move || MemoryAgent::new(action.clone())))
     }
 }

@@ -15,12 +15,12 @@ use futures::{stream::FuturesUnordered, StreamExt};
 
 use crate::{
     cluster::{self, ClusterOptions},
-    kinds::{self, Placement},
+    kinds::{self, Kinds, Placement},
     memory,
     orphans::Orphans,
     printer::{Printer, Status, StepReport},
     state::{AttemptError, RunState, Runner, StateOptions},
-    step::StepOutput,
+    step::{Step, StepOutput},
 };
 
 /// Options of `apiary run`.
@@ -38,9 +38,9 @@ pub(crate) struct RunOptions {
 }
 
 /// Runs the manifest; true if every step succeeded.
-pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool> {
+pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyhow::Result<bool> {
     let manifest = Manifest::load(path)?;
-    kinds::check(&manifest)?;
+    kinds.check(&manifest)?;
     let base = kinds::base_dir(path)?;
     let printer = Arc::new(Printer::new(options.json, manifest.agents.len()));
 
@@ -86,9 +86,32 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
         );
     }
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<SwarmEvent>();
-    let mut builder = kinds::builder(&manifest, &base, placement)?;
+    let mut builder = kinds::builder(
+        kinds,
+        &manifest,
+        &base,
+        placement,
+        state.as_ref().map(|s| &s.journal),
+    )?;
     if let Some(orphans) = orphans {
         builder = builder.resource(orphans);
+    }
+    // The manifest's `[budget]`: one budget for every model-calling step, journaled with
+    // --state so a resumed run does not get back what it spent.
+    let limits = crate::llm::limits(&manifest.budget.swarm);
+    if limits.is_limited() {
+        let budget = apiary::llm::SwarmBudget::new(limits);
+        if let Some(state) = &state {
+            budget.0.restore_from(&state.journal)?;
+            let (tokens, cost) = budget.0.spent();
+            if tokens > 0 {
+                printer.note(
+                    "budget",
+                    &format!("earlier runs spent {tokens} tokens ({cost}) of the swarm budget"),
+                );
+            }
+        }
+        builder = builder.resource(budget);
     }
     let swarm = builder
         .resource(memory.clone())
@@ -153,16 +176,30 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
                 let deps: Vec<Option<Status>> = spec.depends_on.iter().map(|d| status[d]).collect();
                 if deps.iter().all(|s| *s == Some(Status::Succeeded)) {
                     launched.push(spec.name.clone());
+                    // What each dependency answered: an `llm` step's prompt may use it.
+                    let inputs = spec
+                        .depends_on
+                        .iter()
+                        .map(|d| {
+                            let output = reports
+                                .iter()
+                                .find(|r| r.agent == *d)
+                                .map(|r| r.output.clone())
+                                .unwrap_or_default();
+                            (d.clone(), output)
+                        })
+                        .collect();
                     running.push(run_step(
                         runners[&spec.name].clone(),
                         spec.name.clone(),
                         spec.max_retries,
+                        inputs,
                         printer.clone(),
                     ));
                     changed = true;
                 } else if deps
                     .iter()
-                    .any(|s| matches!(s, Some(Status::Failed | Status::Skipped)))
+                    .any(|s| matches!(s, Some(Status::Failed | Status::Skipped | Status::Stopped)))
                 {
                     let report = StepReport {
                         agent: spec.name.clone(),
@@ -172,6 +209,7 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<bool
                         seconds: 0.0,
                         detail: "skipped: a dependency did not succeed".into(),
                         output: String::new(),
+                        usage: None,
                     };
                     printer.step(&report);
                     status.insert(spec.name.clone(), Some(Status::Skipped));
@@ -235,6 +273,7 @@ async fn run_step(
     runner: Arc<Runner>,
     agent: String,
     retries: u32,
+    inputs: Vec<(String, String)>,
     printer: Arc<Printer>,
 ) -> StepReport {
     let started = Instant::now();
@@ -246,7 +285,11 @@ async fn run_step(
             attempt += 1;
         }
         try_ += 1;
-        let outcome = match runner.attempt(attempt, try_).await {
+        let step = Step {
+            attempt,
+            inputs: inputs.clone(),
+        };
+        let outcome = match runner.attempt(step, try_).await {
             Ok((output, replay)) => {
                 recorded = replay;
                 Ok(output)
@@ -279,13 +322,19 @@ async fn run_step(
         Ok(output) => StepReport {
             agent,
             kind: String::new(),
-            status: Status::Succeeded,
+            // A budget stopped it before its next model call: not a success to build on.
+            status: if output.stopped_by.is_some() {
+                Status::Stopped
+            } else {
+                Status::Succeeded
+            },
             attempts: attempt,
             seconds,
-            detail: if recorded {
-                format!("{} (recorded in an earlier run)", output.summary)
-            } else {
-                output.summary
+            usage: output.usage,
+            detail: match (&output.stopped_by, recorded) {
+                (Some(stop), _) => format!("{}; stopped by {stop}", output.summary),
+                (None, true) => format!("{} (recorded in an earlier run)", output.summary),
+                (None, false) => output.summary,
             },
             output: if output.stdout.is_empty() {
                 output.stderr
@@ -301,6 +350,7 @@ async fn run_step(
             seconds,
             detail: error,
             output: String::new(),
+            usage: None,
         },
     }
 }

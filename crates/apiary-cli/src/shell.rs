@@ -167,6 +167,7 @@ impl Agent for ShellAgent {
             stdout: tail(&stdout, KEEP).to_owned(),
             stderr: tail(&stderr, KEEP).to_owned(),
             exit_code: out.status.code(),
+            ..StepOutput::default()
         })
     }
 }
@@ -209,5 +210,32 @@ impl ShellAgent {
         if let Err(e) = stored.await {
             tracing::warn!(agent = %ctx.name(), error = %e, "could not store the step's result in memory");
         }
+    }
+}
+
+/// `kind = "shell"`: runs `config.command`.
+pub(crate) struct ShellKind;
+
+impl crate::kinds::Kind for ShellKind {
+    fn name(&self) -> &str {
+        "shell"
+    }
+
+    fn check(&self, config: &toml::Table) -> Result<(), apiary::BoxError> {
+        crate::kinds::config::<ShellConfig>(config).map(drop)
+    }
+
+    fn add(
+        &self,
+        builder: apiary::SwarmBuilder,
+        spec: apiary::AgentSpec,
+        config: &toml::Table,
+        cx: &crate::kinds::KindContext,
+    ) -> Result<apiary::SwarmBuilder, apiary::BoxError> {
+        let config: ShellConfig = crate::kinds::config(config)?;
+        let (base, node) = (cx.base_dir().to_owned(), cx.node().map(str::to_owned));
+        Ok(builder.agent(spec, move || {
+            ShellAgent::new(config.clone(), &base, node.clone())
+        }))
     }
 }

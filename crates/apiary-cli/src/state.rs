@@ -101,9 +101,10 @@ impl Runner {
     }
 
     /// Runs one try of one attempt.
-    pub(crate) async fn attempt(&self, attempt: u32, try_: u32) -> Attempted {
+    pub(crate) async fn attempt(&self, step: Step, try_: u32) -> Attempted {
+        let attempt = step.attempt;
         match self {
-            Self::Plain(agent) => match agent.submit(Step { attempt }).await {
+            Self::Plain(agent) => match agent.submit(step).await {
                 Ok(handle) => handle
                     .await
                     .map(|out| (out, false))
@@ -112,7 +113,7 @@ impl Runner {
             },
             Self::Journaled { agent, run, config } => {
                 let key = format!("r{run}/{}/{attempt}.{try_}/{config}", agent.name());
-                match agent.submit_keyed(key, Step { attempt }).await {
+                match agent.submit_keyed(key, step).await {
                     Ok(handle) => finish(handle).await,
                     Err(refused) => match refused.kind() {
                         JournalSubmitErrorKind::Refused(kind) => {

@@ -156,7 +156,11 @@ impl Caller {
     }
 
     /// Publishes an event of the agent's own, as [`AgentContext::emit`](crate::AgentContext::emit).
-    pub fn emit(&self, name: impl Into<Cow<'static, str>>, data: impl FnOnce() -> serde_json::Value) {
+    pub fn emit(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        data: impl FnOnce() -> serde_json::Value,
+    ) {
         self.base.rt.bus.publish(|| EventKind::Emitted {
             task: self.task_id(),
             agent: self.base.name.clone(),

@@ -112,7 +112,7 @@ pub use error::{
 pub use events::{
     BreakerTransition, EventKind, EventStream, Hook, Outcome, RecvError, StopReason, SwarmEvent,
 };
-pub use manifest::{Manifest, ManifestError, ManifestErrorKind};
+pub use manifest::{BudgetSpec, Manifest, ManifestError, ManifestErrorKind, SpendLimits};
 pub use name::AgentName;
 pub use pool::{Pool, PoolBuilder, PoolError, Pooled};
 pub use resources::MissingResource;

@@ -54,6 +54,50 @@ pub struct Manifest {
     pub agents: Vec<AgentSpec>,
     /// The `[topology]` table, if any.
     pub topology: Option<TopologySpec>,
+    /// The `[budget]` table: what the swarm's model-calling agents may spend, in all and
+    /// per agent. Enforced by the agents that spend (`apiary-llm`); empty by default.
+    pub budget: BudgetSpec,
+}
+
+/// Spending limits: tokens, and money in dollars. Unset means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendLimits {
+    /// Input plus output tokens.
+    pub tokens: Option<u64>,
+    /// Dollars.
+    pub cost: Option<f64>,
+}
+
+/// The `[budget]` table of a manifest: the swarm's limits (`tokens`, `cost`) and, under
+/// `[budget.agents.<name>]`, each agent's.
+///
+/// ```
+/// use apiary_core::Manifest;
+///
+/// let m = Manifest::from_toml_str(r#"
+///     [budget]
+///     tokens = 200000
+///     cost = 1.50
+///     [budget.agents.coder]
+///     tokens = 50000
+///
+///     [[agents]]
+///     name = "coder"
+/// "#)?;
+/// assert_eq!(m.budget.swarm.tokens, Some(200_000));
+/// assert_eq!(m.budget.agents["coder"].tokens, Some(50_000));
+/// # Ok::<(), apiary_core::ManifestError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// The swarm's limits.
+    #[serde(flatten)]
+    pub swarm: SpendLimits,
+    /// Each agent's limits, by name.
+    #[serde(default)]
+    pub agents: std::collections::BTreeMap<String, SpendLimits>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +109,8 @@ struct RawManifest {
     agents: Vec<toml::Spanned<AgentSpec>>,
     #[serde(default)]
     topology: Option<toml::Spanned<TopologySpec>>,
+    #[serde(default)]
+    budget: Option<toml::Spanned<BudgetSpec>>,
 }
 
 impl Manifest {
@@ -140,10 +186,46 @@ impl Manifest {
             }
             None => None,
         };
+        let budget = match raw.budget {
+            Some(b) => {
+                let span = b.span();
+                let b = b.into_inner();
+                let limits = std::iter::once(("budget".to_owned(), &b.swarm)).chain(
+                    b.agents
+                        .iter()
+                        .map(|(n, l)| (format!("budget.agents.{n}"), l)),
+                );
+                for (table, l) in limits {
+                    if l.cost.is_some_and(|c| !(c.is_finite() && c >= 0.0)) {
+                        return Err(ManifestError::new(
+                            ManifestErrorKind::Invalid,
+                            format!("[{table}] cost must be a number of dollars >= 0"),
+                        )
+                        .with_field("cost")
+                        .at(src, Some(span)));
+                    }
+                }
+                if let Some(name) = b
+                    .agents
+                    .keys()
+                    .find(|n| !agents.iter().any(|a| a.name == **n))
+                {
+                    return Err(ManifestError::new(
+                        ManifestErrorKind::Dependency,
+                        format!("[budget.agents.{name}] names `{name}`, which is not an agent"),
+                    )
+                    .with_field("budget")
+                    .at(src, Some(span)));
+                }
+                b
+            }
+            None => BudgetSpec::default(),
+        };
         let manifest = Self {
             swarm,
             agents,
             topology,
+            budget,
         };
         manifest.plan().map_err(|e| {
             let (agent, field) = match &e {

@@ -54,12 +54,7 @@ impl Learn {
     }
 
     /// Stores the outcome of a task under a key derived from its prompt and answer.
-    pub(crate) async fn store(
-        &self,
-        ctx: &Caller,
-        prompt: &str,
-        completion: &Completion,
-    ) {
+    pub(crate) async fn store(&self, ctx: &Caller, prompt: &str, completion: &Completion) {
         let Ok(memory) = ctx.resource::<Memory>() else {
             return;
         };

@@ -29,11 +29,7 @@ pub trait Tool: Send + Sync + 'static {
     fn spec(&self) -> ToolSpec;
 
     /// Runs it with the model's arguments, inside the calling agent's task.
-    fn call<'a>(
-        &'a self,
-        arguments: Value,
-        ctx: &'a Caller,
-    ) -> ToolFuture<'a>;
+    fn call<'a>(&'a self, arguments: Value, ctx: &'a Caller) -> ToolFuture<'a>;
 }
 
 /// A tool made of an async function from the model's arguments to a result.
@@ -101,11 +97,7 @@ where
         self.spec.clone()
     }
 
-    fn call<'a>(
-        &'a self,
-        arguments: Value,
-        _: &'a Caller,
-    ) -> ToolFuture<'a> {
+    fn call<'a>(&'a self, arguments: Value, _: &'a Caller) -> ToolFuture<'a> {
         Box::pin((self.f)(arguments))
     }
 }
@@ -195,11 +187,7 @@ where
         self.spec.clone()
     }
 
-    fn call<'a>(
-        &'a self,
-        arguments: Value,
-        ctx: &'a Caller,
-    ) -> ToolFuture<'a> {
+    fn call<'a>(&'a self, arguments: Value, ctx: &'a Caller) -> ToolFuture<'a> {
         Box::pin(async move {
             let agent = &self.agent;
             let arguments = if self.wraps_input() {

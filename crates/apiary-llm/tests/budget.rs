@@ -273,9 +273,19 @@ async fn a_journaled_budget_is_not_given_back_on_resume() {
             .build();
         let dir = dir.path().to_owned();
         async move {
-            let journal = Journal::open(JournalConfig::new(&dir, "budgeted"))
-                .await
-                .unwrap();
+            // The first run's actors may still be letting go of the file just after its
+            // shutdown (a new process would not wait): retry while redb says it is open.
+            let mut tries = 0;
+            let journal = loop {
+                match Journal::open(JournalConfig::new(&dir, "budgeted")).await {
+                    Ok(j) => break j,
+                    Err(e) if tries < 100 && format!("{e:?}").contains("AlreadyOpen") => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            };
             budget.0.restore_from(&journal).unwrap();
             let swarm = Swarm::builder()
                 .configure(|s| s.name = "budgeted".into())
