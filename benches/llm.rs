@@ -1,0 +1,178 @@
+//! apiary's own cost per model call and per tool round trip, against the floor measured in
+//! the same run: the same streamed request sent with bare reqwest to the same local scripted
+//! server, its whole SSE body read. What apiary adds beyond the floor is its overhead: the
+//! actor hop, the request encoding, the SSE decoding into deltas, events, budgets, metrics.
+//!
+//! Run: `cargo bench --features llm --bench llm`
+
+use std::time::Duration;
+
+use apiary::llm::{
+    Completion, Endpoint, Limits, LlmAgent, PeerTool, Prompt, Provider, SwarmBudget,
+};
+use apiary::prelude::*;
+use apiary_llm_scripted::{Reply, Script, ScriptedServer};
+use criterion::{criterion_group, criterion_main, Criterion};
+use futures::StreamExt;
+use serde_json::json;
+
+mod baseline;
+use baseline::runtime;
+
+/// The answer of every plain call: about 40 tokens, streamed in 15 pieces.
+const ANSWER: &str = "a scripted answer of some forty tokens, streamed in pieces of about \
+                      three words each, as a model would send them over server-sent events";
+
+struct Forecast;
+
+impl Agent for Forecast {
+    type Task = String;
+    type Output = String;
+    type Error = std::convert::Infallible;
+    async fn handle(
+        &mut self,
+        city: String,
+        _: &AgentContext<String, String>,
+    ) -> Result<String, Self::Error> {
+        Ok(format!("rain in {city}"))
+    }
+}
+
+/// One streamed chat completion with bare reqwest, read to its end: the floor.
+async fn raw_call(client: &reqwest::Client, url: &str, body: &serde_json::Value) {
+    let response = client
+        .post(url)
+        .bearer_auth("bench")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let mut stream = response.bytes_stream();
+    let mut bytes = 0;
+    while let Some(chunk) = stream.next().await {
+        bytes += chunk.unwrap().len();
+    }
+    assert!(bytes > 0);
+}
+
+fn llm(c: &mut Criterion) {
+    let rt = runtime();
+    let script = Script::new().on("plain", [Reply::text(ANSWER)]).on(
+        "weather",
+        [
+            Reply::tool_call("forecast", json!({ "input": "Oslo" })),
+            Reply::text(ANSWER),
+        ],
+    );
+    let server = rt.block_on(ScriptedServer::start(script)).unwrap();
+    let base = server.openai_base_url();
+    let url = format!("{base}/chat/completions");
+    let client = reqwest::Client::new();
+    let endpoint = Endpoint::builder(Provider::OpenAi, base.clone())
+        .api_key("bench")
+        .build()
+        .unwrap();
+    let agent = LlmAgent::builder(endpoint, "m")
+        .max_tokens(256)
+        .tool(
+            PeerTool::<String, String>::new("forecast", "The forecast.")
+                .parameters(json!({ "type": "string" })),
+        )
+        .build();
+    let swarm = rt
+        .block_on(
+            Swarm::builder()
+                // Budgets are on the measured path: reserve and settle on every call.
+                .resource(SwarmBudget::new(Limits::none().tokens(u64::MAX / 2)))
+                .agent(AgentSpec::new("forecast"), || Forecast)
+                .agent(AgentSpec::new("assistant"), move || agent.clone())
+                .start(),
+        )
+        .unwrap();
+    let assistant = swarm.agent::<Prompt, Completion>("assistant").unwrap();
+
+    // The floor sends exactly the bodies apiary sent (same tools, same messages), so the
+    // server does the same work for both: one plain call, then a tool round trip's two.
+    rt.block_on(async {
+        assistant
+            .submit("plain question".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assistant
+            .submit("what is the weather?".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let sent: Vec<serde_json::Value> = server.requests().into_iter().map(|r| r.body).collect();
+    assert_eq!(sent.len(), 3);
+    let plain_body = sent[0].clone();
+    let tool_bodies = [sent[1].clone(), sent[2].clone()];
+
+    let mut group = c.benchmark_group("llm/call");
+    group.measurement_time(Duration::from_secs(8));
+    // The floor runs in a spawned task, as an agent's call does: the iteration itself runs
+    // on the bench thread, and hyper's connection tasks on the runtime's workers.
+    let (client, url) = (std::sync::Arc::new(client), std::sync::Arc::new(url));
+    let plain_body = std::sync::Arc::new(plain_body);
+    let tool_bodies = std::sync::Arc::new(tool_bodies);
+    group.bench_function("raw_reqwest_sse", |b| {
+        b.to_async(&rt).iter(|| {
+            let (client, url, body) = (client.clone(), url.clone(), plain_body.clone());
+            async move {
+                tokio::spawn(async move { raw_call(&client, &url, &body).await })
+                    .await
+                    .unwrap();
+            }
+        });
+    });
+    group.bench_function("apiary_llm_agent", |b| {
+        b.to_async(&rt).iter(|| async {
+            let c = assistant
+                .submit("plain question".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert_eq!(c.calls, 1);
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("llm/tool_round_trip");
+    group.measurement_time(Duration::from_secs(8));
+    group.bench_function("raw_reqwest_sse_x2", |b| {
+        b.to_async(&rt).iter(|| {
+            let (client, url, bodies) = (client.clone(), url.clone(), tool_bodies.clone());
+            async move {
+                tokio::spawn(async move {
+                    for body in bodies.iter() {
+                        raw_call(&client, &url, body).await;
+                    }
+                })
+                .await
+                .unwrap();
+            }
+        });
+    });
+    group.bench_function("apiary_llm_agent_peer_tool", |b| {
+        b.to_async(&rt).iter(|| async {
+            let c = assistant
+                .submit("what is the weather?".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert_eq!(c.calls, 2);
+        });
+    });
+    group.finish();
+    rt.block_on(swarm.shutdown());
+}
+
+criterion_group!(benches, llm);
+criterion_main!(benches);
