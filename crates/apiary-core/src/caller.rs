@@ -47,7 +47,9 @@ impl<O: Send + 'static> TaskView for TaskShared<O> {
     }
 }
 
-/// An agent's context with its task types erased; see the [module docs](self).
+/// An agent's context with its task types erased: for libraries that serve agents of any
+/// types (a model-calling loop, a tool that calls a peer, a recorded step). Get one with
+/// [`AgentContext::caller`](crate::AgentContext::caller).
 ///
 /// ```
 /// use apiary_core::{Agent, AgentContext, Caller};

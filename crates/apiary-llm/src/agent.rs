@@ -218,7 +218,7 @@ pub(crate) struct Config {
     learn: Option<crate::learn::Learn>,
 }
 
-/// A model-calling agent; see the [module docs](self). Clone it into the swarm builder's
+/// A model-calling agent; see the [crate docs](crate). Clone it into the swarm builder's
 /// factory: clones share their configuration, model switch and budget.
 ///
 /// ```

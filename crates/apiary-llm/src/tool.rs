@@ -131,7 +131,7 @@ impl<T, O> std::fmt::Debug for PeerTool<T, O> {
 
 impl<T, O> PeerTool<T, O> {
     /// The peer `agent`, offered to the model under its own name. The arguments default to
-    /// `{"prompt": string}` (an LLM peer's [`Prompt`]); set others with
+    /// `{"prompt": string}` (an LLM peer's [`Prompt`](crate::Prompt)); set others with
     /// [`parameters`](Self::parameters).
     pub fn new(agent: impl Into<String>, description: impl Into<String>) -> Self {
         let agent = agent.into();
