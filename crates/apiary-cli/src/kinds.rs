@@ -146,14 +146,6 @@ impl Kinds {
         Self(BTreeMap::new())
     }
 
-    /// The kinds the `apiary` binary knows: `shell`, `memory` and `llm`.
-    pub fn builtin() -> Self {
-        Self::empty()
-            .with(crate::shell::ShellKind)
-            .with(crate::recall::MemoryKind)
-            .with(crate::llm::LlmKind)
-    }
-
     /// Adds `kind`, replacing a kind of the same name.
     #[must_use]
     pub fn with(mut self, kind: impl Kind) -> Self {

@@ -36,6 +36,17 @@ mod step;
 pub use kinds::{config, Kind, KindContext, KindError, Kinds};
 pub use step::{Step, StepOutput, StepUsage};
 
+// Here, at the root, so that `kinds` need not know the kinds built on it.
+impl Kinds {
+    /// The kinds the `apiary` binary knows: `shell`, `memory` and `llm`.
+    pub fn builtin() -> Self {
+        Self::empty()
+            .with(shell::ShellKind)
+            .with(recall::MemoryKind)
+            .with(llm::LlmKind)
+    }
+}
+
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::agent_ref::AgentRef;
-use crate::context::Base;
+use crate::context::{AgentContext, Base};
 use crate::error::LookupError;
 use crate::events::EventKind;
 use crate::name::AgentName;
@@ -49,7 +49,7 @@ impl<O: Send + 'static> TaskView for TaskShared<O> {
 
 /// An agent's context with its task types erased: for libraries that serve agents of any
 /// types (a model-calling loop, a tool that calls a peer, a recorded step). Get one with
-/// [`AgentContext::caller`](crate::AgentContext::caller).
+/// [`AgentContext::caller`].
 ///
 /// ```
 /// use apiary_core::{Agent, AgentContext, Caller};
@@ -85,11 +85,19 @@ impl std::fmt::Debug for Caller {
     }
 }
 
-impl Caller {
-    pub(crate) fn new(base: Arc<Base>, task: Option<Arc<dyn TaskView>>) -> Self {
-        Self { base, task }
+impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
+    /// This context with its task types erased, for code that serves agents of any types
+    /// (see [`Caller`]).
+    pub fn caller(&self) -> Caller {
+        let task = self.task.clone().map(|t| t as Arc<dyn TaskView>);
+        Caller {
+            base: Arc::clone(&self.base),
+            task,
+        }
     }
+}
 
+impl Caller {
     /// The agent's name.
     pub fn name(&self) -> &AgentName {
         &self.base.name
@@ -122,7 +130,6 @@ impl Caller {
 
     /// Whether the task being handled must stop (see [`AgentContext::is_cancelled`]).
     ///
-    /// [`AgentContext::is_cancelled`]: crate::AgentContext::is_cancelled
     pub fn is_cancelled(&self) -> bool {
         self.task.as_ref().is_some_and(|t| t.stop().is_raised())
     }
@@ -140,7 +147,7 @@ impl Caller {
     }
 
     /// A typed reference to a peer, checked against the topology on each submit, as
-    /// [`AgentContext::agent`](crate::AgentContext::agent).
+    /// [`AgentContext::agent`].
     ///
     /// # Errors
     ///
@@ -157,7 +164,7 @@ impl Caller {
         ))
     }
 
-    /// Publishes an event of the agent's own, as [`AgentContext::emit`](crate::AgentContext::emit).
+    /// Publishes an event of the agent's own, as [`AgentContext::emit`].
     pub fn emit(
         &self,
         name: impl Into<Cow<'static, str>>,

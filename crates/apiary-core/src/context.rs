@@ -84,8 +84,8 @@ use crate::{
 /// # }
 /// ```
 pub struct AgentContext<T, O> {
-    base: Arc<Base>,
-    task: Option<Arc<TaskShared<O>>>,
+    pub(crate) base: Arc<Base>,
+    pub(crate) task: Option<Arc<TaskShared<O>>>,
     _task: PhantomData<fn(T)>,
 }
 
@@ -130,16 +130,6 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
     /// Points the context at the task being handled (`None` between tasks).
     pub(crate) fn set_task(&mut self, task: Option<Arc<TaskShared<O>>>) {
         self.task = task;
-    }
-
-    /// This context with its task types erased, for code that serves agents of any types
-    /// (see [`Caller`](crate::Caller)).
-    pub fn caller(&self) -> crate::Caller {
-        let task = self
-            .task
-            .clone()
-            .map(|t| t as Arc<dyn crate::caller::TaskView>);
-        crate::Caller::new(Arc::clone(&self.base), task)
     }
 
     /// This agent's name.
