@@ -113,13 +113,46 @@ fn llm(c: &mut Criterion) {
     let plain_body = sent[0].clone();
     let tool_bodies = [sent[1].clone(), sent[2].clone()];
 
+    // Interleaved pairs (floor, then apiary, 2,000 times): this shared machine drifts by tens
+    // of percent between criterion's groups, so the overhead is also read as the median of
+    // per-pair differences, which drift cancels.
+    let (client, url) = (std::sync::Arc::new(client), std::sync::Arc::new(url));
+    let plain_body = std::sync::Arc::new(plain_body);
+    let tool_bodies = std::sync::Arc::new(tool_bodies);
+    let pairs = rt.block_on(async {
+        let mut pairs = Vec::with_capacity(2_000);
+        for _ in 0..2_000 {
+            let (c, u, b) = (client.clone(), url.clone(), plain_body.clone());
+            let started = std::time::Instant::now();
+            tokio::spawn(async move { raw_call(&c, &u, &b).await }).await.unwrap();
+            let floor = started.elapsed();
+            let started = std::time::Instant::now();
+            assistant.submit("plain question".into()).await.unwrap().await.unwrap();
+            pairs.push((floor, started.elapsed()));
+        }
+        pairs
+    });
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let floor = median(pairs.iter().map(|p| p.0.as_secs_f64() * 1e6).collect());
+    let agent = median(pairs.iter().map(|p| p.1.as_secs_f64() * 1e6).collect());
+    let overhead = median(
+        pairs
+            .iter()
+            .map(|p| (p.1.as_secs_f64() - p.0.as_secs_f64()) * 1e6)
+            .collect(),
+    );
+    eprintln!(
+        "llm: interleaved, 2,000 pairs: floor median {floor:.1} us, LlmAgent median {agent:.1} us, \
+         median per-pair overhead {overhead:.1} us"
+    );
+
     let mut group = c.benchmark_group("llm/call");
     group.measurement_time(Duration::from_secs(8));
     // The floor runs in a spawned task, as an agent's call does: the iteration itself runs
     // on the bench thread, and hyper's connection tasks on the runtime's workers.
-    let (client, url) = (std::sync::Arc::new(client), std::sync::Arc::new(url));
-    let plain_body = std::sync::Arc::new(plain_body);
-    let tool_bodies = std::sync::Arc::new(tool_bodies);
     group.bench_function("raw_reqwest_sse", |b| {
         b.to_async(&rt).iter(|| {
             let (client, url, body) = (client.clone(), url.clone(), plain_body.clone());

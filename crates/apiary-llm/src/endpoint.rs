@@ -462,6 +462,17 @@ impl Endpoint {
                 recorded.push(event);
             }
             if done {
+                // Read the body to its end (normally nothing is left): a connection whose
+                // body was not consumed is not reused, and the next call would pay for a new
+                // one. Bounded, and what comes after the answer is not looked at.
+                let rest = inner
+                    .timeouts
+                    .idle
+                    .min(end.saturating_duration_since(Instant::now()));
+                let _ = tokio::time::timeout(rest, async {
+                    while let Some(Ok(_)) = events.next().await {}
+                })
+                .await;
                 break;
             }
         }
