@@ -38,6 +38,43 @@ impl Agent for Forecast {
     }
 }
 
+/// An agent whose task is the floor's bare call: splits the overhead between the actor
+/// hop and the LLM agent's own code.
+struct RawCaller {
+    client: std::sync::Arc<reqwest::Client>,
+    url: std::sync::Arc<String>,
+    body: std::sync::Arc<serde_json::Value>,
+}
+
+impl Agent for RawCaller {
+    type Task = ();
+    type Output = ();
+    type Error = std::convert::Infallible;
+    async fn handle(&mut self, _: (), _: &AgentContext<(), ()>) -> Result<(), Self::Error> {
+        raw_call(&self.client, &self.url, &self.body).await;
+        Ok(())
+    }
+}
+
+/// An agent whose task is one `Endpoint::call` of the LLM agent's request: splits the
+/// LLM agent's overhead between the endpoint (HTTP, SSE decoding) and the agent's loop.
+struct EndpointCaller {
+    endpoint: Endpoint,
+    req: apiary::llm::ChatRequest,
+}
+
+impl Agent for EndpointCaller {
+    type Task = ();
+    type Output = ();
+    type Error = apiary::llm::LlmError;
+    async fn handle(&mut self, _: (), _: &AgentContext<(), ()>) -> Result<(), Self::Error> {
+        self.endpoint
+            .call(&self.req, None, &mut |_| {})
+            .await
+            .map(drop)
+    }
+}
+
 /// One streamed chat completion with bare reqwest, read to its end: the floor.
 async fn raw_call(client: &reqwest::Client, url: &str, body: &serde_json::Value) {
     let response = client
@@ -73,6 +110,7 @@ fn llm(c: &mut Criterion) {
         .api_key("bench")
         .build()
         .unwrap();
+    let bench_endpoint = endpoint.clone();
     let agent = LlmAgent::builder(endpoint, "m")
         .max_tokens(256)
         .tool(
@@ -119,19 +157,70 @@ fn llm(c: &mut Criterion) {
     let (client, url) = (std::sync::Arc::new(client), std::sync::Arc::new(url));
     let plain_body = std::sync::Arc::new(plain_body);
     let tool_bodies = std::sync::Arc::new(tool_bodies);
+    // The LLM agent's first request, as the endpoint takes it.
+    let req = apiary::llm::ChatRequest {
+        model: "m".into(),
+        system: None,
+        messages: vec![apiary::llm::Message::user("plain question")],
+        tools: vec![apiary::llm::ToolSpec {
+            name: "forecast".into(),
+            description: "The forecast.".into(),
+            parameters: json!({ "type": "object", "properties": { "input": { "type": "string" } },
+                                "required": ["input"] }),
+        }],
+        max_tokens: 256,
+        temperature: None,
+        response: None,
+    };
+    let raw_caller = {
+        let (client, url, body) = (client.clone(), url.clone(), plain_body.clone());
+        let endpoint = bench_endpoint.clone();
+        rt.block_on(
+            Swarm::builder()
+                .agent(AgentSpec::new("raw"), move || RawCaller {
+                    client: client.clone(),
+                    url: url.clone(),
+                    body: body.clone(),
+                })
+                .agent(AgentSpec::new("endpoint"), move || EndpointCaller {
+                    endpoint: endpoint.clone(),
+                    req: req.clone(),
+                })
+                .start(),
+        )
+        .unwrap()
+    };
+    let raw_agent = raw_caller.agent::<(), ()>("raw").unwrap();
+    let endpoint_agent = raw_caller.agent::<(), ()>("endpoint").unwrap();
+    let mut in_agent = Vec::with_capacity(2_000);
+    let mut endpoint_in_agent = Vec::with_capacity(2_000);
     let pairs = rt.block_on(async {
         let mut pairs = Vec::with_capacity(2_000);
         for _ in 0..2_000 {
             let (c, u, b) = (client.clone(), url.clone(), plain_body.clone());
             let started = std::time::Instant::now();
-            tokio::spawn(async move { raw_call(&c, &u, &b).await }).await.unwrap();
+            tokio::spawn(async move { raw_call(&c, &u, &b).await })
+                .await
+                .unwrap();
             let floor = started.elapsed();
             let started = std::time::Instant::now();
-            assistant.submit("plain question".into()).await.unwrap().await.unwrap();
+            raw_agent.submit(()).await.unwrap().await.unwrap();
+            in_agent.push(started.elapsed().as_secs_f64() * 1e6);
+            let started = std::time::Instant::now();
+            endpoint_agent.submit(()).await.unwrap().await.unwrap();
+            endpoint_in_agent.push(started.elapsed().as_secs_f64() * 1e6);
+            let started = std::time::Instant::now();
+            assistant
+                .submit("plain question".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
             pairs.push((floor, started.elapsed()));
         }
         pairs
     });
+    rt.block_on(raw_caller.shutdown());
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -144,9 +233,13 @@ fn llm(c: &mut Criterion) {
             .map(|p| (p.1.as_secs_f64() - p.0.as_secs_f64()) * 1e6)
             .collect(),
     );
+    let in_agent = median(in_agent);
+    let endpoint_in_agent = median(endpoint_in_agent);
     eprintln!(
-        "llm: interleaved, 2,000 pairs: floor median {floor:.1} us, LlmAgent median {agent:.1} us, \
-         median per-pair overhead {overhead:.1} us"
+        "llm: interleaved, 2,000 rounds (medians): floor {floor:.1} us; the same call inside a \
+         plain agent {in_agent:.1} us; Endpoint::call inside a plain agent \
+         {endpoint_in_agent:.1} us; LlmAgent {agent:.1} us; per-pair overhead of the LlmAgent \
+         over the floor {overhead:.1} us"
     );
 
     let mut group = c.benchmark_group("llm/call");

@@ -641,11 +641,7 @@ impl LlmAgent {
                         // two counts the call twice, never zero times.
                         journal_spend(ctx, &budgets[..lasting], response.usage.total(), cost)
                             .await?;
-                        serde_json::to_string(&response).map_err(|e| LlmError::Malformed {
-                            provider: route.endpoint.to_string(),
-                            model: req.model.clone(),
-                            reason: format!("the answer does not encode: {e}"),
-                        })
+                        Ok(Recorded(response))
                     }
                     Err(e) => {
                         // A stream that broke was billed for what it produced; a refused or
@@ -679,9 +675,7 @@ impl LlmAgent {
         let seconds = started.elapsed().as_secs_f64();
         let model = req.model.clone();
         let response = match recorded {
-            Ok(json) => serde_json::from_str::<ChatResponse>(&json).map_err(|e| {
-                LlmError::Journal(format!("a recorded call of `{model}` does not decode: {e}"))
-            })?,
+            Ok(Recorded(response)) => response,
             Err(TryStepError::Effect(e)) => {
                 let outcome = if matches!(e, LlmError::Budget(_)) {
                     "budget"
@@ -779,4 +773,25 @@ async fn journal_spend(
     ctx.tally(&amounts)
         .await
         .map_err(|e| LlmError::Journal(e.to_string()))
+}
+
+/// A call's answer as a journal step holds it: JSON text (the journal's postcard cannot hold
+/// the JSON values of tool arguments), encoded only when a journal records it and decoded only
+/// when one replays it.
+struct Recorded(ChatResponse);
+
+impl Serialize for Recorded {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let json = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&json)
+    }
+}
+
+impl<'de> Deserialize<'de> for Recorded {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let json = String::deserialize(d)?;
+        serde_json::from_str(&json).map(Recorded).map_err(|e| {
+            serde::de::Error::custom(format!("a recorded model call does not decode: {e}"))
+        })
+    }
 }

@@ -97,7 +97,8 @@ pub struct Endpoint {
 #[derive(Debug)]
 struct Inner {
     provider: Provider,
-    base_url: String,
+    /// The request URL, parsed once.
+    url: reqwest::Url,
     api_key: Option<String>,
     client: reqwest::Client,
     limiter: Limiter,
@@ -184,6 +185,13 @@ impl EndpointBuilder {
                 reason: "must start with http:// or https://".into(),
             });
         }
+        let url =
+            reqwest::Url::parse(&format!("{base_url}{}", self.provider.path())).map_err(|e| {
+                LlmError::Config {
+                    what: format!("base_url {base_url:?}"),
+                    reason: e.to_string(),
+                }
+            })?;
         let client = reqwest::Client::builder()
             .connect_timeout(self.timeouts.connect)
             .tcp_nodelay(true)
@@ -201,7 +209,7 @@ impl EndpointBuilder {
         Ok(Endpoint {
             inner: Arc::new(Inner {
                 provider: self.provider,
-                base_url,
+                url,
                 api_key: self.api_key,
                 client,
                 limiter: Limiter::new(self.limits),
@@ -343,8 +351,7 @@ impl Endpoint {
     ) -> Result<ChatResponse, Attempt> {
         let inner = &self.inner;
         let provider = inner.provider;
-        let url = format!("{}{}", inner.base_url, provider.path());
-        let mut request = inner.client.post(&url).json(body);
+        let mut request = inner.client.post(inner.url.clone()).json(body);
         request = match (provider, &inner.api_key) {
             (Provider::OpenAi, Some(key)) => request.bearer_auth(key),
             (Provider::OpenAi, None) => request,
@@ -404,28 +411,33 @@ impl Endpoint {
         let mut events = response.bytes_stream().eventsource();
         let mut decoder: Decoder = provider.decoder(req);
         let end = started + inner.timeouts.total;
+        let idle = inner.timeouts.idle;
+        // One timer for the whole stream, re-armed only when it fires early: a timeout per
+        // chunk would touch the timer wheel (and may wake its thread) for every chunk.
+        let mut last = Instant::now();
+        let timer = tokio::time::sleep_until((last + idle).min(end));
+        tokio::pin!(timer);
         loop {
-            let wait = inner
-                .timeouts
-                .idle
-                .min(end.saturating_duration_since(Instant::now()));
-            let next = match tokio::time::timeout(wait, events.next()).await {
-                Err(_) if Instant::now() >= end => {
-                    return Err(Attempt::Fail(self.timeout(
-                        req,
-                        "complete answer",
-                        inner.timeouts.total,
-                    )))
+            let next = tokio::select! {
+                biased;
+                next = events.next() => next,
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if now >= end {
+                        return Err(Attempt::Fail(self.timeout(
+                            req,
+                            "complete answer",
+                            inner.timeouts.total,
+                        )));
+                    }
+                    if now >= last + idle {
+                        return Err(Attempt::Fail(self.timeout(req, "next chunk", idle)));
+                    }
+                    timer.as_mut().reset((last + idle).min(end));
+                    continue;
                 }
-                Err(_) => {
-                    return Err(Attempt::Fail(self.timeout(
-                        req,
-                        "next chunk",
-                        inner.timeouts.idle,
-                    )))
-                }
-                Ok(next) => next,
             };
+            last = Instant::now();
             let event = match next {
                 None => break,
                 Some(Err(e)) => {

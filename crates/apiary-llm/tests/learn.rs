@@ -13,10 +13,17 @@ use apiary_memory::{Memory, MemoryConfig};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_of_similar_tasks_are_recalled_into_the_prompt() {
     let script = Script::new()
-        .on("openblas", [Reply::text("install libopenblas-dev, then link with -lopenblas")])
+        .on(
+            "openblas",
+            [Reply::text(
+                "install libopenblas-dev, then link with -lopenblas",
+            )],
+        )
         .on("tokio", [Reply::text("add the rt-multi-thread feature")]);
     let server = common::server(script).await;
-    let memory = Memory::open(MemoryConfig::new(256).namespace("lessons")).await.unwrap();
+    let memory = Memory::open(MemoryConfig::new(256).namespace("lessons"))
+        .await
+        .unwrap();
     let agent = LlmAgent::builder(common::endpoint(&server, Provider::OpenAi), "m")
         .system("You fix build errors.")
         .learn("lessons", 1)
@@ -39,12 +46,21 @@ async fn outcomes_of_similar_tasks_are_recalled_into_the_prompt() {
     let systems: Vec<String> = server
         .requests()
         .iter()
-        .map(|r| r.body["messages"][0]["content"].as_str().unwrap_or("").to_owned())
+        .map(|r| {
+            r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
         .collect();
     assert_eq!(systems.len(), 3);
     assert_eq!(systems[0], "You fix build errors.", "nothing learnt yet");
     // The third task recalls the first (the most similar), not the second.
-    assert!(systems[2].contains("install libopenblas-dev"), "{}", systems[2]);
+    assert!(
+        systems[2].contains("install libopenblas-dev"),
+        "{}",
+        systems[2]
+    );
     assert!(!systems[2].contains("rt-multi-thread"), "{}", systems[2]);
     swarm.shutdown().await;
     memory.close().await;

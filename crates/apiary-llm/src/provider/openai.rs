@@ -151,75 +151,64 @@ impl Decoder {
             self.done = true;
             return Ok(true);
         }
-        let chunk: Value = serde_json::from_str(data).map_err(|e| {
+        let chunk: wire::Chunk<'_> = serde_json::from_str(data).map_err(|e| {
             DecodeError::Malformed(format!("a chunk is not JSON ({e}): {}", excerpt(data)))
         })?;
-        if let Some(error) = chunk.get("error") {
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("an error without a message")
-                .to_owned();
+        if let Some(error) = chunk.error {
             return Err(DecodeError::Remote {
-                message,
+                message: error.message.map_or_else(
+                    || "an error without a message".to_owned(),
+                    |m| m.into_owned(),
+                ),
                 overloaded: false,
             });
         }
-        if let Some(model) = chunk.get("model").and_then(Value::as_str) {
-            if !model.is_empty() {
-                model.clone_into(&mut self.model);
+        if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
+            if model != self.model {
+                self.model = model.into_owned();
             }
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
-            let n = |p: &str| usage.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+        if let Some(usage) = chunk.usage {
             self.usage = Some(Usage {
-                input_tokens: n("/prompt_tokens"),
-                output_tokens: n("/completion_tokens"),
-                cached_input_tokens: n("/prompt_tokens_details/cached_tokens"),
+                input_tokens: usage.prompt_tokens,
+                output_tokens: usage.completion_tokens,
+                cached_input_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
             });
         }
-        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        let Some(choices) = chunk.choices else {
             return Err(DecodeError::Malformed(format!(
                 "a chunk has no `choices`: {}",
                 excerpt(data)
             )));
         };
         for choice in choices {
-            if let Some(delta) = choice.get("delta") {
-                if let Some(text) = delta.get("content").and_then(Value::as_str) {
-                    if !text.is_empty() {
-                        self.text.push_str(text);
-                        on(Delta::Text(text.to_owned()));
-                    }
+            if let Some(delta) = choice.delta {
+                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                    self.text.push_str(&text);
+                    on(Delta::Text(text.into_owned()));
                 }
-                for call in delta
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    let entry = self.calls.entry(index).or_default();
-                    if let Some(id) = call.get("id").and_then(Value::as_str) {
-                        id.clone_into(&mut entry.id);
+                for call in delta.tool_calls.into_iter().flatten() {
+                    let entry = self.calls.entry(call.index).or_default();
+                    if let Some(id) = call.id {
+                        entry.id = id.into_owned();
                     }
-                    if let Some(f) = call.get("function") {
-                        if let Some(name) = f.get("name").and_then(Value::as_str) {
+                    if let Some(f) = call.function {
+                        if let Some(name) = f.name {
                             if entry.name.is_empty() {
                                 on(Delta::ToolCall {
-                                    name: name.to_owned(),
+                                    name: name.clone().into_owned(),
                                 });
                             }
-                            entry.name.push_str(name);
+                            entry.name.push_str(&name);
                         }
-                        if let Some(args) = f.get("arguments").and_then(Value::as_str) {
-                            entry.arguments.push_str(args);
+                        if let Some(args) = f.arguments {
+                            entry.arguments.push_str(&args);
                         }
                     }
                 }
             }
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                self.finish = Some(reason.to_owned());
+            if let Some(reason) = choice.finish_reason {
+                self.finish = Some(reason.into_owned());
             }
         }
         Ok(false)
@@ -278,5 +267,81 @@ impl Decoder {
             finish,
             usage,
         })
+    }
+}
+
+/// The streamed chunk, typed: strings borrowed from the event where they need no unescaping,
+/// and unknown fields ignored (providers add their own).
+mod wire {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct Chunk<'a> {
+        #[serde(borrow, default)]
+        pub(super) model: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pub(super) choices: Option<Vec<Choice<'a>>>,
+        #[serde(default)]
+        pub(super) usage: Option<UsageJson>,
+        #[serde(borrow, default)]
+        pub(super) error: Option<ErrorJson<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Choice<'a> {
+        #[serde(borrow, default)]
+        pub(super) delta: Option<DeltaJson<'a>>,
+        #[serde(borrow, default)]
+        pub(super) finish_reason: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct DeltaJson<'a> {
+        #[serde(borrow, default)]
+        pub(super) content: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pub(super) tool_calls: Option<Vec<CallJson<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct CallJson<'a> {
+        #[serde(default)]
+        pub(super) index: u64,
+        #[serde(borrow, default)]
+        pub(super) id: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pub(super) function: Option<FunctionJson<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct FunctionJson<'a> {
+        #[serde(borrow, default)]
+        pub(super) name: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pub(super) arguments: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct UsageJson {
+        #[serde(default)]
+        pub(super) prompt_tokens: u64,
+        #[serde(default)]
+        pub(super) completion_tokens: u64,
+        #[serde(default)]
+        pub(super) prompt_tokens_details: Option<DetailsJson>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct DetailsJson {
+        #[serde(default)]
+        pub(super) cached_tokens: u64,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ErrorJson<'a> {
+        #[serde(borrow, default)]
+        pub(super) message: Option<Cow<'a, str>>,
     }
 }
