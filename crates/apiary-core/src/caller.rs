@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use crate::agent_ref::AgentRef;
 use crate::context::{AgentContext, Base};
 use crate::error::LookupError;
-use crate::events::EventKind;
 use crate::name::AgentName;
 use crate::resources::MissingResource;
 use crate::signal::Signal;
@@ -156,12 +155,7 @@ impl Caller {
         &self,
         name: &str,
     ) -> Result<AgentRef<T, O>, LookupError> {
-        let entry = self.base.rt.registry.typed::<T, O>(name)?;
-        Ok(AgentRef::new(
-            entry,
-            self.base.rt.clone(),
-            Some(self.base.name.clone()),
-        ))
+        self.base.peer(name)
     }
 
     /// Publishes an event of the agent's own, as [`AgentContext::emit`].
@@ -170,13 +164,7 @@ impl Caller {
         name: impl Into<Cow<'static, str>>,
         data: impl FnOnce() -> serde_json::Value,
     ) {
-        self.base.rt.bus.publish(|| EventKind::Emitted {
-            task: self.task_id(),
-            agent: self.base.name.clone(),
-            replica: self.base.replica,
-            name: name.into(),
-            data: Arc::new(data()),
-        });
+        self.base.emit(self.task_id(), name.into(), data);
     }
 
     /// A resource the swarm was given, by type.

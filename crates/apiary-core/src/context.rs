@@ -97,6 +97,37 @@ pub(crate) struct Base {
     pub(crate) rt: Arc<Runtime>,
 }
 
+impl Base {
+    /// Publishes an `Emitted` event of this replica (for the contexts, typed or not).
+    pub(crate) fn emit(
+        &self,
+        task: Option<TaskId>,
+        name: Cow<'static, str>,
+        data: impl FnOnce() -> serde_json::Value,
+    ) {
+        self.rt.bus.publish(|| EventKind::Emitted {
+            task,
+            agent: self.name.clone(),
+            replica: self.replica,
+            name,
+            data: Arc::new(data()),
+        });
+    }
+
+    /// A peer by name, its submissions checked against the topology as this agent's.
+    pub(crate) fn peer<T: Send + 'static, O: Send + 'static>(
+        &self,
+        name: &str,
+    ) -> Result<AgentRef<T, O>, LookupError> {
+        let entry = self.rt.registry.typed::<T, O>(name)?;
+        Ok(AgentRef::new(
+            entry,
+            self.rt.clone(),
+            Some(self.name.clone()),
+        ))
+    }
+}
+
 impl<T, O> Clone for AgentContext<T, O> {
     fn clone(&self) -> Self {
         Self {
@@ -222,8 +253,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         &self,
         name: &str,
     ) -> Result<AgentRef<T2, O2>, LookupError> {
-        let entry = self.base.rt.registry.typed::<T2, O2>(name)?;
-        Ok(self.peer(entry))
+        self.base.peer(name)
     }
 
     fn peer<T2: Send + 'static, O2: Send + 'static>(
@@ -473,13 +503,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentContext<T, O> {
         name: impl Into<Cow<'static, str>>,
         data: impl FnOnce() -> serde_json::Value,
     ) {
-        self.base.rt.bus.publish(|| EventKind::Emitted {
-            task: self.task_id(),
-            agent: self.base.name.clone(),
-            replica: self.base.replica,
-            name: name.into(),
-            data: Arc::new(data()),
-        });
+        self.base.emit(self.task_id(), name.into(), data);
     }
 
     /// A resource the swarm was given ([`SwarmBuilder::resource`](crate::SwarmBuilder::resource)),

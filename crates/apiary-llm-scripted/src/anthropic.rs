@@ -187,24 +187,6 @@ fn check_messages(c: &mut Checker, messages: Option<&Value>) {
     }
 }
 
-/// The conversation's first user message and its turn (assistant messages so far).
-pub(crate) fn conversation(body: &Value) -> (String, usize) {
-    let messages = body.get("messages").and_then(Value::as_array);
-    let first = messages
-        .into_iter()
-        .flatten()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .and_then(|m| m.get("content"))
-        .map(text_of)
-        .unwrap_or_default();
-    let turn = messages
-        .into_iter()
-        .flatten()
-        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-        .count();
-    (first, turn)
-}
-
 /// Bytes of text in a request (for the token estimate).
 pub(crate) fn request_text(body: &Value) -> usize {
     let system = body.get("system").map_or(0, |s| text_of(s).len());
@@ -226,7 +208,7 @@ pub(crate) fn forced_tool(body: &Value) -> Option<&str> {
         .flatten()
 }
 
-fn text_of(content: &Value) -> String {
+pub(crate) fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Array(blocks) => blocks

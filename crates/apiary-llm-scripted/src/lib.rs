@@ -227,8 +227,8 @@ async fn answer(state: &State, protocol: Protocol, headers: &HeaderMap, body: &[
     }
 
     let (first, turn) = match protocol {
-        Protocol::OpenAi => openai::conversation(&json),
-        Protocol::Anthropic => anthropic::conversation(&json),
+        Protocol::OpenAi => schema::conversation(&json, openai::text_of),
+        Protocol::Anthropic => schema::conversation(&json, anthropic::text_of),
     };
     let mut reply = match state.script.rule(&first) {
         Some((index, rule)) => {

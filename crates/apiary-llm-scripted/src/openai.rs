@@ -212,24 +212,6 @@ fn check_messages(c: &mut Checker, messages: Option<&Value>) {
     }
 }
 
-/// The conversation's first user message and its turn (assistant messages so far).
-pub(crate) fn conversation(body: &Value) -> (String, usize) {
-    let messages = body.get("messages").and_then(Value::as_array);
-    let first = messages
-        .into_iter()
-        .flatten()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .and_then(|m| m.get("content"))
-        .map(text_of)
-        .unwrap_or_default();
-    let turn = messages
-        .into_iter()
-        .flatten()
-        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-        .count();
-    (first, turn)
-}
-
 /// All the text in a request (for the token estimate).
 pub(crate) fn request_text(body: &Value) -> usize {
     body.get("messages")
@@ -240,7 +222,7 @@ pub(crate) fn request_text(body: &Value) -> usize {
         .sum()
 }
 
-fn text_of(content: &Value) -> String {
+pub(crate) fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts

@@ -42,3 +42,22 @@ pub(crate) fn is_tool_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
+
+/// The conversation's first user message (its text, by the protocol's `text_of`) and its
+/// turn (assistant messages so far).
+pub(crate) fn conversation(body: &Value, text_of: fn(&Value) -> String) -> (String, usize) {
+    let messages = body.get("messages").and_then(Value::as_array);
+    let first = messages
+        .into_iter()
+        .flatten()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .and_then(|m| m.get("content"))
+        .map(text_of)
+        .unwrap_or_default();
+    let turn = messages
+        .into_iter()
+        .flatten()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+        .count();
+    (first, turn)
+}
