@@ -69,8 +69,8 @@ struct PriceConfig {
     output: f64,
 }
 
-/// The `{{name}}` placeholders of a prompt template.
-fn placeholders(template: &str) -> Vec<&str> {
+/// The `{{name}}` slots of a prompt template: the dependencies whose outputs it uses.
+fn template_inputs(template: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -127,7 +127,7 @@ impl Kind for LlmKind {
         cx: &KindContext,
     ) -> Result<SwarmBuilder, BoxError> {
         let c: LlmConfig = crate::kinds::config(config)?;
-        for name in placeholders(&c.prompt) {
+        for name in template_inputs(&c.prompt) {
             if !spec.depends_on.iter().any(|d| d == name) {
                 return Err(format!(
                     "the prompt uses {{{{{name}}}}}, but `{name}` is not in depends_on"
@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn templates_name_their_inputs() {
         assert_eq!(
-            placeholders("a {{plan}} b {{ tests }} {{x"),
+            template_inputs("a {{plan}} b {{ tests }} {{x"),
             ["plan", "tests"]
         );
         let inputs = [("plan".to_owned(), "1. read".to_owned())];
