@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -408,7 +407,9 @@ impl Endpoint {
                 _ => Attempt::Fail(self.status(req, status, message)),
             });
         }
-        let mut events = response.bytes_stream().eventsource();
+        let mut bytes = response.bytes_stream();
+        let mut parser = crate::sse::SseParser::default();
+        let mut pending = std::collections::VecDeque::new();
         let mut decoder: Decoder = provider.decoder(req);
         let end = started + inner.timeouts.total;
         let idle = inner.timeouts.idle;
@@ -418,39 +419,40 @@ impl Endpoint {
         let timer = tokio::time::sleep_until((last + idle).min(end));
         tokio::pin!(timer);
         loop {
-            let next = tokio::select! {
-                biased;
-                next = events.next() => next,
-                () = &mut timer => {
-                    let now = Instant::now();
-                    if now >= end {
-                        return Err(Attempt::Fail(self.timeout(
-                            req,
-                            "complete answer",
-                            inner.timeouts.total,
-                        )));
+            let Some(event) = pending.pop_front() else {
+                let next = tokio::select! {
+                    biased;
+                    next = bytes.next() => next,
+                    () = &mut timer => {
+                        let now = Instant::now();
+                        if now >= end {
+                            return Err(Attempt::Fail(self.timeout(
+                                req,
+                                "complete answer",
+                                inner.timeouts.total,
+                            )));
+                        }
+                        if now >= last + idle {
+                            return Err(Attempt::Fail(self.timeout(req, "next chunk", idle)));
+                        }
+                        timer.as_mut().reset((last + idle).min(end));
+                        continue;
                     }
-                    if now >= last + idle {
-                        return Err(Attempt::Fail(self.timeout(req, "next chunk", idle)));
-                    }
-                    timer.as_mut().reset((last + idle).min(end));
-                    continue;
-                }
-            };
-            last = Instant::now();
-            let event = match next {
-                None => break,
-                Some(Err(e)) => {
-                    return Err(Attempt::Fail(LlmError::StreamCut {
+                };
+                last = Instant::now();
+                let cut = |reason: String| {
+                    Attempt::Fail(LlmError::StreamCut {
                         provider: inner.label.clone(),
                         model: req.model.clone(),
-                        reason: e.to_string(),
-                    }))
+                        reason,
+                    })
+                };
+                match next {
+                    None => break,
+                    Some(Err(e)) => return Err(cut(e.to_string())),
+                    Some(Ok(chunk)) => parser.feed(&chunk, &mut pending).map_err(cut)?,
                 }
-                Some(Ok(e)) => WireEvent {
-                    event: (e.event != "message").then_some(e.event),
-                    data: e.data,
-                },
+                continue;
             };
             let done = match decoder.feed(&event, on) {
                 Ok(done) => done,
@@ -482,7 +484,7 @@ impl Endpoint {
                     .idle
                     .min(end.saturating_duration_since(Instant::now()));
                 let _ = tokio::time::timeout(rest, async {
-                    while let Some(Ok(_)) = events.next().await {}
+                    while let Some(Ok(_)) = bytes.next().await {}
                 })
                 .await;
                 break;

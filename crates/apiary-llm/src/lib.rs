@@ -32,6 +32,7 @@ mod learn;
 mod limiter;
 mod money;
 mod provider;
+mod sse;
 mod sync;
 mod tool;
 
