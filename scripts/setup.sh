@@ -32,6 +32,11 @@ if [ "$purpose" = test ]; then
         prometheus
         # scripts/module-cycles.py checks the crates' module layering.
         python3
+        # The `apiary graph` test renders its DOT and reads the picture's labels.
+        graphviz
+        # The web console's browser test drives Debian's Chromium through chromedriver.
+        chromium
+        chromium-driver
     )
 fi
 

@@ -127,6 +127,13 @@ pub mod llm {
     pub use apiary_llm::*;
 }
 
+/// Watch and steer a running swarm from a browser: live events over server-sent events, a
+/// JSON snapshot, an embedded page, pause/resume, cancel and approvals.
+#[cfg(feature = "web")]
+pub mod web {
+    pub use apiary_web::*;
+}
+
 /// Swarms across processes and hosts through ractor_cluster: nodes, membership, remote
 /// agents.
 #[cfg(feature = "cluster")]

@@ -4,8 +4,56 @@ use std::fmt::Write as _;
 
 use apiary::{planner::Plan, Manifest, TopologySpec};
 
+/// Escapes text for inside a DOT quoted string.
+fn escaped(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 fn quoted(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("\"{}\"", escaped(s))
+}
+
+/// A label of several lines: each escaped on its own, joined by DOT's line break `\n`
+/// (escaping the joined text would print a literal backslash-n).
+fn lines(parts: &[&str]) -> String {
+    let joined: Vec<String> = parts.iter().map(|p| escaped(p)).collect();
+    format!("\"{}\"", joined.join("\\n"))
+}
+
+/// The topology's links as (from, to, what): a star's hub to each member, a ring's next,
+/// a hierarchy's leads. A mesh links everyone and draws nothing.
+pub(crate) fn links(manifest: &Manifest) -> Vec<(String, String, &'static str)> {
+    let mut out = Vec::new();
+    match &manifest.topology {
+        Some(TopologySpec::Star { hub }) => {
+            for spec in manifest.agents.iter().filter(|a| &a.name != hub) {
+                out.push((hub.clone(), spec.name.clone(), "hub"));
+            }
+        }
+        Some(TopologySpec::Ring { order }) => {
+            let names: Vec<&str> = if order.is_empty() {
+                manifest.agents.iter().map(|a| a.name.as_str()).collect()
+            } else {
+                order.iter().map(String::as_str).collect()
+            };
+            for (i, from) in names.iter().enumerate() {
+                out.push((
+                    (*from).to_owned(),
+                    names[(i + 1) % names.len()].to_owned(),
+                    "next",
+                ));
+            }
+        }
+        Some(TopologySpec::Hierarchical { leads }) => {
+            for (lead, members) in leads {
+                for member in members {
+                    out.push((lead.clone(), member.clone(), "leads"));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 /// DOT with one cluster per spawn batch, solid edges for dependencies (dependency -> dependent)
@@ -37,7 +85,7 @@ pub(crate) fn dot(manifest: &Manifest, plan: &Plan) -> String {
                 out,
                 "    {} [label={}];",
                 quoted(agent),
-                quoted(&format!("{agent}\\n{kind}"))
+                lines(&[agent, kind])
             );
         }
         let _ = writeln!(out, "  }}");
@@ -47,39 +95,14 @@ pub(crate) fn dot(manifest: &Manifest, plan: &Plan) -> String {
             let _ = writeln!(out, "  {} -> {};", quoted(dep), quoted(&spec.name));
         }
     }
-    let link = |out: &mut String, from: &str, to: &str, label: &str| {
+    for (from, to, label) in links(manifest) {
         let _ = writeln!(
             out,
             "  {} -> {} [style=dashed, color=blue, constraint=false, label={}];",
-            quoted(from),
-            quoted(to),
+            quoted(&from),
+            quoted(&to),
             quoted(label)
         );
-    };
-    match &manifest.topology {
-        Some(TopologySpec::Star { hub }) => {
-            for spec in manifest.agents.iter().filter(|a| &a.name != hub) {
-                link(&mut out, hub, &spec.name, "hub");
-            }
-        }
-        Some(TopologySpec::Ring { order }) => {
-            let names: Vec<&str> = if order.is_empty() {
-                manifest.agents.iter().map(|a| a.name.as_str()).collect()
-            } else {
-                order.iter().map(String::as_str).collect()
-            };
-            for (i, from) in names.iter().enumerate() {
-                link(&mut out, from, names[(i + 1) % names.len()], "next");
-            }
-        }
-        Some(TopologySpec::Hierarchical { leads }) => {
-            for (lead, members) in leads {
-                for member in members {
-                    link(&mut out, lead, member, "leads");
-                }
-            }
-        }
-        Some(TopologySpec::Mesh) | None => {}
     }
     out.push_str("}\n");
     out

@@ -60,6 +60,56 @@ fn validate_plan_and_graph_the_demo() {
         "{dot}"
     );
     assert!(dot.trim_end().ends_with('}'));
+    rendered_labels_break_lines(&dot);
+}
+
+/// Renders the DOT with Graphviz (installed by `scripts/setup.sh test`) and checks the picture:
+/// each node label is two lines of text, name then kind, with no escape printed literally.
+fn rendered_labels_break_lines(dot: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("Graphviz's `dot` is installed by scripts/setup.sh test");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dot.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = String::from_utf8(out.stdout).unwrap();
+    let texts: Vec<&str> = svg
+        .split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            t.split_once('>')
+                .and_then(|(_, rest)| rest.split_once("</text>"))
+        })
+        .map(|(text, _)| text)
+        .collect();
+    assert!(
+        !texts.iter().any(|t| t.contains("\\n")),
+        "a literal \\n in {texts:?}"
+    );
+    // Node `build` of kind `shell`: its two lines follow each other.
+    let at = texts
+        .iter()
+        .position(|t| *t == "build")
+        .expect("a text line `build`");
+    assert_eq!(texts[at + 1], "shell", "{texts:?}");
+    let at = texts
+        .iter()
+        .position(|t| *t == "report")
+        .expect("a text line `report`");
+    assert_eq!(texts[at + 1], "memory", "{texts:?}");
 }
 
 #[test]

@@ -167,6 +167,12 @@ impl Caller {
         self.base.emit(self.task_id(), name.into(), data);
     }
 
+    /// The swarm's approval gates ([`Approvals`](crate::Approvals)): ask a person before
+    /// work that needs one.
+    pub fn approvals(&self) -> &crate::Approvals {
+        &self.base.rt.approvals
+    }
+
     /// A resource the swarm was given, by type.
     ///
     /// # Errors

@@ -88,6 +88,7 @@ mod registry;
 // Layer 4: what agents and callers hold.
 mod agent;
 mod agent_ref;
+mod approval;
 mod caller;
 mod context;
 mod runtime;
@@ -102,6 +103,10 @@ mod swarm;
 
 pub use agent::{Agent, Ctx};
 pub use agent_ref::AgentRef;
+pub use approval::{
+    Approval, ApprovalError, ApprovalRequest, Approvals, Approved, Decision, PendingApproval,
+    Rejected,
+};
 pub use builder::SwarmBuilder;
 pub use caller::Caller;
 pub use context::AgentContext;

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::events::EventBus;
 use crate::registry::Registry;
 use crate::resources::Resources;
-use crate::{SwarmSettings, TaskId};
+use crate::{Approvals, SwarmSettings, TaskId};
 
 /// The state a swarm's handles, agents and supervisor share. It owns no actor: stopping them
 /// is the swarm's (`Swarm`'s drop or shutdown).
@@ -20,6 +20,8 @@ pub(crate) struct Runtime {
     /// Start of the swarm's clock (breakers count milliseconds from it).
     pub(crate) epoch: Instant,
     pub(crate) resources: Resources,
+    /// Work waiting for a person's decision.
+    pub(crate) approvals: Approvals,
     pub(crate) registry: Registry,
     /// The supervising actor every agent actor is linked under.
     pub(crate) root: ActorCell,
@@ -35,6 +37,7 @@ impl Runtime {
         root: ActorCell,
     ) -> Self {
         Self {
+            approvals: Approvals::with_bus(Some(bus.clone())),
             bus,
             settings,
             epoch: Instant::now(),

@@ -71,6 +71,11 @@ pub struct AgentSpec {
     /// the swarm. On every other node the agent is reached remotely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Work of this agent waits for a person's approval, explained by this text: the
+    /// `apiary` binary asks ([`Approvals`](crate::Approvals)) before it runs the agent's step;
+    /// in code, ask through [`Swarm::approvals`](crate::Swarm::approvals) before submitting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
     /// Settings for the agent's kind, left for its factory to read (a shell agent's command,
     /// ...).
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
@@ -100,6 +105,7 @@ impl AgentSpec {
             queue_capacity: None,
             task_timeout: None,
             node: None,
+            approval: None,
             config: toml::Table::new(),
         }
     }
@@ -175,6 +181,12 @@ impl AgentSpec {
     /// Places the agent on a cluster node.
     pub fn node(mut self, node: impl Into<String>) -> Self {
         self.node = Some(node.into());
+        self
+    }
+
+    /// Marks the agent's work as needing a person's approval, explained by `reason`.
+    pub fn approval(mut self, reason: impl Into<String>) -> Self {
+        self.approval = Some(reason.into());
         self
     }
 

@@ -13,9 +13,9 @@ use crate::resources::MissingResource;
 use crate::root::{RootMsg, Supervised};
 use crate::runtime::Runtime;
 use crate::{
-    AgentName, AgentSpec, EventKind, EventStream, LookupError, RouteRequest, SubmitError,
-    SubmitErrorKind, SubmitOptions, SwarmSettings, TaskHandle, Topology, TopologyError,
-    UnknownAgent,
+    AgentName, AgentSpec, Approvals, EventKind, EventStream, LookupError, RouteRequest,
+    SubmitError, SubmitErrorKind, SubmitOptions, SwarmSettings, TaskHandle, Topology,
+    TopologyError, UnknownAgent,
 };
 
 /// A running swarm of agents.
@@ -155,7 +155,11 @@ impl Swarm {
     ///
     /// [`UnknownAgent`] if no agent has this name.
     pub fn pause(&self, agent: &str) -> Result<(), UnknownAgent> {
-        self.entry(agent)?.queue().set_paused(true);
+        let entry = self.entry(agent)?;
+        entry.queue().set_paused(true);
+        self.inner.rt.bus.publish(|| EventKind::AgentPaused {
+            agent: entry.name().clone(),
+        });
         Ok(())
     }
 
@@ -165,7 +169,11 @@ impl Swarm {
     ///
     /// [`UnknownAgent`] if no agent has this name.
     pub fn resume(&self, agent: &str) -> Result<(), UnknownAgent> {
-        self.entry(agent)?.resume();
+        let entry = self.entry(agent)?;
+        entry.resume();
+        self.inner.rt.bus.publish(|| EventKind::AgentResumed {
+            agent: entry.name().clone(),
+        });
         Ok(())
     }
 
@@ -176,6 +184,12 @@ impl Swarm {
     /// [`UnknownAgent`] if no agent has this name.
     pub fn is_paused(&self, agent: &str) -> Result<bool, UnknownAgent> {
         Ok(self.entry(agent)?.queue().is_paused())
+    }
+
+    /// The swarm's approval gates: work waiting for a person's decision. See
+    /// [`Approvals`].
+    pub fn approvals(&self) -> &Approvals {
+        &self.inner.rt.approvals
     }
 
     /// Tasks queued or running for an agent now.
@@ -349,6 +363,8 @@ impl Swarm {
         // Whatever else runs under the root (pooled agents) stops with it.
         self.inner.root.stop_children_and_wait(None, None).await;
         let _ = self.inner.root.stop_and_wait(None, None).await;
+        // Nobody is left to act on a decision.
+        rt.approvals.close();
         rt.bus.publish(|| EventKind::SwarmStopped);
         *done = true;
         drained

@@ -38,6 +38,14 @@ impl TaskId {
     }
 }
 
+/// A task number read back from outside (an event stream, a URL): it names a task only in
+/// the swarm that gave it out.
+impl From<u64> for TaskId {
+    fn from(n: u64) -> Self {
+        Self(n)
+    }
+}
+
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "task-{}", self.0)

@@ -221,6 +221,41 @@ pub enum EventKind {
         /// Its content.
         data: Arc<serde_json::Value>,
     },
+    /// An agent's queue was paused ([`Swarm::pause`](crate::Swarm::pause)): no task of it
+    /// starts until it is resumed.
+    AgentPaused {
+        /// The agent.
+        agent: AgentName,
+    },
+    /// A paused agent's queue was resumed.
+    AgentResumed {
+        /// The agent.
+        agent: AgentName,
+    },
+    /// Work is waiting for a person's decision ([`Approvals`](crate::Approvals)).
+    ApprovalRequested {
+        /// The approval's id, to approve or reject it by.
+        id: String,
+        /// The agent whose work waits.
+        agent: String,
+        /// Why it needs approval.
+        reason: String,
+        /// The task it gates, if any.
+        task: Option<TaskId>,
+    },
+    /// Someone approved or rejected a waiting approval.
+    ApprovalDecided {
+        /// The approval's id.
+        id: String,
+        /// The agent whose work waited.
+        agent: String,
+        /// Yes or no.
+        approved: bool,
+        /// Who decided.
+        by: String,
+        /// Why, if they said (rejections).
+        reason: Option<String>,
+    },
     /// The swarm finished shutting down.
     SwarmStopped,
 }

@@ -178,14 +178,24 @@ impl TaskCanceller {
     pub fn cancel(&self) -> bool {
         self.inner.cancel()
     }
+
+    /// Whether the task has ended (however it ended).
+    pub fn is_finished(&self) -> bool {
+        self.inner.is_finished()
+    }
 }
 
 trait Cancel: Send + Sync {
     fn cancel(&self) -> bool;
+    fn is_finished(&self) -> bool;
 }
 
 impl<O: Send> Cancel for TaskShared<O> {
     fn cancel(&self) -> bool {
         self.end_chain(Outcome::Cancelled)
+    }
+
+    fn is_finished(&self) -> bool {
+        self.chain_state().is_terminal()
     }
 }
