@@ -81,6 +81,7 @@ pub(crate) async fn serve(
     kinds: &Kinds,
     path: &Path,
     options: &ClusterOptions,
+    ui: Option<&crate::ui::UiOptions>,
 ) -> anyhow::Result<bool> {
     let manifest = Manifest::load(path)?;
     kinds.check(&manifest)?;
@@ -107,11 +108,26 @@ pub(crate) async fn serve(
         .await?;
     export(&node, &manifest, placement, &swarm).await?;
     println!("node `{}` serving on {}", node.name(), node.addr());
+    let console = match ui {
+        Some(ui) => {
+            let (console, served) = crate::ui::start(&swarm, &manifest, None, ui).await?;
+            println!(
+                "web console of node `{}` on {}",
+                node.name(),
+                crate::ui::url(&served, ui.token.as_deref())
+            );
+            Some((console, served))
+        }
+        None => None,
+    };
     loop {
         tokio::select! {
             Ok(event) = events.recv() => println!("{}", serde_json::to_string(&event)?),
             _ = tokio::signal::ctrl_c() => break,
         }
+    }
+    if let Some((_console, served)) = console {
+        served.shutdown().await;
     }
     swarm.shutdown().await;
     memory.close().await;

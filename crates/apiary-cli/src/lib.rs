@@ -20,6 +20,7 @@
 //! The command line itself (`apiary --help`) is the same as the `apiary` binary's.
 #![deny(missing_docs)]
 
+mod approve;
 mod cluster;
 mod graph;
 mod kinds;
@@ -32,6 +33,7 @@ mod run;
 mod shell;
 mod state;
 mod step;
+mod ui;
 
 pub use kinds::{config, Kind, KindContext, KindError, Kinds};
 pub use step::{Step, StepOutput, StepUsage};
@@ -91,9 +93,16 @@ enum Command {
         /// Keep the memory in this directory (crash-safe) instead of in RAM.
         #[arg(long, value_name = "DIR")]
         memory_dir: Option<PathBuf>,
-        /// Keep serving metrics this long after the run ends (e.g. 30s), for a last scrape.
+        /// Keep serving metrics and the web console this long after the run ends (e.g. 30s),
+        /// for a last scrape or look.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         linger: Option<Duration>,
+        #[command(flatten)]
+        ui: UiArgs,
+        /// Approve every approval gate at once (unattended runs); without it and without
+        /// --ui, a manifest with approvals is refused.
+        #[arg(long)]
+        auto_approve: bool,
         /// Journal every step's attempts and outcome in this directory, so a killed run can
         /// be resumed.
         #[arg(long, value_name = "DIR")]
@@ -120,7 +129,81 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         cluster: ClusterArgs,
+        #[command(flatten)]
+        ui: UiArgs,
     },
+    /// Approve a step waiting for approval in a run served with --ui.
+    Approve {
+        /// The approval's id (shown by the run and on its page; a step's is its name).
+        id: String,
+        #[command(flatten)]
+        target: DecideArgs,
+    },
+    /// Reject a step waiting for approval in a run served with --ui: the step fails.
+    Reject {
+        /// The approval's id.
+        id: String,
+        /// Why (shown in the run's report).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: DecideArgs,
+    },
+}
+
+/// The web console (`--ui`).
+#[derive(Debug, clap::Args)]
+struct UiArgs {
+    /// Serve the web console (live view, pause/resume, cancel, approvals) on this address
+    /// while running, e.g. 127.0.0.1:8080. A non-loopback address needs --ui-token.
+    #[arg(long, value_name = "ADDR")]
+    ui: Option<SocketAddr>,
+    /// The console's access token, required on every request when given.
+    #[arg(
+        long,
+        env = "APIARY_UI_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    ui_token: Option<String>,
+}
+
+impl UiArgs {
+    fn options(self) -> Option<ui::UiOptions> {
+        self.ui.map(|addr| ui::UiOptions {
+            addr,
+            token: self.ui_token.filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+/// Which console `approve`/`reject` talk to, and as whom.
+#[derive(Debug, clap::Args)]
+struct DecideArgs {
+    /// The address the run's console is served on (its --ui).
+    #[arg(long, value_name = "ADDR")]
+    ui: SocketAddr,
+    /// The console's access token.
+    #[arg(
+        long,
+        env = "APIARY_UI_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    ui_token: Option<String>,
+    /// Who decides, as the run will report it (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+impl DecideArgs {
+    fn by(&self) -> String {
+        self.by
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "apiary approve".to_owned())
+    }
 }
 
 /// Joining a cluster (ractor_cluster: cookie-authenticated TCP).
@@ -202,6 +285,8 @@ async fn main_inner(kinds: Kinds, cli: Cli) -> anyhow::Result<bool> {
             metrics,
             memory_dir,
             linger,
+            ui,
+            auto_approve,
             state,
             resume,
             cluster,
@@ -211,6 +296,8 @@ async fn main_inner(kinds: Kinds, cli: Cli) -> anyhow::Result<bool> {
                 metrics,
                 memory_dir,
                 linger,
+                ui: ui.options(),
+                auto_approve,
                 cluster: cluster.options()?,
                 state: state.map(|dir| state::StateOptions { dir, resume }),
             };
@@ -219,11 +306,27 @@ async fn main_inner(kinds: Kinds, cli: Cli) -> anyhow::Result<bool> {
                 .with_context(|| format!("apiary run {}", file.display()))
         }
         Command::Status { state, json } => state::status(&state, json).await,
-        Command::Serve { file, cluster } => {
+        Command::Serve { file, cluster, ui } => {
             let options = cluster.options()?.context("apiary serve needs --node")?;
-            cluster::serve(&kinds, &file, &options)
+            cluster::serve(&kinds, &file, &options, ui.options().as_ref())
                 .await
                 .with_context(|| format!("apiary serve {}", file.display()))
+        }
+        Command::Approve { id, target } => {
+            let by = target.by();
+            ui::decide(target.ui, target.ui_token.as_deref(), &id, true, &by, None).await
+        }
+        Command::Reject { id, reason, target } => {
+            let by = target.by();
+            ui::decide(
+                target.ui,
+                target.ui_token.as_deref(),
+                &id,
+                false,
+                &by,
+                reason.as_deref(),
+            )
+            .await
         }
     }
 }

@@ -127,6 +127,21 @@ impl Printer {
                 EventKind::SupervisorGaveUp { supervisor, reason } => {
                     self.line(&format!("✖ supervisor {supervisor} gave up: {reason}"))
                 }
+                EventKind::AgentPaused { agent } => self.line(&format!("⏸ {agent} paused")),
+                EventKind::AgentResumed { agent } => self.line(&format!("▶ {agent} resumed")),
+                EventKind::ApprovalDecided {
+                    id,
+                    approved: false,
+                    by,
+                    reason,
+                    ..
+                } => self.line(&format!(
+                    "✋ `{id}` rejected by {by}{}",
+                    reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )),
                 _ => {}
             },
         }

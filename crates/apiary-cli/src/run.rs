@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use apiary::{metrics::Exporter, Manifest, SubmitErrorKind, SwarmEvent};
 use futures::{stream::FuturesUnordered, StreamExt};
 
+use crate::approve::Gate;
 use crate::{
     cluster::{self, ClusterOptions},
     kinds::{self, Kinds, Placement},
@@ -21,6 +22,7 @@ use crate::{
     printer::{Printer, Status, StepReport},
     state::{AttemptError, RunState, Runner, StateOptions},
     step::{Step, StepOutput},
+    ui::{self, UiOptions},
 };
 
 /// Options of `apiary run`.
@@ -35,12 +37,24 @@ pub(crate) struct RunOptions {
     pub(crate) cluster: Option<ClusterOptions>,
     /// Journal every step's attempts in this directory (and resume the last run).
     pub(crate) state: Option<StateOptions>,
+    /// Serve the web console while running.
+    pub(crate) ui: Option<UiOptions>,
+    /// Approve every approval gate at once.
+    pub(crate) auto_approve: bool,
 }
 
 /// Runs the manifest; true if every step succeeded.
 pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyhow::Result<bool> {
     let manifest = Manifest::load(path)?;
     kinds.check(&manifest)?;
+    if options.ui.is_none() && !options.auto_approve {
+        if let Some(gated) = manifest.agents.iter().find(|a| a.approval.is_some()) {
+            anyhow::bail!(
+                "step `{}` needs approval, and nobody could give it: run with --ui ADDR (then approve on the page or with `apiary approve`) or --auto-approve",
+                gated.name
+            );
+        }
+    }
     let base = kinds::base_dir(path)?;
     let printer = Arc::new(Printer::new(options.json, manifest.agents.len()));
 
@@ -99,8 +113,10 @@ pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyh
     // The manifest's `[budget]`: one budget for every model-calling step, journaled with
     // --state so a resumed run does not get back what it spent.
     let limits = crate::llm::limits(&manifest.budget.swarm);
+    let mut swarm_budget = None;
     if limits.is_limited() {
         let budget = apiary::llm::SwarmBudget::new(limits);
+        swarm_budget = Some(budget.clone());
         if let Some(state) = &state {
             budget.0.restore_from(&state.journal)?;
             let (tokens, cost) = budget.0.spent();
@@ -124,9 +140,37 @@ pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyh
     if let Some(node) = &node {
         cluster::export(node, &manifest, placement, &swarm).await?;
     }
+    let console = match &options.ui {
+        Some(ui_options) => {
+            let (console, served) =
+                ui::start(&swarm, &manifest, swarm_budget.as_ref(), ui_options).await?;
+            printer.note(
+                "ui",
+                &format!(
+                    "web console on {}",
+                    ui::url(&served, ui_options.token.as_deref())
+                ),
+            );
+            Some((console, served))
+        }
+        None => None,
+    };
+    let gate = Arc::new(Gate {
+        approvals: swarm.approvals().clone(),
+        auto: options.auto_approve,
+        journal: state.as_ref().map(|s| (s.journal.clone(), s.run)),
+        where_: console
+            .as_ref()
+            .map(|(_, served)| format!("http://{}/", served.addr())),
+    });
     let mut runners: HashMap<String, Arc<Runner>> = HashMap::new();
     for spec in &manifest.agents {
-        let runner = Runner::new(&swarm, spec, state.as_ref())?;
+        let runner = Runner::new(
+            &swarm,
+            spec,
+            state.as_ref(),
+            console.as_ref().map(|(c, _)| c.clone()),
+        )?;
         runners.insert(spec.name.clone(), Arc::new(runner));
     }
     if let Some(state) = &state {
@@ -195,6 +239,7 @@ pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyh
                         spec.max_retries,
                         inputs,
                         printer.clone(),
+                        spec.approval.clone().map(|reason| (gate.clone(), reason)),
                     ));
                     changed = true;
                 } else if deps
@@ -253,30 +298,75 @@ pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyh
         &reports,
         started.elapsed().as_secs_f64(),
     );
-    if let (Some(linger), Some(e)) = (options.linger, &exporter) {
+    if let Some((console, _)) = &console {
+        console.finish(summary_json(&manifest.swarm.name, &reports));
+    }
+    if let Some(linger) = options
+        .linger
+        .filter(|_| exporter.is_some() || console.is_some())
+    {
         printer.note(
-            "metrics",
+            "linger",
             &format!(
-                "serving metrics on {} for {} more",
-                e.addr(),
+                "serving{}{} for {} more",
+                exporter
+                    .as_ref()
+                    .map(|e| format!(" metrics on {}", e.addr()))
+                    .unwrap_or_default(),
+                console
+                    .as_ref()
+                    .map(|(_, s)| format!(" the console on {}", s.addr()))
+                    .unwrap_or_default(),
                 humantime::format_duration(linger)
             ),
         );
         tokio::time::sleep(linger).await;
     }
+    if let Some((_, served)) = console {
+        served.shutdown().await;
+    }
     Ok(reports.iter().all(|r| r.status == Status::Succeeded))
 }
 
+/// The run's end as the console's page shows it.
+fn summary_json(swarm: &str, reports: &[StepReport]) -> serde_json::Value {
+    let count = |s| reports.iter().filter(|r| r.status == s).count();
+    serde_json::json!({
+        "title": format!(
+            "{swarm}: {} succeeded, {} failed, {} skipped",
+            count(Status::Succeeded),
+            count(Status::Failed),
+            count(Status::Skipped)
+        ),
+        "steps": reports,
+    })
+}
+
 /// Runs one agent's step: up to `1 + retries` attempts; an open breaker is waited out (it is
-/// not an attempt: nothing ran).
+/// not an attempt: nothing ran). A step that needs approval asks first.
 async fn run_step(
     runner: Arc<Runner>,
     agent: String,
     retries: u32,
     inputs: Vec<(String, String)>,
     printer: Arc<Printer>,
+    approval: Option<(Arc<Gate>, String)>,
 ) -> StepReport {
     let started = Instant::now();
+    if let Some((gate, reason)) = approval {
+        if let Err(why) = gate.ask(&agent, &reason, &printer).await {
+            return StepReport {
+                agent,
+                kind: String::new(),
+                status: Status::Failed,
+                attempts: 0,
+                seconds: started.elapsed().as_secs_f64(),
+                detail: why,
+                output: String::new(),
+                usage: None,
+            };
+        }
+    }
     let mut attempt = 0;
     let mut try_ = 0;
     let mut recorded = false;

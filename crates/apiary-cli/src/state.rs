@@ -15,6 +15,7 @@ use apiary::journal::{
     Journal, JournalConfig, JournalHandle, JournalSubmitErrorKind, JournalTaskError,
     JournaledAgent, TaskSummary,
 };
+use apiary::web::Console;
 use apiary::{AgentRef, AgentSpec, Manifest, SubmitErrorKind, Swarm};
 use serde::Serialize;
 
@@ -59,8 +60,13 @@ impl RunState {
     }
 }
 
-/// How a step's attempts are submitted.
-pub(crate) enum Runner {
+/// How a step's attempts are submitted, and the console (if any) that may cancel them.
+pub(crate) struct Runner {
+    how: How,
+    console: Option<Console>,
+}
+
+enum How {
     /// Straight to the agent.
     Plain(AgentRef<Step, StepOutput>),
     /// Journaled, under keys of this run and this version of the step's manifest entry.
@@ -89,32 +95,46 @@ impl Runner {
         swarm: &Swarm,
         spec: &AgentSpec,
         state: Option<&RunState>,
+        console: Option<Console>,
     ) -> anyhow::Result<Self> {
-        Ok(match state {
-            None => Self::Plain(swarm.agent::<Step, StepOutput>(&spec.name)?),
-            Some(state) => Self::Journaled {
+        let how = match state {
+            None => How::Plain(swarm.agent::<Step, StepOutput>(&spec.name)?),
+            Some(state) => How::Journaled {
                 agent: state.journal.agent::<Step, StepOutput>(swarm, &spec.name)?,
                 run: state.run,
                 config: config_hash(spec),
             },
-        })
+        };
+        Ok(Self { how, console })
     }
 
     /// Runs one try of one attempt.
     pub(crate) async fn attempt(&self, step: Step, try_: u32) -> Attempted {
         let attempt = step.attempt;
-        match self {
-            Self::Plain(agent) => match agent.submit(step).await {
-                Ok(handle) => handle
-                    .await
-                    .map(|out| (out, false))
-                    .map_err(|e| AttemptError::Failed(e.to_string())),
+        match &self.how {
+            How::Plain(agent) => match agent.submit(step).await {
+                Ok(handle) => {
+                    if let Some(console) = &self.console {
+                        console.track(&handle);
+                    }
+                    handle
+                        .await
+                        .map(|out| (out, false))
+                        .map_err(|e| AttemptError::Failed(e.to_string()))
+                }
                 Err(refused) => Err(AttemptError::Refused(refused.kind().clone())),
             },
-            Self::Journaled { agent, run, config } => {
+            How::Journaled { agent, run, config } => {
                 let key = format!("r{run}/{}/{attempt}.{try_}/{config}", agent.name());
                 match agent.submit_keyed(key, step).await {
-                    Ok(handle) => finish(handle).await,
+                    Ok(handle) => {
+                        if let (Some(console), Some(task), Some(canceller)) =
+                            (&self.console, handle.task(), handle.canceller())
+                        {
+                            console.track_canceller(task, canceller);
+                        }
+                        finish(handle).await
+                    }
                     Err(refused) => match refused.kind() {
                         JournalSubmitErrorKind::Refused(kind) => {
                             Err(AttemptError::Refused(kind.clone()))
@@ -128,7 +148,7 @@ impl Runner {
 
     /// Delivers again the attempts of this step that were in flight when the last run died.
     pub(crate) async fn resume(&self) -> Vec<String> {
-        let Self::Journaled { agent, .. } = self else {
+        let How::Journaled { agent, .. } = &self.how else {
             return Vec::new();
         };
         let report = agent.resume().await;

@@ -278,7 +278,7 @@ where
         };
         match self.agent.submit_with(task, options.attach(attached)).await {
             Ok(handle) => {
-                let canceller = handle.canceller();
+                let running = (handle.id(), handle.canceller());
                 tokio::spawn(record_end(
                     self.journal.clone(),
                     id,
@@ -291,7 +291,7 @@ where
                     self.journal.clone(),
                     id,
                     ending,
-                    Some(canceller),
+                    Some(running),
                 ))
             }
             Err(refused) => {

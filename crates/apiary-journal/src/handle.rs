@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use apiary_core::TaskCanceller;
+use apiary_core::{TaskCanceller, TaskId};
 use serde::de::DeserializeOwned;
 
 use crate::journal::{Ended, Ending, Journal};
@@ -44,7 +44,8 @@ impl JournalTaskError {
 pub struct JournalHandle<O> {
     id: JournalId,
     replay: bool,
-    canceller: Option<TaskCanceller>,
+    /// The swarm task running it in this process, and how to cancel it.
+    running: Option<(TaskId, TaskCanceller)>,
     end: Pin<Box<dyn Future<Output = Result<O, JournalTaskError>> + Send>>,
 }
 
@@ -62,7 +63,7 @@ impl<O: DeserializeOwned + Send + 'static> JournalHandle<O> {
         journal: Journal,
         id: JournalId,
         mut ending: Ending,
-        canceller: Option<TaskCanceller>,
+        running: Option<(TaskId, TaskCanceller)>,
     ) -> Self {
         let end = Box::pin(async move {
             let ended = loop {
@@ -80,7 +81,7 @@ impl<O: DeserializeOwned + Send + 'static> JournalHandle<O> {
         Self {
             id,
             replay: false,
-            canceller,
+            running,
             end,
         }
     }
@@ -91,7 +92,7 @@ impl<O: DeserializeOwned + Send + 'static> JournalHandle<O> {
         Self {
             id,
             replay: true,
-            canceller: None,
+            running: None,
             end,
         }
     }
@@ -112,7 +113,18 @@ impl<O> JournalHandle<O> {
     /// Cancels the task if it is running in this process; false if it had ended (or runs
     /// elsewhere).
     pub fn cancel(&self) -> bool {
-        self.canceller.as_ref().is_some_and(TaskCanceller::cancel)
+        self.running.as_ref().is_some_and(|(_, c)| c.cancel())
+    }
+
+    /// The swarm task that runs it, if it runs in this process (not a replay, not a wait on
+    /// the same key submitted earlier).
+    pub fn task(&self) -> Option<TaskId> {
+        self.running.as_ref().map(|(id, _)| *id)
+    }
+
+    /// Cancels the running task from anywhere, if it runs in this process.
+    pub fn canceller(&self) -> Option<TaskCanceller> {
+        self.running.as_ref().map(|(_, c)| c.clone())
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use apiary_core::{EventStream, RecvError, Swarm, SwarmEvent, TaskCanceller, TaskHandle};
+use apiary_core::{EventStream, RecvError, Swarm, SwarmEvent, TaskCanceller, TaskHandle, TaskId};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -261,10 +261,16 @@ impl Console {
     /// Lets the page cancel this task (`POST /tasks/{id}/cancel`). Tasks are forgotten once
     /// they end.
     pub fn track<O: Send + 'static>(&self, handle: &TaskHandle<O>) {
+        self.track_canceller(handle.id(), handle.canceller());
+    }
+
+    /// As [`track`](Self::track), for a task known by its number and canceller (a journaled
+    /// task's handle gives both).
+    pub fn track_canceller(&self, task: TaskId, canceller: TaskCanceller) {
         let mut tracked = self.tracked();
         // Forget what ended, so the map stays the size of the work in flight.
         tracked.retain(|_, c| !c.is_finished());
-        tracked.insert(handle.id().get(), handle.canceller());
+        tracked.insert(task.get(), canceller);
     }
 
     fn tracked(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TaskCanceller>> {
