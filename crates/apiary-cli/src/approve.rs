@@ -27,6 +27,11 @@ impl Gate {
         format!("approval/r{run}/{step}")
     }
 
+    /// Whether `step` was approved in an earlier process of this journaled run.
+    pub(crate) fn approved_earlier(journal: &Journal, run: u64, step: &str) -> bool {
+        journal.tally(&Self::tally(run, step)).unwrap_or(0) > 0
+    }
+
     /// Waits until `step` may run: `Ok` with who approved, `Err` saying who rejected and
     /// why (or that nobody can answer any more).
     pub(crate) async fn ask(
@@ -36,7 +41,7 @@ impl Gate {
         printer: &Printer,
     ) -> Result<String, String> {
         if let Some((journal, run)) = &self.journal {
-            if journal.tally(&Self::tally(*run, step)).unwrap_or(0) > 0 {
+            if Self::approved_earlier(journal, *run, step) {
                 printer.note(
                     "approval",
                     &format!("`{step}` was approved earlier in this run"),

@@ -47,14 +47,6 @@ pub(crate) struct RunOptions {
 pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyhow::Result<bool> {
     let manifest = Manifest::load(path)?;
     kinds.check(&manifest)?;
-    if options.ui.is_none() && !options.auto_approve {
-        if let Some(gated) = manifest.agents.iter().find(|a| a.approval.is_some()) {
-            anyhow::bail!(
-                "step `{}` needs approval, and nobody could give it: run with --ui ADDR (then approve on the page or with `apiary approve`) or --auto-approve",
-                gated.name
-            );
-        }
-    }
     let base = kinds::base_dir(path)?;
     let printer = Arc::new(Printer::new(options.json, manifest.agents.len()));
 
@@ -92,6 +84,20 @@ pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyh
         Some(s) => Some(RunState::open(s, &manifest).await?),
         None => None,
     };
+    if options.ui.is_none() && !options.auto_approve {
+        let unanswered = manifest.agents.iter().find(|a| {
+            a.approval.is_some()
+                && !state
+                    .as_ref()
+                    .is_some_and(|s| Gate::approved_earlier(&s.journal, s.run, &a.name))
+        });
+        if let Some(gated) = unanswered {
+            anyhow::bail!(
+                "step `{}` needs approval, and nobody could give it: run with --ui ADDR (then approve on the page or with `apiary approve`) or --auto-approve",
+                gated.name
+            );
+        }
+    }
     let orphans = options.state.as_ref().map(|s| Orphans::new(&s.dir));
     for (step, pgid) in orphans.iter().flat_map(Orphans::reap) {
         printer.note(

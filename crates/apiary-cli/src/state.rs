@@ -28,6 +28,9 @@ pub(crate) struct StateOptions {
     pub(crate) resume: bool,
 }
 
+/// A journal tally holding the number of the last run started.
+const RUNS_TALLY: &str = "runs/last-started";
+
 /// The journal of a run, and which run this is.
 pub(crate) struct RunState {
     pub(crate) journal: Journal,
@@ -41,11 +44,15 @@ impl RunState {
         let journal = Journal::open(JournalConfig::new(&options.dir, &manifest.swarm.name))
             .await
             .with_context(|| format!("cannot open the run state in {}", options.dir.display()))?;
+        // The last run: from its attempts' keys, or (a run killed before its first attempt,
+        // say while a step waited for approval) from the tally every run leaves at its start.
+        let started = journal.tally(RUNS_TALLY)?;
         let last = journal
             .tasks()?
             .iter()
             .filter_map(|t| t.key.as_deref().and_then(parse_key))
             .map(|k| k.run)
+            .chain((started > 0).then_some(started))
             .max();
         let run = match (options.resume, last) {
             (true, Some(run)) => run,
@@ -56,6 +63,10 @@ impl RunState {
             ),
             (false, last) => last.unwrap_or(0) + 1,
         };
+        // Tallies only grow: raise "the last run started" to this one.
+        if run > started {
+            journal.add_to_tally(RUNS_TALLY, run - started).await?;
+        }
         Ok(Self { journal, run })
     }
 }
