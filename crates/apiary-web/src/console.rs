@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use apiary_core::{EventStream, RecvError, Swarm, SwarmEvent, TaskCanceller, TaskHandle, TaskId};
 use serde::Serialize;
@@ -18,6 +18,11 @@ use crate::snapshot::{self, Snapshot};
 
 /// Events kept for clients that reconnect, by default.
 pub const DEFAULT_BUFFER: usize = 4096;
+
+/// The least time between two writes to one event-stream client, by default: a page redraws
+/// at most every 100 ms, and waking every client for every event of a busy swarm would take
+/// the swarm's cores.
+pub const DEFAULT_PACE: Duration = Duration::from_millis(10);
 
 /// A budget as a gauge on the page: how much of `limit` is spent.
 ///
@@ -86,6 +91,7 @@ pub(crate) struct Inner {
     pub(crate) swarm: Swarm,
     pub(crate) shared: Arc<Shared>,
     pub(crate) links: Vec<(String, String)>,
+    pub(crate) pace: Duration,
     budgets: Option<Budgets>,
     tracked: Mutex<HashMap<u64, TaskCanceller>>,
     summary: Mutex<Option<serde_json::Value>>,
@@ -141,6 +147,7 @@ impl fmt::Debug for Console {
 pub struct ConsoleBuilder {
     swarm: Swarm,
     buffer: usize,
+    pace: Duration,
     links: Vec<(String, String)>,
     budgets: Option<Budgets>,
 }
@@ -158,6 +165,14 @@ impl ConsoleBuilder {
     /// Keeps this many events for clients that reconnect (default [`DEFAULT_BUFFER`]).
     pub fn buffer(mut self, events: usize) -> Self {
         self.buffer = events.max(1);
+        self
+    }
+
+    /// Writes to each event-stream client at most once per `pace` (default
+    /// [`DEFAULT_PACE`]), each write carrying everything new (up to 512 events). Shorter
+    /// lowers event latency; longer lowers what each client costs a busy swarm.
+    pub fn pace(mut self, pace: Duration) -> Self {
+        self.pace = pace;
         self
     }
 
@@ -190,6 +205,7 @@ impl ConsoleBuilder {
                 swarm: self.swarm,
                 shared,
                 links: self.links,
+                pace: self.pace,
                 budgets: self.budgets,
                 tracked: Mutex::new(HashMap::new()),
                 summary: Mutex::new(None),
@@ -201,45 +217,56 @@ impl ConsoleBuilder {
     }
 }
 
-/// Encodes each event once, for every client, and folds it into the picture. Never waits
-/// for a client.
+/// Events taken from the swarm per batch, at most.
+const PUMP_BATCH: usize = 1024;
+
+/// Folds each event into the picture and keeps it for the clients. Never waits for a
+/// client; takes whatever events are waiting at once, so a busy swarm costs one lock and one
+/// wake-up per batch, not per event.
 async fn pump(mut events: EventStream, shared: Arc<Shared>) {
+    let mut batch: Vec<SwarmEvent> = Vec::with_capacity(PUMP_BATCH);
+    let mut lagged = None;
     loop {
         match events.recv().await {
-            Ok(event) => {
-                shared.model().apply(&event);
-                shared.ring.push(encode(&event));
-            }
-            Err(RecvError::Lagged(n)) => {
-                // The swarm outran the pump itself: say so in the stream and the picture.
-                tracing::warn!(missed = n, "web console fell behind the swarm's events");
-                shared
-                    .ring
-                    .push(named("lagged", &serde_json::json!({ "missed": n })));
-            }
+            Ok(event) => batch.push(event),
+            Err(RecvError::Lagged(n)) => lagged = Some(n),
             Err(_) => break,
         }
-    }
-}
-
-fn encode(event: &SwarmEvent) -> Frame {
-    // Compact JSON has no newline, so one `data:` line carries it.
-    let json = serde_json::to_string(event).unwrap_or_else(|e| {
-        serde_json::json!({ "seq": event.seq(), "event": "unencodable", "error": e.to_string() })
-            .to_string()
-    });
-    Frame {
-        seq: Some(event.seq()),
-        bytes: format!("id: {}\ndata: {json}\n\n", event.seq()).into(),
+        while batch.len() < PUMP_BATCH {
+            match events.try_recv() {
+                Some(Ok(event)) => batch.push(event),
+                Some(Err(RecvError::Lagged(n))) => lagged = Some(lagged.unwrap_or(0) + n),
+                _ => break,
+            }
+        }
+        if let Some(n) = lagged.take() {
+            // The swarm outran the console itself: say so in the stream and the picture.
+            tracing::warn!(missed = n, "web console fell behind the swarm's events");
+            let mut model = shared.model();
+            let seq = model.last_seq;
+            model.alert(
+                seq,
+                "warn",
+                format!("the console fell behind the swarm and missed {n} events: counts are low"),
+            );
+            drop(model);
+            shared
+                .ring
+                .push(named("lagged", &serde_json::json!({ "missed": n })));
+        }
+        {
+            let mut model = shared.model();
+            for event in &batch {
+                model.apply(event);
+            }
+        }
+        shared.ring.push_all(batch.drain(..).map(Frame::event));
     }
 }
 
 /// A frame with an SSE event name of its own (`lagged`, `finished`), not a swarm event.
 pub(crate) fn named(name: &str, data: &serde_json::Value) -> Frame {
-    Frame {
-        seq: None,
-        bytes: format!("event: {name}\ndata: {data}\n\n").into(),
-    }
+    Frame::encoded(format!("event: {name}\ndata: {data}\n\n").into())
 }
 
 impl Console {
@@ -248,6 +275,7 @@ impl Console {
         ConsoleBuilder {
             swarm: swarm.clone(),
             buffer: DEFAULT_BUFFER,
+            pace: DEFAULT_PACE,
             links: Vec::new(),
             budgets: None,
         }

@@ -48,6 +48,6 @@ mod routes;
 mod serve;
 mod snapshot;
 
-pub use console::{BudgetGauge, Console, ConsoleBuilder, DEFAULT_BUFFER};
+pub use console::{BudgetGauge, Console, ConsoleBuilder, DEFAULT_BUFFER, DEFAULT_PACE};
 pub use serve::{serve, serve_with, ServeError, ServeOptions, Served};
 pub use snapshot::{AgentState, AgentStatus, Snapshot};

@@ -110,7 +110,7 @@ impl AgentModel {
 /// A task that started and has not finished.
 #[derive(Debug, Clone)]
 pub(crate) struct Running {
-    pub(crate) agent: String,
+    pub(crate) agent: AgentName,
     pub(crate) replica: usize,
     pub(crate) since: Instant,
 }
@@ -227,7 +227,7 @@ impl Model {
                 self.running.insert(
                     *task,
                     Running {
-                        agent: agent.to_string(),
+                        agent: agent.clone(),
                         replica: *replica,
                         since: now,
                     },

@@ -11,17 +11,68 @@
 //! `Last-Event-ID` is looked up among the frames kept, not compared.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use apiary_core::SwarmEvent;
 use tokio::sync::watch;
 
-/// One encoded SSE frame.
+/// One SSE frame: a swarm event, encoded the first time a client reads it (most frames of a
+/// busy swarm are overwritten before any client asks), or a message of the console's own.
 #[derive(Debug)]
 pub(crate) struct Frame {
     /// The swarm event's number, if it is one (the SSE `id`).
     pub(crate) seq: Option<u64>,
+    source: Source,
+    bytes: OnceLock<bytes::Bytes>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Event(SwarmEvent),
+    Encoded,
+}
+
+impl Frame {
+    /// A swarm event's frame.
+    pub(crate) fn event(event: SwarmEvent) -> Self {
+        Self {
+            seq: Some(event.seq()),
+            source: Source::Event(event),
+            bytes: OnceLock::new(),
+        }
+    }
+
+    /// A frame already encoded (`event: lagged`, ...).
+    pub(crate) fn encoded(bytes: bytes::Bytes) -> Self {
+        Self {
+            seq: None,
+            source: Source::Encoded,
+            bytes: OnceLock::from(bytes),
+        }
+    }
+
     /// The bytes to write: `id:`, `event:`, `data:` lines and the blank line.
-    pub(crate) bytes: bytes::Bytes,
+    pub(crate) fn bytes(&self) -> &bytes::Bytes {
+        self.bytes.get_or_init(|| match &self.source {
+            Source::Event(event) => encode(event),
+            Source::Encoded => bytes::Bytes::new(),
+        })
+    }
+}
+
+fn encode(event: &SwarmEvent) -> bytes::Bytes {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(160);
+    let _ = write!(out, "id: {}\ndata: ", event.seq());
+    // Compact JSON has no newline, so one `data:` line carries it.
+    if let Err(e) = serde_json::to_writer(&mut out, event) {
+        out.truncate(0);
+        let _ = write!(out, "id: {}\ndata: ", event.seq());
+        let fallback = serde_json::json!({ "seq": event.seq(), "event": "unencodable", "error": e.to_string() });
+        let _ = serde_json::to_writer(&mut out, &fallback);
+    }
+    out.extend_from_slice(b"\n\n");
+    out.into()
 }
 
 struct Inner {
@@ -69,13 +120,20 @@ impl Ring {
 
     /// Appends a frame, dropping the oldest when full.
     pub(crate) fn push(&self, frame: Frame) {
+        self.push_all(std::iter::once(frame));
+    }
+
+    /// Appends frames under one lock and one wake-up of the readers.
+    pub(crate) fn push_all(&self, frames: impl IntoIterator<Item = Frame>) {
         let end = {
             let mut inner = self.lock();
-            if inner.frames.len() == self.capacity {
-                inner.frames.pop_front();
-                inner.first += 1;
+            for frame in frames {
+                if inner.frames.len() == self.capacity {
+                    inner.frames.pop_front();
+                    inner.first += 1;
+                }
+                inner.frames.push_back(Arc::new(frame));
             }
-            inner.frames.push_back(Arc::new(frame));
             inner.first + inner.frames.len() as u64
         };
         self.end.send_replace(end);
@@ -103,12 +161,16 @@ impl Ring {
         }
     }
 
-    /// Frames from `cursor` on, at most `max`; moves the cursor.
+    /// Frames from `cursor` on, at most `max`; moves the cursor. A reader more than the
+    /// buffer behind skips to the end and goes on from what comes next: it has lost the
+    /// thread anyway (its page re-reads the snapshot), and encoding a window of old frames
+    /// for each such reader would cost a flooded swarm the most exactly when it is busiest.
     pub(crate) fn read(&self, cursor: &mut u64, max: usize) -> Read {
         let inner = self.lock();
         if *cursor < inner.first {
-            let missed = inner.first - *cursor;
-            *cursor = inner.first;
+            let end = inner.first + inner.frames.len() as u64;
+            let missed = end - *cursor;
+            *cursor = end;
             return Read::Missed(missed);
         }
         let skip = (*cursor - inner.first) as usize;
@@ -131,10 +193,9 @@ mod tests {
     use super::*;
 
     fn frame(seq: u64) -> Frame {
-        Frame {
-            seq: Some(seq),
-            bytes: bytes::Bytes::from(format!("id: {seq}\n\n")),
-        }
+        let mut f = Frame::encoded(bytes::Bytes::from(format!("id: {seq}\n\n")));
+        f.seq = Some(seq);
+        f
     }
 
     fn seqs(read: Read) -> Vec<u64> {
@@ -163,16 +224,18 @@ mod tests {
         for seq in 1..=10 {
             ring.push(frame(seq));
         }
-        assert!(matches!(ring.read(&mut slow, 100), Read::Missed(6)));
-        assert_eq!(seqs(ring.read(&mut slow, 2)), [7, 8]);
-        assert_eq!(seqs(ring.read(&mut slow, 100)), [9, 10]);
-        // Reconnecting with an evicted id: from the oldest kept, having missed 7..=6.
+        // Behind the buffer: told what it missed, then live from the end.
+        assert!(matches!(ring.read(&mut slow, 3), Read::Missed(10)));
+        assert!(matches!(ring.read(&mut slow, 3), Read::Empty));
+        ring.push(frame(11));
+        assert_eq!(seqs(ring.read(&mut slow, 100)), [11]);
+        // Reconnecting with an evicted id: from the oldest kept, having missed 3..=7.
         let (mut cursor, missed) = ring.cursor_after(Some(2));
-        assert_eq!(missed, 4);
-        assert_eq!(seqs(ring.read(&mut cursor, 100)), [7, 8, 9, 10]);
+        assert_eq!(missed, 5);
+        assert_eq!(seqs(ring.read(&mut cursor, 100)), [8, 9, 10, 11]);
         // A fresh reader gets the history kept; an id never held starts live.
         let (mut fresh, _) = ring.cursor_after(None);
-        assert_eq!(seqs(ring.read(&mut fresh, 100)), [7, 8, 9, 10]);
+        assert_eq!(seqs(ring.read(&mut fresh, 100)), [8, 9, 10, 11]);
         let (mut live, _) = ring.cursor_after(Some(99));
         assert!(matches!(ring.read(&mut live, 100), Read::Empty));
     }

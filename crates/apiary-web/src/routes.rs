@@ -31,8 +31,8 @@ use crate::ring::Read;
 
 /// The page, built into the binary.
 const PAGE: &str = include_str!("../assets/index.html");
-/// Frames written to a client per chunk, at most.
-const CHUNK: usize = 256;
+/// Frames written to a client per write, at most.
+const CHUNK: usize = 512;
 /// A comment line sent on an idle stream, so proxies and browsers keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -113,49 +113,23 @@ async fn events(
         .cursor_after(last_event_id(&headers, uri.query()));
     let changed = shared.ring.watch();
     let closing = console.inner.closing.subscribe();
+    let pace = console.inner.pace;
     // The console itself must not be held by a stream: a lingering client would keep the
     // swarm alive.
     drop(console);
-    let first =
-        (missed > 0).then(|| named("lagged", &serde_json::json!({ "missed": missed })).bytes);
-    let state = (shared, cursor, changed, closing, first);
-    let body = stream::unfold(
-        state,
-        |(shared, mut cursor, mut changed, mut closing, first)| async move {
-            if let Some(bytes) = first {
-                return Some((
-                    Ok::<Bytes, std::io::Error>(bytes),
-                    (shared, cursor, changed, closing, None),
-                ));
-            }
-            loop {
-                if *closing.borrow() {
-                    return None;
-                }
-                match shared.ring.read(&mut cursor, CHUNK) {
-                    Read::Frames(frames) => {
-                        let mut out = bytes::BytesMut::new();
-                        for f in &frames {
-                            out.extend_from_slice(&f.bytes);
-                        }
-                        return Some((Ok(out.freeze()), (shared, cursor, changed, closing, None)));
-                    }
-                    Read::Missed(n) => {
-                        let frame = named("lagged", &serde_json::json!({ "missed": n }));
-                        return Some((Ok(frame.bytes), (shared, cursor, changed, closing, None)));
-                    }
-                    Read::Empty => {}
-                }
-                tokio::select! {
-                    r = changed.changed() => if r.is_err() { return None },
-                    r = closing.changed() => if r.is_err() { return None },
-                    () = tokio::time::sleep(KEEP_ALIVE) => {
-                        return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (shared, cursor, changed, closing, None)));
-                    }
-                }
-            }
-        },
-    );
+    let client = Client {
+        shared,
+        cursor,
+        changed,
+        closing,
+        first: (missed > 0).then(|| lagged(missed)),
+        wrote: None,
+        pace,
+    };
+    let body = stream::unfold(client, |mut client| async move {
+        let chunk = client.next_chunk().await?;
+        Some((Ok::<Bytes, std::io::Error>(chunk), client))
+    });
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -164,6 +138,66 @@ async fn events(
         Body::from_stream(body),
     )
         .into_response()
+}
+
+fn lagged(missed: u64) -> Bytes {
+    named("lagged", &serde_json::json!({ "missed": missed }))
+        .bytes()
+        .clone()
+}
+
+/// One client's place in the event stream.
+struct Client {
+    shared: std::sync::Arc<crate::console::Shared>,
+    cursor: u64,
+    changed: tokio::sync::watch::Receiver<u64>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    /// A lag notice owed from the reconnect.
+    first: Option<Bytes>,
+    /// When the last chunk was written: the next waits until `pace` after it, so a client
+    /// costs at most one wake-up per `pace` however busy the swarm. A client that needs more
+    /// than `CHUNK` frames per `pace` falls behind and is told so.
+    wrote: Option<tokio::time::Instant>,
+    pace: Duration,
+}
+
+impl Client {
+    /// The next bytes to write; `None` ends the stream (the server is closing).
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(bytes) = self.first.take() {
+            return Some(bytes);
+        }
+        if let Some(wrote) = self.wrote.filter(|_| !self.pace.is_zero()) {
+            tokio::time::sleep_until(wrote + self.pace).await;
+        }
+        loop {
+            if *self.closing.borrow() {
+                return None;
+            }
+            match self.shared.ring.read(&mut self.cursor, CHUNK) {
+                Read::Frames(frames) => {
+                    let mut out = bytes::BytesMut::new();
+                    for f in &frames {
+                        out.extend_from_slice(f.bytes());
+                    }
+                    self.wrote = Some(tokio::time::Instant::now());
+                    return Some(out.freeze());
+                }
+                Read::Missed(n) => {
+                    self.wrote = Some(tokio::time::Instant::now());
+                    return Some(lagged(n));
+                }
+                Read::Empty => {}
+            }
+            tokio::select! {
+                r = self.changed.changed() => if r.is_err() { return None },
+                r = self.closing.changed() => if r.is_err() { return None },
+                () = tokio::time::sleep(KEEP_ALIVE) => {
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
+                }
+            }
+        }
+    }
 }
 
 async fn agent_control(

@@ -178,7 +178,7 @@ pub(crate) fn take(
         .iter()
         .map(|(id, r)| RunningTask {
             id: id.get(),
-            agent: r.agent.clone(),
+            agent: r.agent.to_string(),
             replica: r.replica,
             for_s: now.duration_since(r.since).as_secs_f64(),
         })
