@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use apiary_core::{Agent, AgentContext, Caller};
+use apiary_core::{Agent, AgentContext, ApprovalRequest, Caller, Decision, Rejected};
 use apiary_journal::{Steps, TryStepError};
 use apiary_metrics as m;
 use arc_swap::ArcSwap;
@@ -210,6 +210,8 @@ pub(crate) struct Config {
     temperature: Option<f32>,
     max_turns: u32,
     tools: Tools,
+    /// Tools whose calls wait for a person's approval, with the reason shown.
+    gated: std::collections::HashMap<String, String>,
     budget: Option<Arc<Budget>>,
     task_limits: Limits,
     response: Option<ResponseSchema>,
@@ -302,6 +304,20 @@ impl LlmAgentBuilder {
         self
     }
 
+    /// Offers `tool` to the model, each call of it waiting for a person's approval first
+    /// ([`Approvals`](apiary_core::Approvals): the web console lists it with `reason` and the
+    /// model's arguments). A rejection ends the task with [`LlmError::Rejected`], naming who
+    /// rejected. Journaled, a decision is a step: a resumed task does not ask again.
+    ///
+    /// The wait happens inside the task, so the replica running it waits too; give the agent
+    /// replicas if others should go on meanwhile. (To gate a whole task without holding a
+    /// replica, ask before submitting it.)
+    pub fn tool_with_approval(mut self, tool: impl Tool, reason: impl Into<String>) -> Self {
+        self.cfg.gated.insert(tool.spec().name, reason.into());
+        self.cfg.tools.0.push(Arc::new(tool));
+        self
+    }
+
     /// Offers an already shared tool.
     pub fn shared_tool(mut self, tool: Arc<dyn Tool>) -> Self {
         self.cfg.tools.0.push(tool);
@@ -382,6 +398,7 @@ impl LlmAgent {
                 temperature: None,
                 max_turns: 8,
                 tools: Tools::default(),
+                gated: std::collections::HashMap::new(),
                 budget: None,
                 task_limits: Limits::none(),
                 response: None,
@@ -726,6 +743,53 @@ impl LlmAgent {
         Ok(response)
     }
 
+    /// Waits for a person's decision on a gated tool call; a yes or no is journaled (a
+    /// withdrawn request, the swarm shutting down, is not: the resumed task asks again).
+    async fn approve_tool(
+        &self,
+        ctx: &Caller,
+        name: &str,
+        reason: &str,
+        args: &serde_json::Value,
+    ) -> Result<(), LlmError> {
+        let agent = ctx.name().to_string();
+        let task = ctx.task_id().map_or(0, |t| t.get());
+        let decided = ctx
+            .try_step(&format!("approval-{name}"), |key| async move {
+                let request = ApprovalRequest::new(
+                    agent.clone(),
+                    format!("{reason} (tool `{name}`, arguments {args})"),
+                )
+                .id(format!("task-{task}/{key}"));
+                let request = match ctx.task_id() {
+                    Some(t) => request.task(t),
+                    None => request,
+                };
+                let gate = ctx
+                    .approvals()
+                    .request(request)
+                    .map_err(|e| e.to_string())?;
+                let id = gate.id().to_owned();
+                match gate.await {
+                    Ok(approved) => Ok((id, true, approved.by, None)),
+                    Err(Decision::Rejected(r)) => Ok((id, false, r.by, r.reason)),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await;
+        match decided {
+            Ok((_, true, _, _)) => Ok(()),
+            Ok((id, false, by, reason)) => Err(LlmError::Rejected(Rejected {
+                id,
+                agent: ctx.name().to_string(),
+                by,
+                reason,
+            })),
+            Err(TryStepError::Effect(why)) => Err(LlmError::Approval(why)),
+            Err(TryStepError::Journal(e)) => Err(LlmError::Journal(e.to_string())),
+        }
+    }
+
     /// Runs one tool call; a tool's failure is a result for the model, not an error.
     async fn run_tool(
         &self,
@@ -733,6 +797,9 @@ impl LlmAgent {
         name: &str,
         args: serde_json::Value,
     ) -> Result<(bool, String), LlmError> {
+        if let Some(reason) = self.cfg.gated.get(name) {
+            self.approve_tool(ctx, name, reason, &args).await?;
+        }
         let started = Instant::now();
         let result = ctx
             .step(&format!("tool-{name}"), |_key| async {

@@ -93,6 +93,14 @@ pub enum LlmError {
     /// A budget would be exceeded: the call was not made.
     #[error(transparent)]
     Budget(#[from] BudgetExceeded),
+    /// A person rejected a tool call that needed approval
+    /// ([`LlmAgentBuilder::tool_with_approval`](crate::LlmAgentBuilder::tool_with_approval)).
+    #[error(transparent)]
+    Rejected(#[from] apiary_core::Rejected),
+    /// A tool call's approval could not be asked, or nobody can answer any more (the swarm
+    /// shut down).
+    #[error("tool call approval: {0}")]
+    Approval(String),
     /// The model's structured answer does not fit the type asked for.
     #[error("{provider}, model `{model}`: the answer does not parse as {type_name}: {reason}")]
     Structured {

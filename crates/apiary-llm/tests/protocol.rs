@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use apiary_core::{Agent, AgentContext, AgentSpec, Swarm, SwarmEvent, TaskError};
 use apiary_llm::{
-    Completion, LlmAgent, LlmError, PeerTool, Prompt, Provider, RetryPolicy, Timeouts,
+    tool_fn, Completion, LlmAgent, LlmError, PeerTool, Prompt, Provider, RetryPolicy, Timeouts,
 };
 use apiary_llm_scripted::{Protocol, Reply, Script, SCRIPTED};
 use common::{emitted, endpoint, server, PROVIDERS};
@@ -379,4 +379,88 @@ async fn the_schema_checks_catch_bad_requests() {
     ] {
         assert!(v.contains(expected), "missing {expected:?} in:\n{v}");
     }
+}
+
+/// Answers the first approval that appears: yes, or no with a reason.
+async fn decide_first(swarm: &Swarm, approve: bool) -> apiary_core::PendingApproval {
+    let approvals = swarm.approvals();
+    let pending = loop {
+        if let Some(p) = approvals.pending().into_iter().next() {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    if approve {
+        approvals.approve(&pending.id, "ops").unwrap();
+    } else {
+        approvals
+            .reject(&pending.id, "alice", Some("not today".into()))
+            .unwrap();
+    }
+    pending
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_tool_call_waits_for_a_person_and_a_rejection_ends_the_task() {
+    let ran = Arc::new(Mutex::new(0));
+    let script = Script::new().on(
+        "ship",
+        [
+            Reply::tool_call("deploy", json!({ "version": "2.0" })),
+            Reply::text("deployed"),
+        ],
+    );
+    let server = server(script).await;
+    let counter = ran.clone();
+    let agent = LlmAgent::builder(endpoint(&server, Provider::OpenAi), "model-t")
+        .tool_with_approval(
+            tool_fn(
+                "deploy",
+                "Deploys a version.",
+                json!({ "type": "object", "properties": { "version": { "type": "string" } } }),
+                move |_| {
+                    let counter = counter.clone();
+                    async move {
+                        *counter.lock().unwrap() += 1;
+                        Ok("done".to_owned())
+                    }
+                },
+            ),
+            "deploy to production?",
+        )
+        .build();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("assistant"), move || agent.clone())
+        .start()
+        .await
+        .unwrap();
+
+    // Approved: the tool runs and the model goes on.
+    let (answer, pending) = tokio::join!(ask(&swarm, "ship it"), decide_first(&swarm, true));
+    assert!(
+        pending
+            .reason
+            .starts_with("deploy to production? (tool `deploy`"),
+        "{pending:?}"
+    );
+    assert!(pending.reason.contains("2.0"), "{pending:?}");
+    assert_eq!(pending.agent, "assistant");
+    assert!(pending.task.is_some());
+    assert_eq!(answer.unwrap().text, format!("{SCRIPTED} deployed"));
+    assert_eq!(*ran.lock().unwrap(), 1);
+
+    // Rejected: the tool does not run; the task fails naming who rejected and why.
+    let (answer, _) = tokio::join!(ask(&swarm, "ship it"), decide_first(&swarm, false));
+    match llm_error(answer.unwrap_err()) {
+        LlmError::Rejected(r) => {
+            assert_eq!(
+                (r.by.as_str(), r.reason.as_deref()),
+                ("alice", Some("not today"))
+            );
+            assert_eq!(r.agent, "assistant");
+        }
+        other => panic!("expected a rejection, got {other}"),
+    }
+    assert_eq!(*ran.lock().unwrap(), 1, "a rejected tool call does not run");
+    swarm.shutdown().await;
 }
