@@ -276,6 +276,8 @@ fn latencies(rt: &tokio::runtime::Runtime, setup: Setup, console: &str) -> Vec<S
         std::thread::sleep(Duration::from_millis(300));
         std::mem::take(&mut *recorded.lock().unwrap())
     };
+    // Clients that lagged through the throughput rounds look again only after a back-off.
+    std::thread::sleep(Duration::from_millis(500));
     let idle = probes(1_000);
     let busy = Arc::new(AtomicBool::new(true));
     let load = {

@@ -33,6 +33,8 @@ use crate::ring::Read;
 const PAGE: &str = include_str!("../assets/index.html");
 /// Frames written to a client per write, at most.
 const CHUNK: usize = 512;
+/// The least time between two `lagged` notices to one client.
+const LAG_BACKOFF: Duration = Duration::from_millis(250);
 /// A comment line sent on an idle stream, so proxies and browsers keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -184,7 +186,11 @@ impl Client {
                     return Some(out.freeze());
                 }
                 Read::Missed(n) => {
-                    self.wrote = Some(tokio::time::Instant::now());
+                    // A client this far behind is looked at again after `LAG_BACKOFF`, not
+                    // `pace`: while a flood lasts it could only be told it lags, 100 times a
+                    // second, and its page would re-read the snapshot each time.
+                    let backoff = LAG_BACKOFF.saturating_sub(self.pace);
+                    self.wrote = Some(tokio::time::Instant::now() + backoff);
                     return Some(lagged(n));
                 }
                 Read::Empty => {}
