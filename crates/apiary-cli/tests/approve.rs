@@ -15,6 +15,18 @@ fn apiary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_apiary"))
 }
 
+/// Runs `apiary` with `args` to its end and checks it succeeded; gives its stdout.
+fn apiary_ok(args: &[&str]) -> String {
+    let out = apiary().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "apiary {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn free_addr() -> String {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -133,17 +145,7 @@ fn a_gated_step_needs_someone_who_can_answer() {
         stderr.contains("step `deploy` needs approval") && stderr.contains("--ui"),
         "{stderr}"
     );
-    let out = apiary()
-        .arg("run")
-        .arg(&file)
-        .args(["--auto-approve", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apiary_ok(&["run", file.to_str().unwrap(), "--auto-approve", "--json"]);
 }
 
 #[test]
@@ -156,15 +158,7 @@ fn approve_and_reject_from_the_command_line() {
     run.wait_approval_requested();
     // Nothing ran while it waited.
     assert!(!run.seen.iter().any(|v| v["event"] == "task_started"));
-    let out = apiary()
-        .args(["approve", "deploy", "--ui", &ui, "--by", "ops"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apiary_ok(&["approve", "deploy", "--ui", &ui, "--by", "ops"]);
     let (ok, lines) = run.finish();
     assert!(ok, "{lines:#?}");
     assert_eq!(step(&lines, "deploy")["status"], "succeeded");
@@ -176,24 +170,16 @@ fn approve_and_reject_from_the_command_line() {
     let ui = free_addr();
     let mut run = Run::start(&["run", file.to_str().unwrap(), "--ui", &ui]);
     run.wait_approval_requested();
-    let out = apiary()
-        .args([
-            "reject",
-            "deploy",
-            "--ui",
-            &ui,
-            "--by",
-            "alice",
-            "--reason",
-            "freeze week",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apiary_ok(&[
+        "reject",
+        "deploy",
+        "--ui",
+        &ui,
+        "--by",
+        "alice",
+        "--reason",
+        "freeze week",
+    ]);
     let (ok, lines) = run.finish();
     assert!(!ok);
     let deploy = step(&lines, "deploy");
@@ -253,31 +239,19 @@ fn a_waiting_approval_survives_a_killed_process() {
     let pending: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(pending[0]["id"], "deploy", "{pending}");
     assert_eq!(pending[0]["reason"], "deploy to production?");
-    let out = apiary()
-        .args(["approve", "deploy", "--ui", &ui])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apiary_ok(&["approve", "deploy", "--ui", &ui]);
     let (ok, lines) = run.finish();
     assert!(ok, "{lines:#?}");
 
     // A yes is journaled: resuming the same run again does not ask a second time (and the
     // finished steps answer from the journal).
-    let out = apiary()
-        .arg("run")
-        .arg(&file)
-        .args(["--state", state, "--resume", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = apiary_ok(&[
+        "run",
+        file.to_str().unwrap(),
+        "--state",
+        state,
+        "--resume",
+        "--json",
+    ]);
     assert!(stdout.contains("approved earlier in this run"), "{stdout}");
 }

@@ -1,40 +1,4 @@
-//! Approval gates: work that waits for a person's yes or no.
-//!
-//! A swarm keeps one [`Approvals`] registry ([`Swarm::approvals`](crate::Swarm::approvals),
-//! [`Caller::approvals`](crate::Caller::approvals)). Whoever holds work that needs a human
-//! decision asks with [`Approvals::request`] and awaits the returned [`Approval`]; someone
-//! else, from a web page, the `apiary approve` command or code, answers with
-//! [`Approvals::approve`] or [`Approvals::reject`]. The waiting is a parked future: ask
-//! *before* submitting a task and no actor is held while nobody answers.
-//!
-//! Every request and decision is published as a swarm event
-//! ([`EventKind::ApprovalRequested`], [`EventKind::ApprovalDecided`]), so a dashboard sees
-//! pending approvals appear and go. A rejection is a typed error, [`Rejected`], naming who
-//! rejected and why.
-//!
-//! Requests may carry an id of the caller's choosing ([`ApprovalRequest::id`]): a process
-//! that journals its work can ask again under the same id after a restart, so the approval
-//! a person was looking at is the one still waiting.
-//!
-//! # Examples
-//!
-//! ```
-//! use apiary_core::{ApprovalRequest, Swarm};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let swarm = Swarm::builder().start().await?;
-//! let approvals = swarm.approvals().clone();
-//! let gate = approvals.request(ApprovalRequest::new("deploy", "ship v2 to production?"))?;
-//! let id = gate.id().to_owned();
-//! // Someone else decides; here, the same code.
-//! approvals.approve(&id, "ops")?;
-//! let approved = gate.await?;
-//! assert_eq!(approved.by, "ops");
-//! # swarm.shutdown().await;
-//! # Ok(())
-//! # }
-//! ```
+//! Approval gates: work that waits for a person's yes or no. See [`Approvals`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -192,14 +156,49 @@ struct Entry {
 }
 
 struct Inner {
-    pending: Mutex<BTreeMap<String, Entry>>,
+    /// `None` once closed: nothing waits, and nothing more may ask.
+    pending: Mutex<Option<BTreeMap<String, Entry>>>,
     next: AtomicU64,
     bus: Option<Arc<EventBus>>,
 }
 
-/// A swarm's registry of approvals waiting for a decision; cheap to clone.
+/// A swarm's approval gates: work that waits for a person's yes or no; cheap to clone.
 ///
-/// See [the module docs](self).
+/// A swarm keeps one [`Approvals`] registry ([`Swarm::approvals`](crate::Swarm::approvals),
+/// [`Caller::approvals`](crate::Caller::approvals)). Whoever holds work that needs a human
+/// decision asks with [`Approvals::request`] and awaits the returned [`Approval`]; someone
+/// else, from a web page, the `apiary approve` command or code, answers with
+/// [`Approvals::approve`] or [`Approvals::reject`]. The waiting is a parked future: ask
+/// *before* submitting a task and no actor is held while nobody answers.
+///
+/// Every request and decision is published as a swarm event
+/// ([`EventKind::ApprovalRequested`], [`EventKind::ApprovalDecided`]), so a dashboard sees
+/// pending approvals appear and go. A rejection is a typed error, [`Rejected`], naming who
+/// rejected and why.
+///
+/// Requests may carry an id of the caller's choosing ([`ApprovalRequest::id`]): a process
+/// that journals its work can ask again under the same id after a restart, so the approval
+/// a person was looking at is the one still waiting.
+///
+/// # Examples
+///
+/// ```
+/// use apiary_core::{ApprovalRequest, Swarm};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let swarm = Swarm::builder().start().await?;
+/// let approvals = swarm.approvals().clone();
+/// let gate = approvals.request(ApprovalRequest::new("deploy", "ship v2 to production?"))?;
+/// let id = gate.id().to_owned();
+/// // Someone else decides; here, the same code.
+/// approvals.approve(&id, "ops")?;
+/// let approved = gate.await?;
+/// assert_eq!(approved.by, "ops");
+/// # swarm.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Approvals {
     inner: Arc<Inner>,
@@ -208,7 +207,7 @@ pub struct Approvals {
 impl fmt::Debug for Approvals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Approvals")
-            .field("pending", &self.lock().len())
+            .field("pending", &self.lock().as_ref().map_or(0, BTreeMap::len))
             .finish()
     }
 }
@@ -229,14 +228,14 @@ impl Approvals {
     pub(crate) fn with_bus(bus: Option<Arc<EventBus>>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                pending: Mutex::new(BTreeMap::new()),
+                pending: Mutex::new(Some(BTreeMap::new())),
                 next: AtomicU64::new(0),
                 bus,
             }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<String, Entry>>> {
         // Nothing panics while holding the lock; a poisoned map is still consistent.
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -252,7 +251,8 @@ impl Approvals {
     /// # Errors
     ///
     /// [`ApprovalError::Duplicate`] if an approval with the request's id is already
-    /// waiting, [`ApprovalError::BadId`] for an empty or overlong id.
+    /// waiting, [`ApprovalError::BadId`] for an empty or overlong id,
+    /// [`ApprovalError::Withdrawn`] once the swarm is shutting down.
     pub fn request(&self, request: ApprovalRequest) -> Result<Approval, ApprovalError> {
         let id = match request.id {
             Some(id) if id.is_empty() || id.len() > 128 => return Err(ApprovalError::BadId(id)),
@@ -268,7 +268,10 @@ impl Approvals {
             requested_at: SystemTime::now(),
         };
         {
-            let mut pending = self.lock();
+            let mut guard = self.lock();
+            let Some(pending) = guard.as_mut() else {
+                return Err(ApprovalError::Withdrawn(id));
+            };
             if pending.contains_key(&id) {
                 return Err(ApprovalError::Duplicate(id));
             }
@@ -325,7 +328,8 @@ impl Approvals {
     fn decide(&self, id: &str, verdict: Verdict) -> Result<(), ApprovalError> {
         let entry = self
             .lock()
-            .remove(id)
+            .as_mut()
+            .and_then(|pending| pending.remove(id))
             .ok_or_else(|| ApprovalError::Unknown(id.to_owned()))?;
         let (approved, by, reason) = match &verdict {
             Verdict::Approved { by } => (true, by.clone(), None),
@@ -346,14 +350,20 @@ impl Approvals {
 
     /// The approvals waiting now, oldest id first.
     pub fn pending(&self) -> Vec<PendingApproval> {
-        let mut list: Vec<PendingApproval> = self.lock().values().map(|e| e.info.clone()).collect();
+        let mut list: Vec<PendingApproval> = self
+            .lock()
+            .iter()
+            .flat_map(|pending| pending.values())
+            .map(|e| e.info.clone())
+            .collect();
         list.sort_by_key(|p| p.requested_at);
         list
     }
 
-    /// Withdraws every waiting approval: their waiters get [`ApprovalError::Withdrawn`].
+    /// Withdraws every waiting approval (their waiters get [`ApprovalError::Withdrawn`]) and
+    /// refuses new requests.
     pub(crate) fn close(&self) {
-        let drained = std::mem::take(&mut *self.lock());
+        let drained = self.lock().take().unwrap_or_default();
         for (_, entry) in drained {
             let _ = entry.verdict.send(Some(Verdict::Withdrawn));
         }
@@ -467,5 +477,9 @@ mod tests {
         ));
         approvals.close();
         assert!(matches!(gate.await, Err(Decision::Withdrawn(_))));
+        assert!(matches!(
+            approvals.request(ApprovalRequest::new("x", "late")),
+            Err(ApprovalError::Withdrawn(_))
+        ));
     }
 }

@@ -333,6 +333,9 @@ impl Swarm {
         }
         let rt = &self.inner.rt;
         rt.close();
+        // Nobody is left to act on a decision, and a task waiting for one would hold the
+        // drain up: waiting approvals are withdrawn (their waiters are told why).
+        rt.approvals.close();
         let members = rt.registry.members();
         let entries: Vec<&Arc<dyn ErasedEntry>> = members.iter().map(|s| &s.entry).collect();
         let drained = match grace {
@@ -363,8 +366,6 @@ impl Swarm {
         // Whatever else runs under the root (pooled agents) stops with it.
         self.inner.root.stop_children_and_wait(None, None).await;
         let _ = self.inner.root.stop_and_wait(None, None).await;
-        // Nobody is left to act on a decision.
-        rt.approvals.close();
         rt.bus.publish(|| EventKind::SwarmStopped);
         *done = true;
         drained
