@@ -94,7 +94,7 @@ impl Clients {
                     let latencies = latencies.clone();
                     let mut socket = TcpStream::connect(addr).unwrap();
                     socket
-                        .write_all(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")
+                        .write_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                         .unwrap();
                     socket
                         .set_read_timeout(Some(Duration::from_millis(100)))

@@ -28,8 +28,16 @@ impl Gate {
     }
 
     /// Whether `step` was approved in an earlier process of this journaled run.
-    pub(crate) fn approved_earlier(journal: &Journal, run: u64, step: &str) -> bool {
-        journal.tally(&Self::tally(run, step)).unwrap_or(0) > 0
+    ///
+    /// # Errors
+    ///
+    /// The journal's, if it cannot be read.
+    pub(crate) fn approved_earlier(
+        journal: &Journal,
+        run: u64,
+        step: &str,
+    ) -> Result<bool, apiary::journal::JournalError> {
+        Ok(journal.tally(&Self::tally(run, step))? > 0)
     }
 
     /// Waits until `step` may run: `Ok` with who approved, `Err` saying who rejected and
@@ -41,7 +49,9 @@ impl Gate {
         printer: &Printer,
     ) -> Result<String, String> {
         if let Some((journal, run)) = &self.journal {
-            if Self::approved_earlier(journal, *run, step) {
+            let earlier = Self::approved_earlier(journal, *run, step)
+                .map_err(|e| format!("cannot read the journal for an earlier approval: {e}"))?;
+            if earlier {
                 printer.note(
                     "approval",
                     &format!("`{step}` was approved earlier in this run"),

@@ -85,12 +85,17 @@ pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyh
         None => None,
     };
     if options.ui.is_none() && !options.auto_approve {
-        let unanswered = manifest.agents.iter().find(|a| {
-            a.approval.is_some()
-                && !state
-                    .as_ref()
-                    .is_some_and(|s| Gate::approved_earlier(&s.journal, s.run, &a.name))
-        });
+        let mut unanswered = None;
+        for gated in manifest.agents.iter().filter(|a| a.approval.is_some()) {
+            let earlier = match &state {
+                Some(s) => Gate::approved_earlier(&s.journal, s.run, &gated.name)?,
+                None => false,
+            };
+            if !earlier {
+                unanswered = Some(gated);
+                break;
+            }
+        }
         if let Some(gated) = unanswered {
             anyhow::bail!(
                 "step `{}` needs approval, and nobody could give it: run with --ui ADDR (then approve on the page or with `apiary approve`) or --auto-approve",
@@ -199,6 +204,9 @@ pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyh
         }
     }
 
+    if let Some(state) = &state {
+        state.begin().await?;
+    }
     let started = Instant::now();
     let kinds_of: HashMap<&str, &str> = manifest
         .agents

@@ -63,11 +63,21 @@ impl RunState {
             ),
             (false, last) => last.unwrap_or(0) + 1,
         };
-        // Tallies only grow: raise "the last run started" to this one.
-        if run > started {
-            journal.add_to_tally(RUNS_TALLY, run - started).await?;
-        }
         Ok(Self { journal, run })
+    }
+
+    /// Records that this run has begun (once nothing can refuse it any more), so that a run
+    /// killed before its first attempt, say while a step waited for approval, is the one
+    /// `--resume` picks.
+    pub(crate) async fn begin(&self) -> anyhow::Result<()> {
+        // Tallies only grow: raise "the last run started" to this one.
+        let started = self.journal.tally(RUNS_TALLY)?;
+        if self.run > started {
+            self.journal
+                .add_to_tally(RUNS_TALLY, self.run - started)
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -145,14 +145,22 @@ pub enum Decision {
 
 #[derive(Debug, Clone)]
 enum Verdict {
-    Approved { by: String },
-    Rejected { by: String, reason: Option<String> },
-    Withdrawn,
+    Approved {
+        by: String,
+    },
+    Rejected {
+        by: String,
+        reason: Option<String>,
+    },
+    /// Nobody will decide: why.
+    Withdrawn(&'static str),
 }
 
 struct Entry {
     info: PendingApproval,
     verdict: watch::Sender<Option<Verdict>>,
+    /// Tells this request from a later one under the same id.
+    serial: u64,
 }
 
 struct Inner {
@@ -254,35 +262,44 @@ impl Approvals {
     /// waiting, [`ApprovalError::BadId`] for an empty or overlong id,
     /// [`ApprovalError::Withdrawn`] once the swarm is shutting down.
     pub fn request(&self, request: ApprovalRequest) -> Result<Approval, ApprovalError> {
-        let id = match request.id {
-            Some(id) if id.is_empty() || id.len() > 128 => return Err(ApprovalError::BadId(id)),
-            Some(id) => id,
-            None => format!("a{}", self.inner.next.fetch_add(1, Ordering::Relaxed) + 1),
-        };
+        if let Some(id) = &request.id {
+            if id.is_empty() || id.len() > 128 {
+                return Err(ApprovalError::BadId(id.clone()));
+            }
+        }
         let (tx, rx) = watch::channel(None);
-        let info = PendingApproval {
-            id: id.clone(),
-            agent: request.agent,
-            reason: request.reason,
-            task: request.task,
-            requested_at: SystemTime::now(),
-        };
-        {
+        let serial = self.inner.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let info = {
             let mut guard = self.lock();
             let Some(pending) = guard.as_mut() else {
-                return Err(ApprovalError::Withdrawn(id));
+                return Err(ApprovalError::Withdrawn(request.id.unwrap_or_default()));
             };
-            if pending.contains_key(&id) {
-                return Err(ApprovalError::Duplicate(id));
-            }
+            let id = match request.id {
+                Some(id) if pending.contains_key(&id) => return Err(ApprovalError::Duplicate(id)),
+                Some(id) => id,
+                // Generated ids skip any a caller chose.
+                None => (serial..)
+                    .map(|n| format!("a{n}"))
+                    .find(|id| !pending.contains_key(id))
+                    .unwrap_or_default(),
+            };
+            let info = PendingApproval {
+                id: id.clone(),
+                agent: request.agent,
+                reason: request.reason,
+                task: request.task,
+                requested_at: SystemTime::now(),
+            };
             pending.insert(
-                id.clone(),
+                id,
                 Entry {
                     info: info.clone(),
                     verdict: tx,
+                    serial,
                 },
             );
-        }
+            info
+        };
         self.publish(|| EventKind::ApprovalRequested {
             id: info.id.clone(),
             agent: info.agent.clone(),
@@ -290,8 +307,11 @@ impl Approvals {
             task: info.task,
         });
         Ok(Approval {
-            id,
+            id: info.id,
             agent: info.agent,
+            serial,
+            registry: self.clone(),
+            done: false,
             rx: Box::pin(wait(rx)),
         })
     }
@@ -331,10 +351,16 @@ impl Approvals {
             .as_mut()
             .and_then(|pending| pending.remove(id))
             .ok_or_else(|| ApprovalError::Unknown(id.to_owned()))?;
+        self.settle(entry, verdict);
+        Ok(())
+    }
+
+    /// Tells the waiter and publishes the decision.
+    fn settle(&self, entry: Entry, verdict: Verdict) {
         let (approved, by, reason) = match &verdict {
             Verdict::Approved { by } => (true, by.clone(), None),
             Verdict::Rejected { by, reason } => (false, by.clone(), reason.clone()),
-            Verdict::Withdrawn => (false, String::new(), None),
+            Verdict::Withdrawn(why) => (false, "nobody".to_owned(), Some((*why).to_owned())),
         };
         // A waiter that went away is fine: the decision is still published.
         let _ = entry.verdict.send(Some(verdict));
@@ -345,7 +371,23 @@ impl Approvals {
             by,
             reason,
         });
-        Ok(())
+    }
+
+    /// Withdraws one request if it is still the one waiting under its id.
+    fn withdraw(&self, id: &str, serial: u64, why: &'static str) {
+        let entry = {
+            let mut guard = self.lock();
+            let Some(pending) = guard.as_mut() else {
+                return;
+            };
+            if pending.get(id).is_none_or(|e| e.serial != serial) {
+                return;
+            }
+            pending.remove(id)
+        };
+        if let Some(entry) = entry {
+            self.settle(entry, Verdict::Withdrawn(why));
+        }
     }
 
     /// The approvals waiting now, oldest id first.
@@ -365,7 +407,7 @@ impl Approvals {
     pub(crate) fn close(&self) {
         let drained = self.lock().take().unwrap_or_default();
         for (_, entry) in drained {
-            let _ = entry.verdict.send(Some(Verdict::Withdrawn));
+            self.settle(entry, Verdict::Withdrawn("withdrawn: the swarm shut down"));
         }
     }
 }
@@ -379,11 +421,27 @@ async fn wait(mut rx: watch::Receiver<Option<Verdict>>) -> Option<Verdict> {
 }
 
 /// An approval being waited for: a future resolving to [`Approved`] or the [`Decision`] that
-/// stops the work. Dropping it does not withdraw the request.
+/// stops the work. Dropping it before the decision withdraws the request (a cancelled task
+/// leaves nothing for a person to answer in vain).
 pub struct Approval {
     id: String,
     agent: String,
+    serial: u64,
+    registry: Approvals,
+    done: bool,
     rx: Pin<Box<dyn Future<Output = Option<Verdict>> + Send>>,
+}
+
+impl Drop for Approval {
+    fn drop(&mut self) {
+        if !self.done {
+            self.registry.withdraw(
+                &self.id,
+                self.serial,
+                "withdrawn: its waiter went away (cancelled or timed out)",
+            );
+        }
+    }
 }
 
 impl fmt::Debug for Approval {
@@ -407,6 +465,7 @@ impl Future for Approval {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let verdict = std::task::ready!(self.rx.as_mut().poll(cx));
+        self.done = true;
         let id = self.id.clone();
         Poll::Ready(match verdict {
             Some(Verdict::Approved { by }) => Ok(Approved { id, by }),
@@ -416,7 +475,7 @@ impl Future for Approval {
                 by,
                 reason,
             })),
-            Some(Verdict::Withdrawn) | None => {
+            Some(Verdict::Withdrawn(_)) | None => {
                 Err(Decision::Withdrawn(ApprovalError::Withdrawn(id)))
             }
         })
@@ -459,6 +518,22 @@ mod tests {
             err.to_string(),
             format!("approval `{id}` for agent `deploy` was rejected by alice: not on a Friday")
         );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_waiter_withdraws_its_request_and_generated_ids_skip_chosen_ones() {
+        let approvals = Approvals::new();
+        let chosen = approvals
+            .request(ApprovalRequest::new("x", "y").id("a1"))
+            .unwrap();
+        let generated = approvals.request(ApprovalRequest::new("x", "y")).unwrap();
+        assert_ne!(generated.id(), "a1");
+        drop(generated);
+        let ids: Vec<String> = approvals.pending().into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, ["a1"]);
+        approvals.approve("a1", "ops").unwrap();
+        assert!(chosen.await.is_ok());
+        assert!(approvals.pending().is_empty());
     }
 
     #[tokio::test]

@@ -4,6 +4,9 @@
 //!   must carry it: `Authorization: Bearer <token>`, or `?token=<token>` in the URL (a
 //!   browser's `EventSource` cannot set headers, and the page is opened from a link).
 //!   [`serve`](crate::serve) refuses to listen beyond loopback without one.
+//! - **Loopback names only, without a token.** A page on another site that points its own
+//!   name at 127.0.0.1 (DNS rebinding) still sends that name as `Host`: without a token,
+//!   requests not addressed to `localhost` or a loopback address are refused (403).
 //! - **Cross-site requests.** Controls are POSTs that must carry the header
 //!   `X-Apiary-Request: 1`: a form or image on another site cannot set it, and a script on
 //!   another origin that tries triggers a CORS preflight this server never grants. A POST
@@ -102,15 +105,48 @@ fn cross_site(headers: &HeaderMap) -> bool {
                 .split_once("://")
                 .map_or(origin, |(_, rest)| rest)
                 .trim_end_matches('/');
-            origin_host != host
+            !origin_host.eq_ignore_ascii_case(host)
         }
         (Some(_), None) => true,
         _ => false,
     }
 }
 
+/// Whether a `Host` header names this machine by a loopback name or address (with or
+/// without a port).
+fn loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:port
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The middleware: checks the token on every route, and the control header on POSTs.
 pub(crate) async fn check(State(access): State<Access>, request: Request, next: Next) -> Response {
+    if access.token.is_none() {
+        // Without a token only loopback is served; a page elsewhere that points its own name
+        // at 127.0.0.1 (DNS rebinding) still sends its own name as `Host`.
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !loopback_host(host) {
+            return (
+                StatusCode::FORBIDDEN,
+                error(format!(
+                    "host `{host}` is not loopback: without an access token the console answers only requests addressed to localhost"
+                )),
+            )
+                .into_response();
+        }
+    }
     if let Some(expected) = &access.token {
         let given = token_of(&request);
         if !given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes())) {
@@ -155,6 +191,28 @@ mod tests {
         assert!(!same(b"abc", b"abd"));
         assert!(!same(b"abc", b"abcd"));
         assert_eq!(percent_decode("a%2Bb+c%zz%4"), "a+b c%zz%4");
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass_without_a_token() {
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:80",
+            "127.1.2.3",
+        ] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for no in [
+            "evil.example:8080",
+            "",
+            "10.0.0.1:80",
+            "[::2]:1",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(no), "{no}");
+        }
     }
 
     #[test]

@@ -240,7 +240,8 @@ async fn pump(mut events: EventStream, shared: Arc<Shared>) {
             }
         }
         if let Some(n) = lagged.take() {
-            // The swarm outran the console itself: say so in the stream and the picture.
+            // The swarm outran the console itself: say so in the picture (not in the ring, which
+            // every client that connects later would read as its own lag).
             tracing::warn!(missed = n, "web console fell behind the swarm's events");
             let mut model = shared.model();
             let seq = model.last_seq;
@@ -250,9 +251,6 @@ async fn pump(mut events: EventStream, shared: Arc<Shared>) {
                 format!("the console fell behind the swarm and missed {n} events: counts are low"),
             );
             drop(model);
-            shared
-                .ring
-                .push(named("lagged", &serde_json::json!({ "missed": n })));
         }
         {
             let mut model = shared.model();

@@ -3,8 +3,8 @@
 //!
 //! One writer (the console's pump) appends; any number of readers follow at their own pace
 //! with a cursor (the next position they want). A reader that falls behind the buffer's
-//! start is told how many frames it missed and goes on from the oldest one kept: the
-//! writer never waits for a reader, so a slow page cannot slow the swarm.
+//! start is told how many frames it missed and goes on from the live end: the writer never
+//! waits for a reader, so a slow page cannot slow the swarm.
 //!
 //! Positions, not event numbers, order the buffer: a swarm's event numbers may arrive out
 //! of numeric order (two threads publishing at once), so a reconnecting client's
@@ -154,9 +154,21 @@ impl Ring {
             return (inner.first + i as u64 + 1, 0);
         }
         let oldest = inner.frames.iter().find_map(|f| f.seq);
-        match oldest {
+        let newest = inner.frames.iter().rev().find_map(|f| f.seq);
+        match (oldest, newest) {
             // Evicted: everything kept is newer than what the client saw.
-            Some(oldest) if last < oldest => (inner.first, oldest - last - 1),
+            (Some(oldest), _) if last < oldest => (inner.first, oldest - last - 1),
+            // Not kept, but within what is (numbers arrive out of order, and the frame of
+            // `last` was evicted while older-numbered ones stayed): from the first newer.
+            (Some(_), Some(newest)) if last < newest => {
+                let i = inner
+                    .frames
+                    .iter()
+                    .position(|f| f.seq.is_some_and(|s| s > last))
+                    .unwrap_or(inner.frames.len());
+                (inner.first + i as u64, 0)
+            }
+            // Newer than anything kept (an id from another server process): live.
             _ => (end, 0),
         }
     }

@@ -50,8 +50,20 @@ fn ok(extra: serde_json::Value) -> Response {
     Json(body).into_response()
 }
 
-/// The console's routes, behind its access rules (`token`: see [`crate::access`]).
-pub(crate) fn router(console: Console, token: Option<String>) -> Router {
+/// What the handlers share: the console, and the signal that ends this server's streams.
+#[derive(Clone)]
+pub(crate) struct App {
+    console: Console,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The console's routes, behind its access rules (`token`: see [`crate::access`]); event
+/// streams end when `closing` turns true (or its sender goes).
+pub(crate) fn router(
+    console: Console,
+    token: Option<String>,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let access = Access { token };
     Router::new()
         .route("/", get(page))
@@ -62,7 +74,7 @@ pub(crate) fn router(console: Console, token: Option<String>) -> Router {
         .route("/tasks/{id}/cancel", post(cancel))
         .route("/approvals/{id}/{decision}", post(decide))
         .fallback(|| async { (StatusCode::NOT_FOUND, error("no such route")) })
-        .with_state(console)
+        .with_state(App { console, closing })
         .layer(axum::middleware::from_fn_with_state(access, access::check))
 }
 
@@ -82,11 +94,11 @@ async fn page() -> Response {
         .into_response()
 }
 
-async fn state(State(console): State<Console>) -> Response {
+async fn state(State(App { console, .. }): State<App>) -> Response {
     Json(console.snapshot()).into_response()
 }
 
-async fn approvals(State(console): State<Console>) -> Response {
+async fn approvals(State(App { console, .. }): State<App>) -> Response {
     Json(console.swarm().approvals().pending()).into_response()
 }
 
@@ -105,7 +117,7 @@ fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Option<u64> {
 }
 
 async fn events(
-    State(console): State<Console>,
+    State(App { console, closing }): State<App>,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
@@ -114,7 +126,6 @@ async fn events(
         .ring
         .cursor_after(last_event_id(&headers, uri.query()));
     let changed = shared.ring.watch();
-    let closing = console.inner.closing.subscribe();
     let pace = console.inner.pace;
     // The console itself must not be held by a stream: a lingering client would keep the
     // swarm alive.
@@ -207,7 +218,7 @@ impl Client {
 }
 
 async fn agent_control(
-    State(console): State<Console>,
+    State(App { console, .. }): State<App>,
     Path((name, action)): Path<(String, String)>,
 ) -> Response {
     let swarm = console.swarm();
@@ -228,7 +239,7 @@ async fn agent_control(
     }
 }
 
-async fn cancel(State(console): State<Console>, Path(id): Path<String>) -> Response {
+async fn cancel(State(App { console, .. }): State<App>, Path(id): Path<String>) -> Response {
     let Ok(number) = id.trim_start_matches("task-").parse::<u64>() else {
         return (
             StatusCode::BAD_REQUEST,
@@ -256,7 +267,7 @@ struct DecideBody {
 }
 
 async fn decide(
-    State(console): State<Console>,
+    State(App { console, .. }): State<App>,
     Path((id, decision)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {

@@ -1,10 +1,11 @@
 //! Serving a console over HTTP.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::console::Console;
@@ -51,10 +52,15 @@ impl ServeOptions {
 #[derive(Debug)]
 pub struct Served {
     addr: SocketAddr,
-    console: Console,
+    /// Ends this server's event streams.
+    closing: watch::Sender<bool>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
+
+/// How long a shutdown waits for connections to finish before it drops them: a client that
+/// stopped reading holds its connection until its socket buffer drains, which may be never.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 impl Served {
     /// The address it listens on (the real port when asked for port 0).
@@ -64,17 +70,22 @@ impl Served {
 
     /// Stops serving: open event streams end, the listener closes.
     pub async fn shutdown(mut self) {
-        self.console.inner.closing.send_replace(true);
+        self.closing.send_replace(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.task).await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
     }
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
-        self.console.inner.closing.send_replace(true);
+        self.closing.send_replace(true);
         self.task.abort();
     }
 }
@@ -108,7 +119,8 @@ pub async fn serve_with(
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let app = routes::router(console.clone(), options.token);
+    let (closing, closed) = watch::channel(false);
+    let app = routes::router(console.clone(), options.token, closed);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         // Small event frames must leave at once, not wait out Nagle's algorithm against the
@@ -125,7 +137,7 @@ pub async fn serve_with(
     });
     Ok(Served {
         addr: local,
-        console: console.clone(),
+        closing,
         stop: Some(stop),
         task,
     })
@@ -133,8 +145,20 @@ pub async fn serve_with(
 
 impl Console {
     /// The console's routes as an axum [`Router`](axum::Router), to mount in an app of your
-    /// own; `token` as in [`ServeOptions::token`].
+    /// own; `token` as in [`ServeOptions::token`]. Its event streams end at
+    /// [`close`](Self::close) (call it before a graceful shutdown of your server: open
+    /// streams would hold it up).
     pub fn router(&self, token: Option<String>) -> axum::Router {
-        routes::router(self.clone(), token.filter(|t| !t.is_empty()))
+        routes::router(
+            self.clone(),
+            token.filter(|t| !t.is_empty()),
+            self.inner.closing.subscribe(),
+        )
+    }
+
+    /// Ends the event streams of routers made by [`router`](Self::router), and those they
+    /// open later.
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
     }
 }

@@ -210,7 +210,7 @@ async fn a_client_that_stops_reading_does_not_hold_the_swarm_back() {
     // A client that asks for the stream and never reads a byte of it.
     let mut stalled = tokio::net::TcpStream::connect(served.addr()).await.unwrap();
     stalled
-        .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
     // Far more events than the buffer and the socket buffers hold: all tasks still end.
@@ -473,13 +473,23 @@ async fn bad_requests_get_errors_and_never_break_the_server() {
     // Raw garbage on the socket.
     for garbage in [
         &b"\x00\x01\x02 nonsense\r\n\r\n"[..],
-        b"GET /events?last_event_id=%%%% HTTP/1.1\r\nHost: x\r\nLast-Event-ID: -1\r\n\r\n",
-        b"POST /approvals/a/approve HTTP/1.1\r\nHost: x\r\nX-Apiary-Request: 1\r\nContent-Length: 99999\r\n\r\n{",
+        b"GET /events?last_event_id=%%%% HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: -1\r\n\r\n",
+        b"POST /approvals/a/approve HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Apiary-Request: 1\r\nContent-Length: 99999\r\n\r\n{",
     ] {
         let mut s = tokio::net::TcpStream::connect(served.addr()).await.unwrap();
         s.write_all(garbage).await.unwrap();
         drop(s);
     }
+    // A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) still sends
+    // that name: without a token, only loopback names are answered.
+    let mut s = tokio::net::TcpStream::connect(served.addr()).await.unwrap();
+    s.write_all(b"GET /state HTTP/1.1\r\nHost: evil.example:8080\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("not loopback"), "{answer}");
     // Still serving.
     let state = reqwest::get(format!("{base}/state")).await.unwrap();
     assert_eq!(state.status(), 200);
