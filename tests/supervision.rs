@@ -259,8 +259,15 @@ async fn past_the_restart_intensity_the_supervisor_gives_up_and_nothing_waits_fo
         2,
         "restarts stayed within the intensity"
     );
+    // A refusal names the agent and why it stopped.
     let err = w.submit(Job::Sum(vec![])).await.unwrap_err();
-    assert_eq!(err.kind(), &SubmitErrorKind::SwarmStopped);
+    assert!(
+        matches!(err.kind(), SubmitErrorKind::GaveUp { agent, reason }
+            if agent.as_str() == "w"
+                && reason.starts_with("the swarm's supervisor gave up after 2 restarts in ")
+                && reason.ends_with("(at most 2 within 1m)")),
+        "{err}"
+    );
     swarm.shutdown().await;
 }
 
@@ -277,28 +284,41 @@ async fn restarts_back_off_exponentially_on_tokios_clock() {
         .await
         .unwrap();
     let w = worker(&swarm, "w");
-    let mut waits = Vec::new();
-    for n in 1..=4 {
+    // A crash loop: each task crashes the new actor before it completes anything (each
+    // waits for the restart before it runs), so the delays grow.
+    for _ in 0..4 {
         let _ = w.submit(Job::Panic).await.unwrap().await;
-        let t0 = tokio::time::Instant::now();
-        // Submitted while the agent is down: waits for the restart, then runs.
-        assert_eq!(w.submit(Job::Sum(vec![1])).await.unwrap().await.unwrap(), 1);
-        waits.push(t0.elapsed());
-        assert_eq!(restarts(&rec).len(), n);
     }
+    let t0 = tokio::time::Instant::now();
+    // Submitted while the agent is down: waits for the fourth restart, then runs.
+    assert_eq!(w.submit(Job::Sum(vec![1])).await.unwrap().await.unwrap(), 1);
+    let waited = t0.elapsed();
     let delays: Vec<Duration> = restarts(&rec).into_iter().map(|(_, d)| d).collect();
-    for (n, (delay, waited)) in delays.iter().zip(&waits).enumerate() {
+    assert_eq!(delays.len(), 4);
+    for (n, delay) in delays.iter().enumerate() {
         let base = Duration::from_millis(100 * 2u64.pow(n as u32));
         assert!(
             *delay >= base / 2 && *delay <= base,
             "restart {n}: {delay:?} outside [{:?}, {base:?}]",
             base / 2
         );
-        assert!(
-            waited >= delay,
-            "the task waited for the restart: {waited:?} < {delay:?}"
-        );
     }
+    assert!(
+        waited >= delays[3],
+        "the task waited for the restart: {waited:?} < {:?}",
+        delays[3]
+    );
+    // The new actor completed a task: its next crash is the task's fault, not a loop, and
+    // the backoff starts over.
+    let _ = w.submit(Job::Panic).await.unwrap().await;
+    assert_eq!(w.submit(Job::Sum(vec![2])).await.unwrap().await.unwrap(), 2);
+    let delays: Vec<Duration> = restarts(&rec).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(delays.len(), 5);
+    assert!(
+        delays[4] >= Duration::from_millis(50) && delays[4] <= Duration::from_millis(100),
+        "after a served task the backoff starts over: {:?}",
+        delays[4]
+    );
     swarm.shutdown().await;
 }
 
@@ -438,7 +458,12 @@ async fn tasks_waiting_when_the_supervisor_gives_up_become_dead_letters() {
     hold.await.unwrap();
     assert!(matches!(boom.await, Err(TaskError::Panicked { .. })));
     for h in waiting {
-        assert!(matches!(h.await, Err(TaskError::AgentStopped { .. })));
+        let err = h.await.unwrap_err();
+        assert!(
+            matches!(&err, TaskError::GaveUp { agent, reason }
+                if agent.as_str() == "w" && reason.contains("gave up after 0 restarts")),
+            "{err}"
+        );
     }
     let dead = rec
         .kinds()

@@ -96,7 +96,13 @@ impl<A: Agent> Actor for AgentActor<A> {
                     state.held.push_back(env);
                     Ok(())
                 } else {
-                    run(state, env).await
+                    let ran = run(state, env).await;
+                    // This replica is free again (or crashed): the next waiting task goes
+                    // to a free replica.
+                    if state.home.has_waiting() {
+                        state.home.clone().pump();
+                    }
+                    ran
                 }
             }
             AgentMsg::Resume => {
@@ -106,6 +112,9 @@ impl<A: Agent> Actor for AgentActor<A> {
                     };
                     env.ticket().shared.set_waiting(false);
                     run(state, env).await?;
+                }
+                if state.home.has_waiting() {
+                    state.home.clone().pump();
                 }
                 Ok(())
             }
@@ -305,7 +314,7 @@ fn retry_or_fail<T, O>(
     message: &str,
 ) {
     match copy {
-        Some(copy) if ticket.shared.retry() => home.park(copy, ticket),
+        Some(copy) if ticket.shared.retry() => home.clone().park(copy, ticket),
         _ => {
             let agent = ticket.shared.agent().clone();
             ticket.shared.finish(

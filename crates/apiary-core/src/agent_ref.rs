@@ -188,7 +188,16 @@ impl<T: Send + 'static, O: Send + 'static> AgentRef<T, O> {
                 .rt
                 .registry
                 .check_send(from, self.entry.name.as_str())?,
-            None if self.rt.is_closed() => return Err(SubmitErrorKind::SwarmStopped),
+            None if self.rt.is_closed() => {
+                return Err(match self.entry.gave_up.get() {
+                    // Closed because its supervisor gave up: say so, not just "stopped".
+                    Some(reason) => SubmitErrorKind::GaveUp {
+                        agent: self.entry.name.clone(),
+                        reason: reason.clone(),
+                    },
+                    None => SubmitErrorKind::SwarmStopped,
+                });
+            }
             None => {}
         }
         if !self.entry.is_started() {

@@ -1,5 +1,11 @@
 //! One agent's place in the swarm: its replicas, its queue, and delivery of tasks to them,
-//! including tasks waiting for a replica to come back from a restart.
+//! including tasks waiting for a replica to come free or back from a restart.
+//!
+//! An agent with one replica feeds its actor's mailbox: the mailbox is the queue. An agent
+//! with several replicas gives each replica one task at a time, and keeps the rest in one
+//! line of its own (`parked`) that replicas take from, in order, as they come free. So a
+//! task never waits behind a replica that is stuck on a slow task or has just crashed and
+//! waits out its restart backoff while another replica is idle.
 //!
 //! [`AgentEntry`] is typed by the agent's task and output; [`ErasedEntry`] is the same entry
 //! seen without its types, which is all the supervisor, the registry and shutdown need.
@@ -8,14 +14,13 @@ use std::any::TypeId;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use apiary_supervisor::{CircuitBreaker, Transition};
 use arc_swap::ArcSwap;
 use ractor::{ActorCell, ActorStatus, MessagingErr};
-use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::mailbox::{AgentMsg, Envelope, Home, Redelivery, Ticket};
@@ -44,8 +49,13 @@ pub(crate) enum ReplicaStatus {
 /// One actor behind an agent's name; the actor is replaced when the replica restarts.
 pub(crate) struct Replica {
     actor: ArcSwap<ActorCell>,
+    /// Tasks handed to it and not yet ended (counted only for agents with several
+    /// replicas, where it is 0 or 1: a replica is claimed by swapping 0 for 1).
     load: Arc<AtomicUsize>,
     status: AtomicU8,
+    /// Whether its actor has completed a task since it (re)started: its next crash is then
+    /// not part of a crash loop, and its restart backoff starts over.
+    served: AtomicBool,
     pub(crate) breaker: Option<CircuitBreaker>,
 }
 
@@ -55,8 +65,31 @@ impl Replica {
             actor: ArcSwap::from_pointee(actor),
             load: Arc::default(),
             status: AtomicU8::new(ReplicaStatus::Running as u8),
+            served: AtomicBool::new(false),
             breaker,
         }
+    }
+
+    /// Whether its actor completed a task since it last started; clears the mark.
+    pub(crate) fn take_served(&self) -> bool {
+        self.served.swap(false, Ordering::Relaxed)
+    }
+
+    fn mark_served(&self) {
+        // Read first: once set, the line is not written again on every task.
+        if !self.served.load(Ordering::Relaxed) {
+            self.served.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Free for a task of a waiting line: running, holding none, and its breaker closed.
+    fn is_free(&self) -> bool {
+        self.status() == ReplicaStatus::Running
+            && self.load.load(Ordering::SeqCst) == 0
+            && self
+                .breaker
+                .as_ref()
+                .is_none_or(|b| b.state() == apiary_supervisor::BreakerState::Closed)
     }
 
     pub(crate) fn actor(&self) -> Arc<ActorCell> {
@@ -65,6 +98,7 @@ impl Replica {
 
     pub(crate) fn replace(&self, actor: ActorCell) {
         self.actor.store(Arc::new(actor));
+        self.served.store(false, Ordering::Relaxed);
         self.set_status(ReplicaStatus::Running);
     }
 
@@ -105,15 +139,36 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    fn kind(self, agent: &AgentName) -> SubmitErrorKind {
+    fn kind(self, agent: &AgentName, gave_up: Option<&String>) -> SubmitErrorKind {
         match self {
-            Refusal::Dead => SubmitErrorKind::AgentStopped(agent.clone()),
+            Refusal::Dead => stopped_kind(agent, gave_up),
             Refusal::BreakerOpen(retry_after) => SubmitErrorKind::BreakerOpen {
                 agent: agent.clone(),
                 retry_after,
             },
         }
     }
+}
+
+/// Why an agent takes no more tasks, as a submission hears it.
+fn stopped_kind(agent: &AgentName, gave_up: Option<&String>) -> SubmitErrorKind {
+    match gave_up {
+        Some(reason) => SubmitErrorKind::GaveUp {
+            agent: agent.clone(),
+            reason: reason.clone(),
+        },
+        None => SubmitErrorKind::AgentStopped(agent.clone()),
+    }
+}
+
+/// What became of a task offered to the replicas of an agent with several.
+enum Offer<T, O> {
+    /// A replica has it.
+    Taken,
+    /// None is free now, but one is busy or coming back: the task may wait for it.
+    NoneFree(T, Ticket<T, O>),
+    /// None can ever take it (all gone), or every one's breaker is open.
+    Refused(T, Ticket<T, O>, Refusal),
 }
 
 /// A future that starts one actor and gives back its cell.
@@ -167,6 +222,9 @@ pub(crate) trait ErasedEntry: LiveMember + Send + Sync + 'static {
     /// Ends every task still waiting for this agent as cancelled, and every one that
     /// arrives from now on (a bounded shutdown's grace period is over).
     fn abort(&self);
+    /// Records why a supervisor gave up on this agent, for every refusal and failure from
+    /// now on (the first reason stays).
+    fn give_up(&self, reason: String);
 }
 
 /// How a task is copied for a retry after its agent crashed on it.
@@ -183,8 +241,18 @@ pub(crate) struct AgentEntry<T, O> {
     epoch: Instant,
     // Set once, when every replica has started.
     replicas: OnceLock<Vec<Replica>>,
-    // Tasks waiting for a replica to come back; each still holds its queue permit.
+    // Tasks waiting for a replica to come free or back, in arrival order; each still holds
+    // its room in the queue.
     parked: Mutex<VecDeque<(T, Ticket<T, O>)>>,
+    /// How many tasks `parked` holds, read without its lock. Written under the lock, with
+    /// sequential consistency: a replica that comes free (its load back to 0) and then reads
+    /// this, and a submitter that parks a task and then looks for a free replica, cannot
+    /// both miss each other.
+    waiting: AtomicUsize,
+    /// Where the next search for a free replica starts, so replicas share the work.
+    cursor: AtomicUsize,
+    /// Why a supervisor gave up on this agent.
+    pub(crate) gave_up: OnceLock<String>,
     /// Raised when a bounded shutdown gives up on this agent's waiting tasks.
     aborted: Signal,
 }
@@ -225,6 +293,9 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             epoch: parts.epoch,
             replicas: OnceLock::new(),
             parked: Mutex::new(VecDeque::new()),
+            waiting: AtomicUsize::new(0),
+            cursor: AtomicUsize::new(0),
+            gave_up: OnceLock::new(),
             aborted: Signal::default(),
         }
     }
@@ -259,7 +330,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             self.queue()
                 .reserve()
                 .await
-                .map_err(|_closed| SubmitErrorKind::AgentStopped(self.name.clone()))
+                .map_err(|_closed| stopped_kind(&self.name, self.gave_up.get()))
         } else {
             self.try_reserve()
         }
@@ -269,7 +340,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     pub(crate) fn try_reserve(&self) -> Result<Slot, SubmitErrorKind> {
         self.queue().try_reserve().map_err(|e| match e {
             NoRoom::Full => SubmitErrorKind::Busy(self.name.clone()),
-            NoRoom::Closed => SubmitErrorKind::AgentStopped(self.name.clone()),
+            NoRoom::Closed => stopped_kind(&self.name, self.gave_up.get()),
         })
     }
 
@@ -296,7 +367,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             Err((task, ticket, refusal)) => {
                 // Never accepted: the task goes back to the caller instead of failing.
                 ticket.shared.withdraw();
-                Err(SubmitError::new(refusal.kind(&self.name), task))
+                Err(SubmitError::new(
+                    refusal.kind(&self.name, self.gave_up.get()),
+                    task,
+                ))
             }
         }
     }
@@ -337,13 +411,14 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
                     // way, so its own record agrees with the answer.
                     from.finish(Outcome::Cancelled, Err(TaskError::Cancelled));
                 }
-                Err((task, refusal.kind(&self.name)))
+                Err((task, refusal.kind(&self.name, self.gave_up.get())))
             }
         }
     }
 
-    /// Hands a task to the live replica with the least work whose breaker lets it through.
-    /// While a replica restarts, tasks that find no other taker wait for it (parked).
+    /// Hands a task to a replica: with one replica, to its mailbox; with several, to a free
+    /// one or to the agent's waiting line. While every replica restarts, tasks wait for one
+    /// (parked).
     ///
     /// `recheck`: after parking, look once more for a taker, in case a replica came back
     /// (and its supervisor flushed the parked tasks) between the search and the parking.
@@ -354,67 +429,31 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         recheck: bool,
     ) -> Result<(), (T, Ticket<T, O>, Refusal)> {
         let replicas = self.replica_slice();
-        let counted = replicas.len() > 1;
-        // Least loaded first; small swarms never touch the heap here. A replica is tried if
-        // its supervisor has it running; a dead actor shows when the send fails.
-        let mut order: SmallVec<[(usize, usize); 8]> = replicas
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.status() == ReplicaStatus::Running)
-            .map(|(i, r)| {
-                (
-                    if counted {
-                        r.load.load(Ordering::Relaxed)
-                    } else {
-                        0
-                    },
-                    i,
-                )
-            })
-            .collect();
-        if counted {
-            order.sort_unstable();
+        if replicas.len() > 1 {
+            return self.deliver_shared(task, ticket);
         }
-        let mut now = None;
-        let mut open_for: Option<Duration> = None;
         let mut task = task;
-        for (_, i) in order {
-            let replica = &replicas[i];
-            let permit = match &replica.breaker {
-                None => None,
-                Some(b) => match b.try_acquire(*now.get_or_insert_with(|| self.now_ms())) {
-                    Ok(p) => {
-                        if p.is_trial() {
-                            self.breaker_event(i, Transition::HalfOpened);
+        let mut open_for = None;
+        if let Some(replica) = replicas.first() {
+            // A dead actor shows when the send fails.
+            if replica.status() == ReplicaStatus::Running {
+                match self.acquire(0, replica) {
+                    Ok(permit) => {
+                        ticket.assign(0, permit);
+                        match self.send(replica, task, ticket) {
+                            Ok(()) => return Ok(()),
+                            Err(back) => (task, ticket) = back,
                         }
-                        Some(p)
                     }
-                    Err(open) => {
-                        open_for = Some(
-                            open_for.map_or(open.retry_after(), |d| d.min(open.retry_after())),
-                        );
-                        continue;
-                    }
-                },
-            };
-            ticket.assign(i, counted.then_some(&replica.load), permit);
-            let env = Envelope::new(task, ticket);
-            match replica.actor.load().send_message(AgentMsg::Task(env)) {
-                Ok(()) => return Ok(()),
-                Err(MessagingErr::SendErr(AgentMsg::Task(env))) => {
-                    // That actor just died; try the next replica.
-                    (task, ticket) = env.into_parts();
-                    ticket.unassign();
+                    Err(d) => open_for = Some(d),
                 }
-                // The envelope was dropped, and its drop already redelivered the task.
-                Err(_) => return Ok(()),
             }
         }
         if let Some(d) = open_for {
             return Err((task, ticket, Refusal::BreakerOpen(d)));
         }
-        // Wait for a replica that is coming back: one being restarted, or (for agents that
-        // can be restarted) one whose actor just died and whose supervisor will decide.
+        // Wait for the replica if it is coming back: being restarted, or (for agents that
+        // can be restarted) its actor just died and its supervisor will decide.
         let restartable = self.spawner.is_some();
         if replicas.iter().any(|r| match r.status() {
             ReplicaStatus::Restarting => true,
@@ -430,24 +469,214 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         Err((task, ticket, Refusal::Dead))
     }
 
-    /// Keeps a task until a replica is back (`flush_parked`).
-    fn park_task(&self, task: T, ticket: Ticket<T, O>) {
+    /// A breaker permit from `replica`, or how long until its breaker lets a trial through.
+    fn acquire(
+        &self,
+        index: usize,
+        replica: &Replica,
+    ) -> Result<Option<apiary_supervisor::Permit>, Duration> {
+        let Some(b) = &replica.breaker else {
+            return Ok(None);
+        };
+        match b.try_acquire(self.now_ms()) {
+            Ok(p) => {
+                if p.is_trial() {
+                    self.breaker_event(index, Transition::HalfOpened);
+                }
+                Ok(Some(p))
+            }
+            Err(open) => Err(open.retry_after()),
+        }
+    }
+
+    /// Sends an assigned task to `replica`'s actor; gives it back (unassigned) if that actor
+    /// has just died.
+    fn send(
+        &self,
+        replica: &Replica,
+        task: T,
+        ticket: Ticket<T, O>,
+    ) -> Result<(), (T, Ticket<T, O>)> {
+        match replica
+            .actor
+            .load()
+            .send_message(AgentMsg::Task(Envelope::new(task, ticket)))
+        {
+            Ok(()) => Ok(()),
+            Err(MessagingErr::SendErr(AgentMsg::Task(env))) => {
+                let (task, mut ticket) = env.into_parts();
+                ticket.unassign();
+                Err((task, ticket))
+            }
+            // The envelope was dropped, and its drop already redelivered the task.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Several replicas: a free one takes the task, else it waits in line. Nothing overtakes
+    /// a task already waiting.
+    fn deliver_shared(
+        self: &Arc<Self>,
+        task: T,
+        ticket: Ticket<T, O>,
+    ) -> Result<(), (T, Ticket<T, O>, Refusal)> {
+        let (task, ticket) = if self.waiting.load(Ordering::SeqCst) == 0 {
+            match self.offer(task, ticket) {
+                Offer::Taken => return Ok(()),
+                Offer::Refused(task, ticket, refusal) => return Err((task, ticket, refusal)),
+                Offer::NoneFree(task, ticket) => (task, ticket),
+            }
+        } else {
+            (task, ticket)
+        };
+        self.park_task(task, ticket);
+        self.pump();
+        Ok(())
+    }
+
+    /// Offers a task to each replica of an agent with several, starting at a rotating one:
+    /// the first that is free (claimed by swapping its load from 0 to 1) and whose breaker
+    /// lets it through takes it.
+    fn offer(self: &Arc<Self>, task: T, ticket: Ticket<T, O>) -> Offer<T, O> {
+        let replicas = self.replica_slice();
+        let n = replicas.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+        let restartable = self.spawner.is_some();
+        let (mut task, mut ticket) = (task, ticket);
+        let mut later = false;
+        let mut open_for: Option<Duration> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let replica = &replicas[i];
+            match replica.status() {
+                ReplicaStatus::Running => {}
+                ReplicaStatus::Restarting => {
+                    later = true;
+                    continue;
+                }
+                ReplicaStatus::Dead => continue,
+            }
+            if replica
+                .load
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                later = true;
+                continue;
+            }
+            let permit = match self.acquire(i, replica) {
+                Ok(p) => p,
+                Err(d) => {
+                    replica.load.fetch_sub(1, Ordering::SeqCst);
+                    open_for = Some(open_for.map_or(d, |o| o.min(d)));
+                    continue;
+                }
+            };
+            ticket.assign_claimed(i, &replica.load, permit);
+            match self.send(replica, task, ticket) {
+                Ok(()) => return Offer::Taken,
+                Err(back) => {
+                    // That actor just died; its supervisor decides whether it comes back.
+                    (task, ticket) = back;
+                    later |= restartable;
+                }
+            }
+        }
+        if later {
+            Offer::NoneFree(task, ticket)
+        } else if let Some(d) = open_for {
+            Offer::Refused(task, ticket, Refusal::BreakerOpen(d))
+        } else {
+            Offer::Refused(task, ticket, Refusal::Dead)
+        }
+    }
+
+    /// Hands waiting tasks, oldest first, to replicas that are free. Called by whoever may
+    /// have made room: a replica that finished a task, a submitter that parked one, a
+    /// replica back from a restart.
+    fn pump(self: &Arc<Self>) {
+        let n = self.replica_slice().len();
+        if n < 2 {
+            return;
+        }
+        // Offers that found no taker although a replica looked free. Bounded: a replica whose
+        // actor has just died looks free until its supervisor hears of it, and its restart
+        // flushes the line anyway.
+        let mut misses = 0;
+        while self.waiting.load(Ordering::SeqCst) > 0 {
+            let Some((task, ticket)) = self.pop_parked() else {
+                return;
+            };
+            if ticket.shared.state().hop_ended() {
+                // Ended while it waited (cancelled, timed out): its ticket gives the room back.
+                continue;
+            }
+            match self.offer(task, ticket) {
+                Offer::Taken => {}
+                Offer::NoneFree(task, ticket) => {
+                    self.unpop_parked(task, ticket);
+                    // Put back, then looked: a replica freed after this look finds the task
+                    // waiting and pumps itself; one freed before it is seen here.
+                    misses += 1;
+                    if misses > n || !self.replica_slice().iter().any(Replica::is_free) {
+                        return;
+                    }
+                }
+                Offer::Refused(task, ticket, refusal) => {
+                    // No replica will take any of them: they all end with the reason.
+                    self.unpop_parked(task, ticket);
+                    let waiting: Vec<_> = self.drain_parked();
+                    for (_task, ticket) in waiting {
+                        self.end_refused(ticket, &refusal);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pop_parked(&self) -> Option<(T, Ticket<T, O>)> {
+        let mut parked = self.lock_parked();
+        let next = parked.pop_front();
+        if next.is_some() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        next
+    }
+
+    fn unpop_parked(&self, task: T, ticket: Ticket<T, O>) {
+        let mut parked = self.lock_parked();
+        parked.push_front((task, ticket));
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn drain_parked(&self) -> Vec<(T, Ticket<T, O>)> {
+        let mut parked = self.lock_parked();
+        self.waiting.fetch_sub(parked.len(), Ordering::SeqCst);
+        parked.drain(..).collect()
+    }
+
+    /// Keeps a task until a replica is free or back (`pump`, `flush_parked`).
+    fn park_task(&self, task: T, mut ticket: Ticket<T, O>) {
         if self.aborted.is_raised() {
             ticket
                 .shared
                 .finish(Outcome::Cancelled, Err(TaskError::Cancelled));
             return;
         }
+        // It holds no replica while it waits.
+        ticket.unassign();
         ticket.shared.requeue();
-        self.lock_parked().push_back((task, ticket));
+        let mut parked = self.lock_parked();
+        parked.push_back((task, ticket));
+        self.waiting.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Delivers every parked task again, in the order they were parked. `recheck`: as in
     /// `deliver` (false: park again without looking back, so no recursion while a
     /// replica's state is changing).
     fn flush(self: &Arc<Self>, recheck: bool) {
-        let parked: Vec<_> = self.lock_parked().drain(..).collect();
-        for (task, ticket) in parked {
+        for (task, ticket) in self.drain_parked() {
             self.deliver_again(task, ticket, recheck);
         }
     }
@@ -459,29 +688,41 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             return;
         }
         if let Err((_task, ticket, refusal)) = self.deliver(task, ticket, recheck) {
-            let (outcome, err) = match refusal {
-                Refusal::Dead => (
-                    Outcome::AgentStopped,
-                    TaskError::AgentStopped {
-                        agent: self.name.clone(),
-                    },
-                ),
-                Refusal::BreakerOpen(retry_after) => (
-                    Outcome::Failed,
-                    TaskError::BreakerOpen {
-                        agent: self.name.clone(),
-                        retry_after,
-                    },
-                ),
-            };
-            telemetry::dead_letter(&self.name);
-            self.env.bus.publish(|| EventKind::DeadLetter {
-                task: ticket.shared.id,
-                agent: self.name.clone(),
-                cause: err.to_string(),
-            });
-            ticket.shared.finish(outcome, Err(err));
+            self.end_refused(ticket, &refusal);
         }
+    }
+
+    /// Ends an accepted task that no replica can take, with the reason, as a dead letter.
+    fn end_refused(&self, ticket: Ticket<T, O>, refusal: &Refusal) {
+        let (outcome, err) = match (refusal, self.gave_up.get()) {
+            (Refusal::Dead, Some(reason)) => (
+                Outcome::AgentStopped,
+                TaskError::GaveUp {
+                    agent: self.name.clone(),
+                    reason: reason.clone(),
+                },
+            ),
+            (Refusal::Dead, None) => (
+                Outcome::AgentStopped,
+                TaskError::AgentStopped {
+                    agent: self.name.clone(),
+                },
+            ),
+            (Refusal::BreakerOpen(retry_after), _) => (
+                Outcome::Failed,
+                TaskError::BreakerOpen {
+                    agent: self.name.clone(),
+                    retry_after: *retry_after,
+                },
+            ),
+        };
+        telemetry::dead_letter(&self.name);
+        self.env.bus.publish(|| EventKind::DeadLetter {
+            task: ticket.shared.id,
+            agent: self.name.clone(),
+            cause: err.to_string(),
+        });
+        ticket.shared.finish(outcome, Err(err));
     }
 
     fn breaker_event(&self, replica: usize, transition: Transition) {
@@ -500,6 +741,11 @@ impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
     }
 
     fn report(&self, ticket: &Ticket<T, O>, outcome: Outcome) {
+        if outcome == Outcome::Completed {
+            if let Some(replica) = ticket.replica().and_then(|i| self.replica_slice().get(i)) {
+                replica.mark_served();
+            }
+        }
         let Some((index, permit)) = ticket.breaker_permit() else {
             return;
         };
@@ -523,8 +769,17 @@ impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
         }
     }
 
-    fn park(&self, task: T, ticket: Ticket<T, O>) {
+    fn park(self: Arc<Self>, task: T, ticket: Ticket<T, O>) {
         self.park_task(task, ticket);
+        self.pump();
+    }
+
+    fn has_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    fn pump(self: Arc<Self>) {
+        AgentEntry::pump(&self);
     }
 
     fn cloner(&self) -> Option<fn(&T) -> T> {
@@ -588,6 +843,10 @@ impl<T: Send + 'static, O: Send + 'static> ErasedEntry for AgentEntry<T, O> {
         self.flush(true);
     }
 
+    fn give_up(&self, reason: String) {
+        let _ = self.gave_up.set(reason);
+    }
+
     fn resume(&self) {
         self.queue().set_paused(false);
         for replica in self.replica_slice() {
@@ -600,8 +859,7 @@ impl<T: Send + 'static, O: Send + 'static> ErasedEntry for AgentEntry<T, O> {
 
     fn abort(&self) {
         self.aborted.raise();
-        let parked: Vec<_> = self.lock_parked().drain(..).collect();
-        for (_task, ticket) in parked {
+        for (_task, ticket) in self.drain_parked() {
             ticket
                 .shared
                 .finish(Outcome::Cancelled, Err(TaskError::Cancelled));

@@ -80,6 +80,15 @@ pub enum TaskError {
         /// The agent that stopped.
         agent: AgentName,
     },
+    /// The agent's supervisor gave up on it (its replicas crashed more often than its restart
+    /// intensity allows) before the task ran; `reason` says how often and how fast.
+    #[error("agent `{agent}` has stopped: {reason}")]
+    GaveUp {
+        /// The agent.
+        agent: AgentName,
+        /// Which supervisor gave up, after how many restarts in how long.
+        reason: String,
+    },
     /// The task had to be delivered again (its actor died before running it) and every
     /// replica's circuit breaker was open.
     #[error("agent `{agent}`: circuit breaker open (next trial in {retry_after:?})")]
@@ -127,6 +136,15 @@ pub enum SubmitErrorKind {
     /// The agent has stopped and takes no more tasks.
     #[error("agent `{0}` has stopped")]
     AgentStopped(AgentName),
+    /// The agent's supervisor (or the swarm's) gave up on it after too many restarts: it
+    /// takes no more tasks. `reason` says which supervisor, how many restarts and how fast.
+    #[error("agent `{agent}` has stopped: {reason}")]
+    GaveUp {
+        /// The agent.
+        agent: AgentName,
+        /// Which supervisor gave up, after how many restarts in how long.
+        reason: String,
+    },
     /// Every replica's circuit breaker is open: the agent keeps failing and is not fed.
     #[error("agent `{agent}`: circuit breaker open (next trial in {retry_after:?})")]
     BreakerOpen {

@@ -36,8 +36,12 @@ pub(crate) trait Home<T, O>: Send + Sync {
     fn redeliver(self: Arc<Self>, task: T, ticket: Ticket<T, O>);
     /// Tells the breaker of the task's replica how the task ended.
     fn report(&self, ticket: &Ticket<T, O>, outcome: Outcome);
-    /// Keeps a crashed task until a replica is back, to run it again.
-    fn park(&self, task: T, ticket: Ticket<T, O>);
+    /// Keeps a crashed task until a replica is free or back, to run it again.
+    fn park(self: Arc<Self>, task: T, ticket: Ticket<T, O>);
+    /// Whether tasks wait in the agent's line for a free replica (agents with several).
+    fn has_waiting(&self) -> bool;
+    /// Hands waiting tasks to free replicas: called by a replica that has just finished one.
+    fn pump(self: Arc<Self>);
     /// How to copy a task for a retry, if tasks of this agent may be retried.
     fn cloner(&self) -> Option<fn(&T) -> T>;
     /// The agent's queue: its room, and whether it is paused.
@@ -123,28 +127,43 @@ impl<T, O> Ticket<T, O> {
         }
     }
 
-    /// Records the replica the task is handed to.
-    pub(crate) fn assign(
+    /// Records the replica the task is handed to, which was claimed for it (its load
+    /// already counts the task).
+    pub(crate) fn assign_claimed(
         &mut self,
         replica: usize,
-        load: Option<&Arc<AtomicUsize>>,
+        load: &Arc<AtomicUsize>,
         breaker: Option<Permit>,
     ) {
         self.unassign();
-        if let Some(load) = load {
-            load.fetch_add(1, Ordering::Relaxed);
-        }
         self.shared.set_replica(replica);
         self.assigned = Some(Assignment {
             replica,
-            load: load.cloned(),
+            load: Some(load.clone()),
+            breaker,
+        });
+    }
+
+    /// The replica the task was handed to, if it was.
+    pub(crate) fn replica(&self) -> Option<usize> {
+        self.assigned.as_ref().map(|a| a.replica)
+    }
+
+    /// Records the replica the task is handed to (an agent with one replica: not counted).
+    pub(crate) fn assign(&mut self, replica: usize, breaker: Option<Permit>) {
+        self.unassign();
+        self.shared.set_replica(replica);
+        self.assigned = Some(Assignment {
+            replica,
+            load: None,
             breaker,
         });
     }
 
     pub(crate) fn unassign(&mut self) {
         if let Some(load) = self.assigned.take().and_then(|a| a.load) {
-            load.fetch_sub(1, Ordering::Relaxed);
+            // Ordered with the agent's count of waiting tasks (see `AgentEntry::pump`).
+            load.fetch_sub(1, Ordering::SeqCst);
         }
     }
 

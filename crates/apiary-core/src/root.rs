@@ -3,6 +3,17 @@
 //! backoff, and gives up (stopping the swarm) when failures come faster than the intensity
 //! allows.
 //!
+//! An agent with several replicas, or with an intensity of its own, is supervised as a pool
+//! of workers: its restarts count against its own intensity (by default the swarm's
+//! `max_restarts` per replica, within `restart_window`), and past it the supervisor gives up
+//! on that agent alone; everything refused or ended for it from then on says so. One
+//! crashing replica among many is not the swarm failing, and with one window for the whole
+//! swarm, a busy pool of replicas would use it up in milliseconds.
+//!
+//! A replica that completed a task since it last started has its backoff start over when it
+//! crashes: the crash was the task's, not a crash loop, and a growing backoff would keep a
+//! healthy replica out of work for seconds.
+//!
 //! It sees the swarm only through [`Supervised`]: the agents that have started, who
 //! supervises whom, the events and settings, and a way to close the swarm.
 
@@ -11,7 +22,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use apiary_supervisor::{BackoffState, RestartWindow, Strategy};
+use apiary_supervisor::{BackoffState, RestartIntensity, RestartWindow, Strategy};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
@@ -55,6 +66,8 @@ pub(crate) struct RootState {
     swarm: SwarmSlot,
     // Restart intensity per supervisor: `None` is the swarm's own, `Some(c)` coordinator c's.
     windows: HashMap<Option<AgentName>, RestartWindow<Duration>>,
+    // Restart intensity of agents supervised as pools of their own (see the module docs).
+    pools: HashMap<AgentName, RestartWindow<Duration>>,
     backoff: HashMap<(AgentName, usize), BackoffState>,
     restarts: HashMap<(AgentName, usize), u32>,
     // Restarts waiting out their backoff (ractor timers), cancelled if the root stops.
@@ -81,6 +94,7 @@ impl Actor for Root {
         Ok(RootState {
             swarm,
             windows: HashMap::new(),
+            pools: HashMap::new(),
             backoff: HashMap::new(),
             restarts: HashMap::new(),
             timers: Vec::new(),
@@ -177,8 +191,7 @@ impl RootState {
         // The supervisor of this agent: its coordinator if the topology nests supervision,
         // else the swarm itself. Strategy and intensity apply among its children only.
         let group = swarm.supervisor_of(entry.name());
-        if !self.admit(&*swarm, &group) {
-            self.escalate(myself, &*swarm, group, &entry, r);
+        if !self.admit_restart(myself, &*swarm, &entry, r) {
             return;
         }
         let children: Vec<Child> = Self::children(&*swarm)
@@ -223,6 +236,36 @@ impl RootState {
         }
     }
 
+    /// Counts a restart of `entry`'s replica `r` against the intensity it answers to: its own
+    /// (a pool's) or its supervisor's. False if that supervisor gave up (and has acted on it).
+    fn admit_restart(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        swarm: &dyn Supervised,
+        entry: &Arc<dyn ErasedEntry>,
+        r: usize,
+    ) -> bool {
+        if let Some(limit) = pool_intensity(entry.spec(), swarm.settings()) {
+            let now = self.now();
+            let window = self
+                .pools
+                .entry(entry.name().clone())
+                .or_insert_with(|| limit.window());
+            if window.admit(now) {
+                return true;
+            }
+            let reason = gave_up_reason("its supervisor", window, now);
+            give_up_agent(swarm, entry, reason);
+            return false;
+        }
+        let group = swarm.supervisor_of(entry.name());
+        if self.admit(swarm, &group) {
+            return true;
+        }
+        self.escalate(myself, swarm, group, entry, r);
+        false
+    }
+
     /// Counts a restart against `group`'s intensity.
     fn admit(&mut self, swarm: &dyn Supervised, group: &Option<AgentName>) -> bool {
         let now = self.now();
@@ -244,12 +287,16 @@ impl RootState {
         failed: &Arc<dyn ErasedEntry>,
         failed_replica: usize,
     ) {
-        let intensity = swarm.settings().intensity();
-        let reason = format!(
-            "more than {} restarts within {}",
-            intensity.max_restarts(),
-            humantime::format_duration(intensity.within())
-        );
+        let now = self.now();
+        let window = self
+            .windows
+            .entry(group.clone())
+            .or_insert_with(|| swarm.settings().intensity().window());
+        let who = match &group {
+            None => "the swarm's supervisor".to_owned(),
+            Some(c) => format!("coordinator `{c}`"),
+        };
+        let reason = gave_up_reason(&who, window, now);
         let Some(coordinator) = group else {
             self.give_up(swarm, reason);
             return;
@@ -293,15 +340,20 @@ impl RootState {
 
     fn next_delay(&mut self, entry: &dyn ErasedEntry, replica: usize) -> Duration {
         let now = self.now();
+        let served = entry
+            .replicas()
+            .get(replica)
+            .is_some_and(|r| r.take_served());
         let key = (entry.name().clone(), replica);
-        self.backoff
-            .entry(key.clone())
-            .or_insert_with(|| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                key.hash(&mut h);
-                entry.spec().backoff.state(h.finish())
-            })
-            .next_delay(now)
+        let state = self.backoff.entry(key.clone()).or_insert_with(|| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            entry.spec().backoff.state(h.finish())
+        });
+        if served {
+            state.reset();
+        }
+        state.next_delay(now)
     }
 
     /// Restarts a replica once its backoff has passed, through a ractor timer (aborted if
@@ -366,12 +418,9 @@ impl RootState {
                     reason: StopReason::Failed(reason.to_string()),
                 });
                 // A restart that fails counts like any other, against the same supervisor.
-                let group = swarm.supervisor_of(&agent);
-                if self.admit(&*swarm, &group) {
+                if self.admit_restart(myself, &*swarm, &entry, replica) {
                     let delay = self.next_delay(&*entry, replica);
                     self.schedule(myself, agent, replica, delay);
-                } else {
-                    self.escalate(myself, &*swarm, group, &entry, replica);
                 }
             }
         }
@@ -379,6 +428,9 @@ impl RootState {
 
     /// Restart intensity exceeded: stop every agent, end what waits, refuse new work.
     fn give_up(&mut self, swarm: &dyn Supervised, reason: String) {
+        for entry in swarm.agents() {
+            entry.give_up(reason.clone());
+        }
         swarm.close();
         for (entry, r) in Self::children(swarm) {
             let replica = &entry.replicas()[r];
@@ -395,6 +447,54 @@ impl RootState {
             reason,
         });
     }
+}
+
+/// The intensity an agent answers to on its own, if it is supervised as a pool: its spec's,
+/// or for several replicas the swarm's `max_restarts` per replica within `restart_window`.
+fn pool_intensity(
+    spec: &crate::AgentSpec,
+    settings: &crate::SwarmSettings,
+) -> Option<RestartIntensity> {
+    spec.intensity.or_else(|| {
+        (spec.replicas > 1).then(|| {
+            RestartIntensity::new(
+                settings.max_restarts.saturating_mul(spec.replicas),
+                settings.restart_window,
+            )
+        })
+    })
+}
+
+/// "`who` gave up after N restarts in T (at most N within P)": the cause every refusal and
+/// failed task carries once a supervisor gave up.
+fn gave_up_reason(who: &str, window: &RestartWindow<Duration>, now: Duration) -> String {
+    let limit = window.limit();
+    // Rounded to the millisecond: the figure is for people.
+    let span = Duration::from_millis(u64::try_from(window.span(now).as_millis()).unwrap_or(0));
+    format!(
+        "{who} gave up after {} restarts in {} (at most {} within {})",
+        window.len(),
+        humantime::format_duration(span),
+        limit.max_restarts(),
+        humantime::format_duration(limit.within())
+    )
+}
+
+/// A pool's intensity is exceeded: its supervisor gives up on that agent alone. Its replicas
+/// stop for good, what waits for it ends with the reason, and it refuses new work.
+fn give_up_agent(swarm: &dyn Supervised, entry: &Arc<dyn ErasedEntry>, reason: String) {
+    entry.give_up(reason.clone());
+    for replica in entry.replicas() {
+        replica.set_status(ReplicaStatus::Dead);
+        replica.actor().stop(Some("supervisor gave up".into()));
+    }
+    entry.queue().close();
+    entry.clone().flush_parked();
+    telemetry::gave_up(entry.name().as_str());
+    swarm.bus().publish(|| EventKind::SupervisorGaveUp {
+        supervisor: entry.name().to_string(),
+        reason,
+    });
 }
 
 /// Whether `agent` is somewhere below `coordinator` in the supervision tree.

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use apiary_supervisor::{Backoff, BreakerConfig, RestartType};
+use apiary_supervisor::{Backoff, BreakerConfig, RestartIntensity, RestartType};
 use serde::{Deserialize, Serialize};
 
 use crate::SpecError;
@@ -49,6 +49,14 @@ pub struct AgentSpec {
     /// Delay before each restart of this agent (exponential with jitter).
     #[serde(default)]
     pub backoff: Backoff,
+    /// This agent's own restart intensity: at most this many restarts of its replicas within
+    /// the period, after which its supervisor gives up on this agent alone (it stops; the
+    /// rest of the swarm runs on) and every task refused or ended for it says so. Without
+    /// it, an agent with several replicas gets `max_restarts` *per replica* of the swarm's
+    /// settings, as its own; an agent with one replica counts against its supervisor's
+    /// (the swarm's or its coordinator's) intensity, as in OTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intensity: Option<RestartIntensity>,
     /// How many times a task is run again after this agent crashed on it (panicked). Needs
     /// the swarm to know how to copy tasks ([`SwarmBuilder::retry_crashed_tasks`]); without
     /// it, or once the budget is spent, the task fails with the panic.
@@ -100,6 +108,7 @@ impl AgentSpec {
             replicas: 1,
             restart: RestartType::default(),
             backoff: Backoff::default(),
+            intensity: None,
             max_retries: 0,
             breaker: None,
             queue_capacity: None,
@@ -151,6 +160,12 @@ impl AgentSpec {
     /// Sets the restart backoff.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Gives the agent its own restart intensity (see [`intensity`](Self::intensity)).
+    pub fn intensity(mut self, intensity: RestartIntensity) -> Self {
+        self.intensity = Some(intensity);
         self
     }
 
@@ -220,6 +235,11 @@ impl AgentSpec {
         self.backoff
             .validate()
             .map_err(|e| SpecError::new(&self.name, "backoff", e.to_string()))?;
+        if let Some(intensity) = &self.intensity {
+            intensity
+                .validate()
+                .map_err(|e| SpecError::new(&self.name, "intensity", e.to_string()))?;
+        }
         if let Some(breaker) = &self.breaker {
             breaker
                 .validate()

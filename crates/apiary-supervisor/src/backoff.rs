@@ -137,6 +137,27 @@ impl BackoffState {
         half + half.mul_f64(self.rng.f64()) + (base - half * 2)
     }
 
+    /// Starts over from the shortest delay: the restarted child did useful work, so its
+    /// next crash is not part of a crash loop (a restart that keeps failing still backs off).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use apiary_supervisor::Backoff;
+    ///
+    /// let policy = Backoff::new(Duration::from_millis(10), Duration::from_secs(5), 2.0);
+    /// let mut state = policy.state(1);
+    /// for _ in 0..8 {
+    ///     state.next_delay(Duration::ZERO);
+    /// }
+    /// state.reset();
+    /// assert!(state.next_delay(Duration::ZERO) <= Duration::from_millis(10));
+    /// ```
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
     /// Consecutive restarts counted (since the last reset).
     pub fn attempt(&self) -> u32 {
         self.attempt

@@ -116,6 +116,19 @@ impl<I: WindowClock> RestartWindow<I> {
         true
     }
 
+    /// How long ago the oldest restart still counted happened: with a full window, the time
+    /// in which the supervisor saw its `max_restarts` restarts.
+    pub fn span(&self, now: I) -> Duration {
+        self.recent
+            .front()
+            .map_or(Duration::ZERO, |&t| now.since(t))
+    }
+
+    /// The intensity this window enforces.
+    pub fn limit(&self) -> RestartIntensity {
+        self.limit
+    }
+
     /// Restarts counted in the current period.
     pub fn len(&self) -> usize {
         self.recent.len()
