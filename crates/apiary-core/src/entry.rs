@@ -11,11 +11,13 @@
 //! seen without its types, which is all the supervisor, the registry and shutdown need.
 
 use std::any::TypeId;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use crate::line::{self, Step, WaitLine};
+use crate::sync::AtomicUsize as LoadCount;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use apiary_supervisor::{CircuitBreaker, Transition};
@@ -51,11 +53,14 @@ pub(crate) struct Replica {
     actor: ArcSwap<ActorCell>,
     /// Tasks handed to it and not yet ended (counted only for agents with several
     /// replicas, where it is 0 or 1: a replica is claimed by swapping 0 for 1).
-    load: Arc<AtomicUsize>,
+    load: Arc<LoadCount>,
     status: AtomicU8,
     /// Whether its actor has completed a task since it (re)started: its next crash is then
     /// not part of a crash loop, and its restart backoff starts over.
     served: AtomicBool,
+    /// A send to its actor failed (the actor died, and its supervisor has not decided yet):
+    /// it is not offered tasks until a new actor replaces it.
+    gone: AtomicBool,
     pub(crate) breaker: Option<CircuitBreaker>,
 }
 
@@ -66,6 +71,7 @@ impl Replica {
             load: Arc::default(),
             status: AtomicU8::new(ReplicaStatus::Running as u8),
             served: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
             breaker,
         }
     }
@@ -85,7 +91,8 @@ impl Replica {
     /// Free for a task of a waiting line: running, holding none, and its breaker closed.
     fn is_free(&self) -> bool {
         self.status() == ReplicaStatus::Running
-            && self.load.load(Ordering::SeqCst) == 0
+            && !self.gone.load(Ordering::Acquire)
+            && line::is_unclaimed(&self.load)
             && self
                 .breaker
                 .as_ref()
@@ -99,6 +106,7 @@ impl Replica {
     pub(crate) fn replace(&self, actor: ActorCell) {
         self.actor.store(Arc::new(actor));
         self.served.store(false, Ordering::Relaxed);
+        self.gone.store(false, Ordering::Release);
         self.set_status(ReplicaStatus::Running);
     }
 
@@ -243,12 +251,7 @@ pub(crate) struct AgentEntry<T, O> {
     replicas: OnceLock<Vec<Replica>>,
     // Tasks waiting for a replica to come free or back, in arrival order; each still holds
     // its room in the queue.
-    parked: Mutex<VecDeque<(T, Ticket<T, O>)>>,
-    /// How many tasks `parked` holds, read without its lock. Written under the lock, with
-    /// sequential consistency: a replica that comes free (its load back to 0) and then reads
-    /// this, and a submitter that parks a task and then looks for a free replica, cannot
-    /// both miss each other.
-    waiting: AtomicUsize,
+    parked: WaitLine<(T, Ticket<T, O>)>,
     /// Where the next search for a free replica starts, so replicas share the work.
     cursor: AtomicUsize,
     /// Why a supervisor gave up on this agent.
@@ -292,8 +295,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             cloner: parts.cloner,
             epoch: parts.epoch,
             replicas: OnceLock::new(),
-            parked: Mutex::new(VecDeque::new()),
-            waiting: AtomicUsize::new(0),
+            parked: WaitLine::new(),
             cursor: AtomicUsize::new(0),
             gave_up: OnceLock::new(),
             aborted: Signal::default(),
@@ -311,10 +313,6 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     /// Milliseconds since the swarm started, the breakers' clock.
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn lock_parked(&self) -> std::sync::MutexGuard<'_, VecDeque<(T, Ticket<T, O>)>> {
-        self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -520,7 +518,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         task: T,
         ticket: Ticket<T, O>,
     ) -> Result<(), (T, Ticket<T, O>, Refusal)> {
-        let (task, ticket) = if self.waiting.load(Ordering::SeqCst) == 0 {
+        let (task, ticket) = if !self.parked.has_waiting() {
             match self.offer(task, ticket) {
                 Offer::Taken => return Ok(()),
                 Offer::Refused(task, ticket, refusal) => return Err((task, ticket, refusal)),
@@ -549,6 +547,10 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             let i = (start + k) % n;
             let replica = &replicas[i];
             match replica.status() {
+                ReplicaStatus::Running if replica.gone.load(Ordering::Acquire) => {
+                    later |= restartable;
+                    continue;
+                }
                 ReplicaStatus::Running => {}
                 ReplicaStatus::Restarting => {
                     later = true;
@@ -556,18 +558,14 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
                 }
                 ReplicaStatus::Dead => continue,
             }
-            if replica
-                .load
-                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
-                .is_err()
-            {
+            if !line::try_claim(&replica.load) {
                 later = true;
                 continue;
             }
             let permit = match self.acquire(i, replica) {
                 Ok(p) => p,
                 Err(d) => {
-                    replica.load.fetch_sub(1, Ordering::SeqCst);
+                    line::release(&replica.load);
                     open_for = Some(open_for.map_or(d, |o| o.min(d)));
                     continue;
                 }
@@ -577,6 +575,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
                 Ok(()) => return Offer::Taken,
                 Err(back) => {
                     // That actor just died; its supervisor decides whether it comes back.
+                    replica.gone.store(true, Ordering::Release);
                     (task, ticket) = back;
                     later |= restartable;
                 }
@@ -591,69 +590,34 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         }
     }
 
-    /// Hands waiting tasks, oldest first, to replicas that are free. Called by whoever may
-    /// have made room: a replica that finished a task, a submitter that parked one, a
-    /// replica back from a restart.
+    /// Hands waiting tasks, oldest first, to replicas that are free (see [`WaitLine::pump`]).
     fn pump(self: &Arc<Self>) {
         let n = self.replica_slice().len();
         if n < 2 {
             return;
         }
-        // Offers that found no taker although a replica looked free. Bounded: a replica whose
-        // actor has just died looks free until its supervisor hears of it, and its restart
-        // flushes the line anyway.
-        let mut misses = 0;
-        while self.waiting.load(Ordering::SeqCst) > 0 {
-            let Some((task, ticket)) = self.pop_parked() else {
-                return;
-            };
-            if ticket.shared.state().hop_ended() {
-                // Ended while it waited (cancelled, timed out): its ticket gives the room back.
-                continue;
-            }
-            match self.offer(task, ticket) {
-                Offer::Taken => {}
-                Offer::NoneFree(task, ticket) => {
-                    self.unpop_parked(task, ticket);
-                    // Put back, then looked: a replica freed after this look finds the task
-                    // waiting and pumps itself; one freed before it is seen here.
-                    misses += 1;
-                    if misses > n || !self.replica_slice().iter().any(Replica::is_free) {
-                        return;
-                    }
+        let refused = self.parked.pump(
+            |(task, ticket)| {
+                if ticket.shared.state().hop_ended() {
+                    // Ended while it waited (cancelled, timed out): its ticket gives the
+                    // room back.
+                    return Step::Taken;
                 }
-                Offer::Refused(task, ticket, refusal) => {
-                    // No replica will take any of them: they all end with the reason.
-                    self.unpop_parked(task, ticket);
-                    let waiting: Vec<_> = self.drain_parked();
-                    for (_task, ticket) in waiting {
-                        self.end_refused(ticket, &refusal);
-                    }
-                    return;
+                match self.offer(task, ticket) {
+                    Offer::Taken => Step::Taken,
+                    Offer::NoneFree(task, ticket) => Step::NoneFree((task, ticket)),
+                    Offer::Refused(task, ticket, refusal) => Step::Refused((task, ticket, refusal)),
                 }
+            },
+            || self.replica_slice().iter().any(Replica::is_free),
+        );
+        if let Some((_task, ticket, refusal)) = refused {
+            // No replica will take any of them: they all end with the reason.
+            self.end_refused(ticket, &refusal);
+            for (_task, ticket) in self.parked.drain() {
+                self.end_refused(ticket, &refusal);
             }
         }
-    }
-
-    fn pop_parked(&self) -> Option<(T, Ticket<T, O>)> {
-        let mut parked = self.lock_parked();
-        let next = parked.pop_front();
-        if next.is_some() {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-        }
-        next
-    }
-
-    fn unpop_parked(&self, task: T, ticket: Ticket<T, O>) {
-        let mut parked = self.lock_parked();
-        parked.push_front((task, ticket));
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn drain_parked(&self) -> Vec<(T, Ticket<T, O>)> {
-        let mut parked = self.lock_parked();
-        self.waiting.fetch_sub(parked.len(), Ordering::SeqCst);
-        parked.drain(..).collect()
     }
 
     /// Keeps a task until a replica is free or back (`pump`, `flush_parked`).
@@ -667,16 +631,14 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         // It holds no replica while it waits.
         ticket.unassign();
         ticket.shared.requeue();
-        let mut parked = self.lock_parked();
-        parked.push_back((task, ticket));
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.parked.push_back((task, ticket));
     }
 
     /// Delivers every parked task again, in the order they were parked. `recheck`: as in
     /// `deliver` (false: park again without looking back, so no recursion while a
     /// replica's state is changing).
     fn flush(self: &Arc<Self>, recheck: bool) {
-        for (task, ticket) in self.drain_parked() {
+        for (task, ticket) in self.parked.drain() {
             self.deliver_again(task, ticket, recheck);
         }
     }
@@ -775,7 +737,7 @@ impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
     }
 
     fn has_waiting(&self) -> bool {
-        self.waiting.load(Ordering::SeqCst) > 0
+        self.parked.has_waiting()
     }
 
     fn pump(self: Arc<Self>) {
@@ -859,7 +821,7 @@ impl<T: Send + 'static, O: Send + 'static> ErasedEntry for AgentEntry<T, O> {
 
     fn abort(&self) {
         self.aborted.raise();
-        for (_task, ticket) in self.drain_parked() {
+        for (_task, ticket) in self.parked.drain() {
             ticket
                 .shared
                 .finish(Outcome::Cancelled, Err(TaskError::Cancelled));

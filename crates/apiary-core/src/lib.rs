@@ -76,6 +76,7 @@ mod topology;
 mod topology_spec;
 // Layer 2: events, metrics, tasks, queues.
 pub mod events;
+mod line;
 mod queue;
 mod signal;
 mod sync;

@@ -1,13 +1,13 @@
 //! What travels to an agent's actor: its messages, the envelope a task rides in, and the
 //! ticket that answers for the task until it ends.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use apiary_supervisor::Permit;
 use ractor::RpcReplyPort;
 
 use crate::queue::{AgentQueue, Slot};
+use crate::sync::AtomicUsize;
 use crate::task::TaskShared;
 use crate::Outcome;
 
@@ -162,8 +162,8 @@ impl<T, O> Ticket<T, O> {
 
     pub(crate) fn unassign(&mut self) {
         if let Some(load) = self.assigned.take().and_then(|a| a.load) {
-            // Ordered with the agent's count of waiting tasks (see `AgentEntry::pump`).
-            load.fetch_sub(1, Ordering::SeqCst);
+            // The replica is free: read the agent's waiting line after this (`line`).
+            crate::line::release(&load);
         }
     }
 

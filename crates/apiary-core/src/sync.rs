@@ -4,12 +4,12 @@
 
 #[cfg(apiary_loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicBool, AtomicU8, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicU8, AtomicUsize},
     Mutex, MutexGuard,
 };
 #[cfg(not(apiary_loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicU8, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicU8, AtomicUsize},
     Mutex, MutexGuard,
 };
 
