@@ -54,6 +54,7 @@ fn agent_fields_load() {
         restart = "transient"
         queue_capacity = 8
         task_timeout = "250ms"
+        intensity = { max_restarts = 100, within = "1m" }
 
         [agents.breaker]
         failure_threshold = 2
@@ -73,6 +74,8 @@ fn agent_fields_load() {
     assert_eq!(a.restart, RestartType::Transient);
     assert_eq!(a.queue_capacity, Some(8));
     assert_eq!(a.task_timeout, Some(Duration::from_millis(250)));
+    let i = a.intensity.unwrap();
+    assert_eq!((i.max_restarts(), i.within()), (100, Duration::from_secs(60)));
     let b = a.breaker.as_ref().unwrap();
     assert_eq!(b.failure_threshold_value(), 2);
     assert_eq!(b.reset_timeout_value(), Duration::from_secs(5));
@@ -216,6 +219,12 @@ fn zero_replicas_and_other_impossible_values_are_invalid() {
         (Some("w"), Some("breaker"), Some(3))
     );
     assert!(e.message().contains("failure_threshold"), "{e}");
+    let e = err("[[agents]]\nname = \"w\"\nintensity = { max_restarts = 1, within = \"0s\" }\n");
+    assert_eq!(
+        (e.agent(), e.field(), e.line()),
+        (Some("w"), Some("intensity"), Some(3))
+    );
+    assert!(e.message().contains("within"), "{e}");
     let e = err("[swarm]\nname = \"s\"\nqueue_capacity = 0\n");
     assert_eq!((e.field(), e.line()), (Some("queue_capacity"), Some(3)));
 }
