@@ -75,7 +75,10 @@ fn agent_fields_load() {
     assert_eq!(a.queue_capacity, Some(8));
     assert_eq!(a.task_timeout, Some(Duration::from_millis(250)));
     let i = a.intensity.unwrap();
-    assert_eq!((i.max_restarts(), i.within()), (100, Duration::from_secs(60)));
+    assert_eq!(
+        (i.max_restarts(), i.within()),
+        (100, Duration::from_secs(60))
+    );
     let b = a.breaker.as_ref().unwrap();
     assert_eq!(b.failure_threshold_value(), 2);
     assert_eq!(b.reset_timeout_value(), Duration::from_secs(5));
