@@ -78,6 +78,8 @@ need_cargo_tool() { # binary crate
 }
 need_cargo_tool cargo-nextest cargo-nextest
 need_cargo_tool cargo-deny cargo-deny
+# The fuzz targets (fuzz/, scripts/fuzz.sh); stable Rust with `--sanitizer none`.
+need_cargo_tool cargo-fuzz cargo-fuzz@0.13.2
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         rustup component add "$component"

@@ -61,6 +61,8 @@ echo "== loom models (--cfg apiary_loom)"
 # A target dir of its own: the cfg changes every crate's build.
 RUSTFLAGS="--cfg apiary_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
     cargo test --locked --release -p apiary-supervisor -p apiary-core -p apiary-llm --lib -- loom_
+echo "== fuzz targets, 30 s each (scripts/fuzz.sh; longer runs in docs/reliability.md)"
+bash scripts/fuzz.sh 30
 echo "== tests (nextest)"
 cargo nextest run --workspace --all-features --locked --no-fail-fast
 du -sh target 2>/dev/null | sed 's/^/build output: /'

@@ -17,6 +17,9 @@
 #![deny(missing_docs)]
 
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod node;
 mod remote;

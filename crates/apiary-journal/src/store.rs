@@ -77,14 +77,15 @@ impl Store {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no journal here"),
             });
         }
-        let swarm = {
+        let swarm = guard_damaged(&path, || {
             let db = Database::open(&path).map_err(JournalError::storage(&path))?;
             let txn = db.begin_read().map_err(JournalError::storage(&path))?;
             let meta = txn.open_table(META).map_err(JournalError::storage(&path))?;
             let name = meta.get("swarm").map_err(JournalError::storage(&path))?;
-            name.map(|v| String::from_utf8_lossy(v.value()).into_owned())
-                .unwrap_or_default()
-        };
+            Ok(name
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned())
+                .unwrap_or_default())
+        })?;
         let (store, _) = Self::open(dir, &swarm)?;
         Ok((store, swarm))
     }
@@ -96,9 +97,7 @@ impl Store {
             source,
         })?;
         let path = Self::file(dir);
-        // redb asserts (panics) on some damaged files, a truncated one among them: that is a
-        // damaged journal to report, not a crash.
-        let opened = std::panic::catch_unwind(|| {
+        guard_damaged(&path, || {
             let db = Database::create(&path).map_err(JournalError::storage(&path))?;
             let store = Self {
                 db,
@@ -107,17 +106,6 @@ impl Store {
             store.check_or_stamp(swarm)?;
             let opened = store.read_open()?;
             Ok((store, opened))
-        });
-        opened.unwrap_or_else(|panic| {
-            let reason = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".to_owned());
-            Err(JournalError::Storage {
-                path: path.clone(),
-                source: format!("the file is damaged (redb: {reason})").into(),
-            })
         })
     }
 
@@ -427,5 +415,26 @@ fn decode<T: serde::de::DeserializeOwned>(
         path: path.to_owned(),
         record: record.to_owned(),
         reason: e.to_string(),
+    })
+}
+
+/// Runs `open` on the journal file at `path`, turning a panic into an error naming the file:
+/// redb asserts (panics) on some damaged files (a truncated one, a header whose page size
+/// disagrees; found by the `journal_file` fuzz target), which is a damaged journal to report,
+/// not a crash.
+fn guard_damaged<R>(
+    path: &Path,
+    open: impl FnOnce() -> Result<R, JournalError>,
+) -> Result<R, JournalError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Err(JournalError::Storage {
+            path: path.to_owned(),
+            source: format!("the file is damaged (redb: {reason})").into(),
+        })
     })
 }

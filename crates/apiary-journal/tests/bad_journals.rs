@@ -123,6 +123,29 @@ async fn a_damaged_file_is_an_error_naming_it() {
 }
 
 #[tokio::test]
+async fn a_header_redb_would_assert_on_is_an_error_not_a_panic() {
+    // Found by the `journal_file` fuzz target: a header whose page size disagrees with the
+    // build made redb assert while `inspect` (and `apiary journal`) opened the file.
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(dir.path(), "alpha", 0).await;
+    let file = dir.path().join("journal.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..4], b"redb");
+    bytes[12..16].copy_from_slice(&8192u32.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let err = Journal::inspect(dir.path()).await.unwrap_err();
+    assert!(
+        matches!(err, JournalError::Storage { ref path, .. } if path == &file),
+        "{err}"
+    );
+    assert!(err.to_string().contains("damaged"), "{err}");
+    let err = Journal::open(JournalConfig::new(dir.path(), "alpha"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JournalError::Storage { .. }), "{err}");
+}
+
+#[tokio::test]
 async fn a_task_that_no_longer_decodes_is_reported_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     write_journal(dir.path(), "alpha", 3).await;

@@ -27,6 +27,9 @@ mod cassette;
 mod chat;
 mod endpoint;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "memory")]
 mod learn;
 mod limiter;

@@ -93,15 +93,32 @@ impl Store {
     ) -> Result<(Self, Contents), MemoryError> {
         std::fs::create_dir_all(dir).map_err(MemoryError::io(dir))?;
         let path = Self::file(dir);
-        let db = Database::builder()
-            .set_cache_size(cache)
-            .create(&path)
-            .map_err(MemoryError::storage(&path))?;
-        let store = Self { db, path };
-        // Create the tables so that a fresh database reads back empty.
-        store.commit(|_| Ok(()))?;
-        let contents = store.read_all(with_vectors)?;
-        Ok((store, contents))
+        // redb asserts (panics) on some damaged files (a header whose page size disagrees,
+        // found by the `memory_files` fuzz target): a damaged store to report, not a crash.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = Database::builder()
+                .set_cache_size(cache)
+                .create(&path)
+                .map_err(MemoryError::storage(&path))?;
+            let store = Self {
+                db,
+                path: path.clone(),
+            };
+            // Create the tables so that a fresh database reads back empty.
+            store.commit(|_| Ok(()))?;
+            let contents = store.read_all(with_vectors)?;
+            Ok((store, contents))
+        }));
+        opened.unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".to_owned());
+            Err(MemoryError::storage(&path)(redb::Error::Corrupted(
+                format!("the file is damaged (redb: {reason})"),
+            )))
+        })
     }
 
     fn read_all(&self, with_vectors: bool) -> Result<Contents, MemoryError> {

@@ -1,5 +1,6 @@
 //! Persistence: every acknowledged write survives a restart and a SIGKILL; a corrupt or stale
-//! index file is detected and rebuilt from the stored vectors.
+//! index file is detected and rebuilt from the stored vectors; a damaged store is an error
+//! naming it.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use apiary_memory::{IndexConfig, IndexOrigin, Memory, MemoryConfig, Pattern, Query};
+use apiary_memory::{IndexConfig, IndexOrigin, Memory, MemoryConfig, MemoryError, Pattern, Query};
 use common::{base, key, DIM};
 
 fn config(dir: &Path) -> MemoryConfig {
@@ -222,4 +223,27 @@ async fn sigkill_mid_stream_loses_no_acknowledged_write() {
         assert!(hits.iter().any(|h| h.key == key), "pattern {key} lost");
     }
     m.close().await;
+}
+
+#[tokio::test]
+async fn a_store_redb_would_assert_on_is_an_error_naming_it() {
+    // A header whose page size disagrees with the build makes redb assert (panic) while
+    // opening; the memory reports the file as damaged instead of crashing.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let m = Memory::open(config(dir.path())).await.unwrap();
+        m.put("notes/k", "v").await.unwrap();
+        m.close().await;
+    }
+    let file = dir.path().join("memory.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..4], b"redb");
+    bytes[12..16].copy_from_slice(&8192u32.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let err = Memory::open(config(dir.path())).await.unwrap_err();
+    assert!(
+        matches!(err, MemoryError::Storage { ref path, .. } if path == &file),
+        "{err}"
+    );
+    assert!(err.to_string().contains("damaged"), "{err}");
 }

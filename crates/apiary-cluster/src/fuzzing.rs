@@ -1,0 +1,50 @@
+//! Entry points for the fuzz targets under `fuzz/`, compiled only under `--cfg fuzzing`
+//! (which cargo-fuzz sets): what a node decodes of what its peers send.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::node::Shared;
+use crate::wire::{decode, open, Reply, Wire};
+use crate::MembershipEvent;
+
+/// Decodes `bytes` as everything a node takes off the wire: a request for an agent (its
+/// envelope, then a task of a few types), a request for the memory (a query, a pattern),
+/// and a reply. Errors are expected; a panic is a bug. A request that does not decode must
+/// be published as a `DecodeFailed` event, and one that does must not be.
+pub fn decode_all(bytes: &[u8]) {
+    let (events, mut seen) = broadcast::channel(16);
+    let shared = Arc::new(Shared {
+        name: "fuzz".into(),
+        events,
+        peers: Mutex::default(),
+    });
+    let wire = Wire(bytes.to_vec());
+    check(open::<u64>(&wire, &shared, "a"), &mut seen);
+    check(open::<String>(&wire, &shared, "a"), &mut seen);
+    check(open::<Vec<(String, f32)>>(&wire, &shared, "a"), &mut seen);
+    check(
+        open::<apiary_memory::Query>(&wire, &shared, "memory"),
+        &mut seen,
+    );
+    check(
+        open::<apiary_memory::Pattern>(&wire, &shared, "memory"),
+        &mut seen,
+    );
+    let _ = decode::<Reply>(bytes);
+}
+
+fn check<T>(decoded: Result<T, String>, seen: &mut broadcast::Receiver<MembershipEvent>) {
+    let published = seen.try_recv();
+    match decoded {
+        Ok(_) => assert!(
+            published.is_err(),
+            "a good request was reported undecodable"
+        ),
+        Err(e) => match published {
+            Ok(MembershipEvent::DecodeFailed { error, .. }) => assert_eq!(error, e),
+            other => panic!("an undecodable request was not reported: {other:?}"),
+        },
+    }
+}
