@@ -83,6 +83,16 @@ struct Counts {
     other: AtomicU64,
 }
 
+impl Counts {
+    /// Tasks that ended, whichever way.
+    fn ended(&self) -> u64 {
+        self.completed.load(Relaxed)
+            + self.panicked.load(Relaxed)
+            + self.timed_out.load(Relaxed)
+            + self.other.load(Relaxed)
+    }
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -139,10 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 tick.tick().await;
                 let c = &counts;
-                let ended = c.completed.load(Relaxed)
-                    + c.panicked.load(Relaxed)
-                    + c.timed_out.load(Relaxed)
-                    + c.other.load(Relaxed);
+                let ended = c.ended();
                 println!(
                     "{},{},{},{},{},{},{},{},{},{}",
                     started.elapsed().as_secs(),
@@ -195,10 +202,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     sampler.abort();
     let c = &counts;
-    let ended = c.completed.load(Relaxed)
-        + c.panicked.load(Relaxed)
-        + c.timed_out.load(Relaxed)
-        + c.other.load(Relaxed);
+    let ended = c.ended();
     println!(
         "# end: {} submitted, {} ended ({} completed, {} panicked, {} timed out, {} other); rss {} KiB, {} fds",
         c.submitted.load(Relaxed),
