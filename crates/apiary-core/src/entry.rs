@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
-use crate::line::{self, Step, WaitLine};
+use crate::line::{self, Claim, Handed, Submitted, Takers, WaitLine};
 use crate::sync::AtomicUsize as LoadCount;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -88,17 +88,6 @@ impl Replica {
         }
     }
 
-    /// Free for a task of a waiting line: running, holding none, and its breaker closed.
-    fn is_free(&self) -> bool {
-        self.status() == ReplicaStatus::Running
-            && !self.gone.load(Ordering::Acquire)
-            && line::is_unclaimed(&self.load)
-            && self
-                .breaker
-                .as_ref()
-                .is_none_or(|b| b.state() == apiary_supervisor::BreakerState::Closed)
-    }
-
     pub(crate) fn actor(&self) -> Arc<ActorCell> {
         self.actor.load_full()
     }
@@ -167,16 +156,6 @@ fn stopped_kind(agent: &AgentName, gave_up: Option<&String>) -> SubmitErrorKind 
         },
         None => SubmitErrorKind::AgentStopped(agent.clone()),
     }
-}
-
-/// What became of a task offered to the replicas of an agent with several.
-enum Offer<T, O> {
-    /// A replica has it.
-    Taken,
-    /// None is free now, but one is busy or coming back: the task may wait for it.
-    NoneFree(T, Ticket<T, O>),
-    /// None can ever take it (all gone), or every one's breaker is open.
-    Refused(T, Ticket<T, O>, Refusal),
 }
 
 /// A future that starts one actor and gives back its cell.
@@ -511,127 +490,65 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
         }
     }
 
-    /// Several replicas: a free one takes the task, else it waits in line. Nothing overtakes
-    /// a task already waiting.
+    /// Several replicas: a free one takes the task, else it waits in line (nothing skips a
+    /// task already waiting; see [`WaitLine::submit`]).
     fn deliver_shared(
         self: &Arc<Self>,
         task: T,
         ticket: Ticket<T, O>,
     ) -> Result<(), (T, Ticket<T, O>, Refusal)> {
-        let (task, ticket) = if !self.parked.has_waiting() {
-            match self.offer(task, ticket) {
-                Offer::Taken => return Ok(()),
-                Offer::Refused(task, ticket, refusal) => return Err((task, ticket, refusal)),
-                Offer::NoneFree(task, ticket) => (task, ticket),
-            }
-        } else {
-            (task, ticket)
-        };
-        self.park_task(task, ticket);
-        self.pump();
-        Ok(())
-    }
-
-    /// Offers a task to each replica of an agent with several, starting at a rotating one:
-    /// the first that is free (claimed by swapping its load from 0 to 1) and whose breaker
-    /// lets it through takes it.
-    fn offer(self: &Arc<Self>, task: T, ticket: Ticket<T, O>) -> Offer<T, O> {
-        let replicas = self.replica_slice();
-        let n = replicas.len();
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
-        let restartable = self.spawner.is_some();
-        let (mut task, mut ticket) = (task, ticket);
-        let mut later = false;
-        let mut open_for: Option<Duration> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            let replica = &replicas[i];
-            match replica.status() {
-                ReplicaStatus::Running if replica.gone.load(Ordering::Acquire) => {
-                    later |= restartable;
-                    continue;
+        match self
+            .parked
+            .submit((task, ticket), &**self, |(task, ticket)| {
+                self.prepare_park(task, ticket)
+            }) {
+            Submitted::Accepted { refused } => {
+                if let Some(refusal) = refused {
+                    self.refuse_waiting(&refusal);
                 }
-                ReplicaStatus::Running => {}
-                ReplicaStatus::Restarting => {
-                    later = true;
-                    continue;
-                }
-                ReplicaStatus::Dead => continue,
+                Ok(())
             }
-            if !line::try_claim(&replica.load) {
-                later = true;
-                continue;
-            }
-            let permit = match self.acquire(i, replica) {
-                Ok(p) => p,
-                Err(d) => {
-                    line::release(&replica.load);
-                    open_for = Some(open_for.map_or(d, |o| o.min(d)));
-                    continue;
-                }
-            };
-            ticket.assign_claimed(i, &replica.load, permit);
-            match self.send(replica, task, ticket) {
-                Ok(()) => return Offer::Taken,
-                Err(back) => {
-                    // That actor just died; its supervisor decides whether it comes back.
-                    replica.gone.store(true, Ordering::Release);
-                    (task, ticket) = back;
-                    later |= restartable;
-                }
-            }
-        }
-        if later {
-            Offer::NoneFree(task, ticket)
-        } else if let Some(d) = open_for {
-            Offer::Refused(task, ticket, Refusal::BreakerOpen(d))
-        } else {
-            Offer::Refused(task, ticket, Refusal::Dead)
+            Submitted::Refused((task, ticket), refusal) => Err((task, ticket, refusal)),
         }
     }
 
     /// Hands waiting tasks, oldest first, to replicas that are free (see [`WaitLine::pump`]).
     fn pump(self: &Arc<Self>) {
-        let n = self.replica_slice().len();
-        if n < 2 {
+        if self.replica_slice().len() < 2 {
             return;
         }
-        let refused = self.parked.pump(
-            |(task, ticket)| {
-                if ticket.shared.state().hop_ended() {
-                    // Ended while it waited (cancelled, timed out): its ticket gives the
-                    // room back.
-                    return Step::Taken;
-                }
-                match self.offer(task, ticket) {
-                    Offer::Taken => Step::Taken,
-                    Offer::NoneFree(task, ticket) => Step::NoneFree((task, ticket)),
-                    Offer::Refused(task, ticket, refusal) => Step::Refused((task, ticket, refusal)),
-                }
-            },
-            || self.replica_slice().iter().any(Replica::is_free),
-        );
-        if let Some((_task, ticket, refusal)) = refused {
-            // No replica will take any of them: they all end with the reason.
-            self.end_refused(ticket, &refusal);
-            for (_task, ticket) in self.parked.drain() {
-                self.end_refused(ticket, &refusal);
-            }
+        if let Some(refusal) = self.parked.pump(&**self) {
+            self.refuse_waiting(&refusal);
+        }
+    }
+
+    /// No replica will take any waiting task: they all end with the reason.
+    fn refuse_waiting(&self, refusal: &Refusal) {
+        for (_task, ticket) in self.parked.drain() {
+            self.end_refused(ticket, refusal);
         }
     }
 
     /// Keeps a task until a replica is free or back (`pump`, `flush_parked`).
-    fn park_task(&self, task: T, mut ticket: Ticket<T, O>) {
+    fn park_task(&self, task: T, ticket: Ticket<T, O>) {
+        if let Some(item) = self.prepare_park(task, ticket) {
+            self.parked.push_back(item);
+        }
+    }
+
+    /// Readies a task for the waiting line, or ends it if a bounded shutdown gave up on
+    /// waiting tasks.
+    fn prepare_park(&self, task: T, mut ticket: Ticket<T, O>) -> Option<(T, Ticket<T, O>)> {
         if self.aborted.is_raised() {
             ticket
                 .shared
                 .finish(Outcome::Cancelled, Err(TaskError::Cancelled));
-            return;
+            return None;
         }
         // It holds no replica while it waits.
         ticket.unassign();
         ticket.shared.requeue();
-        self.parked.push_back((task, ticket));
+        Some((task, ticket))
     }
 
     /// Delivers every parked task again, in the order they were parked. `recheck`: as in
@@ -694,6 +611,90 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
             replica,
             transition: transition.into(),
         });
+    }
+}
+
+/// The replicas of an agent with several, as its waiting line hands tasks to them.
+impl<T: Send + 'static, O: Send + 'static> Takers<(T, Ticket<T, O>)> for AgentEntry<T, O> {
+    /// The replica's index and its breaker permit.
+    type Claim = (usize, Option<apiary_supervisor::Permit>);
+    type Refusal = Refusal;
+
+    /// Looks at each replica, starting at a rotating one so replicas share the work, and
+    /// claims the first that is free (its load swapped from 0 to 1) and whose breaker lets
+    /// a task through.
+    fn claim(&self) -> Claim<Self::Claim, Refusal> {
+        let replicas = self.replica_slice();
+        let n = replicas.len();
+        if n == 0 {
+            return Claim::Never(Refusal::Dead);
+        }
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+        let restartable = self.spawner.is_some();
+        let mut later = false;
+        let mut open_for: Option<Duration> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let replica = &replicas[i];
+            match replica.status() {
+                ReplicaStatus::Running if replica.gone.load(Ordering::Acquire) => {
+                    later |= restartable;
+                    continue;
+                }
+                ReplicaStatus::Running => {}
+                ReplicaStatus::Restarting => {
+                    later = true;
+                    continue;
+                }
+                ReplicaStatus::Dead => continue,
+            }
+            if !line::try_claim(&replica.load) {
+                later = true;
+                continue;
+            }
+            match self.acquire(i, replica) {
+                Ok(permit) => return Claim::Got((i, permit)),
+                Err(d) => {
+                    line::release(&replica.load);
+                    open_for = Some(open_for.map_or(d, |o| o.min(d)));
+                }
+            }
+        }
+        if later {
+            Claim::Later
+        } else if let Some(d) = open_for {
+            Claim::Never(Refusal::BreakerOpen(d))
+        } else {
+            Claim::Never(Refusal::Dead)
+        }
+    }
+
+    fn hand(
+        &self,
+        (i, permit): Self::Claim,
+        (task, mut ticket): (T, Ticket<T, O>),
+    ) -> Handed<Self::Claim, (T, Ticket<T, O>)> {
+        if ticket.shared.state().hop_ended() {
+            // Ended while it waited (cancelled, timed out): its ticket gives the room back.
+            return Handed::Unused((i, permit));
+        }
+        let replica = &self.replica_slice()[i];
+        ticket.assign_claimed(i, &replica.load, permit);
+        match self.send(replica, task, ticket) {
+            Ok(()) => Handed::Taken,
+            Err(back) => {
+                // That actor just died (its claim went back with the task); its supervisor
+                // decides whether it comes back.
+                replica.gone.store(true, Ordering::Release);
+                Handed::Back(back)
+            }
+        }
+    }
+
+    /// An unused breaker permit is dropped: it counts as neither outcome (a trial permit
+    /// lets the next trial through after the breaker's timeout).
+    fn unclaim(&self, (i, _permit): Self::Claim) {
+        line::release(&self.replica_slice()[i].load);
     }
 }
 
