@@ -38,6 +38,16 @@ pub enum ClusterError {
         /// How long was waited.
         seconds: u64,
     },
+    /// A node or swarm name that cannot be used.
+    #[error("{what} name `{name}` cannot be used: {reason}")]
+    Name {
+        /// `node` or `swarm`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An actor of the node failed to start.
     #[error("node `{node}`: {reason}")]
     Actor {

@@ -1,5 +1,5 @@
-//! Exporting an agent: a gateway actor per exported agent, in a ractor process group that
-//! every node of the cluster sees.
+//! Exporting an agent: a gateway actor per exported agent, which the node's peers in the
+//! same swarm find (see `members`).
 
 use std::{marker::PhantomData, sync::Arc};
 
@@ -8,12 +8,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
+    members::{member_name, scope},
     node::Shared,
     wire::{encode, open, GatewayMsg, Reply, Wire},
     ClusterError, Node,
 };
 
-/// The process group holding the gateways of `agent` on every node.
+/// The group of the gateways of `agent`.
 pub(crate) fn group(agent: &str) -> String {
     format!("apiary.agent.{agent}")
 }
@@ -39,7 +40,11 @@ where
         myself: ActorRef<GatewayMsg>,
         state: GatewayState<T, O>,
     ) -> Result<GatewayState<T, O>, ActorProcessingErr> {
-        ractor::pg::join(group(state.agent.name().as_str()), vec![myself.get_cell()]);
+        ractor::pg::join_scoped(
+            scope(&state.shared.swarm),
+            group(state.agent.name().as_str()),
+            vec![myself.get_cell()],
+        );
         Ok(state)
     }
 
@@ -102,12 +107,15 @@ impl Node {
             shared: self.shared.clone(),
         };
         let agent = agent.name();
-        Actor::spawn(None, Gateway(PhantomData), state)
+        let group = group(agent.as_str());
+        let name = member_name(&self.shared.swarm, &group, self.name());
+        let (gateway, _) = Actor::spawn(Some(name), Gateway(PhantomData), state)
             .await
-            .map(drop)
             .map_err(|e| ClusterError::Actor {
                 node: self.name().to_owned(),
                 reason: format!("cannot export agent `{agent}`: {e}"),
-            })
+            })?;
+        self.shared.offered.add(&group, gateway.get_cell());
+        Ok(())
     }
 }

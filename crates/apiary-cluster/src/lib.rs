@@ -2,8 +2,11 @@
 //!
 //! - [`Node`]: a `NodeServer` listening on 127.0.0.1 unless told otherwise, with cookie
 //!   authentication; [`Node::connect`] to peers; [`Node::subscribe`] to [`MembershipEvent`]s.
-//! - [`Node::export`] makes an agent of a local swarm reachable from every node; tasks and
-//!   outputs cross nodes postcard-encoded inside ractor_cluster's serializable messages.
+//! - [`Node::export`] makes an agent of a local swarm reachable from every node serving the
+//!   same swarm ([`NodeConfig::swarm`]); tasks and outputs cross nodes postcard-encoded
+//!   inside ractor_cluster's serializable messages. Several nodes may share one process, and
+//!   several swarms one cluster: each node sees only its own exports and those of its peers
+//!   in its swarm.
 //! - [`Node::remote`] gives a [`RemoteAgent`] that sends tasks to whichever nodes export the
 //!   agent, moving a task to another node if its node drops out, and failing it back with
 //!   the cause when none is left. A `RemoteAgent` is an agent too: a local swarm's topology
@@ -21,6 +24,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gateway;
+mod members;
 mod node;
 mod remote;
 #[cfg(feature = "memory")]

@@ -14,6 +14,7 @@ use ractor_cluster::{
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::members::{check_name, Member, Offered, Session};
 use crate::ClusterError;
 
 /// How long `connect` waits for the handshake (authentication included).
@@ -49,6 +50,10 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// The shared secret: peers with another cookie are refused.
     pub cookie: String,
+    /// The swarm this node serves (`default` unless told otherwise): it exports agents and
+    /// its memory to that swarm, and reaches only that swarm's agents, so two swarms in one
+    /// cluster may export agents of the same name.
+    pub swarm: String,
     /// TLS for every session, if set (plain TCP otherwise).
     pub tls: Option<Tls>,
 }
@@ -60,8 +65,15 @@ impl NodeConfig {
             name: name.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cookie: cookie.into(),
+            swarm: "default".into(),
             tls: None,
         }
+    }
+
+    /// Serves the swarm `swarm` (see [`NodeConfig::swarm`](NodeConfig#structfield.swarm)).
+    pub fn swarm(mut self, swarm: impl Into<String>) -> Self {
+        self.swarm = swarm.into();
+        self
     }
 
     /// Encrypts every session with TLS.
@@ -108,27 +120,36 @@ pub enum MembershipEvent {
 
 #[derive(Debug, Default)]
 pub(crate) struct Peers {
-    /// Node id (as in remote actor ids) -> name.
-    by_id: HashMap<u64, String>,
     /// Session address -> name, for sessions that got ready.
     by_addr: HashMap<String, String>,
+    /// Node id -> the session with that peer, for sessions that got ready.
+    sessions: HashMap<u64, Session>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) name: String,
+    pub(crate) swarm: String,
+    /// The actors this node offers the cluster.
+    pub(crate) offered: Offered,
     pub(crate) events: broadcast::Sender<MembershipEvent>,
     pub(crate) peers: Mutex<Peers>,
 }
 
 impl Shared {
-    pub(crate) fn peer_name(&self, node_id: u64) -> String {
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers
-            .by_id
-            .get(&node_id)
-            .cloned()
-            .unwrap_or_else(|| format!("#{node_id}"))
+    /// The members of `group` in this node's swarm that it can reach, its own first.
+    pub(crate) fn members(&self, group: &str) -> Vec<Member> {
+        let sessions: Vec<Session> = {
+            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.sessions.values().cloned().collect()
+        };
+        self.offered
+            .members(&self.name, &self.swarm, group, &sessions)
+    }
+
+    fn set_peers_gauge(&self, peers: &Peers) {
+        metrics::gauge!(apiary_metrics::CLUSTER_PEERS.name, "node" => self.name.clone())
+            .set(peers.by_addr.len() as f64);
     }
 
     pub(crate) fn publish(&self, event: MembershipEvent) {
@@ -159,9 +180,15 @@ impl NodeEventSubscription for Subscription {
         let node = name_of(&ses).unwrap_or_else(|| "?".into());
         {
             let mut peers = self.0.peers.lock().unwrap_or_else(|p| p.into_inner());
-            peers.by_id.insert(ses.node_id, node.clone());
             peers.by_addr.insert(ses.peer_addr.clone(), node.clone());
-            metrics::gauge!(apiary_metrics::CLUSTER_PEERS.name).set(peers.by_addr.len() as f64);
+            peers.sessions.insert(
+                ses.node_id,
+                Session {
+                    peer: node.clone(),
+                    cell: ses.actor.get_cell(),
+                },
+            );
+            self.0.set_peers_gauge(&peers);
         }
         self.0.publish(MembershipEvent::Up {
             node,
@@ -172,9 +199,9 @@ impl NodeEventSubscription for Subscription {
     fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
         let node = {
             let mut peers = self.0.peers.lock().unwrap_or_else(|p| p.into_inner());
-            peers.by_id.remove(&ses.node_id);
+            peers.sessions.remove(&ses.node_id);
             let name = peers.by_addr.remove(&ses.peer_addr);
-            metrics::gauge!(apiary_metrics::CLUSTER_PEERS.name).set(peers.by_addr.len() as f64);
+            self.0.set_peers_gauge(&peers);
             name
         };
         let node = node.or_else(|| name_of(&ses)).unwrap_or_else(|| "?".into());
@@ -219,6 +246,13 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// Starts the node's server on `config.listen`.
     pub async fn start(config: NodeConfig) -> Result<Self, ClusterError> {
+        for (what, name) in [("node", &config.name), ("swarm", &config.swarm)] {
+            check_name(name).map_err(|reason| ClusterError::Name {
+                what,
+                name: name.clone(),
+                reason,
+            })?;
+        }
         let listen_error = |reason: String| ClusterError::Listen {
             node: config.name.clone(),
             addr: config.listen,
@@ -232,6 +266,8 @@ impl Node {
         let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             name: config.name.clone(),
+            swarm: config.swarm.clone(),
+            offered: Offered::default(),
             events,
             peers: Mutex::default(),
         });
@@ -333,8 +369,16 @@ impl Node {
             }))
     }
 
-    /// Stops the node's server; peers see it go down.
+    /// The swarm the node serves.
+    pub fn swarm(&self) -> &str {
+        &self.shared.swarm
+    }
+
+    /// Stops the node's server and what it exports; peers see it go down.
     pub async fn shutdown(&self) {
         let _ = self.server.stop_and_wait(None, None).await;
+        for cell in self.shared.offered.take_all() {
+            let _ = cell.stop_and_wait(None, None).await;
+        }
     }
 }

@@ -65,22 +65,17 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
         self
     }
 
-    /// Names of the nodes exporting the agent now (this node's own name if it does too).
+    /// Names of the nodes exporting the agent to this node's swarm now (this node's own
+    /// name if it does too).
     pub fn nodes(&self) -> Vec<String> {
-        let mut names: Vec<String> = ractor::pg::get_members(&group(&self.agent))
-            .iter()
-            .map(|cell| self.node_of(cell.get_id()))
+        let mut names: Vec<String> = self
+            .shared
+            .members(&group(&self.agent))
+            .into_iter()
+            .map(|m| m.node)
             .collect();
         names.sort();
         names
-    }
-
-    fn node_of(&self, id: ActorId) -> String {
-        if id.is_local() {
-            self.shared.name.clone()
-        } else {
-            self.shared.peer_name(id.node())
-        }
     }
 
     /// Runs `task` on a node exporting the agent and returns its output.
@@ -96,8 +91,9 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
             Err(RemoteError::Timeout { .. }) => "timed_out",
         };
         let agent = self.agent.clone();
-        metrics::counter!(m::REMOTE_TASKS_TOTAL.name, "agent" => agent.clone(), "outcome" => outcome).increment(1);
-        metrics::histogram!(m::REMOTE_TASK_DURATION_SECONDS.name, "agent" => agent)
+        let node = self.shared.name.clone();
+        metrics::counter!(m::REMOTE_TASKS_TOTAL.name, "node" => node.clone(), "agent" => agent.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!(m::REMOTE_TASK_DURATION_SECONDS.name, "node" => node, "agent" => agent)
             .record(started.elapsed().as_secs_f64());
         result
     }
@@ -109,20 +105,23 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
             node: self.shared.name.clone(),
             message,
         })?;
-        let mut tried: HashSet<ActorId> = HashSet::new();
+        // Ids are unique per node only: a gateway is known by its node and id.
+        let mut tried: HashSet<(String, ActorId)> = HashSet::new();
         let mut last_down = None;
         loop {
-            let members: Vec<_> = ractor::pg::get_members(&group(&agent))
+            let members: Vec<_> = self
+                .shared
+                .members(&group(&agent))
                 .into_iter()
-                .filter(|cell| !tried.contains(&cell.get_id()))
+                .filter(|m| !tried.contains(&(m.node.clone(), m.cell.get_id())))
                 .collect();
             if members.is_empty() {
                 return Err(last_down.unwrap_or(RemoteError::NoNode { agent }));
             }
-            let cell = members[self.next.fetch_add(1, Ordering::Relaxed) % members.len()].clone();
-            let id = cell.get_id();
-            let node = self.node_of(id);
-            let gateway: ActorRef<GatewayMsg> = cell.into();
+            let member = members[self.next.fetch_add(1, Ordering::Relaxed) % members.len()].clone();
+            let id = member.cell.get_id();
+            let node = member.node;
+            let gateway: ActorRef<GatewayMsg> = member.cell.into();
             let payload = request.clone();
             // A gateway whose session is gone (closed mid-call or unreachable) is failed
             // over from: the next member of the group gets the task.
@@ -163,9 +162,9 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
                 Ok(CallResult::SenderError) => "the session closed before the answer came".into(),
                 Err(e) => e.to_string(),
             };
-            metrics::counter!(m::REMOTE_FAILOVERS_TOTAL.name, "agent" => agent.clone())
+            metrics::counter!(m::REMOTE_FAILOVERS_TOTAL.name, "node" => self.shared.name.clone(), "agent" => agent.clone())
                 .increment(1);
-            tried.insert(id);
+            tried.insert((node.clone(), id));
             last_down = Some(RemoteError::NodeDown {
                 agent: agent.clone(),
                 node,

@@ -9,13 +9,14 @@ use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    members::{member_name, scope},
     node::Shared,
     wire::{decode, encode, open, seal, Wire},
     ClusterError, Node,
 };
 
-/// The process group of memory shards.
-const GROUP: &str = "apiary.memory";
+/// The group of memory shards.
+const GROUP: &str = "memory";
 
 #[derive(RactorClusterMessage)]
 pub(crate) enum ShardMsg {
@@ -42,7 +43,11 @@ impl Actor for ShardActor {
         myself: ActorRef<ShardMsg>,
         state: ShardState,
     ) -> Result<ShardState, ActorProcessingErr> {
-        ractor::pg::join(GROUP.to_owned(), vec![myself.get_cell()]);
+        ractor::pg::join_scoped(
+            scope(&state.shared.swarm),
+            GROUP.to_owned(),
+            vec![myself.get_cell()],
+        );
         Ok(state)
     }
 
@@ -117,13 +122,15 @@ impl Node {
             memory: memory.clone(),
             shared: self.shared.clone(),
         };
-        Actor::spawn(None, ShardActor, state)
+        let name = member_name(&self.shared.swarm, GROUP, self.name());
+        let (shard, _) = Actor::spawn(Some(name), ShardActor, state)
             .await
-            .map(drop)
             .map_err(|e| ClusterError::Actor {
                 node: self.name().to_owned(),
                 reason: format!("cannot export the memory: {e}"),
-            })
+            })?;
+        self.shared.offered.add(GROUP, shard.get_cell());
+        Ok(())
     }
 
     /// The cluster's memory shards as one memory.
@@ -136,19 +143,12 @@ impl Node {
 
 impl ShardedMemory {
     fn shards(&self) -> Vec<(String, ActorRef<ShardMsg>)> {
-        let mut shards: Vec<(String, ActorRef<ShardMsg>)> =
-            ractor::pg::get_members(&GROUP.to_owned())
-                .into_iter()
-                .map(|cell| {
-                    let id = cell.get_id();
-                    let node = if id.is_local() {
-                        self.shared.name.clone()
-                    } else {
-                        self.shared.peer_name(id.node())
-                    };
-                    (node, cell.into())
-                })
-                .collect();
+        let mut shards: Vec<(String, ActorRef<ShardMsg>)> = self
+            .shared
+            .members(GROUP)
+            .into_iter()
+            .map(|m| (m.node, m.cell.into()))
+            .collect();
         shards.sort_by(|a, b| a.0.cmp(&b.0));
         shards
     }

@@ -1,6 +1,10 @@
 //! Swarms across OS processes on 127.0.0.1: three nodes (this test process and two copies of
 //! this test binary, re-executed as node processes), one killed with SIGKILL mid-run; a wrong
-//! cookie refused; a message that does not decode reported, not panicked on.
+//! cookie refused; a message that does not decode reported, not panicked on; nodes and swarms
+//! sharing a process or a cluster without seeing each other's agents.
+//!
+//! These tests pass as threads of one process (`cargo test`) as well as one process each
+//! (nextest): each uses node names of its own, and reads metrics by its own node's label.
 
 use std::{
     net::SocketAddr,
@@ -182,11 +186,18 @@ async fn three_node_processes_lose_no_task_when_one_is_killed() {
     // The same story in the metrics, counted where it happened.
     let metrics = exporter.render();
     assert!(
-        metrics.contains(r#"apiary_remote_tasks_total{agent="sieve",outcome="completed"} 300"#),
+        metrics.contains(
+            r#"apiary_remote_tasks_total{node="coordinator",agent="sieve",outcome="completed"} 300"#
+        ),
         "{metrics}"
     );
-    assert!(metrics.contains("apiary_cluster_peers 1"), "{metrics}");
-    assert!(metrics.contains(r#"apiary_remote_task_duration_seconds_count{agent="sieve"} 300"#));
+    assert!(
+        metrics.contains(r#"apiary_cluster_peers{node="coordinator"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"apiary_remote_task_duration_seconds_count{node="coordinator",agent="sieve"} 300"#
+    ));
     coordinator.shutdown().await;
 }
 
@@ -337,4 +348,118 @@ async fn a_topology_spans_nodes_through_remote_members() {
     );
     swarm.shutdown().await;
     here.shutdown().await;
+}
+
+async fn node(name: &str, swarm: &str) -> Node {
+    Node::start(NodeConfig::new(name, COOKIE).swarm(swarm))
+        .await
+        .unwrap()
+}
+
+async fn export_sieve(node: &Node) -> Swarm {
+    let swarm = sieve_swarm(node.name()).await;
+    node.export(&swarm.agent::<Job, Done>("sieve").unwrap())
+        .await
+        .unwrap();
+    swarm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_in_one_process_see_only_their_own_and_their_peers_agents() {
+    // Three nodes of one swarm in this process: `host` exports `sieve`, `user` is connected
+    // to it, `loner` to nobody (ractor's process groups are global to the process).
+    let host = node("scoped-host", "default").await;
+    let user = node("scoped-user", "default").await;
+    let loner = node("scoped-loner", "default").await;
+    let _swarm = export_sieve(&host).await;
+    user.connect(host.addr()).await.unwrap();
+    let sieve = user.remote::<Job, Done>("sieve");
+    eventually("the host's gateway", || {
+        (sieve.nodes() == ["scoped-host"]).then_some(())
+    })
+    .await;
+    let done = sieve.submit(&Job { id: 1, limit: 100 }).await.unwrap();
+    assert_eq!((done.primes, done.node.as_str()), (25, "scoped-host"));
+    // No reflection of its own gateway through the peer, and nothing for the loner.
+    assert_eq!(host.remote::<Job, Done>("sieve").nodes(), ["scoped-host"]);
+    assert!(loner.remote::<Job, Done>("sieve").nodes().is_empty());
+    assert!(matches!(
+        loner
+            .remote::<Job, Done>("sieve")
+            .submit(&Job { id: 2, limit: 10 })
+            .await,
+        Err(RemoteError::NoNode { .. })
+    ));
+
+    // Shut down, the host's gateway is gone for its peer too.
+    host.shutdown().await;
+    eventually("the host's gateway to leave", || {
+        sieve.nodes().is_empty().then_some(())
+    })
+    .await;
+    user.shutdown().await;
+    loner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_swarms_in_one_cluster_never_see_each_others_agents() {
+    // Two swarms, `build` and `check`, each with a node exporting an agent called `sieve` and
+    // a node calling it; all four nodes connected to each other.
+    let build_worker = node("build-worker", "build").await;
+    let check_worker = node("check-worker", "check").await;
+    let build_caller = node("build-caller", "build").await;
+    let check_caller = node("check-caller", "check").await;
+    let _b = export_sieve(&build_worker).await;
+    let _c = export_sieve(&check_worker).await;
+    let all = [&build_worker, &check_worker, &build_caller, &check_caller];
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            a.connect(b.addr()).await.unwrap();
+        }
+    }
+    for (caller, worker) in [
+        (&build_caller, "build-worker"),
+        (&check_caller, "check-worker"),
+    ] {
+        let sieve = caller.remote::<Job, Done>("sieve");
+        eventually("the swarm's own gateway", || {
+            (sieve.nodes() == [worker]).then_some(())
+        })
+        .await;
+        for id in 0..20 {
+            let done = sieve.submit(&Job { id, limit: 100 }).await.unwrap();
+            assert_eq!(
+                done.node,
+                worker,
+                "a task of {} ran elsewhere",
+                caller.name()
+            );
+        }
+    }
+    assert_eq!(
+        build_caller.peers(),
+        ["build-worker", "check-caller", "check-worker"],
+        "the sessions are there; only the agents are scoped"
+    );
+    for n in all {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_cannot_be_used_is_refused() {
+    let err = Node::start(NodeConfig::new("a@b", COOKIE))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::Name { what: "node", name, .. } if name == "a@b"),
+        "{err}"
+    );
+    let err = Node::start(NodeConfig::new("ok", COOKIE).swarm(""))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::Name { what: "swarm", .. }),
+        "{err}"
+    );
 }

@@ -98,16 +98,16 @@ catalogue! {
     MEMORY_TRAINING_DURATION_SECONDS = "apiary_memory_training_duration_seconds", Histogram, [], "seconds",
         "Time to train, fill and tune a quantized index on a blocking thread.";
     /// Cluster peers with a ready session.
-    CLUSTER_PEERS = "apiary_cluster_peers", Gauge, [], "",
-        "Peers of this node whose ractor_cluster session is authenticated and ready.";
+    CLUSTER_PEERS = "apiary_cluster_peers", Gauge, ["node"], "",
+        "Peers of a node of this process whose ractor_cluster session is authenticated and ready.";
     /// Tasks sent to agents on other nodes.
-    REMOTE_TASKS_TOTAL = "apiary_remote_tasks_total", Counter, ["agent", "outcome"], "",
-        "Tasks sent to an agent on another node, by outcome (completed, failed, node_down, no_node, undecodable, timed_out).";
+    REMOTE_TASKS_TOTAL = "apiary_remote_tasks_total", Counter, ["node", "agent", "outcome"], "",
+        "Tasks a node of this process sent to an agent on another node, by outcome (completed, failed, node_down, no_node, undecodable, timed_out).";
     /// Remote tasks whose node dropped out.
-    REMOTE_FAILOVERS_TOTAL = "apiary_remote_failovers_total", Counter, ["agent"], "",
+    REMOTE_FAILOVERS_TOTAL = "apiary_remote_failovers_total", Counter, ["node", "agent"], "",
         "Times a remote task's node dropped out before answering (the task then goes to the next node exporting the agent, if any).";
     /// Round trip of a remote task.
-    REMOTE_TASK_DURATION_SECONDS = "apiary_remote_task_duration_seconds", Histogram, ["agent"], "seconds",
+    REMOTE_TASK_DURATION_SECONDS = "apiary_remote_task_duration_seconds", Histogram, ["node", "agent"], "seconds",
         "Time from sending a task to another node to its answer, failovers included.";
     /// Model calls.
     LLM_CALLS_TOTAL = "apiary_llm_calls_total", Counter, ["agent", "model", "outcome"], "",
