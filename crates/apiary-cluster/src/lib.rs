@@ -2,6 +2,8 @@
 //!
 //! - [`Node`]: a `NodeServer` listening on 127.0.0.1 unless told otherwise, with cookie
 //!   authentication; [`Node::connect`] to peers; [`Node::subscribe`] to [`MembershipEvent`]s.
+//!   A [`Heartbeat`] drops a peer that stops answering and redials the peers a node
+//!   connected to, so a cut link shows as `Down` within seconds and a healed one rejoins.
 //! - [`Node::export`] makes an agent of a local swarm reachable from every node serving the
 //!   same swarm ([`NodeConfig::swarm`]); tasks and outputs cross nodes postcard-encoded
 //!   inside ractor_cluster's serializable messages. Several nodes may share one process, and
@@ -24,6 +26,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gateway;
+mod heartbeat;
 mod members;
 mod node;
 mod remote;
@@ -32,6 +35,7 @@ mod shard;
 mod wire;
 
 pub use error::{ClusterError, RemoteError};
+pub use heartbeat::Heartbeat;
 pub use node::{MembershipEvent, Node, NodeConfig, Tls};
 pub use remote::RemoteAgent;
 #[cfg(feature = "memory")]

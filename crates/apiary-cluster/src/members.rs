@@ -120,25 +120,32 @@ impl Offered {
             })
             .collect();
         for session in sessions {
-            members.extend(
-                session
-                    .cell
-                    .get_children()
-                    .into_iter()
-                    .filter(|stub| {
-                        is_live(stub)
-                            && stub
-                                .get_name()
-                                .is_some_and(|name| is_member(&name, swarm, group, &session.peer))
-                    })
-                    .map(|cell| Member {
-                        cell,
-                        node: session.peer.clone(),
-                    }),
-            );
+            members.extend(stubs(session, swarm, group).map(|cell| Member {
+                cell,
+                node: session.peer.clone(),
+            }));
         }
         members
     }
+}
+
+/// The live remote actors of `session` that its peer offers to `group` of `swarm`.
+fn stubs<'a>(
+    session: &'a Session,
+    swarm: &'a str,
+    group: &'a str,
+) -> impl Iterator<Item = ActorCell> + 'a {
+    session.cell.get_children().into_iter().filter(move |stub| {
+        is_live(stub)
+            && stub
+                .get_name()
+                .is_some_and(|name| is_member(&name, swarm, group, &session.peer))
+    })
+}
+
+/// One live remote actor of `session` that its peer offers to `group` of `swarm`.
+pub(crate) fn find(session: &Session, swarm: &str, group: &str) -> Option<ActorCell> {
+    stubs(session, swarm, group).next()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A node: one `ractor_cluster::NodeServer`, its peers, and what happens to them.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{SocketAddr, TcpListener},
     sync::{Arc, Mutex},
     time::Duration,
@@ -14,6 +14,7 @@ use ractor_cluster::{
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::heartbeat::{self, Heartbeat};
 use crate::members::{check_name, Member, Offered, Session};
 use crate::ClusterError;
 
@@ -56,6 +57,8 @@ pub struct NodeConfig {
     pub swarm: String,
     /// TLS for every session, if set (plain TCP otherwise).
     pub tls: Option<Tls>,
+    /// How peers are checked and when a silent one is dropped.
+    pub heartbeat: Heartbeat,
 }
 
 impl NodeConfig {
@@ -67,7 +70,14 @@ impl NodeConfig {
             cookie: cookie.into(),
             swarm: "default".into(),
             tls: None,
+            heartbeat: Heartbeat::default(),
         }
+    }
+
+    /// Checks peers as `heartbeat` says.
+    pub fn heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
     }
 
     /// Serves the swarm `swarm` (see [`NodeConfig::swarm`](NodeConfig#structfield.swarm)).
@@ -132,6 +142,10 @@ pub(crate) struct Shared {
     pub(crate) swarm: String,
     /// The actors this node offers the cluster.
     pub(crate) offered: Offered,
+    /// Peers this node connected to, dialled again when their session drops.
+    dialled: Mutex<HashSet<SocketAddr>>,
+    /// The heartbeat task, stopped at shutdown.
+    watcher: Mutex<Option<tokio::task::AbortHandle>>,
     pub(crate) events: broadcast::Sender<MembershipEvent>,
     pub(crate) peers: Mutex<Peers>,
 }
@@ -139,12 +153,25 @@ pub(crate) struct Shared {
 impl Shared {
     /// The members of `group` in this node's swarm that it can reach, its own first.
     pub(crate) fn members(&self, group: &str) -> Vec<Member> {
-        let sessions: Vec<Session> = {
-            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            peers.sessions.values().cloned().collect()
-        };
         self.offered
-            .members(&self.name, &self.swarm, group, &sessions)
+            .members(&self.name, &self.swarm, group, &self.sessions())
+    }
+
+    /// The sessions with peers that are ready.
+    pub(crate) fn sessions(&self) -> Vec<Session> {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.sessions.values().cloned().collect()
+    }
+
+    /// Peers this node connected to whose session is not up.
+    pub(crate) fn lost_dials(&self) -> Vec<SocketAddr> {
+        let dialled = self.dialled.lock().unwrap_or_else(|p| p.into_inner());
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        dialled
+            .iter()
+            .filter(|addr| !peers.by_addr.contains_key(&addr.to_string()))
+            .copied()
+            .collect()
     }
 
     fn set_peers_gauge(&self, peers: &Peers) {
@@ -232,6 +259,7 @@ pub struct Node {
     server: ActorRef<NodeServerMessage>,
     addr: SocketAddr,
     tls: Option<Tls>,
+    pub(crate) heartbeat: Heartbeat,
 }
 
 impl std::fmt::Debug for Node {
@@ -268,6 +296,8 @@ impl Node {
             name: config.name.clone(),
             swarm: config.swarm.clone(),
             offered: Offered::default(),
+            dialled: Mutex::default(),
+            watcher: Mutex::default(),
             events,
             peers: Mutex::default(),
         });
@@ -295,12 +325,26 @@ impl Node {
                 node: config.name.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Self {
+        let node = Self {
             shared,
             server,
             addr,
             tls: config.tls,
-        })
+            heartbeat: config.heartbeat,
+        };
+        let watcher = heartbeat::start(&node).await.map_err(|reason| {
+            node.server.stop(None);
+            ClusterError::Actor {
+                node: config.name.clone(),
+                reason,
+            }
+        })?;
+        *node
+            .shared
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(watcher.abort_handle());
+        Ok(node)
     }
 
     /// The node's name.
@@ -328,26 +372,44 @@ impl Node {
 
     /// Connects to a peer and waits until the session is authenticated and ready; returns
     /// the peer's name. A peer with another cookie closes the session: [`ClusterError::Refused`].
+    ///
+    /// The peer is remembered: if its session drops (it stops answering heartbeats, or it
+    /// restarts), this node dials it again every [`Heartbeat::interval`] until it is back.
     pub async fn connect(&self, peer: SocketAddr) -> Result<String, ClusterError> {
+        let name = self.dial(peer, HANDSHAKE).await?;
+        self.shared
+            .dialled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer);
+        Ok(name)
+    }
+
+    /// Opens a session with `peer` and waits up to `wait` for it to be ready.
+    pub(crate) async fn dial(
+        &self,
+        peer: SocketAddr,
+        wait: Duration,
+    ) -> Result<String, ClusterError> {
         let mut events = self.subscribe();
-        let connected = match &self.tls {
-            Some(tls) => {
-                ractor_cluster::client_connect_enc(
-                    &self.server,
-                    peer,
-                    tls.connector.clone(),
-                    tls.server_name.clone(),
-                )
-                .await
-            }
-            None => ractor_cluster::client_connect(&self.server, peer).await,
-        };
-        connected.map_err(|e| ClusterError::Connect {
-            peer,
-            reason: e.to_string(),
-        })?;
         let wanted = peer.to_string();
-        let wait = async {
+        let ready = async {
+            let connected = match &self.tls {
+                Some(tls) => {
+                    ractor_cluster::client_connect_enc(
+                        &self.server,
+                        peer,
+                        tls.connector.clone(),
+                        tls.server_name.clone(),
+                    )
+                    .await
+                }
+                None => ractor_cluster::client_connect(&self.server, peer).await,
+            };
+            connected.map_err(|e| ClusterError::Connect {
+                peer,
+                reason: e.to_string(),
+            })?;
             loop {
                 match events.recv().await {
                     Ok(MembershipEvent::Up { node, addr }) if addr == wanted => return Ok(node),
@@ -361,11 +423,11 @@ impl Node {
                 }
             }
         };
-        tokio::time::timeout(HANDSHAKE, wait)
+        tokio::time::timeout(wait, ready)
             .await
             .unwrap_or(Err(ClusterError::HandshakeTimeout {
                 peer,
-                seconds: HANDSHAKE.as_secs(),
+                seconds: wait.as_secs(),
             }))
     }
 
@@ -376,6 +438,15 @@ impl Node {
 
     /// Stops the node's server and what it exports; peers see it go down.
     pub async fn shutdown(&self) {
+        let watcher = self
+            .shared
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         let _ = self.server.stop_and_wait(None, None).await;
         for cell in self.shared.offered.take_all() {
             let _ = cell.stop_and_wait(None, None).await;

@@ -12,78 +12,16 @@ use std::{
 };
 
 mod common;
+#[path = "common/sieve.rs"]
+mod sieve;
 
-use apiary_cluster::{ClusterError, MembershipEvent, Node, NodeConfig, RemoteError};
+use apiary_cluster::{ClusterError, Heartbeat, MembershipEvent, Node, NodeConfig, RemoteError};
 use apiary_core::{Agent, AgentContext, AgentSpec, BoxError, Swarm, TaskError};
 use common::NodeProcess;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use sieve::{eventually, primes_below, sieve_swarm, Done, Job};
 
 const COOKIE: &str = "apiary-test-cookie";
-
-/// Count the primes below `limit` (real work, checkable by the caller).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Job {
-    id: u64,
-    limit: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Done {
-    id: u64,
-    primes: u64,
-    node: String,
-}
-
-fn primes_below(limit: u64) -> u64 {
-    (2..limit)
-        .filter(|n| (2..).take_while(|d| d * d <= *n).all(|d| n % d != 0))
-        .count() as u64
-}
-
-struct Sieve {
-    node: String,
-}
-
-impl Agent for Sieve {
-    type Task = Job;
-    type Output = Done;
-    type Error = std::convert::Infallible;
-
-    async fn handle(
-        &mut self,
-        job: Job,
-        _ctx: &AgentContext<Job, Done>,
-    ) -> Result<Done, Self::Error> {
-        Ok(Done {
-            id: job.id,
-            primes: primes_below(job.limit),
-            node: self.node.clone(),
-        })
-    }
-}
-
-async fn sieve_swarm(node: &str) -> Swarm {
-    let node = node.to_owned();
-    Swarm::builder()
-        .agent(AgentSpec::new("sieve").replicas(2), move || Sieve {
-            node: node.clone(),
-        })
-        .start()
-        .await
-        .unwrap()
-}
-
-async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A node process: exports its `sieve` agent and joins the cluster through the peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,4 +400,93 @@ async fn a_name_that_cannot_be_used_is_refused() {
         matches!(&err, ClusterError::Name { what: "swarm", .. }),
         "{err}"
     );
+}
+
+/// Waits for `event` from `events`, for up to `secs` seconds.
+async fn wait_for(
+    events: &mut tokio::sync::broadcast::Receiver<MembershipEvent>,
+    secs: u64,
+    event: impl Fn(&MembershipEvent) -> bool,
+) -> bool {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            match events.recv().await {
+                Ok(e) if event(&e) => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("membership events ended: {e}"),
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().expect("the node process runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_peer_is_dropped_and_rejoins_when_it_thaws() {
+    // A peer that stops answering without closing its socket (SIGSTOP: what a cut network
+    // looks like from here) is dropped by the heartbeat; thawed, it dials back in.
+    let beat = Heartbeat {
+        interval: Duration::from_millis(200),
+        misses: 3,
+    };
+    let here = Node::start(NodeConfig::new("thaw-here", COOKIE).heartbeat(beat))
+        .await
+        .unwrap();
+    let mut events = here.subscribe();
+    let frozen = spawn_node("frozen", here.addr()).await;
+    let sieve = here.remote::<Job, Done>("sieve");
+    eventually("the frozen node's gateway", || {
+        (sieve.nodes() == ["frozen"]).then_some(())
+    })
+    .await;
+
+    signal(&frozen.0, "-STOP");
+    let stopped = Instant::now();
+    assert!(
+        wait_for(
+            &mut events,
+            10,
+            |e| matches!(e, MembershipEvent::Down { node, .. } if node == "frozen")
+        )
+        .await,
+        "no Down for a peer that stopped answering"
+    );
+    let detected = stopped.elapsed();
+    assert!(sieve.nodes().is_empty());
+    assert!(matches!(
+        sieve.submit(&Job { id: 1, limit: 10 }).await,
+        Err(RemoteError::NoNode { .. })
+    ));
+
+    signal(&frozen.0, "-CONT");
+    assert!(
+        wait_for(
+            &mut events,
+            15,
+            |e| matches!(e, MembershipEvent::Up { node, .. } if node == "frozen")
+        )
+        .await,
+        "the thawed peer did not dial back in"
+    );
+    eventually("the thawed node's gateway", || {
+        (sieve.nodes() == ["frozen"]).then_some(())
+    })
+    .await;
+    let done = sieve.submit(&Job { id: 2, limit: 100 }).await.unwrap();
+    assert_eq!((done.primes, done.node.as_str()), (25, "frozen"));
+    // Three misses of 200 ms, and the first one's wait.
+    assert!(
+        detected < Duration::from_secs(3),
+        "detected after {detected:?}"
+    );
+    here.shutdown().await;
 }
