@@ -37,6 +37,9 @@ if [ "$purpose" = test ]; then
         # The web console's browser test drives Debian's Chromium through chromedriver.
         chromium
         chromium-driver
+        # The cluster's network test puts nodes in network namespaces (ip netns, veth,
+        # bridge) and delays packets with tc netem.
+        iproute2
     )
 fi
 
