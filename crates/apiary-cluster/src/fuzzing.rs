@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets under `fuzz/`, compiled only under `--cfg fuzzing`
 //! (which cargo-fuzz sets): what a node decodes of what its peers send.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
@@ -15,11 +15,7 @@ use crate::MembershipEvent;
 /// be published as a `DecodeFailed` event, and one that does must not be.
 pub fn decode_all(bytes: &[u8]) {
     let (events, mut seen) = broadcast::channel(16);
-    let shared = Arc::new(Shared {
-        name: "fuzz".into(),
-        events,
-        peers: Mutex::default(),
-    });
+    let shared = Arc::new(Shared::new("fuzz".into(), "default".into(), events));
     let wire = Wire(bytes.to_vec());
     check(open::<u64>(&wire, &shared, "a"), &mut seen);
     check(open::<String>(&wire, &shared, "a"), &mut seen);

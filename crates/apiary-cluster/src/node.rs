@@ -151,6 +151,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A node's shared state before it has peers or offers anything; membership events go
+    /// to `events`.
+    pub(crate) fn new(
+        name: String,
+        swarm: String,
+        events: broadcast::Sender<MembershipEvent>,
+    ) -> Self {
+        Self {
+            name,
+            swarm,
+            offered: Offered::default(),
+            dialled: Mutex::default(),
+            watcher: Mutex::default(),
+            events,
+            peers: Mutex::default(),
+        }
+    }
+
     /// The members of `group` in this node's swarm that it can reach, its own first.
     pub(crate) fn members(&self, group: &str) -> Vec<Member> {
         self.offered
@@ -292,15 +310,11 @@ impl Node {
             .and_then(|l| l.local_addr())
             .map_err(|e| listen_error(e.to_string()))?;
         let (events, _) = broadcast::channel(1024);
-        let shared = Arc::new(Shared {
-            name: config.name.clone(),
-            swarm: config.swarm.clone(),
-            offered: Offered::default(),
-            dialled: Mutex::default(),
-            watcher: Mutex::default(),
+        let shared = Arc::new(Shared::new(
+            config.name.clone(),
+            config.swarm.clone(),
             events,
-            peers: Mutex::default(),
-        });
+        ));
         let server = NodeServer::new(
             addr.port(),
             config.cookie.clone(),
