@@ -63,7 +63,7 @@ fi
 # if it is not.
 for tool in cargo rustc; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "setup: '$tool' is not installed; install a Rust toolchain >= 1.85 (rustup) first" >&2
+        echo "setup: '$tool' is not installed; install a Rust toolchain >= 1.90 (rustup) first" >&2
         exit 1
     fi
 done

@@ -35,6 +35,19 @@ pub enum JournalError {
         /// The format this build writes.
         expected: u32,
     },
+    /// The file was written in redb's older on-disk format (by apiary built on redb 2), which
+    /// this build does not open; `apiary upgrade <dir>` converts it in place.
+    #[error(
+        "journal {path} is in redb's file format {found}, which this build no longer opens; \
+         convert it with `apiary upgrade {dir}`",
+        dir = path.parent().unwrap_or(path.as_path()).display()
+    )]
+    OldFormat {
+        /// The database file.
+        path: PathBuf,
+        /// redb's file format number found in its header.
+        found: u8,
+    },
     /// The file belongs to another swarm.
     #[error("journal {path} belongs to swarm `{found}`, not `{expected}`")]
     Foreign {
@@ -82,6 +95,17 @@ pub enum JournalError {
 }
 
 impl JournalError {
+    /// Opening a database: an old on-disk format gets its own error saying how to convert it.
+    pub(crate) fn opening(path: &Path) -> impl FnOnce(redb::DatabaseError) -> Self + '_ {
+        move |e| match e {
+            redb::DatabaseError::UpgradeRequired(found) => Self::OldFormat {
+                path: path.to_owned(),
+                found,
+            },
+            other => Self::storage(path)(other),
+        }
+    }
+
     pub(crate) fn storage<E>(path: &Path) -> impl FnOnce(E) -> Self + '_
     where
         E: std::error::Error + Send + Sync + 'static,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::record::{OutcomeRecord, TaskRecord};
 use crate::JournalError;
@@ -78,7 +78,7 @@ impl Store {
             });
         }
         let swarm = guard_damaged(&path, || {
-            let db = Database::open(&path).map_err(JournalError::storage(&path))?;
+            let db = Database::open(&path).map_err(JournalError::opening(&path))?;
             let txn = db.begin_read().map_err(JournalError::storage(&path))?;
             let meta = txn.open_table(META).map_err(JournalError::storage(&path))?;
             let name = meta.get("swarm").map_err(JournalError::storage(&path))?;
@@ -98,7 +98,7 @@ impl Store {
         })?;
         let path = Self::file(dir);
         guard_damaged(&path, || {
-            let db = Database::create(&path).map_err(JournalError::storage(&path))?;
+            let db = Database::create(&path).map_err(JournalError::opening(&path))?;
             let store = Self {
                 db,
                 path: path.clone(),

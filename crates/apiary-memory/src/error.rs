@@ -103,6 +103,20 @@ pub enum MemoryError {
         /// redb's error.
         source: Box<redb::Error>,
     },
+    /// The store was written in redb's older on-disk format (by apiary built on redb 2),
+    /// which this build does not open; `apiary upgrade <dir>` converts it in place.
+    #[error(
+        "store {} is in redb's file format {found}, which this build no longer opens; \
+         convert it with `apiary upgrade {}`",
+        path.display(),
+        path.parent().unwrap_or(path.as_path()).display()
+    )]
+    OldFormat {
+        /// The database file.
+        path: PathBuf,
+        /// redb's file format number found in its header.
+        found: u8,
+    },
     /// A write was not stored: its transaction failed, or an earlier one did. After a failed
     /// commit the memory takes no more writes (what reached the disk is no longer known);
     /// reads go on, and reopening the memory recovers from the last durable commit.
@@ -147,6 +161,17 @@ pub enum MemoryError {
 impl MemoryError {
     pub(crate) fn index(operation: &'static str) -> impl FnOnce(faiss::error::Error) -> Self {
         move |source| MemoryError::Index { operation, source }
+    }
+
+    /// Opening a database: an old on-disk format gets its own error saying how to convert it.
+    pub(crate) fn opening(path: &std::path::Path) -> impl FnOnce(redb::DatabaseError) -> Self + '_ {
+        move |e| match e {
+            redb::DatabaseError::UpgradeRequired(found) => MemoryError::OldFormat {
+                path: path.to_path_buf(),
+                found,
+            },
+            other => MemoryError::storage(path)(other),
+        }
     }
 
     pub(crate) fn storage<E: Into<redb::Error>>(

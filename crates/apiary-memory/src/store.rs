@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::{kv::Entry, patterns::PatternInfo, MemoryError};
@@ -99,7 +99,7 @@ impl Store {
             let db = Database::builder()
                 .set_cache_size(cache)
                 .create(&path)
-                .map_err(MemoryError::storage(&path))?;
+                .map_err(MemoryError::opening(&path))?;
             let store = Self {
                 db,
                 path: path.clone(),

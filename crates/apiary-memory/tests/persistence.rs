@@ -227,8 +227,8 @@ async fn sigkill_mid_stream_loses_no_acknowledged_write() {
 
 #[tokio::test]
 async fn a_store_redb_would_assert_on_is_an_error_naming_it() {
-    // A header whose page size disagrees with the build makes redb assert (panic) while
-    // opening; the memory reports the file as damaged instead of crashing.
+    // A header whose page size disagrees with the build made redb 2 assert (panic) while
+    // opening; redb 4 reports it, and the error names the file.
     let dir = tempfile::tempdir().unwrap();
     {
         let m = Memory::open(config(dir.path())).await.unwrap();
@@ -245,5 +245,5 @@ async fn a_store_redb_would_assert_on_is_an_error_naming_it() {
         matches!(err, MemoryError::Storage { ref path, .. } if path == &file),
         "{err}"
     );
-    assert!(err.to_string().contains("damaged"), "{err}");
+    assert!(err.to_string().contains("page size"), "{err}");
 }
