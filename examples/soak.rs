@@ -60,7 +60,7 @@ impl Agent for Memo {
         self.memory
             .put_with_ttl(&key, &n, Duration::from_secs(60))
             .await?;
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             let note = format!("lesson {} about linker flags and test order", n % 2_000);
             self.memory
                 .add_pattern(Pattern::text(format!("notes/p{}", n % 2_000), note))
@@ -183,7 +183,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>),
                     Err(e) => { counts.other.fetch_add(1, Relaxed); others.push(e.to_string()); }
                 }
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     counts.submitted.fetch_add(1, Relaxed);
                     match memo.submit(n / 10).await {
                         Ok(h) => pending.push(Box::pin(async move {

@@ -34,6 +34,7 @@ mod shell;
 mod state;
 mod step;
 mod ui;
+mod upgrade;
 
 pub use kinds::{config, Kind, KindContext, KindError, Kinds};
 pub use step::{Step, StepOutput, StepUsage};
@@ -148,6 +149,14 @@ enum Command {
         reason: Option<String>,
         #[command(flatten)]
         target: DecideArgs,
+    },
+    /// Convert the journal and memory files in these directories (a --state or --memory-dir)
+    /// from the format apiary wrote before it moved to redb 4. Files in the current format are
+    /// left alone.
+    Upgrade {
+        /// Directories holding journal.redb or memory.redb.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
     },
 }
 
@@ -328,6 +337,7 @@ async fn main_inner(kinds: Kinds, cli: Cli) -> anyhow::Result<bool> {
             )
             .await
         }
+        Command::Upgrade { dirs } => upgrade::upgrade(&dirs),
     }
 }
 

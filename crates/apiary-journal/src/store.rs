@@ -13,6 +13,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
 const OUTCOMES: TableDefinition<u64, &[u8]> = TableDefinition::new("outcomes");
 const KEYS: TableDefinition<&str, u64> = TableDefinition::new("keys");
+// `apiary upgrade` (apiary-cli's upgrade.rs) re-encodes this table from redb 2's tuple format.
 const STEPS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("steps");
 const TALLIES: TableDefinition<&str, u64> = TableDefinition::new("tallies");
 

@@ -251,7 +251,7 @@ pub(crate) fn nlist_for(n: usize) -> usize {
 fn pq_subquantizers(dim: usize) -> usize {
     (1..=(dim / 8).max(1))
         .rev()
-        .find(|m| dim % m == 0)
+        .find(|m| dim.is_multiple_of(*m))
         .unwrap_or(1)
 }
 
