@@ -9,8 +9,22 @@
 
 use std::path::Path;
 
-use apiary::journal::{Journal, JournalConfig};
+use apiary::journal::{Journal, JournalConfig, Steps};
 use apiary::memory::{Memory, MemoryConfig};
+use apiary::{Agent, AgentContext, AgentSpec, BoxError, Swarm};
+
+/// Records a step, so the seed journal holds a task, its outcome, its key and a step.
+struct Squarer;
+
+impl Agent for Squarer {
+    type Task = u64;
+    type Output = u64;
+    type Error = BoxError;
+
+    async fn handle(&mut self, n: u64, ctx: &AgentContext<u64, u64>) -> Result<u64, BoxError> {
+        Ok(ctx.step("square", |_| async move { n * n }).await?)
+    }
+}
 
 fn write(name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
@@ -26,7 +40,17 @@ async fn write_fuzz_seeds() {
         let journal = Journal::open(JournalConfig::new(dir.path(), "seed"))
             .await
             .unwrap();
+        let swarm = Swarm::builder()
+            .resource(journal.clone())
+            .agent(AgentSpec::new("squarer"), || Squarer)
+            .start()
+            .await
+            .unwrap();
+        let squarer = journal.agent::<u64, u64>(&swarm, "squarer").unwrap();
+        let square = squarer.submit_keyed("job-3", 3).await.unwrap().await;
+        assert_eq!(square.unwrap(), 9);
         journal.add_to_tally("runs/last-started", 1).await.unwrap();
+        swarm.shutdown().await;
     }
     write(
         "journal.redb",

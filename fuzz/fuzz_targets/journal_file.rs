@@ -47,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = apiary_journal::Journal::inspect(dir.path()).await;
         let config = apiary_journal::JournalConfig::new(dir.path(), "seed");
         if let Ok(journal) = apiary_journal::Journal::open(config).await {
-            let _ = journal.tasks();
+            for task in journal.tasks().unwrap_or_default() {
+                let _ = journal.outcome::<u64>(task.id);
+                let _ = journal.steps(task.id);
+            }
+            let _ = journal.outcome_by_key::<u64>("job-3");
             let _ = journal.tally("runs/last-started");
             let _ = journal.add_to_tally("runs/last-started", 1).await;
         }

@@ -79,7 +79,10 @@ impl Store {
             });
         }
         let swarm = guard_damaged(&path, || {
-            let db = Database::open(&path).map_err(JournalError::opening(&path))?;
+            let db = Database::builder()
+                .set_check_integrity_on_open(true)
+                .open(&path)
+                .map_err(JournalError::opening(&path))?;
             let txn = db.begin_read().map_err(JournalError::storage(&path))?;
             let meta = txn.open_table(META).map_err(JournalError::storage(&path))?;
             let name = meta.get("swarm").map_err(JournalError::storage(&path))?;
@@ -99,7 +102,10 @@ impl Store {
         })?;
         let path = Self::file(dir);
         guard_damaged(&path, || {
-            let db = Database::create(&path).map_err(JournalError::opening(&path))?;
+            let db = Database::builder()
+                .set_check_integrity_on_open(true)
+                .create(&path)
+                .map_err(JournalError::opening(&path))?;
             let store = Self {
                 db,
                 path: path.clone(),
@@ -176,10 +182,18 @@ impl Store {
         let outcomes = txn
             .open_table(OUTCOMES)
             .map_err(JournalError::storage(path))?;
-        let next_id = tasks
-            .last()
-            .map_err(JournalError::storage(path))?
-            .map_or(1, |(id, _)| id.value() + 1);
+        let next_id = match tasks.last().map_err(JournalError::storage(path))? {
+            None => 1,
+            Some((id, _)) => {
+                id.value()
+                    .checked_add(1)
+                    .ok_or_else(|| JournalError::Undecodable {
+                        path: path.clone(),
+                        record: "the task numbers".to_owned(),
+                        reason: "the last task is numbered u64::MAX: no number is left".to_owned(),
+                    })?
+            }
+        };
         let mut pending = Vec::new();
         for row in tasks.iter().map_err(JournalError::storage(path))? {
             let (id, bytes) = row.map_err(JournalError::storage(path))?;
@@ -419,10 +433,10 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Runs `open` on the journal file at `path`, turning a panic into an error naming the file:
-/// redb asserts (panics) on some damaged files (a truncated one, a header whose page size
-/// disagrees; found by the `journal_file` fuzz target), which is a damaged journal to report,
-/// not a crash.
+/// Runs `open` on the journal file at `path`, turning a panic into an error naming the file.
+/// The open verifies every page's checksum (`set_check_integrity_on_open`), so damage is
+/// redb's error; without that check redb panics on damaged pages (the `journal_file` fuzz
+/// target found dozens of ways), and this guard stays for whatever slips past it.
 fn guard_damaged<R>(
     path: &Path,
     open: impl FnOnce() -> Result<R, JournalError>,

@@ -93,11 +93,13 @@ impl Store {
     ) -> Result<(Self, Contents), MemoryError> {
         std::fs::create_dir_all(dir).map_err(MemoryError::io(dir))?;
         let path = Self::file(dir);
-        // redb asserts (panics) on some damaged files (a header whose page size disagrees,
-        // found by the `memory_files` fuzz target): a damaged store to report, not a crash.
+        // The open verifies every page's checksum (a damaged page would otherwise make redb
+        // panic, as the `memory_files` fuzz target showed); a panic that slips past is still a
+        // damaged store to report, not a crash.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let db = Database::builder()
                 .set_cache_size(cache)
+                .set_check_integrity_on_open(true)
                 .create(&path)
                 .map_err(MemoryError::opening(&path))?;
             let store = Self {
