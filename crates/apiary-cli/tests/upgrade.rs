@@ -19,6 +19,15 @@ fn old_files() -> tempfile::TempDir {
     dir
 }
 
+/// `apiary upgrade DIR`, run.
+fn upgrade(dir: &Path) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("apiary")
+        .unwrap()
+        .arg("upgrade")
+        .arg(dir)
+        .assert()
+}
+
 #[tokio::test]
 async fn old_files_are_refused_naming_them_then_upgrade_converts_them() {
     let dir = old_files();
@@ -50,16 +59,10 @@ async fn old_files_are_refused_naming_them_then_upgrade_converts_them() {
         .code(2)
         .stderr(contains("journal.redb").and(contains("apiary upgrade")));
 
-    Command::cargo_bin("apiary")
-        .unwrap()
-        .arg("upgrade")
-        .arg(dir.path())
-        .assert()
-        .success()
-        .stdout(
-            contains("journal.redb: converted to the current format")
-                .and(contains("memory.redb: converted to the current format")),
-        );
+    upgrade(dir.path()).success().stdout(
+        contains("journal.redb: converted to the current format")
+            .and(contains("memory.redb: converted to the current format")),
+    );
 
     // Everything the old journal held reads back: tasks, their outcomes, their steps (a table
     // whose key encoding changed) and tallies.
@@ -98,11 +101,7 @@ async fn old_files_are_refused_naming_them_then_upgrade_converts_them() {
     memory.close().await;
 
     // Again: nothing to do, and it says so.
-    Command::cargo_bin("apiary")
-        .unwrap()
-        .arg("upgrade")
-        .arg(dir.path())
-        .assert()
+    upgrade(dir.path())
         .success()
         .stdout(contains("journal.redb: already in the current format"));
 }
@@ -110,11 +109,7 @@ async fn old_files_are_refused_naming_them_then_upgrade_converts_them() {
 #[test]
 fn upgrade_of_a_directory_without_apiary_files_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    Command::cargo_bin("apiary")
-        .unwrap()
-        .arg("upgrade")
-        .arg(dir.path())
-        .assert()
+    upgrade(dir.path())
         .code(2)
         .stderr(contains(dir.path().to_str().unwrap()).and(contains("no journal.redb")));
 }
@@ -123,13 +118,7 @@ fn upgrade_of_a_directory_without_apiary_files_names_it() {
 fn upgrade_of_a_file_that_is_not_a_database_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("journal.redb"), b"this is not a journal").unwrap();
-    Command::cargo_bin("apiary")
-        .unwrap()
-        .arg("upgrade")
-        .arg(dir.path())
-        .assert()
-        .code(2)
-        .stderr(contains("journal.redb"));
+    upgrade(dir.path()).code(2).stderr(contains("journal.redb"));
     assert_eq!(
         std::fs::read(dir.path().join("journal.redb")).unwrap(),
         b"this is not a journal"
