@@ -78,20 +78,25 @@ impl Store {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no journal here"),
             });
         }
-        let swarm = guard_damaged(&path, || {
-            let db = Database::builder()
-                .set_check_integrity_on_open(true)
-                .open(&path)
-                .map_err(JournalError::opening(&path))?;
-            let txn = db.begin_read().map_err(JournalError::storage(&path))?;
-            let meta = txn.open_table(META).map_err(JournalError::storage(&path))?;
-            let name = meta.get("swarm").map_err(JournalError::storage(&path))?;
-            Ok(name
-                .map(|v| String::from_utf8_lossy(v.value()).into_owned())
-                .unwrap_or_default())
-        })?;
-        let (store, _) = Self::open(dir, &swarm)?;
-        Ok((store, swarm))
+        guard_damaged(&path, || {
+            let store = Self {
+                db: Self::database(&path, false)?,
+                path: path.clone(),
+            };
+            let swarm = {
+                let txn = store
+                    .db
+                    .begin_read()
+                    .map_err(JournalError::storage(&path))?;
+                let meta = txn.open_table(META).map_err(JournalError::storage(&path))?;
+                let name = meta.get("swarm").map_err(JournalError::storage(&path))?;
+                name.map(|v| String::from_utf8_lossy(v.value()).into_owned())
+                    .unwrap_or_default()
+            };
+            store.check_or_stamp(&swarm)?;
+            store.read_open()?;
+            Ok((store, swarm))
+        })
     }
 
     /// Opens (or creates) the journal of `swarm` in `dir`.
@@ -102,18 +107,27 @@ impl Store {
         })?;
         let path = Self::file(dir);
         guard_damaged(&path, || {
-            let db = Database::builder()
-                .set_check_integrity_on_open(true)
-                .create(&path)
-                .map_err(JournalError::opening(&path))?;
             let store = Self {
-                db,
+                db: Self::database(&path, true)?,
                 path: path.clone(),
             };
             store.check_or_stamp(swarm)?;
             let opened = store.read_open()?;
             Ok((store, opened))
         })
+    }
+
+    /// Opens the database file, verifying every page's checksum: without that, redb trusts a
+    /// damaged page and may panic on it (the `journal_file` fuzz target found dozens of ways).
+    fn database(path: &Path, create: bool) -> Result<Database, JournalError> {
+        let mut builder = Database::builder();
+        builder.set_check_integrity_on_open(true);
+        if create {
+            builder.create(path)
+        } else {
+            builder.open(path)
+        }
+        .map_err(JournalError::opening(path))
     }
 
     /// A new file gets this build's format and the swarm's name; an existing one must have
