@@ -40,6 +40,9 @@ if [ "$purpose" = test ]; then
         # The cluster's network test puts nodes in network namespaces (ip netns, veth,
         # bridge) and delays packets with tc netem.
         iproute2
+        # The regression gate (benches/gate.rs, scripts/gate.sh) counts instructions with
+        # valgrind's callgrind.
+        valgrind
     )
 fi
 
@@ -83,6 +86,12 @@ need_cargo_tool cargo-nextest cargo-nextest
 need_cargo_tool cargo-deny cargo-deny
 # The fuzz targets (fuzz/, scripts/fuzz.sh); stable Rust with `--sanitizer none`.
 need_cargo_tool cargo-fuzz cargo-fuzz@0.13.2
+# The gate's runner must be the very version of the gungraun library in Cargo.lock.
+gungraun_version=$(sed -n '/^name = "gungraun"$/{n;s/^version = "\(.*\)"$/\1/p}' "$(dirname "$0")/../Cargo.lock")
+if [ "$(gungraun-runner --version 2>/dev/null | awk '{print $2}')" != "$gungraun_version" ]; then
+    echo "setup: installing gungraun-runner $gungraun_version from crates.io"
+    cargo install --locked --force gungraun-runner --version "$gungraun_version"
+fi
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         rustup component add "$component"

@@ -72,5 +72,8 @@ stage "fuzz targets, 30 s each (scripts/fuzz.sh; longer runs in docs/reliability
 APIARY_FUZZ_DEV=1 bash scripts/fuzz.sh 30
 stage "tests (nextest)"
 cargo nextest run --workspace --all-features --locked --no-fail-fast
+stage "regression gate: instruction counts against benches/gate/baseline.json (scripts/gate.sh)"
+# After the tests: it reuses their build, and only the gate bench itself is compiled.
+bash scripts/gate.sh
 du -sh target 2>/dev/null | sed 's/^/build output: /'
 stage "done"
