@@ -142,14 +142,6 @@ impl<T: Send + 'static, O: Send + 'static> AgentRef<T, O> {
         if let Err(kind) = self.admit() {
             return Err(SubmitError::new(kind, task));
         }
-        // DELIBERATE REGRESSION (to show the gate failing; reverted in the next commit): a
-        // label per task, formatted whether anyone reads it or not.
-        std::hint::black_box(format!(
-            "task for {:?} submitted with {:?} at {:?}",
-            self.entry.name,
-            options,
-            std::time::Instant::now()
-        ));
         match self.entry.reserve(options.wait).await {
             Ok(slot) => self
                 .entry
