@@ -329,7 +329,7 @@ impl SwarmBuilder {
             }
             for (slot, replicas) in by_agent {
                 if slot.entry.set_replicas(replicas) {
-                    rt.registry.mark_started(slot.entry.name());
+                    rt.registry.mark_started(slot);
                 }
             }
         }

@@ -12,7 +12,7 @@ use crate::entry::{AgentEntry, SpawnFuture, Spawner};
 use crate::mailbox::Home;
 use crate::runtime::Runtime;
 use crate::telemetry;
-use crate::{Agent, AgentContext, AgentName, BoxError};
+use crate::{Agent, AgentContext, BoxError};
 
 /// Makes fresh agent values of one type and starts each in its own actor.
 pub(crate) struct Factory<A, F> {
@@ -66,7 +66,7 @@ pub(crate) async fn spawn_agent<A: Agent>(
     reset: Option<Reset<A>>,
 ) -> Result<ActorCell, BoxError> {
     let ctx = AgentContext::new(Base {
-        name: AgentName::from(home.spec.name.as_str()),
+        name: home.name.clone(),
         replica,
         spec: home.spec.clone(),
         rt: rt.clone(),

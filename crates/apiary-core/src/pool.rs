@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use thiserror::Error;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::actor::Reset;
@@ -194,7 +194,7 @@ impl<A: Agent> PoolBuilder<A> {
             make: self.make,
             reset,
             idle: Mutex::new(VecDeque::new()),
-            checkout: Arc::new(Semaphore::new(self.max_size)),
+            checkout: Semaphore::new(self.max_size),
             size: AtomicUsize::new(0),
             next_id: AtomicUsize::new(0),
             min_idle,
@@ -230,8 +230,9 @@ struct PoolInner<A: Agent> {
     reset: Reset<A>,
     // Released agents at the back, so the warmest is reused first and the coldest reaped.
     idle: Mutex<VecDeque<Member<A::Task, A::Output>>>,
-    // One permit per agent that may be checked out: `max_size` bounds the pool.
-    checkout: Arc<Semaphore>,
+    // One permit per agent that may be checked out: `max_size` bounds the pool. A checked-out
+    // agent's permit is forgotten and added back when the agent returns (see `Pool::acquire`).
+    checkout: Semaphore,
     size: AtomicUsize,
     next_id: AtomicUsize,
     min_idle: usize,
@@ -277,21 +278,26 @@ impl<A: Agent> Pool<A> {
     /// [`PoolError::Closed`], [`PoolError::SwarmGone`], or [`PoolError::Spawn`] if a new agent
     /// failed to start.
     pub async fn acquire(&self) -> Result<Pooled<A>, PoolError> {
-        let permit = self
-            .inner
-            .checkout
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PoolError::Closed(self.inner.name.clone()))?;
+        let closed = || PoolError::Closed(self.inner.name.clone());
+        // Most acquisitions find a permit free: take it without building a wait.
+        let permit = match self.inner.checkout.try_acquire() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(closed()),
+            Err(TryAcquireError::NoPermits) => {
+                self.inner.checkout.acquire().await.map_err(|_| closed())?
+            }
+        };
         let idle = self.inner.lock_idle().pop_back();
         let member = match idle {
             Some(m) => m,
             None => self.inner.spawn_member().await?,
         };
+        // Until here, dropping this future or failing to spawn drops the permit, which gives
+        // it back. From here it travels with the `Pooled` (which holds the pool anyway) and is
+        // added back by hand when the agent returns: no second reference-counted handle.
+        permit.forget();
         Ok(Pooled {
             member: Some(member),
-            permit: Some(permit),
             pool: self.inner.clone(),
         })
     }
@@ -420,7 +426,6 @@ async fn reap_idle<A: Agent>(pool: Weak<PoolInner<A>>, idle_timeout: Duration) {
 /// tasks finish, its state is reset, and it goes back to the idle list.
 pub struct Pooled<A: Agent> {
     member: Option<Member<A::Task, A::Output>>,
-    permit: Option<OwnedSemaphorePermit>,
     pool: Arc<PoolInner<A>>,
 }
 
@@ -499,8 +504,8 @@ impl<A: Agent> Pooled<A> {
     pub async fn release(mut self) {
         if let Some(member) = self.member.take() {
             self.pool.take_back(member).await;
+            self.pool.checkout.add_permits(1);
         }
-        drop(self.permit.take());
     }
 }
 
@@ -509,13 +514,12 @@ impl<A: Agent> Drop for Pooled<A> {
         let Some(member) = self.member.take() else {
             return;
         };
-        let permit = self.permit.take();
         let pool = self.pool.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
                     pool.take_back(member).await;
-                    drop(permit);
+                    pool.checkout.add_permits(1);
                 });
             }
             // No runtime to reset it on: stop the agent rather than hand out dirty state.
@@ -523,7 +527,9 @@ impl<A: Agent> Drop for Pooled<A> {
                 member.entry.queue().close();
                 member.actor().stop(None);
                 pool.size.fetch_sub(1, Ordering::AcqRel);
+                pool.checkout.add_permits(1);
             }
         }
     }
 }
+

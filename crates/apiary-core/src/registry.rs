@@ -1,9 +1,10 @@
 //! The swarm's agents by name, the members that have started, and the topology that routes
 //! among them.
 //!
-//! Everything here sits behind `arc-swap`: a lookup, a routing decision or a permission
-//! check loads a snapshot and never waits, while starting an agent or switching topology
-//! swaps in a new one.
+//! A lookup, a routing decision or a permission check never waits: the planned agents and the
+//! topology sit behind `arc-swap` (a snapshot is loaded, a change swaps in a new one), and the
+//! started members are an append-only vector (`boxcar`) read in start order while agents
+//! are still being appended to it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,7 +65,7 @@ impl Slot {
 #[derive(Default)]
 pub(crate) struct Registry {
     planned: ArcSwap<HashMap<AgentName, Slot>>,
-    started: ArcSwap<Vec<Slot>>,
+    started: boxcar::Vec<Slot>,
     topology: ArcSwapOption<Box<dyn Topology>>,
 }
 
@@ -84,18 +85,10 @@ impl Registry {
         });
     }
 
-    /// Marks a planned agent started: it is a member from now on.
-    pub(crate) fn mark_started(&self, agent: &AgentName) {
-        let Some(slot) = self.planned.load().get(agent).cloned() else {
-            return;
-        };
-        self.started.rcu(|old| {
-            let mut started = Vec::clone(old);
-            if !started.iter().any(|s| s.entry.name() == agent) {
-                started.push(slot.clone());
-            }
-            started
-        });
+    /// Marks a planned agent started: it is a member from now on. Called once per agent (when
+    /// its replicas are first set), so there is no duplicate to look for.
+    pub(crate) fn mark_started(&self, slot: &Slot) {
+        self.started.push(slot.clone());
     }
 
     /// A planned agent by name.
@@ -118,8 +111,8 @@ impl Registry {
     }
 
     /// The started agents, in start order.
-    pub(crate) fn members(&self) -> Arc<Vec<Slot>> {
-        self.started.load_full()
+    pub(crate) fn members(&self) -> Vec<Slot> {
+        self.started.iter().map(|(_, s)| s.clone()).collect()
     }
 
     /// Runs `f` on the views of the started members (all of them, or those of `types` plus
@@ -129,12 +122,11 @@ impl Registry {
         only: Option<(Types, &str)>,
         f: impl FnOnce(&[&Slot], &[MemberView<'_>]) -> R,
     ) -> R {
-        // A guard, not a clone: no reference count is touched for the slots.
-        let started = self.started.load();
+        // Borrowed, not cloned: no reference count is touched for the slots.
+        let started = self.started.iter().map(|(_, s)| s);
         let chosen: SmallVec<[&Slot; 16]> = match only {
-            None => started.iter().collect(),
+            None => started.collect(),
             Some((types, keep)) => started
-                .iter()
                 .filter(|s| s.types == types || s.entry.name() == keep)
                 .collect(),
         };
@@ -275,9 +267,8 @@ impl Registry {
     /// The started agents' names, in start order.
     pub(crate) fn names(&self) -> Vec<AgentName> {
         self.started
-            .load()
             .iter()
-            .map(|s| s.entry.name().clone())
+            .map(|(_, s)| s.entry.name().clone())
             .collect()
     }
 

@@ -1,9 +1,12 @@
 //! Where the runtime records its metrics (names and help live in `apiary-metrics`).
 //!
 //! Per-task series use handles registered once per agent, so the hot path is an atomic add,
-//! not a label lookup. Handles bind to the recorder installed when the swarm starts: install
-//! the exporter first (as the `apiary` binary does).
+//! not a label lookup. They are registered with the agent's first task, not when it starts:
+//! nine labelled series cost more to register than the agent's actor costs to start, and many
+//! agents of a large swarm never get a task. Handles bind to the recorder installed at that
+//! moment: install the exporter before starting the swarm (as the `apiary` binary does).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use apiary_metrics as m;
@@ -34,8 +37,13 @@ fn index(outcome: Outcome) -> usize {
     }
 }
 
-/// One agent's task series.
+/// One agent's task series, registered with its first task.
 pub(crate) struct AgentMetrics {
+    agent: AgentName,
+    series: OnceLock<Series>,
+}
+
+struct Series {
     outcomes: [Counter; 7],
     duration: Histogram,
     depth: Gauge,
@@ -49,33 +57,43 @@ impl std::fmt::Debug for AgentMetrics {
 
 impl AgentMetrics {
     pub(crate) fn new(agent: &AgentName) -> Self {
-        let name = agent.to_string();
         Self {
-            outcomes: OUTCOMES.map(|o| {
-                metrics::counter!(m::TASKS_TOTAL.name, "agent" => name.clone(), "outcome" => o.as_str())
-            }),
-            duration: metrics::histogram!(m::TASK_DURATION_SECONDS.name, "agent" => name.clone()),
-            depth: metrics::gauge!(m::QUEUE_DEPTH.name, "agent" => name),
+            agent: agent.clone(),
+            series: OnceLock::new(),
         }
+    }
+
+    fn series(&self) -> &Series {
+        self.series.get_or_init(|| {
+            let name = self.agent.to_string();
+            Series {
+                outcomes: OUTCOMES.map(|o| {
+                    metrics::counter!(m::TASKS_TOTAL.name, "agent" => name.clone(), "outcome" => o.as_str())
+                }),
+                duration: metrics::histogram!(m::TASK_DURATION_SECONDS.name, "agent" => name.clone()),
+                depth: metrics::gauge!(m::QUEUE_DEPTH.name, "agent" => name),
+            }
+        })
     }
 
     /// A task was accepted into the agent's queue.
     pub(crate) fn accepted(&self) {
-        self.depth.increment(1.0);
+        self.series().depth.increment(1.0);
     }
 
     /// A task left the queue without being accepted (handed back to the submitter).
     pub(crate) fn withdrawn(&self) {
-        self.depth.decrement(1.0);
+        self.series().depth.decrement(1.0);
     }
 
     /// A task ended (or was handed on); `ran` is how long the agent worked on it, if it
     /// started.
     pub(crate) fn finished(&self, outcome: Outcome, ran: Option<Duration>) {
-        self.depth.decrement(1.0);
-        self.outcomes[index(outcome)].increment(1);
+        let series = self.series();
+        series.depth.decrement(1.0);
+        series.outcomes[index(outcome)].increment(1);
         if let Some(ran) = ran {
-            self.duration.record(ran.as_secs_f64());
+            series.duration.record(ran.as_secs_f64());
         }
     }
 }
