@@ -40,6 +40,9 @@ if [ "$purpose" = test ]; then
         # The cluster's network test puts nodes in network namespaces (ip netns, veth,
         # bridge) and delays packets with tc netem.
         iproute2
+        # FAISS's C++ is built with the same flags in both target dirs the suite uses (the main
+        # one and the fuzz targets'): ccache compiles it once.
+        ccache
         # The regression gate (benches/gate.rs, scripts/gate.sh) counts instructions with
         # valgrind's callgrind.
         valgrind

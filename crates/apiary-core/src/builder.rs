@@ -333,6 +333,7 @@ impl SwarmBuilder {
                 }
             }
         }
+        rt.registry.seal();
         if let Some(topology) = topology {
             if let Err(e) = rt.registry.set_topology(topology) {
                 swarm.shutdown().await;

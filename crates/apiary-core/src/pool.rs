@@ -532,4 +532,3 @@ impl<A: Agent> Drop for Pooled<A> {
         }
     }
 }
-

@@ -2,9 +2,11 @@
 //! among them.
 //!
 //! A lookup, a routing decision or a permission check never waits: the planned agents and the
-//! topology sit behind `arc-swap` (a snapshot is loaded, a change swaps in a new one), and the
-//! started members are an append-only vector (`boxcar`) read in start order while agents
-//! are still being appended to it.
+//! topology sit behind `arc-swap` (a snapshot is loaded, a change swaps in a new one). The
+//! started members are appended, while the swarm starts, to an append-only vector (`boxcar`)
+//! that readers walk in start order as it grows - so starting n agents one by one is O(n) -
+//! and once the swarm has started they are published once as one contiguous snapshot, which
+//! is what every route reads from then on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,7 +68,22 @@ impl Slot {
 pub(crate) struct Registry {
     planned: ArcSwap<HashMap<AgentName, Slot>>,
     started: boxcar::Vec<Slot>,
+    /// The same members, contiguous, once the swarm has started (`seal`).
+    sealed: ArcSwapOption<Vec<Slot>>,
     topology: ArcSwapOption<Box<dyn Topology>>,
+}
+
+/// The members `with_views` hands on: all of them, or those of `types` plus the agent `keep`.
+fn choose<'a>(
+    members: impl Iterator<Item = &'a Slot>,
+    only: Option<(Types, &str)>,
+) -> SmallVec<[&'a Slot; 16]> {
+    match only {
+        None => members.collect(),
+        Some((types, keep)) => members
+            .filter(|s| s.types == types || s.entry.name() == keep)
+            .collect(),
+    }
 }
 
 /// Small swarms build their member views without touching the heap.
@@ -115,6 +132,12 @@ impl Registry {
         self.started.iter().map(|(_, s)| s.clone()).collect()
     }
 
+    /// Every agent has started: publishes the members as one snapshot for the routes.
+    pub(crate) fn seal(&self) {
+        let members = self.members();
+        self.sealed.store(Some(Arc::new(members)));
+    }
+
     /// Runs `f` on the views of the started members (all of them, or those of `types` plus
     /// the agent `keep`, so a topology can place it).
     fn with_views<R>(
@@ -123,12 +146,11 @@ impl Registry {
         f: impl FnOnce(&[&Slot], &[MemberView<'_>]) -> R,
     ) -> R {
         // Borrowed, not cloned: no reference count is touched for the slots.
-        let started = self.started.iter().map(|(_, s)| s);
-        let chosen: SmallVec<[&Slot; 16]> = match only {
-            None => started.collect(),
-            Some((types, keep)) => started
-                .filter(|s| s.types == types || s.entry.name() == keep)
-                .collect(),
+        let sealed = self.sealed.load();
+        let chosen: SmallVec<[&Slot; 16]> = match sealed.as_deref() {
+            Some(members) => choose(members.iter(), only),
+            // Still starting: the members so far.
+            None => choose(self.started.iter().map(|(_, s)| s), only),
         };
         let views: Views<'_> = chosen.iter().map(|s| s.view()).collect();
         f(&chosen, &views)
