@@ -184,6 +184,70 @@ fn breaker_check(breaker: CircuitBreaker) -> CircuitBreaker {
     breaker
 }
 
+/// A task for the agent that crashes on request.
+#[derive(Clone)]
+enum Job {
+    Echo(u64),
+    Crash,
+}
+
+struct Crashy;
+
+impl Agent for Crashy {
+    type Task = Job;
+    type Output = u64;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, job: Job, _: &AgentContext<Job, u64>) -> Result<u64, Self::Error> {
+        match job {
+            Job::Echo(n) => Ok(n),
+            Job::Crash => panic!("the gate's deliberate crash"),
+        }
+    }
+}
+
+const CRASHES: u64 = 20;
+
+fn crashy_swarm() -> (Runtime, Swarm, AgentRef<Job, u64>) {
+    // The crashes are the point: keep their reports out of the output.
+    std::panic::set_hook(Box::new(|_| {}));
+    let rt = runtime();
+    let swarm = rt
+        .block_on(
+            Swarm::builder()
+                .configure(|s| s.max_restarts = u32::MAX)
+                .agent(
+                    AgentSpec::new("crashy").backoff(apiary::supervisor::Backoff::none()),
+                    || Crashy,
+                )
+                .start(),
+        )
+        .expect("the crashy swarm starts");
+    let agent = swarm.agent::<Job, u64>("crashy").expect("agent `crashy`");
+    rt.block_on(crash_and_recover(&agent, 1));
+    (rt, swarm, agent)
+}
+
+// A crash, then a task queued behind it that runs on the replacement actor, `CRASHES` times:
+// the panic, the supervisor's decision, the new actor and the redelivered task.
+#[library_benchmark]
+#[bench::one_for_one(setup = crashy_swarm)]
+fn restart(
+    (rt, swarm, agent): (Runtime, Swarm, AgentRef<Job, u64>),
+) -> (Runtime, Swarm, AgentRef<Job, u64>) {
+    rt.block_on(crash_and_recover(&agent, CRASHES));
+    (rt, swarm, agent)
+}
+
+async fn crash_and_recover(agent: &AgentRef<Job, u64>, times: u64) {
+    for i in 0..times {
+        let crash = agent.submit(Job::Crash).await.unwrap();
+        let next = agent.submit(Job::Echo(i)).await.unwrap();
+        let _ = crash.await;
+        black_box(next.await.unwrap());
+    }
+}
+
 /// What each topology routes: plain numbers, answered by whichever agent receives them.
 #[derive(Clone)]
 struct Add(u64);
@@ -362,7 +426,7 @@ fn parse_manifest(src: &str) -> Manifest {
 
 library_benchmark_group!(
     name = tasks;
-    benchmarks = task_round_trip, task_round_trip_floor, spawn_agents, spawn_agents_floor
+    benchmarks = task_round_trip, task_round_trip_floor, spawn_agents, spawn_agents_floor, restart
 );
 library_benchmark_group!(
     name = checks;

@@ -4,8 +4,11 @@
 #   gate.sh            fail if any count grew more than 10% (GATE_LIMIT=percent to change)
 #   gate.sh --bless    record this run's counts as the new baseline (after an intended change)
 #
-# The bench is built in the dev profile, the build the tests already made (dependencies at
-# opt-level 2, apiary's own crates unoptimised), so the gate adds no second build of the tree.
+# The bench is built in the dev profile with the workspace's features, exactly as the tests
+# (`cargo nextest run --workspace --all-features`) built everything else: dependencies at
+# opt-level 2, apiary's own crates unoptimised, and only the bench itself left to compile.
+# Without `--workspace` cargo resolves features for the one package and rebuilds every
+# dependency (5 minutes on a fresh clone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +30,6 @@ done
 
 home=target/gungraun-gate
 rm -rf "$home"
-GUNGRAUN_HOME="$PWD/$home" cargo bench --profile dev --locked --all-features --bench gate -- \
+GUNGRAUN_HOME="$PWD/$home" cargo bench --workspace --profile dev --locked --all-features --bench gate -- \
     --save-summary=json
 python3 scripts/gate.py "$home" benches/gate/baseline.json --limit "${GATE_LIMIT:-10}" "${bless[@]}"

@@ -92,6 +92,11 @@ impl Replica {
         self.actor.load_full()
     }
 
+    /// Its current actor's id (through the guard: no clone of the handle).
+    pub(crate) fn actor_id(&self) -> ractor::ActorId {
+        self.actor.load().get_id()
+    }
+
     pub(crate) fn replace(&self, actor: ActorCell) {
         self.actor.store(Arc::new(actor));
         self.served.store(false, Ordering::Relaxed);

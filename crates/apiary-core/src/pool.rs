@@ -290,7 +290,9 @@ impl<A: Agent> Pool<A> {
         let idle = self.inner.lock_idle().pop_back();
         let member = match idle {
             Some(m) => m,
-            None => self.inner.spawn_member().await?,
+            // Boxed: starting an agent is a large future, and inline it would make every
+            // acquire's future (and its first poll) as large.
+            None => Box::pin(self.inner.spawn_member()).await?,
         };
         // Until here, dropping this future or failing to spawn drops the permit, which gives
         // it back. From here it travels with the `Pooled` (which holds the pool anyway) and is

@@ -132,6 +132,25 @@ impl Registry {
         self.started.iter().map(|(_, s)| s.clone()).collect()
     }
 
+    /// The started agents' entries, in start order.
+    pub(crate) fn entries(&self) -> Vec<Arc<dyn ErasedEntry>> {
+        self.started.iter().map(|(_, s)| s.entry.clone()).collect()
+    }
+
+    /// The started agent and replica whose current actor is `actor`.
+    pub(crate) fn replica_of(
+        &self,
+        actor: ractor::ActorId,
+    ) -> Option<(Arc<dyn ErasedEntry>, usize)> {
+        self.started.iter().find_map(|(_, s)| {
+            s.entry
+                .replicas()
+                .iter()
+                .position(|r| r.actor_id() == actor)
+                .map(|i| (s.entry.clone(), i))
+        })
+    }
+
     /// Every agent has started: publishes the members as one snapshot for the routes.
     pub(crate) fn seal(&self) {
         let members = self.members();

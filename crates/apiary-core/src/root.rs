@@ -36,6 +36,11 @@ use crate::{AgentName, EventKind, StopReason, SwarmSettings};
 pub(crate) trait Supervised: Send + Sync + 'static {
     /// The agents that have started, in start order.
     fn agents(&self) -> Vec<Arc<dyn ErasedEntry>>;
+    /// A started agent by name.
+    fn agent(&self, name: &AgentName) -> Option<Arc<dyn ErasedEntry>>;
+    /// The started agent and replica whose current actor is `actor` (found without copying
+    /// the list of agents: a crash in a large swarm costs no more than in a small one).
+    fn replica_of(&self, actor: ractor::ActorId) -> Option<Child>;
     /// The coordinator that supervises `agent`, if the topology nests supervision.
     fn supervisor_of(&self, agent: &AgentName) -> Option<AgentName>;
     fn bus(&self) -> &EventBus;
@@ -170,10 +175,7 @@ impl RootState {
         // During shutdown the swarm marks each replica dead before stopping it, so those
         // exits are ignored below; a crash while queues drain is still restarted, so the
         // drain can finish.
-        let Some((entry, r)) = Self::children(&*swarm)
-            .into_iter()
-            .find(|(e, r)| e.replicas()[*r].actor().get_id() == id)
-        else {
+        let Some((entry, r)) = swarm.replica_of(id) else {
             // A pooled agent, or an older actor of a replica: not this supervisor's to
             // restart.
             return;
@@ -194,15 +196,22 @@ impl RootState {
         if !self.admit_restart(myself, &*swarm, &entry, r) {
             return;
         }
-        let children: Vec<Child> = Self::children(&*swarm)
-            .into_iter()
-            .filter(|(e, _)| swarm.supervisor_of(e.name()) == group)
-            .collect();
-        let Some(failed_at) = children
-            .iter()
-            .position(|(e, i)| e.name() == entry.name() && *i == r)
-        else {
-            return;
+        // One-for-one restarts the failed replica alone: no need to list its siblings.
+        let (children, failed_at): (Vec<Child>, usize) = match swarm.settings().strategy {
+            Strategy::OneForOne => (vec![(entry.clone(), r)], 0),
+            Strategy::OneForAll | Strategy::RestForOne => {
+                let children: Vec<Child> = Self::children(&*swarm)
+                    .into_iter()
+                    .filter(|(e, _)| swarm.supervisor_of(e.name()) == group)
+                    .collect();
+                let Some(at) = children
+                    .iter()
+                    .position(|(e, i)| e.name() == entry.name() && *i == r)
+                else {
+                    return;
+                };
+                (children, at)
+            }
         };
         let restart: Vec<usize> = match swarm.settings().strategy {
             Strategy::OneForOne => vec![failed_at],
@@ -387,7 +396,7 @@ impl RootState {
         delay: Duration,
     ) {
         let Some(swarm) = self.swarm() else { return };
-        let Some(entry) = swarm.agents().into_iter().find(|e| *e.name() == agent) else {
+        let Some(entry) = swarm.agent(&agent) else {
             return;
         };
         let Some(slot) = entry.replicas().get(replica) else {

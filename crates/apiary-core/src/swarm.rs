@@ -405,11 +405,19 @@ impl Drop for SwarmInner {
 /// The supervisor sees the swarm through this narrow view.
 impl Supervised for Runtime {
     fn agents(&self) -> Vec<Arc<dyn ErasedEntry>> {
+        self.registry.entries()
+    }
+
+    fn agent(&self, name: &AgentName) -> Option<Arc<dyn ErasedEntry>> {
         self.registry
-            .members()
-            .iter()
-            .map(|s| s.entry.clone())
-            .collect()
+            .slot(name.as_str())
+            .ok()
+            .map(|s| s.entry)
+            .filter(|e| !e.replicas().is_empty())
+    }
+
+    fn replica_of(&self, actor: ractor::ActorId) -> Option<(Arc<dyn ErasedEntry>, usize)> {
+        self.registry.replica_of(actor)
     }
 
     fn supervisor_of(&self, agent: &AgentName) -> Option<AgentName> {
