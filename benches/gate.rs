@@ -26,11 +26,11 @@ use apiary::{
     AgentName, BreakerTransition, EventKind, EventStream, Manifest, SwarmEvent, Topology,
 };
 use gungraun::{library_benchmark, library_benchmark_group, main, LibraryBenchmarkConfig};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorRef};
 use tokio::runtime::Runtime;
 
 mod baseline;
-use baseline::{raw_call, RawAdder, RawMsg};
+use baseline::{raw_call, Adder, Echo, Job, RawAdder, RawIdle, RawMsg};
 
 /// Operations per benchmark: enough that a few instructions per operation show, few enough
 /// that Callgrind (about 50x slower than native) finishes in seconds.
@@ -43,32 +43,6 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("a current-thread tokio runtime")
-}
-
-/// Adds one.
-struct Adder;
-
-impl Agent for Adder {
-    type Task = u64;
-    type Output = u64;
-    type Error = std::convert::Infallible;
-
-    async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
-        Ok(n + 1)
-    }
-}
-
-/// A ractor actor that does nothing: the floor for starting one.
-struct RawIdle;
-
-impl Actor for RawIdle {
-    type Msg = ();
-    type State = ();
-    type Arguments = ();
-
-    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
 }
 
 fn adder_swarm() -> (Runtime, Swarm, AgentRef<u64, u64>) {
@@ -184,28 +158,6 @@ fn breaker_check(breaker: CircuitBreaker) -> CircuitBreaker {
     breaker
 }
 
-/// A task for the agent that crashes on request.
-#[derive(Clone)]
-enum Job {
-    Echo(u64),
-    Crash,
-}
-
-struct Crashy;
-
-impl Agent for Crashy {
-    type Task = Job;
-    type Output = u64;
-    type Error = std::convert::Infallible;
-
-    async fn handle(&mut self, job: Job, _: &AgentContext<Job, u64>) -> Result<u64, Self::Error> {
-        match job {
-            Job::Echo(n) => Ok(n),
-            Job::Crash => panic!("the gate's deliberate crash"),
-        }
-    }
-}
-
 const CRASHES: u64 = 20;
 
 fn crashy_swarm() -> (Runtime, Swarm, AgentRef<Job, u64>) {
@@ -218,7 +170,7 @@ fn crashy_swarm() -> (Runtime, Swarm, AgentRef<Job, u64>) {
                 .configure(|s| s.max_restarts = u32::MAX)
                 .agent(
                     AgentSpec::new("crashy").backoff(apiary::supervisor::Backoff::none()),
-                    || Crashy,
+                    || Echo,
                 )
                 .start(),
         )

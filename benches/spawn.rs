@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use apiary::prelude::*;
 use apiary::Pool;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorRef};
 
 mod baseline;
-use baseline::runtime;
+use baseline::{runtime, RawIdle};
 
 const N: usize = 10_000;
 
@@ -26,19 +26,6 @@ impl Agent for Idle {
 
     async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
         Ok(n)
-    }
-}
-
-/// The raw baseline: an actor with no state and no work.
-struct RawIdle;
-
-impl Actor for RawIdle {
-    type Msg = ();
-    type State = ();
-    type Arguments = ();
-
-    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
     }
 }
 

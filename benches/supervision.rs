@@ -12,28 +12,7 @@ use apiary::supervisor::{Backoff, BreakerConfig, CircuitBreaker};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod baseline;
-use baseline::runtime;
-
-#[derive(Clone)]
-enum Job {
-    Echo(u64),
-    Crash,
-}
-
-struct Echo;
-
-impl Agent for Echo {
-    type Task = Job;
-    type Output = u64;
-    type Error = std::convert::Infallible;
-
-    async fn handle(&mut self, job: Job, _: &AgentContext<Job, u64>) -> Result<u64, Self::Error> {
-        match job {
-            Job::Echo(n) => Ok(n),
-            Job::Crash => panic!("bench crash"),
-        }
-    }
-}
+use baseline::{runtime, Echo, Job};
 
 fn breaker_check(c: &mut Criterion) {
     let breaker = CircuitBreaker::new(BreakerConfig::default());

@@ -65,6 +65,47 @@ impl apiary::prelude::Agent for Adder {
     }
 }
 
+/// The raw baseline for starting an actor: no state, no work.
+pub struct RawIdle;
+
+impl Actor for RawIdle {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+/// A task for [`Echo`]: answered, or a deliberate crash.
+#[derive(Clone)]
+pub enum Job {
+    Echo(u64),
+    Crash,
+}
+
+/// An agent that answers `Echo(n)` with `n` and panics on `Crash`: the supervision benches'
+/// agent.
+pub struct Echo;
+
+impl apiary::prelude::Agent for Echo {
+    type Task = Job;
+    type Output = u64;
+    type Error = std::convert::Infallible;
+
+    async fn handle(
+        &mut self,
+        job: Job,
+        _: &apiary::prelude::Ctx<Self>,
+    ) -> Result<u64, Self::Error> {
+        match job {
+            Job::Echo(n) => Ok(n),
+            Job::Crash => panic!("a deliberate crash"),
+        }
+    }
+}
+
 /// Writes 64 bytes and `fdatasync`s, `n` times, in `dir`: the disk's floor for durable
 /// acknowledgements, one after another.
 pub fn fsyncs_per_second(dir: &std::path::Path, n: usize) -> f64 {
