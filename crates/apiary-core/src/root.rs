@@ -38,8 +38,8 @@ pub(crate) trait Supervised: Send + Sync + 'static {
     fn agents(&self) -> Vec<Arc<dyn ErasedEntry>>;
     /// A started agent by name.
     fn agent(&self, name: &AgentName) -> Option<Arc<dyn ErasedEntry>>;
-    /// The started agent and replica whose current actor is `actor` (found without copying
-    /// the list of agents: a crash in a large swarm costs no more than in a small one).
+    /// The started agent and replica whose current actor is `actor`, found by a scan in
+    /// place (a crash no longer copies the list of agents; the scan is still linear).
     fn replica_of(&self, actor: ractor::ActorId) -> Option<Child>;
     /// The coordinator that supervises `agent`, if the topology nests supervision.
     fn supervisor_of(&self, agent: &AgentName) -> Option<AgentName>;
