@@ -1,7 +1,8 @@
 //! Starting agents: 10,000 independent agents planner-batched vs one by one vs raw ractor
 //! spawns, 10,000 agents in a 100-level DAG, and a pooled acquire vs the floor of any async
 //! pool (a semaphore permit and a locked deque) and vs a fresh spawn.
-//! Peak memory per agent is printed (RSS growth over 10,000 started agents).
+//! Memory per agent is printed first: RSS growth over 10,000 started agents, each side measured
+//! in a fresh process of its own.
 //!
 //! Run: `cargo bench --bench spawn`
 
@@ -71,39 +72,69 @@ fn rss_bytes() -> u64 {
         * 4096
 }
 
+/// Which side `memory_per_agent` measures in a child process (the variable's value).
+const RSS_SIDE: &str = "APIARY_SPAWN_RSS_SIDE";
+
+/// RSS growth per agent while 10,000 run, each side in a fresh process of its own: in one
+/// process, whichever side ran second would reuse memory the first had freed (freed memory
+/// stays in RSS) and look smaller. Agents are started one by one on both sides, as raw
+/// ractor's are; a planner batch of 10,000 is measured too, as its spawns are all in flight at
+/// once and their transient futures stay in RSS after they are freed.
+fn memory_per_agent(flat: &[AgentSpec]) {
+    if let Ok(side) = std::env::var(RSS_SIDE) {
+        let rt = runtime();
+        let (before, after) = rt.block_on(async {
+            let before = rss_bytes();
+            match side.as_str() {
+                "raw ractor actors, one by one" => {
+                    let mut actors = Vec::with_capacity(N);
+                    for _ in 0..N {
+                        actors.push(Actor::spawn(None, RawIdle, ()).await.unwrap().0);
+                    }
+                    (before, rss_bytes())
+                }
+                "apiary agents, one by one" => {
+                    let swarm = start(flat, 1).await;
+                    let after = rss_bytes();
+                    drop(swarm);
+                    (before, after)
+                }
+                _ => {
+                    let swarm = start(flat, 0).await;
+                    let after = rss_bytes();
+                    drop(swarm);
+                    (before, after)
+                }
+            }
+        });
+        eprintln!(
+            "memory: {N} {side} grew RSS by {} KiB = {} bytes each",
+            (after - before) / 1024,
+            (after - before) / N as u64
+        );
+        std::process::exit(0);
+    }
+    let exe = std::env::current_exe().expect("the bench's own path");
+    for side in [
+        "raw ractor actors, one by one",
+        "apiary agents, one by one",
+        "apiary agents, one planner batch",
+    ] {
+        let out = std::process::Command::new(&exe)
+            .arg("--bench")
+            .env(RSS_SIDE, side)
+            .output()
+            .expect("the bench re-runs itself for one side's memory");
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 fn spawn(c: &mut Criterion) {
     let rt = runtime();
     let flat = independent();
     let dag = layered();
 
-    // Memory per agent: RSS growth while 10,000 agents run.
-    rt.block_on(async {
-        let before = rss_bytes();
-        let swarm = start(&flat, 0).await;
-        let after = rss_bytes();
-        eprintln!(
-            "memory: {} agents grew RSS by {} KiB = {} bytes per agent",
-            N,
-            (after - before) / 1024,
-            (after - before) / N as u64
-        );
-        swarm.shutdown().await;
-        let before = rss_bytes();
-        let mut actors = Vec::with_capacity(N);
-        for _ in 0..N {
-            actors.push(Actor::spawn(None, RawIdle, ()).await.unwrap().0);
-        }
-        let after = rss_bytes();
-        eprintln!(
-            "memory: {} raw ractor actors grew RSS by {} KiB = {} bytes per actor",
-            N,
-            (after - before) / 1024,
-            (after - before) / N as u64
-        );
-        for a in actors {
-            a.stop_and_wait(None, None).await.unwrap();
-        }
-    });
+    memory_per_agent(&flat);
 
     let mut group = c.benchmark_group("spawn_10k");
     group.sample_size(10);
