@@ -4,10 +4,13 @@ use crate::error::BoxError;
 
 /// Embeds text into vectors of a fixed dimension.
 ///
-/// Plug in a real model (an ONNX or candle sentence encoder, a remote embedding service) by
-/// implementing this trait. `embed` runs on the caller's task, not inside the memory actor,
-/// so a slow model delays only the caller. Vectors need not be normalised: the memory
-/// normalises every vector it stores or searches with.
+/// Two come with apiary: the dependency-free [`HashingEmbedder`] (shared words, no meaning)
+/// and, with the `minilm` feature, `MiniLmEmbedder` (all-MiniLM-L6-v2 sentence embeddings).
+/// Plug in another model (an ONNX encoder, a remote embedding service) by implementing this
+/// trait. The memory never embeds inside its actor: the texts of one call go to
+/// [`embed_batch`](Embedder::embed_batch) on tokio's blocking pool, or on the caller's task
+/// when the embedder [`is_cheap`](Embedder::is_cheap). Vectors need not be normalised: the
+/// memory normalises every vector it stores or searches with.
 ///
 /// ```
 /// use apiary_memory::{Embedder, HashingEmbedder};
@@ -21,6 +24,19 @@ pub trait Embedder: Send + Sync + 'static {
     fn dim(&self) -> usize;
     /// Embeds one text.
     fn embed(&self, text: &str) -> Result<Vec<f32>, BoxError>;
+
+    /// Embeds several texts, one vector per text in order. Models that batch (one forward
+    /// pass for many texts) override this; the default embeds one at a time.
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, BoxError> {
+        texts.iter().map(|t| self.embed(t)).collect()
+    }
+
+    /// True when embedding takes microseconds, so it may run on the async caller's task. The
+    /// default, false, sends every batch to tokio's blocking pool: a model that takes
+    /// milliseconds must not hold up the other tasks of an async worker.
+    fn is_cheap(&self) -> bool {
+        false
+    }
 }
 
 /// Feature hashing of words and word pairs into `dim` signed buckets, L2-normalised.
@@ -51,6 +67,11 @@ impl HashingEmbedder {
 impl Embedder for HashingEmbedder {
     fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// A few hashes per word: cheaper than a trip to the blocking pool.
+    fn is_cheap(&self) -> bool {
+        true
     }
 
     fn embed(&self, text: &str) -> Result<Vec<f32>, BoxError> {

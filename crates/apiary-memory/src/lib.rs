@@ -40,6 +40,8 @@ mod index_file;
 mod key;
 mod kv;
 mod memory;
+#[cfg(feature = "minilm")]
+mod minilm;
 mod patterns;
 mod simd;
 mod stats;
@@ -54,6 +56,8 @@ pub use embedder::{Embedder, HashingEmbedder};
 pub use error::{BoxError, MemoryError};
 pub use key::namespace_of;
 pub use memory::Memory;
+#[cfg(feature = "minilm")]
+pub use minilm::{MiniLmEmbedder, ModelError};
 pub use patterns::{Hit, Metadata, Pattern, Query};
 pub use simd::faiss_has_simd;
 pub use stats::{IndexOrigin, IndexStats, MemoryStats};

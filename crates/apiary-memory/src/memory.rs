@@ -221,29 +221,68 @@ impl Memory {
         self.add_patterns(vec![pattern]).await
     }
 
-    /// Stores several patterns in one durable write: all or none.
+    /// Stores several patterns in one durable write: all or none. Their texts are embedded
+    /// in one batch.
     pub async fn add_patterns(&self, patterns: Vec<Pattern>) -> Result<(), MemoryError> {
-        let patterns = patterns
-            .into_iter()
-            .map(|p| self.prepare(p))
-            .collect::<Result<Vec<NewPattern>, _>>()?;
+        let patterns = self.prepare(patterns).await?;
         self.call(|reply| MemoryMsg::AddPatterns { patterns, reply })
             .await
     }
 
-    fn prepare(&self, p: Pattern) -> Result<NewPattern, MemoryError> {
-        namespace_of(&p.key)?;
-        let vector = self.vector_of(p.content)?;
-        let vector = normalised(&format!("pattern {:?}", p.key), vector, self.dim)?;
-        Ok((p.key, vector, p.metadata))
+    /// Checks keys, embeds the texts in one batch and normalises every vector.
+    async fn prepare(&self, patterns: Vec<Pattern>) -> Result<Vec<NewPattern>, MemoryError> {
+        let mut texts = Vec::new();
+        for p in &patterns {
+            namespace_of(&p.key)?;
+            if let Content::Text(text) = &p.content {
+                texts.push(text.clone());
+            }
+        }
+        let mut embedded = self.embed(texts).await?.into_iter();
+        patterns
+            .into_iter()
+            .map(|p| {
+                let vector = match p.content {
+                    Content::Vector(v) => v,
+                    Content::Text(_) => embedded.next().unwrap_or_default(),
+                };
+                let vector = normalised(&format!("pattern {:?}", p.key), vector, self.dim)?;
+                Ok((p.key, vector, p.metadata))
+            })
+            .collect()
     }
 
-    fn vector_of(&self, content: Content) -> Result<Vec<f32>, MemoryError> {
-        match content {
-            Content::Vector(v) => Ok(v),
-            // Embedding runs here, on the caller's task: a slow model never stalls the actor.
-            Content::Text(text) => self.embedder.embed(&text).map_err(MemoryError::Embed),
+    /// One vector per text, in order. Never inside the actor: on the caller's task for a
+    /// cheap embedder, else on tokio's blocking pool so a model taking milliseconds does not
+    /// hold up the caller's async worker.
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, MemoryError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
         }
+        let wanted = texts.len();
+        let embedder = Arc::clone(&self.embedder);
+        let run = move || {
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            embedder.embed_batch(&texts)
+        };
+        let vectors = if self.embedder.is_cheap() {
+            run()
+        } else {
+            tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| MemoryError::Embed(format!("the embedding task ended: {e}").into()))?
+        }
+        .map_err(MemoryError::Embed)?;
+        if vectors.len() != wanted {
+            return Err(MemoryError::Embed(
+                format!(
+                    "the embedder returned {} vectors for {wanted} texts",
+                    vectors.len()
+                )
+                .into(),
+            ));
+        }
+        Ok(vectors)
     }
 
     /// Removes the pattern under `key`; true if there was one.
@@ -259,7 +298,11 @@ impl Memory {
         if query.k == 0 {
             return Err(MemoryError::ZeroK);
         }
-        let vector = normalised("query", self.vector_of(query.content)?, self.dim)?;
+        let vector = match query.content {
+            Content::Vector(v) => v,
+            Content::Text(text) => self.embed(vec![text]).await?.pop().unwrap_or_default(),
+        };
+        let vector = normalised("query", vector, self.dim)?;
         self.call(|reply| MemoryMsg::Search {
             vector,
             k: query.k,
@@ -292,10 +335,7 @@ impl Memory {
         patterns: Vec<Pattern>,
         hold: bool,
     ) -> Result<(), MemoryError> {
-        let patterns = patterns
-            .into_iter()
-            .map(|p| self.prepare(p))
-            .collect::<Result<Vec<NewPattern>, _>>()?;
+        let patterns = self.prepare(patterns).await?;
         self.call(|reply| MemoryMsg::TrainMidCommit {
             patterns,
             hold,
