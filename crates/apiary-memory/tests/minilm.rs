@@ -120,7 +120,10 @@ async fn ranks_sources(embedder: impl Embedder) -> usize {
     let mut patterns = Vec::new();
     for (i, (_, source, distractor)) in CASES.iter().enumerate() {
         patterns.push(Pattern::text(format!("lessons/source-{i}"), *source));
-        patterns.push(Pattern::text(format!("lessons/distractor-{i}"), *distractor));
+        patterns.push(Pattern::text(
+            format!("lessons/distractor-{i}"),
+            *distractor,
+        ));
     }
     memory.add_patterns(patterns).await.unwrap();
     let mut found = 0;

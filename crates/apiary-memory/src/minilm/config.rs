@@ -33,8 +33,8 @@ impl BertConfig {
             path: path.to_owned(),
             reason,
         };
-        let config: Self = serde_json::from_str(text)
-            .map_err(|e| corrupt(format!("not a BERT config: {e}")))?;
+        let config: Self =
+            serde_json::from_str(text).map_err(|e| corrupt(format!("not a BERT config: {e}")))?;
         // Only what this encoder implements; anything else would embed wrongly, silently.
         if config.model_type != "bert" {
             return Err(corrupt(format!(

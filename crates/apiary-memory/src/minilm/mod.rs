@@ -20,6 +20,7 @@
 mod bert;
 mod config;
 mod error;
+mod gelu;
 
 use std::{
     collections::HashMap,
@@ -188,11 +189,11 @@ impl MiniLmEmbedder {
                 .max()
                 .unwrap_or(0);
             let mut ids = vec![0u32; group.len() * len];
-            let mut mask = vec![0u8; group.len() * len];
+            let mut mask = vec![0f32; group.len() * len];
             for (row, &i) in group.iter().enumerate() {
                 let tokens = encodings[i].get_ids();
                 ids[row * len..row * len + tokens.len()].copy_from_slice(tokens);
-                mask[row * len..row * len + tokens.len()].fill(1);
+                mask[row * len..row * len + tokens.len()].fill(1.0);
             }
             let ids = Tensor::from_vec(ids, (group.len(), len), &DEVICE)?;
             let mask = Tensor::from_vec(mask, (group.len(), len), &DEVICE)?;
