@@ -181,8 +181,13 @@ impl MiniLmEmbedder {
         // Shortest first, so each group pads only to lengths near its own.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let lengths: Vec<usize> = order
+            .iter()
+            .map(|&i| encodings[i].get_ids().len())
+            .collect();
         let mut out = vec![Vec::new(); texts.len()];
-        for group in order.chunks(self.batch_size) {
+        for range in groups(&lengths, self.batch_size) {
+            let group = &order[range];
             let len = group
                 .iter()
                 .map(|&i| encodings[i].get_ids().len())
@@ -206,6 +211,30 @@ impl MiniLmEmbedder {
     }
 }
 
+/// Cuts texts sorted by token count into forward passes of at most `max` texts, and also
+/// wherever the next text would pad the group past 1.5 times its real tokens.
+///
+/// sentence-transformers cuts only every `max` texts, so one long text makes the 31 texts
+/// beside it pay for its length in padding: every padded position costs a real token's
+/// arithmetic in every layer.
+fn groups(lengths: &[usize], max: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut tokens) = (0, 0);
+    for (i, &len) in lengths.iter().enumerate() {
+        let n = i - start;
+        // Sorted, so `len` is the group's longest: (n + 1) * len positions for tokens + len.
+        if n > 0 && (n == max || 2 * (n + 1) * len > 3 * (tokens + len)) {
+            out.push(start..i);
+            (start, tokens) = (i, 0);
+        }
+        tokens += len;
+    }
+    if start < lengths.len() {
+        out.push(start..lengths.len());
+    }
+    out
+}
+
 impl Embedder for MiniLmEmbedder {
     fn dim(&self) -> usize {
         self.model.dim
@@ -217,5 +246,20 @@ impl Embedder for MiniLmEmbedder {
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, BoxError> {
         self.embed_all(texts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::groups;
+
+    #[test]
+    fn groups_cut_at_the_batch_size_and_where_padding_would_dominate() {
+        assert!(groups(&[], 32).is_empty());
+        assert_eq!(groups(&[7; 70], 32), vec![0..32, 32..64, 64..70]);
+        // The 256-token text would pad four 20-token texts to 256: it goes alone.
+        assert_eq!(groups(&[18, 19, 20, 20, 256], 32), vec![0..4, 4..5]);
+        // Close lengths stay together.
+        assert_eq!(groups(&[10, 11, 12, 13, 14], 32), vec![0..5]);
     }
 }
