@@ -67,8 +67,11 @@ fn bench(c: &mut Criterion) {
     let all = sentences();
     let short: Vec<String> = all.iter().filter(|s| s.len() < 1000).cloned().collect();
     let short_path = root().join("target/embed-short-sentences.txt");
-    std::fs::write(&short_path, short.iter().map(|s| format!("{s}\n")).collect::<String>())
-        .expect("write the short sentences");
+    std::fs::write(
+        &short_path,
+        short.iter().map(|s| format!("{s}\n")).collect::<String>(),
+    )
+    .expect("write the short sentences");
     let minilm = MiniLmEmbedder::load(model_dir())
         .unwrap_or_else(|e| panic!("{e} (bash scripts/minilm-model.sh fetches the model)"))
         .batch_size(BATCH);

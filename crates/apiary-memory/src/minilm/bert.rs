@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear};
 
-use super::{config::BertConfig, gelu::GeluErf};
+use super::{config::BertConfig, gelu::BiasGelu, softmax::MaskedSoftmax};
 
 /// A tensor the checkpoint lacks or holds with the wrong shape.
 #[derive(Debug)]
@@ -56,7 +56,9 @@ struct Layer {
     qkv: Linear,
     attn_out: Linear,
     attn_norm: (Tensor, Tensor),
+    /// Without its bias, which [`BiasGelu`] adds.
     intermediate: Linear,
+    intermediate_bias: Tensor,
     output: Linear,
     out_norm: (Tensor, Tensor),
 }
@@ -126,10 +128,16 @@ impl Bert {
                 qkv,
                 attn_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
-                intermediate: w.linear(
-                    &format!("{p}.intermediate.dense"),
-                    config.intermediate_size,
-                    h,
+                intermediate: Linear::new(
+                    w.take(
+                        &format!("{p}.intermediate.dense.weight"),
+                        &[config.intermediate_size, h],
+                    )?,
+                    None,
+                ),
+                intermediate_bias: w.take(
+                    &format!("{p}.intermediate.dense.bias"),
+                    &[config.intermediate_size],
                 )?,
                 output: w.linear(&format!("{p}.output.dense"), h, config.intermediate_size)?,
                 out_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
@@ -164,16 +172,14 @@ impl Bert {
             .broadcast_add(&self.positions.narrow(0, 0, len)?)?
             .broadcast_add(&self.token_type)?;
         let mut x = layer_norm(&x, &self.norm, self.eps)?;
-        // Padding's scores get -inf, built once for every layer and head. (-inf rather than a
-        // large negative number: exp(-inf) is an exact 0, where exp(-1e4) took the C library's
-        // slow underflow path, 5% of the time in a profile.)
+        // Padding's scores get -inf, built once for every layer and head.
         let bias = mask
             .to_vec2::<f32>()?
             .into_iter()
             .flatten()
             .map(|m| if m > 0.0 { 0.0 } else { f32::NEG_INFINITY })
             .collect::<Vec<f32>>();
-        let bias = Tensor::from_vec(bias, (batch, 1, 1, len), &DEVICE)?;
+        let bias = Tensor::from_vec(bias, (batch, len), &DEVICE)?;
         for layer in &self.layers {
             let qkv = layer
                 .qkv
@@ -183,8 +189,7 @@ impl Bert {
             let q = qkv.get(0)?.contiguous()?;
             let k = qkv.get(1)?.contiguous()?;
             let v = qkv.get(2)?.contiguous()?;
-            let scores = q.matmul(&k.t()?)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let probs = q.matmul(&k.t()?)?.apply_op2_no_bwd(&bias, &MaskedSoftmax)?;
             let context = probs
                 .matmul(&v)?
                 .transpose(1, 2)?
@@ -197,7 +202,7 @@ impl Bert {
             let inner = layer
                 .intermediate
                 .forward(&attended)?
-                .apply_op1_no_bwd(&GeluErf)?;
+                .apply_op2_no_bwd(&layer.intermediate_bias, &BiasGelu)?;
             x = layer_norm(
                 &(layer.output.forward(&inner)? + &attended)?,
                 &layer.out_norm,
