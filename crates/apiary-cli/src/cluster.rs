@@ -101,7 +101,7 @@ pub(crate) async fn serve(
     let mut events = node.subscribe();
     let placement = Placement::Host(&node);
     // This node's own memory: its `shell` steps store here, its `memory` steps read here.
-    let memory = memory::open(None).await?;
+    let memory = memory::open(None, &manifest.memory, &base).await?;
     let swarm = kinds::builder(kinds, &manifest, &base, placement, None)?
         .resource(memory.clone())
         .start()

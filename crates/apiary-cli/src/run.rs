@@ -58,7 +58,7 @@ pub(crate) async fn run(kinds: &Kinds, path: &Path, options: RunOptions) -> anyh
             &format!("serving Prometheus metrics on http://{}/metrics", e.addr()),
         );
     }
-    let memory = memory::open(options.memory_dir.as_deref()).await?;
+    let memory = memory::open(options.memory_dir.as_deref(), &manifest.memory, &base).await?;
 
     let node = match &options.cluster {
         Some(c) => Some(cluster::join(c).await?),

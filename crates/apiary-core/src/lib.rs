@@ -118,7 +118,9 @@ pub use error::{
 pub use events::{
     BreakerTransition, EventKind, EventStream, Hook, Outcome, RecvError, StopReason, SwarmEvent,
 };
-pub use manifest::{BudgetSpec, Manifest, ManifestError, ManifestErrorKind, SpendLimits};
+pub use manifest::{
+    BudgetSpec, EmbedderKind, Manifest, ManifestError, ManifestErrorKind, MemorySpec, SpendLimits,
+};
 pub use name::AgentName;
 pub use pool::{Pool, PoolBuilder, PoolError, Pooled};
 pub use resources::MissingResource;

@@ -57,6 +57,49 @@ pub struct Manifest {
     /// The `[budget]` table: what the swarm's model-calling agents may spend, in all and
     /// per agent. Enforced by the agents that spend (`apiary-llm`); empty by default.
     pub budget: BudgetSpec,
+    /// The `[memory]` table: how the swarm's memory embeds text. Read by the runner that
+    /// opens the memory (the `apiary` binary); the hashing embedder by default.
+    pub memory: MemorySpec,
+}
+
+/// The `[memory]` table of a manifest: which embedder turns the memory's texts (stored
+/// results, lessons, search queries) into vectors.
+///
+/// ```
+/// use apiary_core::{EmbedderKind, Manifest};
+///
+/// let m = Manifest::from_toml_str(r#"
+///     [memory]
+///     embedder = "minilm"
+///     model_dir = "models/all-MiniLM-L6-v2"
+///
+///     [[agents]]
+///     name = "coder"
+/// "#)?;
+/// assert_eq!(m.memory.embedder, EmbedderKind::Minilm);
+/// # Ok::<(), apiary_core::ManifestError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySpec {
+    /// The embedder.
+    #[serde(default)]
+    pub embedder: EmbedderKind,
+    /// For `minilm`: the directory holding `config.json`, `tokenizer.json` and
+    /// `model.safetensors`; a relative path is read from the manifest's directory.
+    pub model_dir: Option<PathBuf>,
+}
+
+/// The embedders a manifest can choose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum EmbedderKind {
+    /// Feature hashing of words: no model, shared words only.
+    #[default]
+    Hashing,
+    /// all-MiniLM-L6-v2 sentence embeddings, from `model_dir`.
+    Minilm,
 }
 
 /// Spending limits: tokens, and money in dollars. Unset means unlimited.
@@ -111,6 +154,8 @@ struct RawManifest {
     topology: Option<toml::Spanned<TopologySpec>>,
     #[serde(default)]
     budget: Option<toml::Spanned<BudgetSpec>>,
+    #[serde(default)]
+    memory: Option<toml::Spanned<MemorySpec>>,
 }
 
 impl Manifest {
@@ -221,11 +266,35 @@ impl Manifest {
             }
             None => BudgetSpec::default(),
         };
+        let memory = match raw.memory {
+            Some(m) => {
+                let span = m.span();
+                let m = m.into_inner();
+                let wrong = match (m.embedder, &m.model_dir) {
+                    (EmbedderKind::Minilm, None) => Some(
+                        "[memory] embedder = \"minilm\" needs model_dir, the directory holding \
+                         config.json, tokenizer.json and model.safetensors",
+                    ),
+                    (EmbedderKind::Hashing, Some(_)) => {
+                        Some("[memory] model_dir is only for embedder = \"minilm\"")
+                    }
+                    _ => None,
+                };
+                if let Some(message) = wrong {
+                    return Err(ManifestError::new(ManifestErrorKind::Invalid, message)
+                        .with_field("model_dir")
+                        .at(src, Some(span)));
+                }
+                m
+            }
+            None => MemorySpec::default(),
+        };
         let manifest = Self {
             swarm,
             agents,
             topology,
             budget,
+            memory,
         };
         manifest.plan().map_err(|e| {
             let (agent, field) = match &e {
