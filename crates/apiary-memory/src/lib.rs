@@ -11,6 +11,11 @@
 //! - With a directory, keys and vectors live in a redb database (a write is acknowledged only
 //!   once committed to disk; writes that arrive together share one commit and its fsync)
 //!   and the trained index is saved beside it with a checksum.
+//! - Texts (in [`Pattern::text`] and [`Query::text`]) are embedded by the configured
+//!   [`Embedder`], never inside the actor: in batches on tokio's blocking pool, or on the
+//!   caller's task for a cheap one. The built-in [`HashingEmbedder`] needs no model and sees
+//!   only shared words; with the `minilm` feature, `MiniLmEmbedder` runs all-MiniLM-L6-v2
+//!   (sentence embeddings by meaning) in pure Rust from a local model directory.
 //!
 //! See [`Memory`] for an example.
 //!

@@ -160,7 +160,8 @@ fn a_missing_or_corrupt_file_is_an_error_naming_it() {
             other => panic!("{name} removed: {other:?}"),
         }
     }
-    let damage: [(&str, fn(Vec<u8>) -> Vec<u8>); 5] = [
+    type Damage = fn(Vec<u8>) -> Vec<u8>;
+    let damage: [(&str, Damage); 5] = [
         ("config.json", |_| b"{\"model_type\": \"bert\"".to_vec()),
         ("config.json", |b| {
             String::from_utf8(b)

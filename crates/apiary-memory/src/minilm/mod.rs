@@ -51,7 +51,7 @@ const DEFAULT_BATCH: usize = 32;
 /// ```no_run
 /// use apiary_memory::{Embedder, MemoryConfig, MiniLmEmbedder};
 ///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # fn main() -> Result<(), apiary_memory::BoxError> {
 /// let minilm = MiniLmEmbedder::load("models/all-MiniLM-L6-v2")?;
 /// let v = minilm.embed("the linker cannot find openblas")?;
 /// assert_eq!(v.len(), 384);
