@@ -230,12 +230,13 @@ impl Memory {
     }
 
     /// Checks keys, embeds the texts in one batch and normalises every vector.
-    async fn prepare(&self, patterns: Vec<Pattern>) -> Result<Vec<NewPattern>, MemoryError> {
+    async fn prepare(&self, mut patterns: Vec<Pattern>) -> Result<Vec<NewPattern>, MemoryError> {
         let mut texts = Vec::new();
-        for p in &patterns {
+        for p in &mut patterns {
             namespace_of(&p.key)?;
-            if let Content::Text(text) = &p.content {
-                texts.push(text.clone());
+            // Moved out, not copied: the pattern's text is not needed past embedding.
+            if let Content::Text(text) = &mut p.content {
+                texts.push(std::mem::take(text));
             }
         }
         let mut embedded = self.embed(texts).await?.into_iter();

@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
-use super::fastmath::erf;
+use super::{fastmath::erf, storage::f32_slice};
 
 /// `gelu(x + bias)` for a contiguous f32 `x` of shape `[.., n]` and a bias of shape `[n]`,
 /// applied with `Tensor::apply_op2_no_bwd`.
@@ -30,16 +30,8 @@ impl CustomOp2 for BiasGelu {
         bias: &CpuStorage,
         bias_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(x), CpuStorage::F32(bias)) = (x, bias) else {
-            candle_core::bail!("{}: f32 inputs only", self.name());
-        };
-        let (Some((xs, xe)), Some((bs, be))) = (
-            x_layout.contiguous_offsets(),
-            bias_layout.contiguous_offsets(),
-        ) else {
-            candle_core::bail!("{}: contiguous inputs only", self.name());
-        };
-        let bias = &bias[bs..be];
+        let x = f32_slice(self.name(), x, x_layout)?;
+        let bias = f32_slice(self.name(), bias, bias_layout)?;
         let n = bias.len();
         if n == 0 || x_layout.dims().last() != Some(&n) {
             candle_core::bail!(
@@ -48,7 +40,7 @@ impl CustomOp2 for BiasGelu {
                 x_layout.dims()
             );
         }
-        let mut out = x[xs..xe].to_vec();
+        let mut out = x.to_vec();
         out.par_chunks_mut(n * ROWS).for_each(|rows| {
             // Compiled for the widest SIMD the CPU has (AVX-512, AVX2), chosen at run time.
             pulp::Arch::new().dispatch(|| {

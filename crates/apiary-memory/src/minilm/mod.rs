@@ -23,6 +23,7 @@ mod error;
 mod fastmath;
 mod gelu;
 mod softmax;
+mod storage;
 
 use std::{
     collections::HashMap,

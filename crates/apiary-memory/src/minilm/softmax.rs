@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
-use super::fastmath::exp_nonpositive;
+use super::{fastmath::exp_nonpositive, storage::f32_slice};
 
 /// Scores `[batch, heads, len, len]` and an additive mask `[batch, len]` (0 for a token,
 /// -inf for padding) to probabilities of the scores' shape.
@@ -25,15 +25,8 @@ impl CustomOp2 for MaskedSoftmax {
         mask: &CpuStorage,
         mask_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(scores), CpuStorage::F32(mask)) = (scores, mask) else {
-            candle_core::bail!("{}: f32 inputs only", self.name());
-        };
-        let (Some((ss, se)), Some((ms, me))) = (
-            scores_layout.contiguous_offsets(),
-            mask_layout.contiguous_offsets(),
-        ) else {
-            candle_core::bail!("{}: contiguous inputs only", self.name());
-        };
+        let scores = f32_slice(self.name(), scores, scores_layout)?;
+        let mask = f32_slice(self.name(), mask, mask_layout)?;
         let &[batch, heads, rows, len] = scores_layout.dims() else {
             candle_core::bail!(
                 "{}: scores {:?} are not 4-d",
@@ -41,7 +34,6 @@ impl CustomOp2 for MaskedSoftmax {
                 scores_layout.dims()
             );
         };
-        let mask = &mask[ms..me];
         if rows != len || mask.len() != batch * len {
             candle_core::bail!(
                 "{}: mask of {} for scores {:?}",
@@ -50,7 +42,7 @@ impl CustomOp2 for MaskedSoftmax {
                 scores_layout.dims()
             );
         }
-        let mut out = scores[ss..se].to_vec();
+        let mut out = scores.to_vec();
         // One task per sequence: its heads' rows share one mask row.
         out.par_chunks_mut(heads * rows * len)
             .zip(mask.par_chunks(len))
