@@ -95,6 +95,14 @@ pub enum MemoryError {
         /// FAISS's error.
         source: faiss::error::Error,
     },
+    /// FAISS failed where the `faiss` crate is bypassed (a search under a shared lock).
+    #[error("FAISS {operation}: {reason}")]
+    Faiss {
+        /// What was being done.
+        operation: &'static str,
+        /// FAISS's message.
+        reason: String,
+    },
     /// The on-disk store failed.
     #[error("store {}: {source}", path.display())]
     Storage {

@@ -1,10 +1,11 @@
 //! The FAISS index behind pattern search: exact while small, quantized once trained.
 
 use faiss::{
-    index::autotune::ParameterSpace, index::IndexImpl, selector::IdSelector, Idx, Index, MetricType,
+    index::autotune::ParameterSpace, index::IndexImpl, selector::IdSelector, Idx, Index,
+    MetricType,
 };
 
-use crate::MemoryError;
+use crate::{ffi::top, MemoryError};
 
 /// The index searches run against.
 pub(crate) enum ActiveIndex {
@@ -73,25 +74,6 @@ pub(crate) fn set_param(index: &IndexImpl, name: &str, value: usize) -> Result<(
         .map_err(MemoryError::index("set search parameter"))
 }
 
-/// Top `k` by inner product: `(id, score)` best first, without FAISS's `-1` fillers.
-pub(crate) fn top(
-    index: &mut IndexImpl,
-    q: &[f32],
-    k: usize,
-) -> Result<Vec<(u64, f32)>, MemoryError> {
-    let k = k.min(index.ntotal() as usize);
-    if k == 0 {
-        return Ok(Vec::new());
-    }
-    let res = index.search(q, k).map_err(MemoryError::index("search"))?;
-    Ok(res
-        .labels
-        .iter()
-        .zip(&res.distances)
-        .filter_map(|(l, d)| l.get().map(|id| (id, *d)))
-        .collect())
-}
-
 impl ActiveIndex {
     pub(crate) fn add(&mut self, ids: &[u64], data: &[f32]) -> Result<(), MemoryError> {
         if ids.is_empty() {
@@ -128,7 +110,7 @@ impl ActiveIndex {
 
     /// Candidates for a query asking for `want` results: more than `want` in compact mode.
     pub(crate) fn candidates(
-        &mut self,
+        &self,
         q: &[f32],
         want: usize,
     ) -> Result<Vec<(u64, f32)>, MemoryError> {
@@ -136,7 +118,7 @@ impl ActiveIndex {
             ActiveIndex::Exact(i) => top(i, q, want),
             ActiveIndex::Quantized(z) => {
                 let fetch = want.saturating_mul(z.rerank.unwrap_or(1));
-                top(&mut z.index, q, fetch)
+                top(&z.index, q, fetch)
             }
         }
     }

@@ -40,6 +40,7 @@ mod clock;
 mod config;
 mod embedder;
 mod error;
+mod ffi;
 mod index;
 mod index_file;
 mod key;
@@ -48,6 +49,7 @@ mod memory;
 #[cfg(feature = "minilm")]
 mod minilm;
 mod patterns;
+mod searchable;
 mod simd;
 mod stats;
 mod store;

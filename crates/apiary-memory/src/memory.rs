@@ -7,10 +7,13 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     actor::{MemoryActor, MemoryMsg, NewPattern, Start},
+    index::{exact_index, ActiveIndex},
     key::{namespace_of, pinned_namespace},
-    patterns::Content,
+    patterns::{Content, PatternTable},
+    searchable::{Searchable, Shared},
     store::Store,
-    vectors::normalised,
+    stored_vectors::StoredVectors,
+    vectors::{normalised, VectorSlab},
     Embedder, Hit, MemoryConfig, MemoryError, MemoryStats, Pattern, Query,
 };
 
@@ -39,6 +42,8 @@ use crate::{
 #[derive(Clone)]
 pub struct Memory {
     actor: ActorRef<MemoryMsg>,
+    /// Read directly by searches (see [`crate::searchable`]).
+    shared: Shared,
     embedder: Arc<dyn Embedder>,
     dim: usize,
 }
@@ -82,10 +87,18 @@ impl Memory {
             }
             None => None,
         };
+        let shared = Shared::new(Searchable {
+            open: true,
+            namespaces: config.namespaces.iter().cloned().collect(),
+            patterns: PatternTable::default(),
+            vectors: StoredVectors::Ram(VectorSlab::new(config.dim)),
+            index: ActiveIndex::Exact(exact_index(config.dim)?),
+            dead_in_index: 0,
+        });
         let start = Start {
             dim: config.dim,
             index: config.index.clone(),
-            namespaces: config.namespaces.clone(),
+            shared: shared.clone(),
             store,
         };
         let (actor, _) =
@@ -97,6 +110,7 @@ impl Memory {
                 })?;
         Ok(Self {
             actor,
+            shared,
             embedder: config.embedder,
             dim: config.dim,
         })
@@ -304,6 +318,14 @@ impl Memory {
             Content::Text(text) => self.embed(vec![text]).await?.pop().unwrap_or_default(),
         };
         let vector = normalised("query", vector, self.dim)?;
+        // On this thread, under the read lock, while the actor runs and writes nothing.
+        if matches!(self.actor.get_status(), ractor::ActorStatus::Running) {
+            if let Some(searchable) = self.shared.try_read() {
+                return searchable.search(&vector, query.k, query.namespace.as_deref(), &query.filter);
+            }
+        }
+        // A write holds the lock (or the actor has stopped): queue behind it at the actor
+        // rather than block this thread.
         self.call(|reply| MemoryMsg::Search {
             vector,
             k: query.k,

@@ -15,6 +15,7 @@ use super::{Reply, State};
 use crate::{
     kv::Entry,
     patterns::PatternInfo,
+    searchable::Searchable,
     store::{StoredPattern, Write},
     writer::Committed,
     MemoryError,
@@ -94,7 +95,7 @@ impl State {
     fn pattern_id(&self, key: &str) -> Option<u64> {
         match self.in_flight.patterns.get(key) {
             Some(&(_, id)) => id,
-            None => self.patterns.by_key.get(key).copied(),
+            None => self.shared.read().patterns.by_key.get(key).copied(),
         }
     }
 
@@ -142,7 +143,7 @@ impl State {
         let mut replaced: Vec<u64> = Vec::new();
         let mut rows: Vec<(u64, StoredPattern)> = Vec::with_capacity(patterns.len());
         let mut batch_ids = HashMap::new();
-        let mut next = self.patterns.next_id;
+        let mut next = self.shared.read().patterns.next_id;
         for (key, vector, metadata) in patterns {
             if let Some(old) = batch_ids.insert(key.clone(), next) {
                 rows.retain(|(id, _)| *id != old);
@@ -165,7 +166,7 @@ impl State {
             }
         };
         // Ids are taken now, so that writes in flight never share one.
-        self.patterns.next_id = next;
+        self.shared.write().patterns.next_id = next;
         for (id, p) in &rows {
             self.in_flight.touch_pattern(&p.info.key, Some(*id));
         }
@@ -282,9 +283,12 @@ impl State {
             }
             Then::RemovePattern { key, id, reply } => {
                 self.in_flight.done_pattern(&key);
+                let present = self.shared.read().patterns.by_id.contains_key(&id);
                 let result = match generation {
-                    Some(g) if self.patterns.by_id.contains_key(&id) => {
-                        self.drop_patterns(&[id], g).map(|()| {
+                    Some(g) if present => {
+                        let shared = self.shared.clone();
+                        let mut s = shared.write();
+                        self.drop_patterns(&mut s, &[id], g).map(|()| {
                             metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "remove_pattern")
                                 .increment(1);
                             true
@@ -304,24 +308,29 @@ impl State {
         replaced: &[u64],
         generation: u64,
     ) -> Result<(), MemoryError> {
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut data = Vec::with_capacity(rows.len() * self.dim);
+        for (id, StoredPattern { vector, .. }) in &rows {
+            ids.push(*id);
+            data.extend_from_slice(vector);
+        }
+        let shared = self.shared.clone();
+        let mut s = shared.write();
         let replaced: Vec<u64> = replaced
             .iter()
             .copied()
-            .filter(|id| self.patterns.by_id.contains_key(id))
+            .filter(|id| s.patterns.by_id.contains_key(id))
             .collect();
-        self.drop_patterns(&replaced, generation)?;
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut data = Vec::with_capacity(rows.len() * self.dim);
+        self.drop_patterns(&mut s, &replaced, generation)?;
         for (id, StoredPattern { info, vector }) in rows {
-            self.note_namespace(&info.key);
-            self.vectors.insert(id, &vector);
-            self.patterns.insert(id, info);
-            ids.push(id);
-            data.extend_from_slice(&vector);
+            s.note_namespace(&info.key);
+            s.vectors.insert(id, &vector);
+            s.patterns.insert(id, info);
         }
         if generation > self.index_covers {
-            self.index.add(&ids, &data)?;
+            s.index.add(&ids, &data)?;
         }
+        drop(s);
         if let Some(t) = &mut self.training {
             if generation > t.since {
                 t.added.extend_from_slice(&ids);
@@ -336,6 +345,7 @@ impl State {
     /// write's: an index or a training that already reflects it is left alone.
     pub(super) fn drop_patterns(
         &mut self,
+        s: &mut Searchable,
         ids: &[u64],
         generation: u64,
     ) -> Result<(), MemoryError> {
@@ -343,11 +353,11 @@ impl State {
             return Ok(());
         }
         for &id in ids {
-            self.patterns.remove_id(id);
-            self.vectors.remove(id);
+            s.patterns.remove_id(id);
+            s.vectors.remove(id);
         }
-        if generation > self.index_covers && !self.index.remove(ids)? {
-            self.dead_in_index += ids.len();
+        if generation > self.index_covers && !s.index.remove(ids)? {
+            s.dead_in_index += ids.len();
         }
         if let Some(t) = &mut self.training {
             if generation > t.since {

@@ -9,12 +9,7 @@ mod training;
 use commit::{InFlight, Then};
 use training::Training;
 
-use std::{
-    collections::BTreeSet,
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use apiary_metrics as m;
 use globset::GlobMatcher;
@@ -23,10 +18,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::{
     clock::Clock,
     config::IndexConfig,
-    index::{exact_index, ActiveIndex},
+    index::ActiveIndex,
     index_file::{self, Loaded},
     kv::{Entry, KvTable},
-    patterns::{Hit, Metadata, PatternInfo, PatternTable},
+    patterns::{Hit, Metadata},
+    searchable::Shared,
     store::{Contents, Store},
     stored_vectors::StoredVectors,
     train::Trained,
@@ -113,7 +109,8 @@ impl ractor::Message for MemoryMsg {}
 pub(crate) struct Start {
     pub(crate) dim: usize,
     pub(crate) index: IndexConfig,
-    pub(crate) namespaces: Vec<String>,
+    /// What searches read, shared with the handles (see [`crate::searchable`]).
+    pub(crate) shared: Shared,
     pub(crate) store: Option<(Arc<Store>, PathBuf, Contents)>,
 }
 
@@ -124,13 +121,9 @@ pub(crate) struct State {
     config: IndexConfig,
     clock: Clock,
     kv: KvTable,
-    namespaces: BTreeSet<String>,
-    patterns: PatternTable,
-    vectors: StoredVectors,
-    index: ActiveIndex,
-    /// Removed ids still inside an index that cannot remove (HNSW); searches fetch this
-    /// many extra candidates and skip them.
-    dead_in_index: usize,
+    /// The index, patterns, vectors and namespaces: written only here, read by searches on
+    /// the handles' threads.
+    shared: Shared,
     /// The pattern generation applied to the tables (each pattern write adds one).
     generation: u64,
     /// The generation the index already reflects beyond what was applied to it: a trained
@@ -170,18 +163,14 @@ impl Actor for MemoryActor {
         let Start {
             dim,
             index: config,
-            namespaces,
+            shared,
             store,
         } = start;
         let mut state = State {
             dim,
             clock: Clock::new(),
             kv: KvTable::default(),
-            namespaces: namespaces.into_iter().collect(),
-            patterns: PatternTable::default(),
-            vectors: StoredVectors::Ram(VectorSlab::new(dim)),
-            index: ActiveIndex::Exact(exact_index(dim)?),
-            dead_in_index: 0,
+            shared,
             generation: 0,
             index_covers: 0,
             store: None,
@@ -201,7 +190,7 @@ impl Actor for MemoryActor {
         };
         if let Some((store, dir, contents)) = store {
             if state.config.compact.is_some() {
-                state.vectors = StoredVectors::Store(Arc::clone(&store));
+                state.shared.write().vectors = StoredVectors::Store(Arc::clone(&store));
             }
             state.restore(&store, &dir, contents)?;
             state.index_covers = state.generation;
@@ -256,6 +245,8 @@ impl Actor for MemoryActor {
                 reply,
             } => {
                 let result = state
+                    .shared
+                    .read()
                     .known(namespace.as_deref())
                     .map(|()| state.kv.keys_with_prefix(&prefix, state.clock.now_ms()));
                 let _ = reply.send(result);
@@ -266,6 +257,8 @@ impl Actor for MemoryActor {
                 reply,
             } => {
                 let result = state
+                    .shared
+                    .read()
                     .known(namespace.as_deref())
                     .map(|()| state.kv.keys_matching(&glob, state.clock.now_ms()));
                 let _ = reply.send(result);
@@ -285,15 +278,11 @@ impl Actor for MemoryActor {
                 filter,
                 reply,
             } => {
-                let started = Instant::now();
-                let result = state.search(&vector, k, namespace.as_deref(), &filter);
-                let kind = if matches!(state.index, ActiveIndex::Exact(_)) {
-                    "exact"
-                } else {
-                    "quantized"
-                };
-                metrics::histogram!(m::MEMORY_SEARCH_DURATION_SECONDS.name, "index" => kind)
-                    .record(started.elapsed().as_secs_f64());
+                // Only searches that met a write in progress come here (see `searchable`).
+                let result = state
+                    .shared
+                    .read()
+                    .search(&vector, k, namespace.as_deref(), &filter);
                 let _ = reply.send(result);
             }
             MemoryMsg::Stats { reply } => {
@@ -376,11 +365,13 @@ impl Actor for MemoryActor {
             let _ = saving.await;
         }
         let generation = state.index_generation();
-        if let (ActiveIndex::Quantized(q), Some((_, dir))) = (&state.index, &state.store) {
+        let mut shared = state.shared.write();
+        if let (ActiveIndex::Quantized(q), Some((_, dir))) = (&shared.index, &state.store) {
             if let Err(e) = index_file::save(dir, q, generation) {
                 tracing::warn!(error = %e, "memory: saving the index at stop failed; it will be rebuilt");
             }
         }
+        shared.close(state.dim);
         Ok(())
     }
 }
@@ -394,17 +385,19 @@ impl State {
         dir: &std::path::Path,
         contents: Contents,
     ) -> Result<(), MemoryError> {
+        let shared = self.shared.clone();
+        let mut s = shared.write();
         for (key, entry) in contents.kv {
             // Expired entries are loaded too: invisible to reads, they leave at the first sweep.
-            self.note_namespace(&key);
+            s.note_namespace(&key);
             self.kv.insert(key, entry);
         }
         for (id, info) in contents.patterns {
-            self.note_namespace(&info.key);
-            self.patterns.insert(id, info);
+            s.note_namespace(&info.key);
+            s.patterns.insert(id, info);
         }
         self.generation = contents.generation;
-        if self.patterns.len() == 0 {
+        if s.patterns.len() == 0 {
             return Ok(());
         }
         let (config, dim) = (&self.config, self.dim);
@@ -415,16 +408,16 @@ impl State {
             config.compact,
         ) {
             Loaded::Index(q) => {
-                self.index = ActiveIndex::Quantized(*q);
+                s.index = ActiveIndex::Quantized(*q);
                 // An index that cannot remove was saved with its removed ids inside.
-                self.dead_in_index = self.index.ntotal().saturating_sub(self.patterns.len());
+                s.dead_in_index = s.index.ntotal().saturating_sub(s.patterns.len());
                 self.origin = IndexOrigin::Loaded;
-                if let ActiveIndex::Quantized(q) = &self.index {
+                if let ActiveIndex::Quantized(q) = &s.index {
                     metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
                 }
                 false
             }
-            Loaded::Missing if self.patterns.len() < self.config.train_threshold => true,
+            Loaded::Missing if s.patterns.len() < self.config.train_threshold => true,
             Loaded::Missing => {
                 self.origin = IndexOrigin::Rebuilt {
                     reason: format!("no saved index in {}", dir.display()),
@@ -443,28 +436,21 @@ impl State {
             None => return Ok(()),
         };
         if rebuild {
-            self.index.add(&ids, &data)?;
+            s.index.add(&ids, &data)?;
         }
-        if matches!(self.vectors, StoredVectors::Ram(_)) {
-            self.vectors = StoredVectors::Ram(VectorSlab::from_parts(self.dim, ids, data));
+        if matches!(s.vectors, StoredVectors::Ram(_)) {
+            s.vectors = StoredVectors::Ram(VectorSlab::from_parts(self.dim, ids, data));
         }
         Ok(())
     }
 
-    fn note_namespace(&mut self, key: &str) {
-        if let Some((ns, _)) = key.split_once('/') {
-            if !self.namespaces.contains(ns) {
-                self.namespaces.insert(ns.to_owned());
-            }
-        }
-    }
-
-    fn known(&self, namespace: Option<&str>) -> Result<(), MemoryError> {
-        match namespace {
-            Some(ns) if !self.namespaces.contains(ns) => Err(MemoryError::UnknownNamespace {
-                namespace: ns.to_owned(),
-            }),
-            _ => Ok(()),
+    /// Records `key`'s namespace; the write lock only for a namespace not seen yet.
+    fn note_namespace(&self, key: &str) {
+        let Some((ns, _)) = key.split_once('/') else {
+            return;
+        };
+        if !self.shared.read().namespaces.contains(ns) {
+            self.shared.write().note_namespace(key);
         }
     }
 
@@ -487,63 +473,6 @@ impl State {
             .map_or_else(PathBuf::new, |(store, _)| store.path().to_owned())
     }
 
-    fn search(
-        &mut self,
-        q: &[f32],
-        k: usize,
-        namespace: Option<&str>,
-        filter: &Metadata,
-    ) -> Result<Vec<Hit>, MemoryError> {
-        self.known(namespace)?;
-        let filtered = namespace.is_some() || !filter.is_empty();
-        // Filtered searches over-fetch; if the index still yields too few matches, the
-        // matching patterns are scored exactly, so a filter never comes up short.
-        let want = if filtered { k.saturating_mul(8) } else { k } + self.dead_in_index;
-        let mut found = self.index.candidates(q, want)?;
-        if self.index.reranks() {
-            let ids: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
-            found = self.vectors.scores(q, &ids)?;
-        }
-        let mut hits: Vec<Hit> = found
-            .into_iter()
-            .filter_map(|(id, score)| {
-                let info = self.patterns.by_id.get(&id)?;
-                info.matches(namespace, filter).then(|| Hit {
-                    key: info.key.clone(),
-                    score,
-                    metadata: info.metadata.clone(),
-                })
-            })
-            .take(k)
-            .collect();
-        if filtered && hits.len() < k {
-            let matching: Vec<u64> = self
-                .patterns
-                .by_id
-                .iter()
-                .filter(|(_, info)| info.matches(namespace, filter))
-                .map(|(id, _)| *id)
-                .collect();
-            let mut exact: Vec<(f32, &PatternInfo)> = self
-                .vectors
-                .scores(q, &matching)?
-                .into_iter()
-                .filter_map(|(id, score)| Some((score, self.patterns.by_id.get(&id)?)))
-                .collect();
-            exact.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
-            hits = exact
-                .into_iter()
-                .take(k)
-                .map(|(score, info)| Hit {
-                    key: info.key.clone(),
-                    score,
-                    metadata: info.metadata.clone(),
-                })
-                .collect();
-        }
-        Ok(hits)
-    }
-
     fn schedule_sweep(&mut self, myself: &ActorRef<MemoryMsg>) {
         let Some(next) = self.kv.next_expiry() else {
             return;
@@ -561,11 +490,12 @@ impl State {
 
     fn publish_sizes(&self) {
         metrics::gauge!(m::MEMORY_KEYS.name).set(self.kv.len() as f64);
-        metrics::gauge!(m::MEMORY_PATTERNS.name).set(self.patterns.len() as f64);
+        metrics::gauge!(m::MEMORY_PATTERNS.name).set(self.shared.read().patterns.len() as f64);
     }
 
     fn stats(&self) -> MemoryStats {
-        let (kind, param, recall) = match &self.index {
+        let s = self.shared.read();
+        let (kind, param, recall) = match &s.index {
             ActiveIndex::Exact(_) => ("Flat".to_owned(), None, None),
             ActiveIndex::Quantized(q) => (q.factory.clone(), q.param.clone(), Some(q.recall)),
         };
@@ -574,14 +504,14 @@ impl State {
             durable_writes,
             commits,
             keys: self.kv.len(),
-            patterns: self.patterns.len(),
-            namespaces: self.namespaces.iter().cloned().collect(),
-            vector_bytes: self.vectors.bytes(),
+            patterns: s.patterns.len(),
+            namespaces: s.namespaces.iter().cloned().collect(),
+            vector_bytes: s.vectors.bytes(),
             index: IndexStats {
                 factory: kind,
                 param,
                 recall,
-                indexed: self.index.ntotal() - self.dead_in_index,
+                indexed: s.index.ntotal() - s.dead_in_index,
                 training: self.training.is_some(),
                 trainings: self.trainings,
                 origin: self.origin.clone(),

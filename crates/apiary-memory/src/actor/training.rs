@@ -27,8 +27,10 @@ impl State {
     /// Starts a background training when the collection passed the threshold (or grew enough
     /// since the last training), unless one is running.
     pub(super) fn maybe_train(&mut self, myself: &ActorRef<MemoryMsg>) {
-        let n = self.patterns.len();
-        let due = match &self.index {
+        let shared = self.shared.clone();
+        let s = shared.read();
+        let n = s.patterns.len();
+        let due = match &s.index {
             ActiveIndex::Exact(_) => n >= self.config.train_threshold,
             ActiveIndex::Quantized(q) => {
                 n as f64 >= q.trained_on as f64 * self.config.retrain_growth
@@ -40,7 +42,7 @@ impl State {
         }
         // Taken now, read on the training thread: the training sees exactly the patterns
         // applied so far, and what changes meanwhile is replayed onto it.
-        let snapshot = match self.vectors.snapshot() {
+        let snapshot = match s.vectors.snapshot() {
             Ok(snapshot) => snapshot,
             Err(e) => {
                 tracing::warn!(error = %e, "memory: cannot read the vectors to train on; the current index stays");
@@ -102,7 +104,7 @@ impl State {
             Ok(()) => "swapped",
             Err(e) => {
                 tracing::warn!(error = %e, "memory: training failed; the current index stays");
-                self.failed_at = Some(self.patterns.len());
+                self.failed_at = Some(self.shared.read().patterns.len());
                 self.last_error = Some(e.to_string());
                 "failed"
             }
@@ -119,10 +121,11 @@ impl State {
         let mut index = ActiveIndex::Quantized(quantized);
         let mut ids = Vec::new();
         let mut data = Vec::new();
-        self.vectors.each(&changes.added, |id, v| {
+        self.shared.read().vectors.each(&changes.added, |id, v| {
             ids.push(id);
             data.extend_from_slice(v);
         })?;
+        // The replay runs on the new index, outside the lock: searches go on meanwhile.
         let dead = if index.remove(&changes.removed)? {
             0
         } else {
@@ -130,11 +133,16 @@ impl State {
         };
         index.add(&ids, &data)?;
         metrics::histogram!(m::MEMORY_TRAINING_DURATION_SECONDS.name).record(seconds);
-        self.index = index;
+        let shared = self.shared.clone();
+        {
+            let mut s = shared.write();
+            s.index = index;
+            s.dead_in_index = dead;
+        }
         self.index_covers = self.index_covers.max(changes.since);
-        self.dead_in_index = dead;
         self.failed_at = None;
-        if let ActiveIndex::Quantized(q) = &self.index {
+        let s = shared.read();
+        if let ActiveIndex::Quantized(q) = &s.index {
             metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
             if let Some((_, dir)) = &self.store {
                 // Save a copy on a blocking thread; searches go on against the original.
