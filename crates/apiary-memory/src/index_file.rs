@@ -85,7 +85,7 @@ pub(crate) fn load(
     dir: &Path,
     generation: u64,
     factory: impl Fn(usize) -> String,
-    rerank: Option<usize>,
+    rerank: impl Fn(&str) -> Option<usize>,
 ) -> Loaded {
     let (index_file, meta_file) = (dir.join(INDEX), dir.join(META));
     if !index_file.exists() && !meta_file.exists() {
@@ -140,6 +140,7 @@ pub(crate) fn load(
         }
     }
     tracing::debug!(vectors = index.ntotal(), "memory: saved index loaded");
+    let rerank = rerank(&meta.factory);
     Loaded::Index(Box::new(Quantized {
         index,
         factory: meta.factory,

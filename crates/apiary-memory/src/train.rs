@@ -84,7 +84,7 @@ pub(crate) fn train(job: TrainJob) -> Result<Trained, MemoryError> {
         .add_with_ids(&probe, &idx(&probe_ids))
         .map_err(MemoryError::index("add held-out"))?;
 
-    let removable = probe_removal(&mut index);
+    let removable = probe_removal(&mut index, factory);
     tracing::info!(
         factory = %factory, vectors = n, ?param, recall,
         seconds = started.elapsed().as_secs_f64(), "memory: quantized index trained"
@@ -126,8 +126,14 @@ fn list_count(factory: &str) -> Option<usize> {
 
 /// HNSW throws on `remove_ids`; IVF removes. Asking to remove an id never assigned tells
 /// which without touching data.
-fn probe_removal(index: &mut IndexImpl) -> bool {
-    IdSelector::batch(&[Idx::new(u64::MAX >> 2)])
+///
+/// Fast-scan lists remove their codes but never count them (FAISS 1.12's
+/// `BlockInvertedLists::remove_ids` adds the new size minus itself), so the index's size
+/// would stay wrong forever; they are treated as unable to remove, and searches skip the
+/// removed ids until the next training.
+fn probe_removal(index: &mut IndexImpl, factory: &str) -> bool {
+    !factory.contains("x4fs")
+        && IdSelector::batch(&[Idx::new(u64::MAX >> 2)])
         .and_then(|sel| index.remove_ids(&sel))
         .is_ok()
 }
@@ -143,18 +149,35 @@ fn tunable(factory: &str, nlist: Option<usize>) -> Option<(&'static str, usize)>
     }
 }
 
-/// Whether recall measured on `samples` (query, true neighbour) pairs reaches `target` with
-/// confidence: the lower end of its 95% Wilson interval must. A bare point estimate would
-/// pick the first value that reaches the target by sampling luck, and fall short on new
-/// queries about half the time.
-fn reaches(recall: f64, samples: usize, target: f64) -> bool {
-    if recall >= 1.0 {
-        return true;
+/// recall@10 measured on held-out queries: the mean, and the low end of its 95% confidence
+/// interval.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    mean: f64,
+    low: f64,
+}
+
+impl Measured {
+    /// From each query's own recall. The interval comes from the spread between queries,
+    /// not from counting (query, neighbour) pairs as independent: a query's ten neighbours
+    /// are found or missed together (they sit in the same lists), so the pairs-as-samples
+    /// interval was about three times too narrow, and a target tuned by it was missed on new
+    /// queries (0.956 held out, 0.945 on the dataset's queries).
+    fn from_queries(per_query: &[f64]) -> Self {
+        let n = per_query.len().max(1) as f64;
+        let mean = per_query.iter().sum::<f64>() / n;
+        let variance = per_query.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Self {
+            mean,
+            low: mean - 1.96 * (variance / n).sqrt(),
+        }
     }
-    let (n, z) = (samples.max(1) as f64, 1.96_f64);
-    let centre = recall + z * z / (2.0 * n);
-    let spread = z * (recall * (1.0 - recall) / n + z * z / (4.0 * n * n)).sqrt();
-    (centre - spread) / (1.0 + z * z / n) >= target
+
+    /// Whether the target is reached with confidence: a bare mean would pick the first value
+    /// that reaches it by sampling luck, and fall short on new queries about half the time.
+    fn reaches(&self, target: f64) -> bool {
+        self.low >= target
+    }
 }
 
 /// Picks the smallest parameter value whose recall@10 reaches the target (see [`reaches`]):
@@ -166,9 +189,9 @@ fn tune(
     probe: &Probe,
 ) -> Result<(Option<(String, usize)>, f64), MemoryError> {
     let Some((name, max)) = tunable(&job.factory, nlist) else {
-        return Ok((None, probe.recall(index, job)?));
+        return Ok((None, probe.recall(index, job)?.mean));
     };
-    let mut at = |value: usize| -> Result<f64, MemoryError> {
+    let mut at = |value: usize| -> Result<Measured, MemoryError> {
         set_param(index, name, value)?;
         probe.recall(index, job)
     };
@@ -176,8 +199,8 @@ fn tune(
     let mut value = 1;
     loop {
         let recall = at(value)?;
-        if reaches(recall, probe.samples(), job.target_recall) {
-            hit = Some((value, recall));
+        if recall.reaches(job.target_recall) {
+            hit = Some((value, recall.mean));
             break;
         }
         miss = value;
@@ -192,13 +215,13 @@ fn tune(
             "memory: target recall not reached even at {name}={max}"
         );
         let recall = at(max)?;
-        return Ok((Some((name.to_owned(), max)), recall));
+        return Ok((Some((name.to_owned(), max)), recall.mean));
     };
     while best - miss > 1 {
         let mid = miss + (best - miss) / 2;
         let recall = at(mid)?;
-        if reaches(recall, probe.samples(), job.target_recall) {
-            (best, best_recall) = (mid, recall);
+        if recall.reaches(job.target_recall) {
+            (best, best_recall) = (mid, recall.mean);
         } else {
             miss = mid;
         }
@@ -248,12 +271,7 @@ impl Probe {
         })
     }
 
-    /// (query, true neighbour) pairs recall is measured on.
-    fn samples(&self) -> usize {
-        self.truth.iter().map(Vec::len).sum()
-    }
-
-    fn recall(&self, index: &mut IndexImpl, job: &TrainJob) -> Result<f64, MemoryError> {
+    fn recall(&self, index: &mut IndexImpl, job: &TrainJob) -> Result<Measured, MemoryError> {
         let dim = job.dim;
         let fetch = (RECALL_K * job.rerank.unwrap_or(1))
             .min(index.ntotal() as usize)
@@ -261,7 +279,7 @@ impl Probe {
         let res = index
             .search(&self.queries, fetch)
             .map_err(MemoryError::index("search"))?;
-        let mut hits = 0;
+        let mut per_query = Vec::with_capacity(self.truth.len());
         for (q, labels) in res.labels.chunks(fetch).enumerate() {
             let query = &self.queries[q * dim..(q + 1) * dim];
             let mut found: Vec<(u64, f32)> = labels
@@ -276,18 +294,21 @@ impl Probe {
                 }
                 found.sort_by(|a, b| b.1.total_cmp(&a.1));
             }
-            hits += found
+            let truth = &self.truth[q];
+            if truth.is_empty() {
+                continue;
+            }
+            let hits = found
                 .iter()
                 .take(RECALL_K)
-                .filter(|(id, _)| self.truth[q].contains(id))
+                .filter(|(id, _)| truth.contains(id))
                 .count();
+            per_query.push(hits as f64 / truth.len() as f64);
         }
-        let possible: usize = self.truth.iter().map(Vec::len).sum();
-        Ok(if possible == 0 {
-            1.0
-        } else {
-            hits as f64 / possible as f64
-        })
+        if per_query.is_empty() {
+            return Ok(Measured { mean: 1.0, low: 1.0 });
+        }
+        Ok(Measured::from_queries(&per_query))
     }
 }
 
@@ -296,12 +317,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reaching_a_target_takes_confidence() {
-        // 0.952 on 5,000 pairs: the interval's low end is about 0.946.
-        assert!(!reaches(0.952, 5_000, 0.95));
-        assert!(reaches(0.958, 5_000, 0.95));
-        assert!(reaches(1.0, 10, 0.99));
-        assert!(!reaches(0.9, 1_000_000, 0.95));
+    fn reaching_a_target_takes_confidence_from_the_spread_between_queries() {
+        // 500 queries, each finding 10/10 or 9/10: mean 0.96, low end about 0.957.
+        let even: Vec<f64> = (0..500).map(|i| if i % 5 == 0 { 0.8 } else { 1.0 }).collect();
+        let m = Measured::from_queries(&even);
+        assert!((m.mean - 0.96).abs() < 1e-9 && m.reaches(0.95), "{m:?}");
+        // The same mean with misses bunched on a few queries is less certain.
+        let bunched: Vec<f64> = (0..500).map(|i| if i % 25 == 0 { 0.0 } else { 1.0 }).collect();
+        let m = Measured::from_queries(&bunched);
+        assert!((m.mean - 0.96).abs() < 1e-9 && !m.reaches(0.95), "{m:?}");
+        assert!(Measured::from_queries(&[1.0; 10]).reaches(0.99));
     }
 
     #[test]

@@ -405,7 +405,7 @@ impl State {
             dir,
             self.generation,
             |n| config.factory_for(n, dim),
-            config.compact,
+            |factory| config.rerank_for(factory),
         ) {
             Loaded::Index(q) => {
                 s.index = ActiveIndex::Quantized(*q);

@@ -32,8 +32,11 @@ impl State {
         let n = s.patterns.len();
         let due = match &s.index {
             ActiveIndex::Exact(_) => n >= self.config.train_threshold,
+            // Removed vectors an index cannot drop cost every search extra candidates:
+            // once they pass a tenth of the collection, a training sheds them.
             ActiveIndex::Quantized(q) => {
                 n as f64 >= q.trained_on as f64 * self.config.retrain_growth
+                    || s.dead_in_index > n / 10
             }
         };
         let retry_ok = self.failed_at.is_none_or(|f| n >= 2 * f);
@@ -61,7 +64,7 @@ impl State {
         let (target_recall, tune_queries, rerank) = (
             self.config.target_recall,
             self.config.tune_queries,
-            self.config.compact,
+            self.config.rerank_for(&factory),
         );
         let seed = self.trainings ^ n as u64;
         self.training = Some(Training {
@@ -126,10 +129,18 @@ impl State {
             data.extend_from_slice(v);
         })?;
         // The replay runs on the new index, outside the lock: searches go on meanwhile.
-        let dead = if index.remove(&changes.removed)? {
+        // Removed ids the snapshot held are in the new index; those added during training
+        // and removed since are not (their vectors are gone, so the replay skipped them).
+        let added: std::collections::HashSet<u64> = changes.added.iter().copied().collect();
+        let removed: Vec<u64> = changes
+            .removed
+            .into_iter()
+            .filter(|id| !added.contains(id))
+            .collect();
+        let dead = if index.remove(&removed)? {
             0
         } else {
-            changes.removed.len()
+            removed.len()
         };
         index.add(&ids, &data)?;
         metrics::histogram!(m::MEMORY_TRAINING_DURATION_SECONDS.name).record(seconds);
