@@ -1,34 +1,47 @@
-//! Pattern search through the memory actor against raw FAISS, on 100k real sentence
-//! embeddings (all-MiniLM-L6-v2, 384-d) and 1,000 queries the index never saw.
+//! Pattern search through the memory against raw FAISS, on 100k real sentence embeddings
+//! (all-MiniLM-L6-v2, 384-d) and 1,000 queries no index ever saw, all in one run.
 //!
-//! Three comparisons, each in one run:
-//! - **families**: each index family FAISS offers for this (Flat, IVF-SQ8, HNSW32, IVF-PQ
-//!   fast-scan with an exact refine), built directly and tuned on the queries themselves to the
-//!   smallest parameter reaching recall@10 >= 0.95: the fastest of them is the floor. Beside
-//!   them, memories of each family, which tune without seeing the queries.
-//! - **thin actor**: a memory's own trained index, loaded raw from the file the memory saved,
-//!   searched at the memory's parameter, against the same searches through the actor.
-//! - **inserts**: batches of 1,000 through the actor against FAISS's `add_with_ids` into the
-//!   same trained index.
+//! - **Families**: each index family FAISS offers for this, built directly: Flat, IVF-SQ8,
+//!   HNSW32, and IVF-PQ fast-scan with FAISS's exact refine (`RFlat`). Each is tuned *on the
+//!   queries themselves* to the smallest parameter reaching recall@10 >= 0.95, which no
+//!   deployed index could do: the fastest of them is the floor. Beside them, memories of each
+//!   family, which tune on vectors held out of their collection and never see the queries.
+//! - **Thin memory**: each memory's own trained index, read back with FAISS alone from the
+//!   file the memory saved at close and searched at the memory's parameter (fast-scan
+//!   re-scored exactly against a plain array, as the memory does), against the same searches
+//!   through the memory.
+//! - **Inserts**: batches of 1,000 through the memory against FAISS's own `add_with_ids`
+//!   into the same trained index.
 //!
-//! Latencies are per single-query search (k = 10), timed one by one; the systems take turns
-//! over several rounds so the host's drift falls on all of them alike.
+//! Latencies are single-query searches (k = 10) timed one by one from a task on the tokio
+//! runtime, as an agent calls its memory. The systems take turns over several rounds, each
+//! round starting with a different one, so the host's drift falls on all of them alike. The
+//! headline pair also runs under criterion.
 //!
 //!     APIARY_DATA_DIR=../shared/data cargo bench --features memory --bench memory_search
 
 mod baseline;
 mod minilm384;
 
-use std::time::Instant;
+use std::{
+    path::Path,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
 
 use apiary::memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
-use faiss::{index::autotune::ParameterSpace, index::IndexImpl, Index, MetricType};
+use criterion::Criterion;
+use faiss::{index::autotune::ParameterSpace, index::IndexImpl, Idx, Index, MetricType};
 use minilm384::{Data, DIM};
+use tokio::runtime::Runtime;
 
-/// Rounds each system's 1,000 queries are timed in, taking turns.
+/// Rounds each system's 1,000 queries are timed in.
 const ROUNDS: usize = 6;
 /// The recall every figure is compared at.
 const TARGET: f64 = 0.95;
+/// Candidates per result the fast-scan indexes re-score exactly (FAISS's `k_factor_rf`; the
+/// memory's own factor for fast-scan is the same).
+const RERANK: usize = 4;
 
 fn key(i: usize) -> String {
     format!("corpus/s{i:06}")
@@ -38,99 +51,210 @@ fn row(key: &str) -> u32 {
     key.trim_start_matches("corpus/s").parse().unwrap()
 }
 
-/// Timings in microseconds -> (p50, p99).
+/// Microseconds -> (p50, p99).
 fn percentiles(mut t: Vec<f64>) -> (f64, f64) {
     t.sort_by(f64::total_cmp);
     (t[t.len() / 2], t[(t.len() * 99) / 100])
 }
 
-/// Something that answers a single query with base rows, best first.
-enum System<'a> {
-    Raw(IndexImpl),
-    RawOnWorker(Option<IndexImpl>, &'a tokio::runtime::Runtime),
-    Actor(&'a Memory, &'a tokio::runtime::Runtime),
+fn set(index: &IndexImpl, name: &str, value: usize) {
+    ParameterSpace::new()
+        .unwrap()
+        .set_index_parameter(index, name, value as f64)
+        .unwrap();
 }
 
-impl System<'_> {
-    /// Searches every query once, returning the rows found and each search's time in us.
-    fn run(&mut self, data: &Data) -> (Vec<Vec<u32>>, Vec<f64>) {
-        let mut found = Vec::with_capacity(data.queries.len());
-        let mut times = Vec::with_capacity(data.queries.len());
-        match self {
-            System::Raw(index) => {
-                for q in &data.queries {
-                    let started = Instant::now();
-                    let res = index.search(q, 10).unwrap();
-                    times.push(started.elapsed().as_secs_f64() * 1e6);
-                    found.push(res.labels.iter().filter_map(|l| l.get()).map(|r| r as u32).collect());
-                }
-            }
-            System::RawOnWorker(index, rt) => {
-                let mut idx = index.take().unwrap();
-                let queries = data.queries.clone();
-                let r;
-                (r, found, times) = rt
-                    .block_on(rt.spawn(async move {
-                        for q in queries {
-                            let started = Instant::now();
-                            let res = idx.search(&q, 10).unwrap();
-                            times.push(started.elapsed().as_secs_f64() * 1e6);
-                            found.push(res.labels.iter().filter_map(|l| l.get()).map(|r| r as u32).collect());
-                        }
-                        (idx, found, times)
-                    }))
-                    .unwrap();
-                *index = Some(r);
-            }
-            System::Actor(memory, rt) => {
-                // From a task on the runtime, as an agent calls its memory.
-                let memory = (*memory).clone();
-                let queries = data.queries.clone();
-                (found, times) = rt
-                    .block_on(rt.spawn(async move {
-                        for q in queries {
-                            let query = Query::vector(q, 10);
-                            let started = Instant::now();
-                            let hits = memory.search(query).await.unwrap();
-                            times.push(started.elapsed().as_secs_f64() * 1e6);
-                            found.push(hits.iter().map(|h| row(&h.key)).collect());
-                        }
-                        (found, times)
-                    }))
-                    .unwrap();
-            }
-        }
-        (found, times)
-    }
-}
-
-/// Times the systems in turns; prints and returns `(name, recall, p50, p99)` per system.
-fn race(data: &Data, title: &str, systems: &mut [(String, System<'_>)]) -> Vec<(String, f64, f64, f64)> {
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
-    let mut recalls = vec![0.0; systems.len()];
-    let count = systems.len();
-    for round in 0..ROUNDS {
-        // Each round starts with a different system, so none always runs first.
-        for i in (0..count).map(|j| (j + round) % count) {
-            let (found, t) = systems[i].1.run(data);
-            recalls[i] = data.recall_at_10(&found);
-            times[i].extend(t);
-        }
-    }
-    println!("== {title}");
-    systems
+fn labels(res: &faiss::index::SearchResult) -> Vec<u32> {
+    res.labels
         .iter()
-        .zip(times)
-        .zip(recalls)
-        .map(|(((name, _), t), recall)| {
-            let (p50, p99) = percentiles(t);
-            println!("{name:<48} recall@10 {recall:.3}  p50 {p50:>7.1} us  p99 {p99:>7.1} us");
-            (name.clone(), recall, p50, p99)
-        })
+        .filter_map(|l| l.get())
+        .map(|r| r as u32)
         .collect()
 }
 
-async fn filled(data: &Data, config: MemoryConfig) -> Memory {
+/// Inner product in eight lanes, as fast as the memory's own re-scoring (a single running
+/// sum is a chain of dependent adds the compiler may not vectorise).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum()
+}
+
+/// Something that answers one query with base rows, best first.
+enum Searcher {
+    /// A FAISS index searched directly.
+    Raw(IndexImpl),
+    /// A FAISS index fetching `RERANK * k` candidates, re-scored exactly against the base
+    /// array (what the memory does for fast-scan, without the memory).
+    RawReranked(IndexImpl, std::sync::Arc<Vec<f32>>),
+    /// The memory.
+    Memory(Memory),
+}
+
+impl Searcher {
+    async fn search(&mut self, q: &[f32]) -> Vec<u32> {
+        match self {
+            Searcher::Raw(index) => labels(&index.search(q, 10).unwrap()),
+            Searcher::RawReranked(index, base) => {
+                let res = index.search(q, 10 * RERANK).unwrap();
+                let mut scored: Vec<(u32, f32)> = labels(&res)
+                    .into_iter()
+                    .map(|r| {
+                        let v = &base[r as usize * DIM..(r as usize + 1) * DIM];
+                        (r, dot(v, q))
+                    })
+                    .collect();
+                scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+                scored.into_iter().take(10).map(|(r, _)| r).collect()
+            }
+            Searcher::Memory(memory) => {
+                let hits = memory.search(Query::vector(q.to_vec(), 10)).await.unwrap();
+                hits.iter().map(|h| row(&h.key)).collect()
+            }
+        }
+    }
+}
+
+/// A named searcher and what it measured.
+struct Entry {
+    name: String,
+    searcher: Option<Searcher>,
+    recall: f64,
+    times: Vec<f64>,
+}
+
+impl Entry {
+    fn new(name: impl Into<String>, searcher: Searcher) -> Self {
+        Self {
+            name: name.into(),
+            searcher: Some(searcher),
+            recall: 0.0,
+            times: Vec::new(),
+        }
+    }
+}
+
+/// One pass over the queries on a runtime task; the query's copy is made before the clock
+/// starts (the memory takes its query by value).
+fn pass(rt: &Runtime, data: &Data, mut searcher: Searcher) -> (Searcher, Vec<Vec<u32>>, Vec<f64>) {
+    let queries = data.queries.clone();
+    rt.block_on(rt.spawn(async move {
+        let (mut found, mut times) = (Vec::new(), Vec::new());
+        for q in queries {
+            let started = Instant::now();
+            let rows = searcher.search(&q).await;
+            times.push(started.elapsed().as_secs_f64() * 1e6);
+            found.push(rows);
+        }
+        (searcher, found, times)
+    }))
+    .unwrap()
+}
+
+/// Times the entries in turns and prints recall, p50 and p99 for each.
+fn race(rt: &Runtime, data: &Data, title: &str, entries: &mut [Entry]) {
+    let count = entries.len();
+    for round in 0..ROUNDS {
+        for i in (0..count).map(|j| (j + round) % count) {
+            let e = &mut entries[i];
+            let (searcher, found, times) = pass(rt, data, e.searcher.take().unwrap());
+            e.searcher = Some(searcher);
+            e.recall = data.recall_at_10(&found);
+            e.times.extend(times);
+        }
+    }
+    println!("== {title} ({ROUNDS} rounds of {} queries)", data.queries.len());
+    println!("| system | recall@10 | p50 | p99 |");
+    println!("| --- | --- | --- | --- |");
+    for e in entries.iter() {
+        let (p50, p99) = percentiles(e.times.clone());
+        println!("| {} | {:.3} | {p50:.1} us | {p99:.1} us |", e.name, e.recall);
+    }
+}
+
+fn p50(e: &Entry) -> f64 {
+    percentiles(e.times.clone()).0
+}
+
+/// A raw FAISS family and the parameter tuned on the queries.
+struct Family {
+    factory: &'static str,
+    param: Option<(&'static str, usize)>,
+    extra: Option<(&'static str, usize)>,
+}
+
+const FAMILIES: [Family; 4] = [
+    Family {
+        factory: "Flat",
+        param: None,
+        extra: None,
+    },
+    Family {
+        factory: "IVF1265,SQ8",
+        param: Some(("nprobe", 1265)),
+        extra: None,
+    },
+    Family {
+        factory: "HNSW32",
+        param: Some(("efSearch", 512)),
+        extra: None,
+    },
+    Family {
+        factory: "IVF316,PQ192x4fs,RFlat",
+        param: Some(("nprobe", 316)),
+        extra: Some(("k_factor_rf", RERANK)),
+    },
+];
+
+fn batch_recall(index: &mut IndexImpl, data: &Data, queries: &[f32]) -> f64 {
+    let res = index.search(queries, 10).unwrap();
+    let found: Vec<Vec<u32>> = res
+        .labels
+        .chunks(10)
+        .map(|l| l.iter().filter_map(|x| x.get()).map(|x| x as u32).collect())
+        .collect();
+    data.recall_at_10(&found)
+}
+
+/// Builds a family directly (trained on the first 60k vectors) and sets the smallest
+/// parameter whose recall@10 on the queries reaches `target`, by bisection.
+fn raw_family(data: &Data, flat: &[f32], family: &Family, target: f64) -> (IndexImpl, String) {
+    let started = Instant::now();
+    let mut index =
+        faiss::index_factory(DIM as u32, family.factory, MetricType::InnerProduct).unwrap();
+    index.train(&flat[..flat.len().min(60_000 * DIM)]).unwrap();
+    index.add(flat).unwrap();
+    let built = started.elapsed().as_secs_f64();
+    if let Some((name, value)) = family.extra {
+        set(&index, name, value);
+    }
+    let queries: Vec<f32> = data.queries.iter().flatten().copied().collect();
+    let Some((name, max)) = family.param else {
+        return (index, family.factory.to_owned());
+    };
+    let (mut miss, mut hit) = (0, max);
+    while hit - miss > 1 {
+        let mid = miss + (hit - miss) / 2;
+        set(&index, name, mid);
+        if batch_recall(&mut index, data, &queries) >= target {
+            hit = mid;
+        } else {
+            miss = mid;
+        }
+    }
+    set(&index, name, hit);
+    eprintln!(
+        "raw {}: built in {built:.1} s, {name} = {hit} tuned on the queries",
+        family.factory
+    );
+    (index, format!("{} {name}={hit}", family.factory))
+}
+
+async fn filled(data: &Data, config: MemoryConfig) -> (Memory, f64) {
     let memory = Memory::open(config).await.unwrap();
     let started = Instant::now();
     for (chunk_no, chunk) in data.base.chunks(10_000).enumerate() {
@@ -141,25 +265,81 @@ async fn filled(data: &Data, config: MemoryConfig) -> Memory {
             .collect();
         memory.add_patterns(patterns).await.unwrap();
     }
-    let stats = memory.settle().await.unwrap();
-    eprintln!(
-        "memory: {:?} (filled and trained in {:.1} s)",
-        stats.index,
-        started.elapsed().as_secs_f64()
-    );
-    memory
+    memory.settle().await.unwrap();
+    (memory, started.elapsed().as_secs_f64())
 }
 
 /// The index a persisted memory saved at close, read back with FAISS alone.
-fn saved_index(dir: &std::path::Path) -> IndexImpl {
+fn saved_index(dir: &Path) -> IndexImpl {
     faiss::index::io::read_index(dir.join("patterns.faiss").to_str().unwrap()).unwrap()
 }
 
-fn set(index: &IndexImpl, name: &str, value: usize) {
-    ParameterSpace::new()
-        .unwrap()
-        .set_index_parameter(index, name, value as f64)
-        .unwrap();
+/// A memory of one family: filled, trained, closed (saving its index) and reopened.
+struct MemoryRun {
+    label: String,
+    memory: Memory,
+    /// The same configuration without a directory (inserts not waiting for the disk),
+    /// trained on the same vectors with the same seed: the same IVF index (HNSW's graph
+    /// depends on thread timing).
+    in_ram: Memory,
+    dir: tempfile::TempDir,
+    stats: apiary::memory::MemoryStats,
+}
+
+fn memory_run(rt: &Runtime, data: &Data, label: &str, index: IndexConfig) -> MemoryRun {
+    let n = data.base.len();
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        MemoryConfig::new(DIM)
+            .persist_to(dir.path())
+            .index(index.clone().train_threshold(n).retrain_growth(1000.0))
+    };
+    let (memory, seconds) = rt.block_on(filled(data, config()));
+    rt.block_on(memory.close());
+    let memory = rt.block_on(Memory::open(config())).unwrap();
+    let stats = rt.block_on(memory.stats()).unwrap();
+    let (in_ram, _) = rt.block_on(filled(
+        data,
+        MemoryConfig::new(DIM).index(index.train_threshold(n).retrain_growth(1000.0)),
+    ));
+    let twin = rt.block_on(in_ram.stats()).unwrap().index;
+    if (&twin.param, twin.recall) != (&stats.index.param, stats.index.recall) {
+        // HNSW inserts on several threads at once: its graph differs from build to build.
+        eprintln!(
+            "memory {label}: the in-RAM twin differs ({:?}, recall {:?}); inserts compare \
+             the same family and training, not the same index",
+            twin.param, twin.recall
+        );
+    }
+    let i = &stats.index;
+    eprintln!(
+        "memory {label}: {} {:?}, recall tuned on held-out vectors {:.3}, filled + trained in \
+         {seconds:.1} s, reopened {:?}",
+        i.factory,
+        i.param,
+        i.recall.unwrap_or(f64::NAN),
+        i.origin
+    );
+    MemoryRun {
+        label: format!("memory, {label}: {} {:?}", i.factory, i.param),
+        memory,
+        in_ram,
+        dir,
+        stats,
+    }
+}
+
+/// The memory's own index read back raw, at the memory's parameter.
+fn raw_twin(run: &MemoryRun, base: &std::sync::Arc<Vec<f32>>) -> Searcher {
+    let index = saved_index(run.dir.path());
+    if let Some((name, value)) = &run.stats.index.param {
+        set(&index, name, *value);
+    }
+    if run.stats.index.factory.contains("x4fs") {
+        Searcher::RawReranked(index, base.clone())
+    } else {
+        Searcher::Raw(index)
+    }
 }
 
 fn main() {
@@ -167,32 +347,136 @@ fn main() {
         return minilm384::skipped("memory_search");
     };
     let data = minilm384::load(&dir);
-    let n = data.base.len();
+    let flat = std::sync::Arc::new(data.flat_base());
     let rt = baseline::runtime();
-    let config = |index: IndexConfig| {
-        MemoryConfig::new(DIM).index(index.train_threshold(n).retrain_growth(1000.0))
-    };
+    eprintln!(
+        "memory_search: {} base vectors, {} queries",
+        data.base.len(),
+        data.queries.len()
+    );
 
-    // Thin actor: the memory's own index and parameter, raw and through the actor.
-    let disk = tempfile::tempdir().unwrap();
-    let memory = rt.block_on(filled(&data, config(IndexConfig::default()).persist_to(disk.path())));
-    let stats = rt.block_on(memory.stats()).unwrap();
-    rt.block_on(memory.close());
-    let memory = rt.block_on(Memory::open(config(IndexConfig::default()).persist_to(disk.path()))).unwrap();
-    let raw = saved_index(disk.path());
-    let raw2 = saved_index(disk.path());
-    if let Some((name, value)) = &stats.index.param {
-        set(&raw, name, *value);
-        set(&raw2, name, *value);
+    let runs = [
+        memory_run(&rt, &data, "default", IndexConfig::default()),
+        memory_run(&rt, &data, "HNSW32", IndexConfig::default().factory("HNSW32")),
+        memory_run(&rt, &data, "IVF-SQ8", IndexConfig::default().factory("IVF{nlist},SQ8")),
+    ];
+    // "At the same recall": the raw families are tuned to what the default memory reached
+    // on the queries (at least the target), so neither side is compared at less recall.
+    let (_, found, _) = pass(&rt, &data, Searcher::Memory(runs[0].memory.clone()));
+    let same = data.recall_at_10(&found).max(TARGET);
+    eprintln!("the default memory reaches recall@10 {same:.3} on the queries");
+    let mut entries: Vec<Entry> = FAMILIES
+        .iter()
+        .map(|f| {
+            let (index, name) = raw_family(&data, &flat, f, same);
+            Entry::new(format!("raw FAISS {name}"), Searcher::Raw(index))
+        })
+        .collect();
+    let raw_count = entries.len();
+    for run in &runs {
+        entries.push(Entry::new(&run.label, Searcher::Memory(run.memory.clone())));
     }
     race(
+        &rt,
         &data,
-        &format!("thin actor: {} {:?}", stats.index.factory, stats.index.param),
-        &mut [
-            ("raw FAISS, the memory's saved index".into(), System::Raw(raw)),
-            ("raw on worker".into(), System::RawOnWorker(Some(raw2), &rt)),
-            ("through the memory actor".into(), System::Actor(&memory, &rt)),
-        ],
+        &format!("search k=10: raw FAISS families tuned on the queries to {same:.3}, and memories"),
+        &mut entries,
     );
-    let _ = TARGET;
+    // The floor: the fastest raw family (Flat aside) that reached the target.
+    let floor = entries[..raw_count]
+        .iter()
+        .filter(|e| e.recall >= same && !e.name.ends_with("Flat"))
+        .min_by(|a, b| p50(a).total_cmp(&p50(b)))
+        .unwrap();
+    println!("floor: {} at p50 {:.1} us", floor.name, p50(floor));
+    for e in &entries[raw_count..] {
+        println!(
+            "{}: recall {:.3}, p50 {:.2}x the floor",
+            e.name,
+            e.recall,
+            p50(e) / p50(floor)
+        );
+    }
+    drop(entries);
+
+    // The same index and parameter, raw and through the memory.
+    for run in &runs {
+        let mut pair = [
+            Entry::new("raw FAISS, the memory's saved index", raw_twin(run, &flat)),
+            Entry::new("through the memory", Searcher::Memory(run.memory.clone())),
+        ];
+        race(&rt, &data, &format!("thin memory: {}", run.label), &mut pair);
+        println!("{}: memory / raw p50 = {:.3}", run.label, p50(&pair[1]) / p50(&pair[0]));
+    }
+
+    // Criterion on the headline pair: the default memory against its raw twin.
+    let mut c = Criterion::default().configure_from_args();
+    let next = AtomicUsize::new(0);
+    let mut group = c.benchmark_group("memory_search_k10");
+    let Searcher::RawReranked(mut twin, _) = raw_twin(&runs[0], &flat) else {
+        panic!("the default memory is not fast-scan: {}", runs[0].label);
+    };
+    group.bench_function("faiss_fast_scan_saved_index_rerank", |b| {
+        b.iter(|| {
+            let q = &data.queries[next.fetch_add(1, Ordering::Relaxed) % data.queries.len()];
+            twin.search(q, 10 * RERANK).unwrap()
+        })
+    });
+    let memory = &runs[0].memory;
+    group.bench_function("memory_default", |b| {
+        b.to_async(&rt).iter(|| {
+            let q = data.queries[next.fetch_add(1, Ordering::Relaxed) % data.queries.len()].clone();
+            async move { memory.search(Query::vector(q, 10)).await.unwrap() }
+        })
+    });
+    group.finish();
+
+    inserts(&rt, &data, &runs);
+    c.final_summary();
+}
+
+/// Batches of 1,000 new vectors into each memory's trained index, through the memory (in
+/// RAM: with a directory each batch also waits for its commit to disk) and with FAISS's
+/// `add_with_ids` into the same index read back from the file, taking turns.
+fn inserts(rt: &Runtime, data: &Data, runs: &[MemoryRun]) {
+    const BATCH: usize = 1_000;
+    const BATCHES: usize = 10;
+    println!("== inserts into the trained index, {BATCHES} batches of {BATCH} (turns)");
+    println!("| index | FAISS add_with_ids | through the memory | memory / FAISS |");
+    println!("| --- | --- | --- | --- |");
+    let n = data.base.len();
+    for run in runs {
+        let mut raw = saved_index(run.dir.path());
+        let (mut faiss_time, mut memory_time) = (Duration::ZERO, Duration::ZERO);
+        for b in 0..BATCHES {
+            // New vectors: the queries, renumbered past the collection.
+            let rows: Vec<usize> = (b * BATCH..(b + 1) * BATCH).collect();
+            let vectors: Vec<f32> = rows
+                .iter()
+                .flat_map(|&i| data.queries[i % data.queries.len()].iter().copied())
+                .collect();
+            let ids: Vec<Idx> = rows.iter().map(|&i| Idx::new((n + i) as u64)).collect();
+            let started = Instant::now();
+            raw.add_with_ids(&vectors, &ids).unwrap();
+            faiss_time += started.elapsed();
+
+            let patterns: Vec<Pattern> = rows
+                .iter()
+                .map(|&i| Pattern::vector(format!("fresh/{i}"), data.queries[i % data.queries.len()].clone()))
+                .collect();
+            let memory = run.in_ram.clone();
+            let started = Instant::now();
+            rt.block_on(rt.spawn(async move { memory.add_patterns(patterns).await.unwrap() }))
+                .unwrap();
+            memory_time += started.elapsed();
+        }
+        let per_s = |t: Duration| (BATCHES * BATCH) as f64 / t.as_secs_f64();
+        println!(
+            "| {} | {:.1}k/s | {:.1}k/s | {:.2} |",
+            run.stats.index.factory,
+            per_s(faiss_time) / 1e3,
+            per_s(memory_time) / 1e3,
+            per_s(memory_time) / per_s(faiss_time)
+        );
+    }
 }

@@ -125,8 +125,11 @@ impl MemoryConfig {
 /// thread while the exact index keeps answering, then swapped in; its search parameter
 /// (`nprobe` for IVF, `efSearch` for HNSW) is set to the smallest value whose recall@10
 /// against exact search, measured on vectors held out of the index, reaches `target_recall`
-/// with 95% confidence (the low end of its Wilson interval). The collection is retrained when it grows
-/// `retrain_growth` times past the size it was trained at.
+/// with 95% confidence, judged from the spread of recall between those queries. Held-out
+/// vectors stand for queries because they come from the collection's own distribution;
+/// the recall they measured is what [`IndexStats::recall`](crate::IndexStats) reports. The
+/// collection is retrained when it grows `retrain_growth` times past the size it was
+/// trained at, or when removed vectors an index cannot drop pass a tenth of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexConfig {
     pub(crate) factory: Option<String>,
@@ -144,7 +147,7 @@ impl Default for IndexConfig {
             train_threshold: 10_000,
             target_recall: 0.95,
             compact: None,
-            tune_queries: 500,
+            tune_queries: 2_000,
             retrain_growth: 4.0,
         }
     }
@@ -194,7 +197,10 @@ impl IndexConfig {
         self
     }
 
-    /// Sample queries used to measure recall while tuning (default 500).
+    /// Vectors held out of the collection to measure recall on while tuning (default 2,000,
+    /// at most a tenth of the collection). More narrow the confidence margin tuning keeps
+    /// above the target, so the parameter lands closer to the smallest that reaches it on
+    /// new queries; each costs one exact search at training.
     pub fn tune_queries(mut self, n: usize) -> Self {
         self.tune_queries = n;
         self

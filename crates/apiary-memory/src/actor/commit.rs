@@ -154,10 +154,14 @@ impl State {
             rows.push((next, StoredPattern { info, vector }));
             next += 1;
         }
-        let encoded = rows
-            .iter()
-            .map(|(id, p)| Write::encode_pattern(p).map(|bytes| (*id, bytes)))
-            .collect::<Result<Vec<_>, _>>();
+        // Encoded for the store only: an in-RAM memory has nothing to write.
+        let encoded = if self.writer.is_some() {
+            rows.iter()
+                .map(|(id, p)| Write::encode_pattern(p).map(|bytes| (*id, bytes)))
+                .collect::<Result<Vec<_>, _>>()
+        } else {
+            Ok(Vec::new())
+        };
         let add = match encoded {
             Ok(add) => add,
             Err(e) => {
