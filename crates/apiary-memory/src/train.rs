@@ -157,8 +157,9 @@ fn tunable(factory: &str, nlist: Option<usize>) -> Option<(&'static str, usize)>
     }
 }
 
-/// recall@10 measured on held-out queries: the mean, and a bound it is above with 95%
-/// confidence (one-sided: only falling short of the target matters).
+/// recall@10 measured on held-out queries: the mean, and the low end of its 95% confidence
+/// interval (the bound is exceeded with 97.5% confidence: with a one-sided 95% bound the
+/// default memory reached 0.949 on the bench's 1,000 unseen queries, just short of 0.95).
 #[derive(Debug, Clone, Copy)]
 struct Measured {
     mean: f64,
@@ -177,7 +178,7 @@ impl Measured {
         let variance = per_query.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
         Self {
             mean,
-            low: mean - 1.645 * (variance / n).sqrt(),
+            low: mean - 1.96 * (variance / n).sqrt(),
         }
     }
 
@@ -326,7 +327,7 @@ mod tests {
 
     #[test]
     fn reaching_a_target_takes_confidence_from_the_spread_between_queries() {
-        // 500 queries, each finding 10/10 or 8/10: mean 0.96, bound about 0.957.
+        // 500 queries, each finding 10/10 or 8/10: mean 0.96, low end about 0.953.
         let even: Vec<f64> = (0..500).map(|i| if i % 5 == 0 { 0.8 } else { 1.0 }).collect();
         let m = Measured::from_queries(&even);
         assert!((m.mean - 0.96).abs() < 1e-9 && m.reaches(0.95), "{m:?}");
