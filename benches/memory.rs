@@ -8,9 +8,10 @@
 //!     APIARY_DATA_DIR=../shared/data cargo bench --features memory --bench memory
 
 mod baseline;
+mod minilm384;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -18,41 +19,12 @@ use std::{
 use apiary::memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use faiss::{index::IndexImpl, Index, MetricType};
+use minilm384::{data_dir, load, read_f16, Data, DIM};
 
-const DIM: usize = 384;
-const GT_K: usize = 100;
-
-struct Data {
-    base: Vec<Vec<f32>>,
-    queries: Vec<Vec<f32>>,
-    gt: Vec<Vec<u32>>,
-}
-
-fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("APIARY_DATA_DIR")?);
-    dir.join("minilm384_base.f16").exists().then_some(dir)
-}
-
-fn read_f16(path: &Path) -> Vec<Vec<f32>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let flat: Vec<f32> = bytes
-        .chunks_exact(2)
-        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-        .collect();
-    flat.chunks_exact(DIM).map(<[f32]>::to_vec).collect()
-}
-
-fn load(dir: &Path) -> Data {
-    let gt_bytes = std::fs::read(dir.join("minilm384_gt.u32")).unwrap();
-    let gt: Vec<u32> = gt_bytes
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Data {
-        base: read_f16(&dir.join("minilm384_base.f16")),
-        queries: read_f16(&dir.join("minilm384_query.f16")),
-        gt: gt.chunks_exact(GT_K).map(<[u32]>::to_vec).collect(),
-    }
+/// The "standard" memory of this bench: IVF-SQ8, the default until fast-scan replaced it
+/// (`benches/memory_search.rs` compares the families), kept so its figures stay comparable.
+fn ivf_sq8() -> IndexConfig {
+    IndexConfig::default().factory("IVF{nlist},SQ8")
 }
 
 fn key(i: usize) -> String {
@@ -122,11 +94,7 @@ fn quantized_index(data: &Data, factory: &str) -> IndexImpl {
 
 fn bench(c: &mut Criterion) {
     let Some(dir) = data_dir() else {
-        eprintln!(
-            "memory bench SKIPPED: set APIARY_DATA_DIR to the directory with minilm384_base.f16, \
-             minilm384_query.f16 and minilm384_gt.u32 (the full 100k set; e.g. ../shared/data)"
-        );
-        return;
+        return minilm384::skipped("memory");
     };
     let rt = baseline::runtime();
     let data = load(&dir);
@@ -153,22 +121,17 @@ fn bench(c: &mut Criterion) {
     let compact_config = || config(IndexConfig::default().compact(10)).persist_to(disk.path());
     let (on_disk, on_disk_train_s) = rt.block_on(filled(&data, compact_config()));
     rt.block_on(on_disk.close());
-    let (sq8, _) = rt.block_on(filled(
-        &data,
-        config(IndexConfig::default()).persist_to(sq8_disk.path()),
-    ));
+    let (sq8, _) = rt.block_on(filled(&data, config(ivf_sq8()).persist_to(sq8_disk.path())));
     rt.block_on(sq8.close());
     let rss_sq8 = reopened_rss(sq8_disk.path(), "standard", n);
     let rss_compact = reopened_rss(disk.path(), "compact", n);
     let on_disk = rt.block_on(Memory::open(compact_config())).unwrap();
 
     let rss_0 = rss_bytes();
-    let (standard, train_s) = rt.block_on(filled(&data, config(IndexConfig::default())));
+    let (standard, train_s) = rt.block_on(filled(&data, config(ivf_sq8())));
     let rss_1 = rss_bytes();
-    let (strict, strict_train_s) = rt.block_on(filled(
-        &data,
-        config(IndexConfig::default().target_recall(0.96)),
-    ));
+    let (strict, strict_train_s) =
+        rt.block_on(filled(&data, config(ivf_sq8().target_recall(0.96))));
     let (compact, compact_train_s) =
         rt.block_on(filled(&data, config(IndexConfig::default().compact(10))));
     let s_stats = rt.block_on(standard.stats()).unwrap();
@@ -335,7 +298,7 @@ fn rss_child(spec: &str) {
         / (DIM * 2);
     let index = match kind {
         "compact" => IndexConfig::default().compact(10),
-        _ => IndexConfig::default(),
+        _ => ivf_sq8(),
     };
     let rt = baseline::runtime();
     let before = rss_bytes();

@@ -194,7 +194,10 @@ fn race(rt: &Runtime, data: &Data, title: &str, entries: &mut [Entry]) {
     println!("| --- | --- | --- | --- |");
     for e in entries.iter() {
         let (p50, p99) = percentiles(e.times.clone());
-        println!("| {} | {:.3} | {p50:.1} us | {p99:.1} us |", e.name, e.recall);
+        println!(
+            "| {} | {:.3} | {p50:.1} us | {p99:.1} us |",
+            e.name, e.recall
+        );
     }
 }
 
@@ -379,8 +382,18 @@ fn main() {
 
     let runs = [
         memory_run(&rt, &data, "default", IndexConfig::default()),
-        memory_run(&rt, &data, "HNSW32", IndexConfig::default().factory("HNSW32")),
-        memory_run(&rt, &data, "IVF-SQ8", IndexConfig::default().factory("IVF{nlist},SQ8")),
+        memory_run(
+            &rt,
+            &data,
+            "HNSW32",
+            IndexConfig::default().factory("HNSW32"),
+        ),
+        memory_run(
+            &rt,
+            &data,
+            "IVF-SQ8",
+            IndexConfig::default().factory("IVF{nlist},SQ8"),
+        ),
     ];
     // "At the same recall": the raw families are tuned to what the default memory reached
     // on the queries (at least the target), so neither side is compared at less recall.
@@ -427,8 +440,17 @@ fn main() {
             Entry::new("raw FAISS, the memory's saved index", raw_twin(run, &flat)),
             Entry::new("through the memory", Searcher::Memory(run.memory.clone())),
         ];
-        race(&rt, &data, &format!("thin memory: {}", run.label), &mut pair);
-        println!("{}: memory / raw p50 = {:.3}", run.label, p50(&pair[1]) / p50(&pair[0]));
+        race(
+            &rt,
+            &data,
+            &format!("thin memory: {}", run.label),
+            &mut pair,
+        );
+        println!(
+            "{}: memory / raw p50 = {:.3}",
+            run.label,
+            p50(&pair[1]) / p50(&pair[0])
+        );
     }
 
     // Criterion on the headline pair: the default memory against its raw twin.
@@ -484,7 +506,12 @@ fn inserts(rt: &Runtime, data: &Data, runs: &[MemoryRun]) {
 
             let patterns: Vec<Pattern> = rows
                 .iter()
-                .map(|&i| Pattern::vector(format!("fresh/{i}"), data.queries[i % data.queries.len()].clone()))
+                .map(|&i| {
+                    Pattern::vector(
+                        format!("fresh/{i}"),
+                        data.queries[i % data.queries.len()].clone(),
+                    )
+                })
                 .collect();
             let memory = run.in_ram.clone();
             let started = Instant::now();

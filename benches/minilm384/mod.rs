@@ -61,7 +61,12 @@ impl Data {
         let hits: usize = found
             .iter()
             .zip(&self.gt)
-            .map(|(f, truth)| f.iter().take(10).filter(|id| truth[..10].contains(id)).count())
+            .map(|(f, truth)| {
+                f.iter()
+                    .take(10)
+                    .filter(|id| truth[..10].contains(id))
+                    .count()
+            })
             .sum();
         hits as f64 / (found.len() * 10) as f64
     }

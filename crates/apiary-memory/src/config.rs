@@ -315,7 +315,9 @@ mod tests {
         assert_eq!(c.factory_for(100_000, 384), "IVF316,PQ192x4fs");
         assert_eq!(c.rerank_for("IVF316,PQ192x4fs"), Some(FAST_SCAN_RERANK));
         assert_eq!(
-            c.clone().factory("IVF{nlist},SQ8").factory_for(100_000, 384),
+            c.clone()
+                .factory("IVF{nlist},SQ8")
+                .factory_for(100_000, 384),
             "IVF1265,SQ8"
         );
         assert_eq!(c.rerank_for("IVF1265,SQ8"), None);

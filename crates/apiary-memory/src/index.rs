@@ -1,8 +1,7 @@
 //! The FAISS index behind pattern search: exact while small, quantized once trained.
 
 use faiss::{
-    index::autotune::ParameterSpace, index::IndexImpl, selector::IdSelector, Idx, Index,
-    MetricType,
+    index::autotune::ParameterSpace, index::IndexImpl, selector::IdSelector, Idx, Index, MetricType,
 };
 
 use crate::{ffi::top, MemoryError};

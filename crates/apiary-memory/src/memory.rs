@@ -321,7 +321,12 @@ impl Memory {
         // On this thread, under the read lock, while the actor runs and writes nothing.
         if matches!(self.actor.get_status(), ractor::ActorStatus::Running) {
             if let Some(searchable) = self.shared.try_read() {
-                return searchable.search(&vector, query.k, query.namespace.as_deref(), &query.filter);
+                return searchable.search(
+                    &vector,
+                    query.k,
+                    query.namespace.as_deref(),
+                    &query.filter,
+                );
             }
         }
         // A write holds the lock (or the actor has stopped): queue behind it at the actor

@@ -50,11 +50,15 @@ impl Shared {
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Searchable> {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Searchable> {
-        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The read lock if no write holds it (or waits for it).
@@ -87,7 +91,9 @@ impl Searchable {
         self.dead_in_index = 0;
         match crate::index::exact_index(dim) {
             Ok(empty) => self.index = ActiveIndex::Exact(empty),
-            Err(e) => tracing::warn!(error = %e, "memory: the closed memory keeps its index until its handles are dropped"),
+            Err(e) => {
+                tracing::warn!(error = %e, "memory: the closed memory keeps its index until its handles are dropped")
+            }
         }
     }
 

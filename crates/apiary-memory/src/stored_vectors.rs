@@ -81,8 +81,10 @@ impl StoredVectors {
             // Rows four at a time: they sit at random places in RAM, and reading four at
             // once keeps several cache misses in flight instead of one.
             StoredVectors::Ram(slab) => {
-                let rows: Vec<(u64, &[f32])> =
-                    ids.iter().filter_map(|&id| Some((id, slab.get(id)?))).collect();
+                let rows: Vec<(u64, &[f32])> = ids
+                    .iter()
+                    .filter_map(|&id| Some((id, slab.get(id)?)))
+                    .collect();
                 for group in rows.chunks(4) {
                     let vectors: Vec<&[f32]> = group.iter().map(|(_, v)| *v).collect();
                     let dots = dot_many(q, &vectors);

@@ -142,8 +142,8 @@ fn list_count(factory: &str) -> Option<usize> {
 fn probe_removal(index: &mut IndexImpl, factory: &str) -> bool {
     !factory.contains("x4fs")
         && IdSelector::batch(&[Idx::new(u64::MAX >> 2)])
-        .and_then(|sel| index.remove_ids(&sel))
-        .is_ok()
+            .and_then(|sel| index.remove_ids(&sel))
+            .is_ok()
 }
 
 /// The search parameter this index exposes, with the largest value worth trying.
@@ -175,7 +175,8 @@ impl Measured {
     fn from_queries(per_query: &[f64]) -> Self {
         let n = per_query.len().max(1) as f64;
         let mean = per_query.iter().sum::<f64>() / n;
-        let variance = per_query.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        let variance =
+            per_query.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
         Self {
             mean,
             low: mean - 1.96 * (variance / n).sqrt(),
@@ -315,7 +316,10 @@ impl Probe {
             per_query.push(hits as f64 / truth.len() as f64);
         }
         if per_query.is_empty() {
-            return Ok(Measured { mean: 1.0, low: 1.0 });
+            return Ok(Measured {
+                mean: 1.0,
+                low: 1.0,
+            });
         }
         Ok(Measured::from_queries(&per_query))
     }
@@ -328,11 +332,15 @@ mod tests {
     #[test]
     fn reaching_a_target_takes_confidence_from_the_spread_between_queries() {
         // 500 queries, each finding 10/10 or 8/10: mean 0.96, low end about 0.953.
-        let even: Vec<f64> = (0..500).map(|i| if i % 5 == 0 { 0.8 } else { 1.0 }).collect();
+        let even: Vec<f64> = (0..500)
+            .map(|i| if i % 5 == 0 { 0.8 } else { 1.0 })
+            .collect();
         let m = Measured::from_queries(&even);
         assert!((m.mean - 0.96).abs() < 1e-9 && m.reaches(0.95), "{m:?}");
         // The same mean with misses bunched on a few queries is less certain.
-        let bunched: Vec<f64> = (0..500).map(|i| if i % 25 == 0 { 0.0 } else { 1.0 }).collect();
+        let bunched: Vec<f64> = (0..500)
+            .map(|i| if i % 25 == 0 { 0.0 } else { 1.0 })
+            .collect();
         let m = Measured::from_queries(&bunched);
         assert!((m.mean - 0.96).abs() < 1e-9 && !m.reaches(0.95), "{m:?}");
         assert!(Measured::from_queries(&[1.0; 10]).reaches(0.99));

@@ -61,7 +61,8 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub(crate) fn dot_many(q: &[f32], rows: &[&[f32]]) -> [f32; 4] {
     const LANES: usize = 8;
     let mut out = [0f32; 4];
-    if rows.len() != 4 || rows.iter().any(|r| r.len() != q.len()) || q.len() % LANES != 0 {
+    if rows.len() != 4 || rows.iter().any(|r| r.len() != q.len()) || !q.len().is_multiple_of(LANES)
+    {
         for (o, r) in out.iter_mut().zip(rows) {
             *o = dot(q, r);
         }
@@ -200,7 +201,11 @@ mod tests {
     fn dot_many_matches_dot() {
         let q: Vec<f32> = (0..384).map(|i| (i as f32 * 0.3).sin()).collect();
         let rows: Vec<Vec<f32>> = (0..4)
-            .map(|r| (0..384).map(|i| ((i * (r + 2)) as f32 * 0.07).cos()).collect())
+            .map(|r| {
+                (0..384)
+                    .map(|i| ((i * (r + 2)) as f32 * 0.07).cos())
+                    .collect()
+            })
             .collect();
         let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
         for take in 1..=4 {

@@ -105,12 +105,21 @@ async fn each_index_family_reaches_its_target_on_unseen_queries() {
         assert!(tuned >= 0.95, "{name}: tuning measured {tuned}");
         // 100 queries: a standard error of about 0.01 around the true recall.
         let recall = recall_at_10(&m).await;
-        assert!(recall >= 0.93, "{name}: recall@10 on unseen queries {recall}");
-        eprintln!("{name} {:?}: tuned {tuned:.3}, unseen queries {recall:.3}", stats.index.param);
+        assert!(
+            recall >= 0.93,
+            "{name}: recall@10 on unseen queries {recall}"
+        );
+        eprintln!(
+            "{name} {:?}: tuned {tuned:.3}, unseen queries {recall:.3}",
+            stats.index.param
+        );
 
         for i in [7, 1_234, 4_321] {
             assert!(m.remove_pattern(&key(i)).await.unwrap());
-            let hits = m.search(Query::vector(base()[i].clone(), 10)).await.unwrap();
+            let hits = m
+                .search(Query::vector(base()[i].clone(), 10))
+                .await
+                .unwrap();
             assert_eq!(hits.len(), 10, "{name}");
             assert!(hits.iter().all(|h| h.key != key(i)), "{name}: {i} removed");
         }
