@@ -3,11 +3,14 @@
 //!
 //! - Keys are `namespace/name` paths; values are serde types encoded with postcard.
 //! - Patterns are searched by cosine similarity. The index is exact (FAISS `Flat`) while the
-//!   collection is small; past a threshold a quantized index (default `IVF{nlist},SQ8`, any
-//!   `index_factory` string accepted) is trained on a blocking thread and swapped in, with its
-//!   `nprobe` tuned to the smallest value reaching a target recall measured against exact
-//!   search. A compact mode keeps only PQ codes in the index and re-ranks exactly (from
-//!   the store on disk when there is one, so RAM holds only the codes).
+//!   collection is small; past a threshold a quantized index (default `IVF{√n},PQ{d/2}x4fs`,
+//!   fast-scan codes re-scored exactly; any `index_factory` string accepted) is trained on a
+//!   blocking thread and swapped in, with its `nprobe` (or `efSearch`) tuned to the smallest
+//!   value reaching a target recall measured against exact search. A compact mode keeps
+//!   only PQ codes in the index and re-ranks exactly (from the store on disk when there is
+//!   one, so RAM holds only the codes).
+//! - Searches do not queue at the actor: they read the index under a shared lock on the
+//!   caller's thread, side by side; the actor only takes the lock to write.
 //! - With a directory, keys and vectors live in a redb database (a write is acknowledged only
 //!   once committed to disk; writes that arrive together share one commit and its fsync)
 //!   and the trained index is saved beside it with a checksum.
