@@ -19,20 +19,12 @@ use std::{
 use apiary::memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use faiss::{index::IndexImpl, Index, MetricType};
-use minilm384::{data_dir, load, read_f16, Data, DIM};
+use minilm384::{data_dir, load, read_f16, row, Data, DIM};
 
 /// The "standard" memory of this bench: IVF-SQ8, the default until fast-scan replaced it
 /// (`benches/memory_search.rs` compares the families), kept so its figures stay comparable.
 fn ivf_sq8() -> IndexConfig {
     IndexConfig::default().factory("IVF{nlist},SQ8")
-}
-
-fn key(i: usize) -> String {
-    format!("corpus/s{i:06}")
-}
-
-fn row(key: &str) -> u32 {
-    key.trim_start_matches("corpus/s").parse().unwrap()
 }
 
 fn rss_bytes() -> usize {
@@ -55,15 +47,7 @@ fn index_bytes(index: &IndexImpl) -> usize {
 async fn filled(data: &Data, config: MemoryConfig) -> (Memory, f64) {
     let memory = Memory::open(config).await.unwrap();
     let started = Instant::now();
-    for (chunk_no, chunk) in data.base.chunks(10_000).enumerate() {
-        let patterns = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Pattern::vector(key(chunk_no * 10_000 + i), v.clone()))
-            .collect();
-        memory.add_patterns(patterns).await.unwrap();
-    }
-    let stats = memory.settle().await.unwrap();
+    let stats = minilm384::fill(&memory, data).await;
     let seconds = started.elapsed().as_secs_f64();
     eprintln!("memory: {stats:?} (filled and trained in {seconds:.1} s)");
     (memory, seconds)

@@ -32,7 +32,7 @@ use std::{
 use apiary::memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
 use criterion::Criterion;
 use faiss::{index::autotune::ParameterSpace, index::IndexImpl, Idx, Index, MetricType};
-use minilm384::{Data, DIM};
+use minilm384::{row, Data, DIM};
 use tokio::runtime::Runtime;
 
 /// Rounds of the race: each system searches a quarter of the queries per round, so the
@@ -45,14 +45,6 @@ const TARGET: f64 = 0.95;
 /// Candidates per result the fast-scan indexes re-score exactly (FAISS's `k_factor_rf`; the
 /// memory's own factor for fast-scan is the same).
 const RERANK: usize = 4;
-
-fn key(i: usize) -> String {
-    format!("corpus/s{i:06}")
-}
-
-fn row(key: &str) -> u32 {
-    key.trim_start_matches("corpus/s").parse().unwrap()
-}
 
 /// Microseconds -> (p50, p99).
 fn percentiles(mut t: Vec<f64>) -> (f64, f64) {
@@ -282,15 +274,7 @@ fn raw_family(data: &Data, flat: &[f32], family: &Family, target: f64) -> (Index
 async fn filled(data: &Data, config: MemoryConfig) -> (Memory, f64) {
     let memory = Memory::open(config).await.unwrap();
     let started = Instant::now();
-    for (chunk_no, chunk) in data.base.chunks(10_000).enumerate() {
-        let patterns = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Pattern::vector(key(chunk_no * 10_000 + i), v.clone()))
-            .collect();
-        memory.add_patterns(patterns).await.unwrap();
-    }
-    memory.settle().await.unwrap();
+    minilm384::fill(&memory, data).await;
     (memory, started.elapsed().as_secs_f64())
 }
 

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use apiary::memory::{Memory, Pattern};
+
 /// Floats per vector.
 pub const DIM: usize = 384;
 /// Ground-truth ids per query.
@@ -75,4 +77,27 @@ impl Data {
     pub fn flat_base(&self) -> Vec<f32> {
         self.base.iter().flatten().copied().collect()
     }
+}
+
+/// The memory key of base row `i`.
+pub fn key(i: usize) -> String {
+    format!("corpus/s{i:06}")
+}
+
+/// The base row a key names.
+pub fn row(key: &str) -> u32 {
+    key.trim_start_matches("corpus/s").parse().unwrap()
+}
+
+/// Adds every base vector to `memory` in batches of 10,000 and waits for its training.
+pub async fn fill(memory: &Memory, data: &Data) -> apiary::memory::MemoryStats {
+    for (chunk_no, chunk) in data.base.chunks(10_000).enumerate() {
+        let patterns = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Pattern::vector(key(chunk_no * 10_000 + i), v.clone()))
+            .collect();
+        memory.add_patterns(patterns).await.unwrap();
+    }
+    memory.settle().await.unwrap()
 }
