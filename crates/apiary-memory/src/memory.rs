@@ -7,13 +7,11 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     actor::{MemoryActor, MemoryMsg, NewPattern, Start},
-    index::{exact_index, ActiveIndex},
     key::{namespace_of, pinned_namespace},
-    patterns::{Content, PatternTable},
+    patterns::Content,
     searchable::{Searchable, Shared},
     store::Store,
-    stored_vectors::StoredVectors,
-    vectors::{normalised, VectorSlab},
+    vectors::normalised,
     Embedder, Hit, MemoryConfig, MemoryError, MemoryStats, Pattern, Query,
 };
 
@@ -87,14 +85,10 @@ impl Memory {
             }
             None => None,
         };
-        let shared = Shared::new(Searchable {
-            open: true,
-            namespaces: config.namespaces.iter().cloned().collect(),
-            patterns: PatternTable::default(),
-            vectors: StoredVectors::Ram(VectorSlab::new(config.dim)),
-            index: ActiveIndex::Exact(exact_index(config.dim)?),
-            dead_in_index: 0,
-        });
+        let shared = Shared::new(Searchable::new(
+            config.dim,
+            config.namespaces.iter().cloned().collect(),
+        )?);
         let start = Start {
             dim: config.dim,
             index: config.index.clone(),

@@ -72,6 +72,18 @@ impl Shared {
 }
 
 impl Searchable {
+    /// An open memory's state before anything is stored: an exact index, vectors in RAM.
+    pub(crate) fn new(dim: usize, namespaces: BTreeSet<String>) -> Result<Self, MemoryError> {
+        Ok(Self {
+            open: true,
+            namespaces,
+            patterns: PatternTable::default(),
+            vectors: StoredVectors::Ram(crate::vectors::VectorSlab::new(dim)),
+            index: ActiveIndex::Exact(crate::index::exact_index(dim)?),
+            dead_in_index: 0,
+        })
+    }
+
     pub(crate) fn known(&self, namespace: Option<&str>) -> Result<(), MemoryError> {
         match namespace {
             Some(ns) if !self.namespaces.contains(ns) => Err(MemoryError::UnknownNamespace {
