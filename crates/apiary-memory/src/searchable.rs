@@ -129,7 +129,57 @@ impl Searchable {
             return Err(MemoryError::Closed);
         }
         let started = Instant::now();
-        let result = self.search_untimed(q, k, namespace, filter);
+        // A closure, so that every way out of the search is timed.
+        let result = (|| -> Result<Vec<Hit>, MemoryError> {
+            self.known(namespace)?;
+            let filtered = namespace.is_some() || !filter.is_empty();
+            // Filtered searches over-fetch; if the index still yields too few matches, the
+            // matching patterns are scored exactly, so a filter never comes up short.
+            let want = if filtered { k.saturating_mul(8) } else { k } + self.dead_in_index;
+            let mut found = self.index.candidates(q, want)?;
+            if self.index.reranks() {
+                let ids: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
+                found = self.vectors.scores(q, &ids)?;
+            }
+            let mut hits: Vec<Hit> = found
+                .into_iter()
+                .filter_map(|(id, score)| {
+                    let info = self.patterns.by_id.get(&id)?;
+                    info.matches(namespace, filter).then(|| Hit {
+                        key: info.key.clone(),
+                        score,
+                        metadata: info.metadata.clone(),
+                    })
+                })
+                .take(k)
+                .collect();
+            if filtered && hits.len() < k {
+                let matching: Vec<u64> = self
+                    .patterns
+                    .by_id
+                    .iter()
+                    .filter(|(_, info)| info.matches(namespace, filter))
+                    .map(|(id, _)| *id)
+                    .collect();
+                let mut exact: Vec<(f32, &PatternInfo)> = self
+                    .vectors
+                    .scores(q, &matching)?
+                    .into_iter()
+                    .filter_map(|(id, score)| Some((score, self.patterns.by_id.get(&id)?)))
+                    .collect();
+                exact.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
+                hits = exact
+                    .into_iter()
+                    .take(k)
+                    .map(|(score, info)| Hit {
+                        key: info.key.clone(),
+                        score,
+                        metadata: info.metadata.clone(),
+                    })
+                    .collect();
+            }
+            Ok(hits)
+        })();
         let kind = if matches!(self.index, ActiveIndex::Exact(_)) {
             "exact"
         } else {
@@ -138,62 +188,5 @@ impl Searchable {
         metrics::histogram!(m::MEMORY_SEARCH_DURATION_SECONDS.name, "index" => kind)
             .record(started.elapsed().as_secs_f64());
         result
-    }
-
-    fn search_untimed(
-        &self,
-        q: &[f32],
-        k: usize,
-        namespace: Option<&str>,
-        filter: &Metadata,
-    ) -> Result<Vec<Hit>, MemoryError> {
-        self.known(namespace)?;
-        let filtered = namespace.is_some() || !filter.is_empty();
-        // Filtered searches over-fetch; if the index still yields too few matches, the
-        // matching patterns are scored exactly, so a filter never comes up short.
-        let want = if filtered { k.saturating_mul(8) } else { k } + self.dead_in_index;
-        let mut found = self.index.candidates(q, want)?;
-        if self.index.reranks() {
-            let ids: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
-            found = self.vectors.scores(q, &ids)?;
-        }
-        let mut hits: Vec<Hit> = found
-            .into_iter()
-            .filter_map(|(id, score)| {
-                let info = self.patterns.by_id.get(&id)?;
-                info.matches(namespace, filter).then(|| Hit {
-                    key: info.key.clone(),
-                    score,
-                    metadata: info.metadata.clone(),
-                })
-            })
-            .take(k)
-            .collect();
-        if filtered && hits.len() < k {
-            let matching: Vec<u64> = self
-                .patterns
-                .by_id
-                .iter()
-                .filter(|(_, info)| info.matches(namespace, filter))
-                .map(|(id, _)| *id)
-                .collect();
-            let mut exact: Vec<(f32, &PatternInfo)> = self
-                .vectors
-                .scores(q, &matching)?
-                .into_iter()
-                .filter_map(|(id, score)| Some((score, self.patterns.by_id.get(&id)?)))
-                .collect();
-            exact.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
-            hits = exact
-                .into_iter()
-                .take(k)
-                .map(|(score, info)| Hit {
-                    key: info.key.clone(),
-                    score,
-                    metadata: info.metadata.clone(),
-                })
-                .collect();
-        }
-        Ok(hits)
     }
 }

@@ -287,11 +287,10 @@ impl State {
             }
             Then::RemovePattern { key, id, reply } => {
                 self.in_flight.done_pattern(&key);
-                let present = self.shared.read().patterns.by_id.contains_key(&id);
+                let shared = self.shared.clone();
+                let mut s = shared.write();
                 let result = match generation {
-                    Some(g) if present => {
-                        let shared = self.shared.clone();
-                        let mut s = shared.write();
+                    Some(g) if s.patterns.by_id.contains_key(&id) => {
                         self.drop_patterns(&mut s, &[id], g).map(|()| {
                             metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "remove_pattern")
                                 .increment(1);
