@@ -367,19 +367,19 @@ async fn run_step(
     approval: Option<(Arc<Gate>, String)>,
 ) -> StepReport {
     let started = Instant::now();
-    if let Some((gate, reason)) = approval {
-        if let Err(why) = gate.ask(&agent, &reason, &printer).await {
-            return StepReport {
-                agent,
-                kind: String::new(),
-                status: Status::Failed,
-                attempts: 0,
-                seconds: started.elapsed().as_secs_f64(),
-                detail: why,
-                output: String::new(),
-                usage: None,
-            };
-        }
+    if let Some((gate, reason)) = approval
+        && let Err(why) = gate.ask(&agent, &reason, &printer).await
+    {
+        return StepReport {
+            agent,
+            kind: String::new(),
+            status: Status::Failed,
+            attempts: 0,
+            seconds: started.elapsed().as_secs_f64(),
+            detail: why,
+            output: String::new(),
+            usage: None,
+        };
     }
     let mut attempt = 0;
     let mut try_ = 0;

@@ -110,10 +110,10 @@ async fn three_node_processes_lose_no_task_when_one_is_killed() {
     assert!(done.iter().any(|(d, after)| *after && d.node == "b"));
     let down = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Ok(MembershipEvent::Down { node, .. }) = events.recv().await {
-                if node == "c" {
-                    return;
-                }
+            if let Ok(MembershipEvent::Down { node, .. }) = events.recv().await
+                && node == "c"
+            {
+                return;
             }
         }
     })

@@ -262,10 +262,10 @@ impl Approvals {
     /// waiting, [`ApprovalError::BadId`] for an empty or overlong id,
     /// [`ApprovalError::Withdrawn`] once the swarm is shutting down.
     pub fn request(&self, request: ApprovalRequest) -> Result<Approval, ApprovalError> {
-        if let Some(id) = &request.id {
-            if id.is_empty() || id.len() > 128 {
-                return Err(ApprovalError::BadId(id.clone()));
-            }
+        if let Some(id) = &request.id
+            && (id.is_empty() || id.len() > 128)
+        {
+            return Err(ApprovalError::BadId(id.clone()));
         }
         let (tx, rx) = watch::channel(None);
         let serial = self.inner.next.fetch_add(1, Ordering::Relaxed) + 1;

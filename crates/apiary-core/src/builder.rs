@@ -334,11 +334,11 @@ impl SwarmBuilder {
             }
         }
         rt.registry.seal();
-        if let Some(topology) = topology {
-            if let Err(e) = rt.registry.set_topology(topology) {
-                swarm.shutdown().await;
-                return Err(e.into());
-            }
+        if let Some(topology) = topology
+            && let Err(e) = rt.registry.set_topology(topology)
+        {
+            swarm.shutdown().await;
+            return Err(e.into());
         }
         Ok(swarm)
     }

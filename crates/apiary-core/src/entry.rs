@@ -709,10 +709,10 @@ impl<T: Send + 'static, O: Send + 'static> Home<T, O> for AgentEntry<T, O> {
     }
 
     fn report(&self, ticket: &Ticket<T, O>, outcome: Outcome) {
-        if outcome == Outcome::Completed {
-            if let Some(replica) = ticket.replica().and_then(|i| self.replica_slice().get(i)) {
-                replica.mark_served();
-            }
+        if outcome == Outcome::Completed
+            && let Some(replica) = ticket.replica().and_then(|i| self.replica_slice().get(i))
+        {
+            replica.mark_served();
         }
         let Some((index, permit)) = ticket.breaker_permit() else {
             return;

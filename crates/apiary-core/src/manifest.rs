@@ -373,10 +373,10 @@ fn schema_error(src: &str, err: serde_path_to_error::Error<toml::de::Error>) -> 
     let message = inner.message().to_owned();
     let named = between(&message, "unknown field `", "`")
         .or_else(|| between(&message, "missing field `", "`"));
-    if let Some(key) = named {
-        if keys.last().is_none_or(|k| k != key) {
-            keys.push(key.to_owned());
-        }
+    if let Some(key) = named
+        && keys.last().is_none_or(|k| k != key)
+    {
+        keys.push(key.to_owned());
     }
     let mut out = ManifestError::new(ManifestErrorKind::Schema, message).at(src, inner.span());
     if !keys.is_empty() {
@@ -415,11 +415,11 @@ fn field_span(src: &str, span: Range<usize>, field: &str) -> Option<Range<usize>
             break;
         }
         first = false;
-        if let Some(rest) = trimmed.strip_prefix(field) {
-            if rest.trim_start().starts_with('=') || rest.starts_with(']') {
-                let start = offset + (line.len() - trimmed.len());
-                return Some(start..start + field.len());
-            }
+        if let Some(rest) = trimmed.strip_prefix(field)
+            && (rest.trim_start().starts_with('=') || rest.starts_with(']'))
+        {
+            let start = offset + (line.len() - trimmed.len());
+            return Some(start..start + field.len());
         }
         if trimmed.starts_with(&format!("[agents.{field}]")) {
             let start = offset + (line.len() - trimmed.len());

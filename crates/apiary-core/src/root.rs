@@ -339,11 +339,11 @@ impl RootState {
             self.schedule(myself, child.name().clone(), r, delay);
         }
         // The failed replica itself is already down; make sure it comes back with the rest.
-        if let Some(replica) = failed.replicas().get(failed_replica) {
-            if replica.status() == ReplicaStatus::Running {
-                replica.set_status(ReplicaStatus::Restarting);
-                self.schedule(myself, failed.name().clone(), failed_replica, delay);
-            }
+        if let Some(replica) = failed.replicas().get(failed_replica)
+            && replica.status() == ReplicaStatus::Running
+        {
+            replica.set_status(ReplicaStatus::Restarting);
+            self.schedule(myself, failed.name().clone(), failed_replica, delay);
         }
     }
 

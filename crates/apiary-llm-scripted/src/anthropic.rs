@@ -49,10 +49,10 @@ pub(crate) fn check(body: &Value, api_key: Option<&str>, version: Option<&str>) 
     {
         c.fail("`max_tokens` is required and must be a positive integer");
     }
-    if let Some(t) = obj.get("temperature") {
-        if t.as_f64().is_none_or(|t| !(0.0..=1.0).contains(&t)) {
-            c.fail("`temperature` must be a number in [0, 1]");
-        }
+    if let Some(t) = obj.get("temperature")
+        && t.as_f64().is_none_or(|t| !(0.0..=1.0).contains(&t))
+    {
+        c.fail("`temperature` must be a number in [0, 1]");
     }
     if let Some(system) = obj.get("system") {
         let ok = system.is_string()

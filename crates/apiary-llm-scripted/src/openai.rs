@@ -44,16 +44,16 @@ pub(crate) fn check(body: &Value, authorization: Option<&str>) -> Vec<String> {
     }
     c.non_empty_string(obj.get("model"), "model");
     for field in ["max_tokens", "max_completion_tokens"] {
-        if let Some(v) = obj.get(field) {
-            if v.as_u64().is_none_or(|n| n == 0) {
-                c.fail(format!("`{field}` must be a positive integer"));
-            }
+        if let Some(v) = obj.get(field)
+            && v.as_u64().is_none_or(|n| n == 0)
+        {
+            c.fail(format!("`{field}` must be a positive integer"));
         }
     }
-    if let Some(t) = obj.get("temperature") {
-        if t.as_f64().is_none_or(|t| !(0.0..=2.0).contains(&t)) {
-            c.fail("`temperature` must be a number in [0, 2]");
-        }
+    if let Some(t) = obj.get("temperature")
+        && t.as_f64().is_none_or(|t| !(0.0..=2.0).contains(&t))
+    {
+        c.fail("`temperature` must be a number in [0, 2]");
     }
     let streaming = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if let Some(so) = obj.get("stream_options") {
@@ -82,12 +82,12 @@ pub(crate) fn check(body: &Value, authorization: Option<&str>) -> Vec<String> {
                             "{at}.function.name must match ^[a-zA-Z0-9_-]{{1,64}}$"
                         )),
                     }
-                    if let Some(p) = t.get("function").and_then(|f| f.get("parameters")) {
-                        if !p.is_object() {
-                            c.fail(format!(
-                                "{at}.function.parameters must be a JSON Schema object"
-                            ));
-                        }
+                    if let Some(p) = t.get("function").and_then(|f| f.get("parameters"))
+                        && !p.is_object()
+                    {
+                        c.fail(format!(
+                            "{at}.function.parameters must be a JSON Schema object"
+                        ));
                     }
                 }
             }

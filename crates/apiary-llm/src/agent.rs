@@ -530,15 +530,15 @@ impl LlmAgent {
             });
             if calls.is_empty() {
                 let text = response.text();
-                if cfg.response.is_some() {
-                    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
-                        return Err(LlmError::Structured {
-                            provider: run.provider,
-                            model: run.model,
-                            type_name: "JSON",
-                            reason: e.to_string(),
-                        });
-                    }
+                if cfg.response.is_some()
+                    && let Err(e) = serde_json::from_str::<serde_json::Value>(&text)
+                {
+                    return Err(LlmError::Structured {
+                        provider: run.provider,
+                        model: run.model,
+                        type_name: "JSON",
+                        reason: e.to_string(),
+                    });
                 }
                 let completion = run.complete(text, response.finish, None);
                 #[cfg(feature = "memory")]

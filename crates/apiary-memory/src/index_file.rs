@@ -134,10 +134,10 @@ pub(crate) fn load(
             return Loaded::Rejected(format!("FAISS cannot read {}: {e}", index_file.display()))
         }
     };
-    if let Some((name, value)) = &meta.param {
-        if let Err(e) = crate::index::set_param(&index, name, *value) {
-            return Loaded::Rejected(format!("cannot set {name} on the saved index: {e}"));
-        }
+    if let Some((name, value)) = &meta.param
+        && let Err(e) = crate::index::set_param(&index, name, *value)
+    {
+        return Loaded::Rejected(format!("cannot set {name} on the saved index: {e}"));
     }
     tracing::debug!(vectors = index.ntotal(), "memory: saved index loaded");
     let rerank = rerank(&meta.factory);

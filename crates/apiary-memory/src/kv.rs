@@ -28,12 +28,12 @@ impl KvTable {
         if let Some(t) = entry.expires_at {
             self.expiry.insert((t, key.clone()));
         }
-        if let Some(old) = self.entries.insert(key.clone(), entry) {
-            if let Some(t) = old.expires_at {
-                // A rewrite may keep the same expiry; only drop the old one if it differs.
-                if self.entries[&key].expires_at != Some(t) {
-                    self.expiry.remove(&(t, key));
-                }
+        if let Some(old) = self.entries.insert(key.clone(), entry)
+            && let Some(t) = old.expires_at
+        {
+            // A rewrite may keep the same expiry; only drop the old one if it differs.
+            if self.entries[&key].expires_at != Some(t) {
+                self.expiry.remove(&(t, key));
             }
         }
     }

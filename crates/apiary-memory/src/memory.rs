@@ -313,15 +313,10 @@ impl Memory {
         };
         let vector = normalised("query", vector, self.dim)?;
         // On this thread, under the read lock, while the actor runs and writes nothing.
-        if matches!(self.actor.get_status(), ractor::ActorStatus::Running) {
-            if let Some(searchable) = self.shared.try_read() {
-                return searchable.search(
-                    &vector,
-                    query.k,
-                    query.namespace.as_deref(),
-                    &query.filter,
-                );
-            }
+        if matches!(self.actor.get_status(), ractor::ActorStatus::Running)
+            && let Some(searchable) = self.shared.try_read()
+        {
+            return searchable.search(&vector, query.k, query.namespace.as_deref(), &query.filter);
         }
         // A write holds the lock (or the actor has stopped): queue behind it at the actor
         // rather than block this thread.

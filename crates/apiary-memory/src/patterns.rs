@@ -159,10 +159,10 @@ impl PatternTable {
 
     /// Removes pattern `id` (and its key, if the key still names it).
     pub(crate) fn remove_id(&mut self, id: u64) {
-        if let Some(info) = self.by_id.remove(&id) {
-            if self.by_key.get(&info.key) == Some(&id) {
-                self.by_key.remove(&info.key);
-            }
+        if let Some(info) = self.by_id.remove(&id)
+            && self.by_key.get(&info.key) == Some(&id)
+        {
+            self.by_key.remove(&info.key);
         }
     }
 

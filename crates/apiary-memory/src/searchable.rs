@@ -110,10 +110,10 @@ impl Searchable {
     }
 
     pub(crate) fn note_namespace(&mut self, key: &str) {
-        if let Some((ns, _)) = key.split_once('/') {
-            if !self.namespaces.contains(ns) {
-                self.namespaces.insert(ns.to_owned());
-            }
+        if let Some((ns, _)) = key.split_once('/')
+            && !self.namespaces.contains(ns)
+        {
+            self.namespaces.insert(ns.to_owned());
         }
     }
 

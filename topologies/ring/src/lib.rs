@@ -99,16 +99,15 @@ impl Topology for Ring {
                 "a ring needs at least one agent",
             ));
         }
-        if let Some(order) = &self.order {
-            if let Some(missing) = order
+        if let Some(order) = &self.order
+            && let Some(missing) = order
                 .iter()
                 .find(|n| !members.iter().any(|m| m.name == n.as_str()))
-            {
-                return Err(TopologyError::new(
-                    "ring",
-                    format!("`{missing}` is in the ring order but not an agent of the swarm"),
-                ));
-            }
+        {
+            return Err(TopologyError::new(
+                "ring",
+                format!("`{missing}` is in the ring order but not an agent of the swarm"),
+            ));
         }
         Ok(())
     }

@@ -144,14 +144,14 @@ impl<O> Future for TaskHandle<O> {
         if let Poll::Ready(answer) = this.shared.poll_answer() {
             return Poll::Ready(answer);
         }
-        if let Some(sleep) = this.sleep.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                this.sleep = None;
-                // Whoever ended the task first has already answered; either way the answer
-                // is in place now.
-                this.shared.end_chain(Outcome::TimedOut);
-                return this.shared.poll_answer();
-            }
+        if let Some(sleep) = this.sleep.as_mut()
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            this.sleep = None;
+            // Whoever ended the task first has already answered; either way the answer
+            // is in place now.
+            this.shared.end_chain(Outcome::TimedOut);
+            return this.shared.poll_answer();
         }
         Poll::Pending
     }

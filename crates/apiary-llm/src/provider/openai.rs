@@ -163,10 +163,10 @@ impl Decoder {
                 overloaded: false,
             });
         }
-        if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
-            if model != self.model {
-                self.model = model.into_owned();
-            }
+        if let Some(model) = chunk.model.filter(|m| !m.is_empty())
+            && model != self.model
+        {
+            self.model = model.into_owned();
         }
         if let Some(usage) = chunk.usage {
             self.usage = Some(Usage {

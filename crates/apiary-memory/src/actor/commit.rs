@@ -334,10 +334,10 @@ impl State {
             s.index.add(&ids, &data)?;
         }
         drop(s);
-        if let Some(t) = &mut self.training {
-            if generation > t.since {
-                t.added.extend_from_slice(&ids);
-            }
+        if let Some(t) = &mut self.training
+            && generation > t.since
+        {
+            t.added.extend_from_slice(&ids);
         }
         metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "add_patterns").increment(1);
         Ok(())
@@ -362,10 +362,10 @@ impl State {
         if generation > self.index_covers && !s.index.remove(ids)? {
             s.dead_in_index += ids.len();
         }
-        if let Some(t) = &mut self.training {
-            if generation > t.since {
-                t.removed.extend_from_slice(ids);
-            }
+        if let Some(t) = &mut self.training
+            && generation > t.since
+        {
+            t.removed.extend_from_slice(ids);
         }
         Ok(())
     }

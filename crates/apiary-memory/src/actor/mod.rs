@@ -366,10 +366,10 @@ impl Actor for MemoryActor {
         }
         let generation = state.index_generation();
         let mut shared = state.shared.write();
-        if let (ActiveIndex::Quantized(q), Some((_, dir))) = (&shared.index, &state.store) {
-            if let Err(e) = index_file::save(dir, q, generation) {
-                tracing::warn!(error = %e, "memory: saving the index at stop failed; it will be rebuilt");
-            }
+        if let (ActiveIndex::Quantized(q), Some((_, dir))) = (&shared.index, &state.store)
+            && let Err(e) = index_file::save(dir, q, generation)
+        {
+            tracing::warn!(error = %e, "memory: saving the index at stop failed; it will be rebuilt");
         }
         shared.close(state.dim);
         Ok(())

@@ -121,13 +121,13 @@ impl BreakerConfig {
         if self.failure_threshold == 0 {
             return Err(ConfigError::new("failure_threshold", "must be at least 1"));
         }
-        if let Some(rate) = self.failure_rate {
-            if !(rate > 0.0 && rate <= 1.0) {
-                return Err(ConfigError::new(
-                    "failure_rate",
-                    "must be a fraction above 0 and at most 1",
-                ));
-            }
+        if let Some(rate) = self.failure_rate
+            && !(rate > 0.0 && rate <= 1.0)
+        {
+            return Err(ConfigError::new(
+                "failure_rate",
+                "must be a fraction above 0 and at most 1",
+            ));
         }
         if self.window == 0 || self.window > super::MAX_FAILURE_THRESHOLD {
             return Err(ConfigError::new(
