@@ -1,6 +1,6 @@
 //! How a memory is set up: dimension, directory, embedder and index policy.
 
-use std::{fmt, path::PathBuf, sync::Arc};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{Embedder, HashingEmbedder, MemoryError};
 
@@ -138,6 +138,8 @@ pub struct IndexConfig {
     pub(crate) compact: Option<usize>,
     pub(crate) tune_queries: usize,
     pub(crate) retrain_growth: f64,
+    pub(crate) query_ring: usize,
+    pub(crate) retune_every: Option<Duration>,
 }
 
 impl Default for IndexConfig {
@@ -149,6 +151,8 @@ impl Default for IndexConfig {
             compact: None,
             tune_queries: 2_000,
             retrain_growth: 4.0,
+            query_ring: 1_000,
+            retune_every: Some(Duration::from_secs(600)),
         }
     }
 }
@@ -206,6 +210,28 @@ impl IndexConfig {
         self
     }
 
+    /// Recent queries kept to tune on (default 1,000; 0 keeps none). Once the ring is full,
+    /// trainings and re-tunings measure recall on these queries, the traffic the index
+    /// actually serves, instead of on held-out vectors of the collection, which are easier:
+    /// on 100k MiniLM vectors a target met on held-out vectors was missed by up to 0.011 on
+    /// the dataset's own queries. Recording costs a copy of the query per search.
+    pub fn query_ring(mut self, queries: usize) -> Self {
+        self.query_ring = queries;
+        self
+    }
+
+    /// How often the memory checks whether to re-tune the search parameter on the recent
+    /// queries (default every 10 minutes; `None`: only on [`Memory::retune`] and at
+    /// trainings). It re-tunes when the ring is full and every query in it arrived after the
+    /// last tuning. A re-tuning runs on a blocking thread: one exact search per ring query
+    /// over the collection, then a few passes of the ring over a copy of the index.
+    ///
+    /// [`Memory::retune`]: crate::Memory::retune
+    pub fn retune_every(mut self, every: Option<Duration>) -> Self {
+        self.retune_every = every;
+        self
+    }
+
     /// Retrain once the collection is this many times the size it was trained at (default 4).
     pub fn retrain_growth(mut self, factor: f64) -> Self {
         self.retrain_growth = factor;
@@ -245,6 +271,12 @@ impl IndexConfig {
         }
         if self.compact == Some(0) {
             return bad("compact", "rerank factor must be at least 1".into());
+        }
+        if self.retune_every.is_some_and(|e| e.is_zero()) {
+            return bad(
+                "retune_every",
+                "must be above zero (None turns it off)".into(),
+            );
         }
         if self.retrain_growth.is_nan() || self.retrain_growth <= 1.0 {
             return bad(

@@ -161,6 +161,12 @@ pub enum MemoryError {
         /// The panic.
         reason: String,
     },
+    /// [`Memory::retune`](crate::Memory::retune) has nothing to tune or nothing to tune on.
+    #[error("cannot re-tune the pattern index: {reason}")]
+    CannotRetune {
+        /// Why: the index is exact, has no search parameter, or no query was searched yet.
+        reason: String,
+    },
     /// The memory actor has stopped.
     #[error("the memory actor has stopped")]
     Closed,

@@ -48,6 +48,8 @@ pub(crate) struct Quantized {
     pub(crate) param: Option<(String, usize)>,
     /// recall@10 against exact search measured at that parameter.
     pub(crate) recall: f64,
+    /// The queries `recall` was measured on (`None`: loaded from an older file).
+    pub(crate) tuned_on: Option<crate::TunedOn>,
     /// Collection size at training time.
     pub(crate) trained_on: usize,
     /// Compact mode: candidates per result re-ranked exactly.

@@ -10,13 +10,34 @@ use std::{fs::File, io::Write as _, path::Path};
 use faiss::{index::IndexImpl, Index};
 use serde::{Deserialize, Serialize};
 
-use crate::{index::Quantized, MemoryError};
+use crate::{index::Quantized, MemoryError, TunedOn};
 
 const INDEX: &str = "patterns.faiss";
 const META: &str = "patterns.faiss.meta";
 
+/// What the meta file holds: `Core`, then what later versions added at the end, so a file
+/// written before them still decodes as its `Core`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Meta {
+    core: Core,
+    tuned_on: Option<TunedOn>,
+}
+
+impl Meta {
+    fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes).or_else(|e| {
+            postcard::from_bytes::<Core>(bytes)
+                .map(|core| Meta {
+                    core,
+                    tuned_on: None,
+                })
+                .map_err(|_| e)
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Core {
     crc32: u32,
     len: u64,
     generation: u64,
@@ -53,14 +74,17 @@ pub(crate) fn save(dir: &Path, index: &Quantized, generation: u64) -> Result<(),
         .and_then(|f| f.sync_all())
         .map_err(MemoryError::io(&tmp_index))?;
     let meta = Meta {
-        crc32: crc32fast::hash(&bytes),
-        len: bytes.len() as u64,
-        generation,
-        factory: index.factory.clone(),
-        param: index.param.clone(),
-        recall: index.recall,
-        trained_on: index.trained_on,
-        removable: index.removable,
+        core: Core {
+            crc32: crc32fast::hash(&bytes),
+            len: bytes.len() as u64,
+            generation,
+            factory: index.factory.clone(),
+            param: index.param.clone(),
+            recall: index.recall,
+            trained_on: index.trained_on,
+            removable: index.removable,
+        },
+        tuned_on: index.tuned_on,
     };
     let meta_bytes = postcard::to_allocvec(&meta).map_err(|source| MemoryError::Encode {
         key: META.into(),
@@ -91,11 +115,11 @@ pub(crate) fn load(
     if !index_file.exists() && !meta_file.exists() {
         return Loaded::Missing;
     }
-    let meta: Meta = match std::fs::read(&meta_file)
+    let (meta, tuned_on) = match std::fs::read(&meta_file)
         .map_err(|e| e.to_string())
-        .and_then(|b| postcard::from_bytes(&b).map_err(|e| e.to_string()))
+        .and_then(|b| Meta::decode(&b).map_err(|e| e.to_string()))
     {
-        Ok(meta) => meta,
+        Ok(Meta { core, tuned_on }) => (core, tuned_on),
         Err(e) => return Loaded::Rejected(format!("{} unreadable: {e}", meta_file.display())),
     };
     let bytes = match std::fs::read(&index_file) {
@@ -146,8 +170,39 @@ pub(crate) fn load(
         factory: meta.factory,
         param: meta.param,
         recall: meta.recall,
+        tuned_on,
         trained_on: meta.trained_on,
         rerank,
         removable: meta.removable,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_written_before_tuned_on_still_reads() {
+        let core = || Core {
+            crc32: 7,
+            len: 9,
+            generation: 3,
+            factory: "HNSW32".into(),
+            param: Some(("efSearch".into(), 24)),
+            recall: 0.96,
+            trained_on: 5_000,
+            removable: false,
+        };
+        let old = postcard::to_allocvec(&core()).unwrap();
+        let meta = Meta::decode(&old).unwrap();
+        assert_eq!((meta.core.generation, meta.tuned_on), (3, None));
+        let tuned_on = Some(TunedOn::RecentQueries { queries: 1_000 });
+        let new = postcard::to_allocvec(&Meta {
+            core: core(),
+            tuned_on,
+        })
+        .unwrap();
+        assert_eq!(Meta::decode(&new).unwrap().tuned_on, tuned_on);
+        assert!(Meta::decode(&old[..old.len() - 1]).is_err());
+    }
 }

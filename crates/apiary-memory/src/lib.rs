@@ -52,6 +52,7 @@ mod memory;
 #[cfg(feature = "minilm")]
 mod minilm;
 mod patterns;
+mod query_ring;
 mod searchable;
 mod simd;
 mod stats;
@@ -70,4 +71,4 @@ pub use memory::Memory;
 pub use minilm::{MiniLmEmbedder, ModelError};
 pub use patterns::{Hit, Metadata, Pattern, Query};
 pub use simd::faiss_has_simd;
-pub use stats::{IndexOrigin, IndexStats, MemoryStats};
+pub use stats::{IndexOrigin, IndexStats, MemoryStats, TunedOn};

@@ -9,6 +9,7 @@ use crate::{
     actor::{MemoryActor, MemoryMsg, NewPattern, Start},
     key::{namespace_of, pinned_namespace},
     patterns::Content,
+    query_ring::QueryRing,
     searchable::{Searchable, Shared},
     store::Store,
     vectors::normalised,
@@ -85,10 +86,10 @@ impl Memory {
             }
             None => None,
         };
-        let shared = Shared::new(Searchable::new(
-            config.dim,
-            config.namespaces.iter().cloned().collect(),
-        )?);
+        let shared = Shared::new(
+            Searchable::new(config.dim, config.namespaces.iter().cloned().collect())?,
+            QueryRing::new(config.dim, config.index.query_ring),
+        );
         let start = Start {
             dim: config.dim,
             index: config.index.clone(),
@@ -312,6 +313,7 @@ impl Memory {
             Content::Text(text) => self.embed(vec![text]).await?.pop().unwrap_or_default(),
         };
         let vector = normalised("query", vector, self.dim)?;
+        self.shared.ring().record(&vector);
         // On this thread, under the read lock, while the actor runs and writes nothing.
         if matches!(self.actor.get_status(), ractor::ActorStatus::Running)
             && let Some(searchable) = self.shared.try_read()
@@ -338,6 +340,18 @@ impl Memory {
     /// Sizes, the index in use and what tuning measured.
     pub async fn stats(&self) -> Result<MemoryStats, MemoryError> {
         self.call(|reply| MemoryMsg::Stats { reply }).await
+    }
+
+    /// Re-tunes the quantized index's search parameter now, on the queries searched most
+    /// recently (see [`IndexConfig::query_ring`](crate::IndexConfig::query_ring)), and
+    /// returns the stats once the new parameter is in use. Searches go on meanwhile.
+    ///
+    /// The memory also does this on its own, every
+    /// [`retune_every`](crate::IndexConfig::retune_every), once the ring holds only queries
+    /// the last tuning never saw. Fails with [`MemoryError::CannotRetune`] while the index is
+    /// exact or has no search parameter, or before any query was searched.
+    pub async fn retune(&self) -> Result<MemoryStats, MemoryError> {
+        self.call(|reply| MemoryMsg::Retune { reply }).await
     }
 
     /// Waits until no index training is running, then returns the stats.

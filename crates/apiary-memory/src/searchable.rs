@@ -21,6 +21,7 @@ use apiary_metrics as m;
 use crate::{
     index::ActiveIndex,
     patterns::{Hit, Metadata, PatternInfo, PatternTable},
+    query_ring::QueryRing,
     stored_vectors::StoredVectors,
     MemoryError,
 };
@@ -41,29 +42,46 @@ pub(crate) struct Searchable {
 
 /// The lock around [`Searchable`]. Poisoning is ignored: the actor writes whole values
 /// under the lock (a table entry, an index swap), and a FAISS failure is an error, not a panic.
+/// Beside it, the ring of recent queries searches record into.
 #[derive(Debug, Clone)]
-pub(crate) struct Shared(Arc<RwLock<Searchable>>);
+pub(crate) struct Shared(Arc<Inner>);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    lock: RwLock<Searchable>,
+    ring: QueryRing,
+}
 
 impl Shared {
-    pub(crate) fn new(searchable: Searchable) -> Self {
-        Self(Arc::new(RwLock::new(searchable)))
+    pub(crate) fn new(searchable: Searchable, ring: QueryRing) -> Self {
+        Self(Arc::new(Inner {
+            lock: RwLock::new(searchable),
+            ring,
+        }))
+    }
+
+    /// The recent queries (see [`crate::query_ring`]).
+    pub(crate) fn ring(&self) -> &QueryRing {
+        &self.0.ring
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Searchable> {
         self.0
+            .lock
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Searchable> {
         self.0
+            .lock
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The read lock if no write holds it (or waits for it).
     pub(crate) fn try_read(&self) -> Option<RwLockReadGuard<'_, Searchable>> {
-        match self.0.try_read() {
+        match self.0.lock.try_read() {
             Ok(guard) => Some(guard),
             Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => None,

@@ -32,6 +32,9 @@ pub struct IndexStats {
     pub param: Option<(String, usize)>,
     /// recall@10 against exact search measured when the index was tuned.
     pub recall: Option<f64>,
+    /// The queries that recall was measured on (`None` while exact, or for an index saved
+    /// before this was recorded).
+    pub tuned_on: Option<TunedOn>,
     /// Vectors in the index.
     pub indexed: usize,
     /// Whether a training is running in the background.
@@ -55,5 +58,22 @@ pub enum IndexOrigin {
     Rebuilt {
         /// Why (missing, corrupt, stale, configuration changed).
         reason: String,
+    },
+}
+
+/// The queries a quantized index's search parameter was tuned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum TunedOn {
+    /// Vectors held out of the collection at training (the ring of recent queries was not
+    /// full yet). They are easier than real queries: recall on real traffic may be lower.
+    HeldOut {
+        /// How many.
+        queries: usize,
+    },
+    /// The most recent queries searched
+    /// ([`IndexConfig::query_ring`](crate::IndexConfig::query_ring)).
+    RecentQueries {
+        /// How many.
+        queries: usize,
     },
 }

@@ -10,7 +10,7 @@ use faiss::{index::IndexImpl, selector::IdSelector, Idx, Index, MetricType};
 use crate::{
     index::{idx, set_param, Quantized},
     vectors::dot,
-    MemoryError,
+    MemoryError, TunedOn,
 };
 
 /// recall@K is what tuning measures and what the memory reports.
@@ -26,6 +26,9 @@ pub(crate) struct TrainJob {
     pub(crate) tune_queries: usize,
     pub(crate) rerank: Option<usize>,
     pub(crate) seed: u64,
+    /// Recent queries to tune on (concatenated rows), when the ring is full; else tuning
+    /// measures on vectors held out of the collection.
+    pub(crate) queries: Option<Vec<f32>>,
 }
 
 /// The trained index, ready to swap in.
@@ -74,8 +77,23 @@ pub(crate) fn train(job: TrainJob) -> Result<Trained, MemoryError> {
         .add_with_ids(&rest, &idx(&rest_ids))
         .map_err(MemoryError::index("add trained"))?;
     let (probe_ids, probe) = gather(probe_rows);
-    let tuned = Probe::new(&job, probe.clone(), rest_ids, &rest)
-        .and_then(|p| tune(&mut index, &job, nlist, &p));
+    let (tuned_on, queries) = match &job.queries {
+        Some(q) => (
+            TunedOn::RecentQueries {
+                queries: q.len() / dim,
+            },
+            q.clone(),
+        ),
+        None => (TunedOn::HeldOut { queries: held }, probe.clone()),
+    };
+    let tuning = Tuning {
+        param: tunable(factory, nlist),
+        target: job.target_recall,
+        rerank: job.rerank,
+        dead: 0,
+    };
+    let tuned = Probe::new(dim, queries, &rest_ids, &rest)
+        .and_then(|p| tune(&mut index, &tuning, &p, &rest));
     drop(rest);
     let (param, recall) = tuned?;
     index
@@ -93,6 +111,7 @@ pub(crate) fn train(job: TrainJob) -> Result<Trained, MemoryError> {
             factory: factory.clone(),
             param,
             recall,
+            tuned_on: Some(tuned_on),
             trained_on: n,
             rerank: job.rerank,
             removable,
@@ -190,26 +209,39 @@ impl Measured {
     }
 }
 
+/// What a tuning aims for and how searches run.
+struct Tuning {
+    /// The parameter to tune and the largest value worth trying (`None`: nothing to tune).
+    param: Option<(&'static str, usize)>,
+    target: f64,
+    /// Candidates per result re-scored exactly, as searches do.
+    rerank: Option<usize>,
+    /// Removed ids still in the index, skipped as searches skip them.
+    dead: usize,
+}
+
 /// Picks the smallest parameter value whose recall@10 reaches the target (see [`reaches`]):
 /// doubling until it does, then bisecting between the last miss and the first hit.
+///
+/// [`reaches`]: Measured::reaches
 fn tune(
     index: &mut IndexImpl,
-    job: &TrainJob,
-    nlist: Option<usize>,
+    tuning: &Tuning,
     probe: &Probe,
+    data: &[f32],
 ) -> Result<(Option<(String, usize)>, f64), MemoryError> {
-    let Some((name, max)) = tunable(&job.factory, nlist) else {
-        return Ok((None, probe.recall(index, job)?.mean));
+    let Some((name, max)) = tuning.param else {
+        return Ok((None, probe.recall(index, tuning, data)?.mean));
     };
     let mut at = |value: usize| -> Result<Measured, MemoryError> {
         set_param(index, name, value)?;
-        probe.recall(index, job)
+        probe.recall(index, tuning, data)
     };
     let (mut miss, mut hit) = (0, None);
     let mut value = 1;
     loop {
         let recall = at(value)?;
-        if recall.reaches(job.target_recall) {
+        if recall.reaches(tuning.target) {
             hit = Some((value, recall.mean));
             break;
         }
@@ -221,7 +253,7 @@ fn tune(
     }
     let Some((mut best, mut best_recall)) = hit else {
         tracing::warn!(
-            factory = %job.factory, target = job.target_recall,
+            target = tuning.target,
             "memory: target recall not reached even at {name}={max}"
         );
         let recall = at(max)?;
@@ -230,7 +262,7 @@ fn tune(
     while best - miss > 1 {
         let mid = miss + (best - miss) / 2;
         let recall = at(mid)?;
-        if recall.reaches(job.target_recall) {
+        if recall.reaches(tuning.target) {
             (best, best_recall) = (mid, recall.mean);
         } else {
             miss = mid;
@@ -240,26 +272,71 @@ fn tune(
     Ok((Some((name.to_owned(), best)), best_recall))
 }
 
-/// Held-out queries with their exact neighbours among the indexed vectors.
+/// A re-tuning of a live index on the recent queries, run on a blocking thread.
+pub(crate) struct RetuneJob {
+    pub(crate) dim: usize,
+    /// A copy of the live index: tuning sets its parameter, which searches must not see.
+    pub(crate) index: IndexImpl,
+    pub(crate) factory: String,
+    pub(crate) target_recall: f64,
+    pub(crate) rerank: Option<usize>,
+    pub(crate) dead: usize,
+    /// The live collection: exact search over it is the truth.
+    pub(crate) ids: Vec<u64>,
+    pub(crate) data: Vec<f32>,
+    pub(crate) queries: Vec<f32>,
+}
+
+/// What a re-tuning found.
+#[derive(Debug)]
+pub(crate) struct Retuned {
+    pub(crate) param: (String, usize),
+    pub(crate) recall: f64,
+    pub(crate) queries: usize,
+}
+
+pub(crate) fn retune(job: RetuneJob) -> Result<Retuned, MemoryError> {
+    let started = Instant::now();
+    let RetuneJob { dim, mut index, .. } = job;
+    let queries = job.queries.len() / dim.max(1);
+    let tuning = Tuning {
+        param: tunable(&job.factory, list_count(&job.factory)),
+        target: job.target_recall,
+        rerank: job.rerank,
+        dead: job.dead,
+    };
+    let probe = Probe::new(dim, job.queries, &job.ids, &job.data)?;
+    let (param, recall) = tune(&mut index, &tuning, &probe, &job.data)?;
+    let param = param.ok_or_else(|| MemoryError::CannotRetune {
+        reason: format!("{} has no search parameter", job.factory),
+    })?;
+    tracing::info!(
+        factory = %job.factory, ?param, recall, queries,
+        seconds = started.elapsed().as_secs_f64(), "memory: search parameter re-tuned on recent queries"
+    );
+    Ok(Retuned {
+        param,
+        recall,
+        queries,
+    })
+}
+
+/// Queries with their exact neighbours among the indexed vectors.
 struct Probe {
+    dim: usize,
     queries: Vec<f32>,
     truth: Vec<Vec<u64>>,
-    /// Indexed id -> row in `job.data`, for exact re-ranking in compact mode.
+    /// Indexed id -> row in the indexed vectors, for exact re-scoring (and to know the
+    /// removed ids an index still holds: they are not here).
     row_of: HashMap<u64, usize>,
 }
 
 impl Probe {
-    fn new(
-        job: &TrainJob,
-        queries: Vec<f32>,
-        indexed_ids: Vec<u64>,
-        indexed: &[f32],
-    ) -> Result<Self, MemoryError> {
-        let mut exact = faiss::index_factory(job.dim as u32, "Flat", MetricType::InnerProduct)
+    /// `queries` (concatenated rows) against `ids`, whose rows are concatenated in `data`.
+    fn new(dim: usize, queries: Vec<f32>, ids: &[u64], data: &[f32]) -> Result<Self, MemoryError> {
+        let mut exact = faiss::index_factory(dim as u32, "Flat", MetricType::InnerProduct)
             .map_err(MemoryError::index("create exact index"))?;
-        exact
-            .add(indexed)
-            .map_err(MemoryError::index("add exact"))?;
+        exact.add(data).map_err(MemoryError::index("add exact"))?;
         let res = exact
             .search(&queries, RECALL_K)
             .map_err(MemoryError::index("exact search"))?;
@@ -269,21 +346,29 @@ impl Probe {
             .map(|labels| {
                 labels
                     .iter()
-                    .filter_map(|l| l.get().map(|row| indexed_ids[row as usize]))
+                    .filter_map(|l| l.get().map(|row| ids[row as usize]))
                     .collect()
             })
             .collect();
-        let row_of = job.ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
+        let row_of = ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
         Ok(Self {
+            dim,
             queries,
             truth,
             row_of,
         })
     }
 
-    fn recall(&self, index: &mut IndexImpl, job: &TrainJob) -> Result<Measured, MemoryError> {
-        let dim = job.dim;
-        let fetch = (RECALL_K * job.rerank.unwrap_or(1))
+    /// recall@10 of `index` searched as the memory searches it; `data` holds the rows
+    /// `row_of` points into.
+    fn recall(
+        &self,
+        index: &mut IndexImpl,
+        tuning: &Tuning,
+        data: &[f32],
+    ) -> Result<Measured, MemoryError> {
+        let dim = self.dim;
+        let fetch = ((RECALL_K + tuning.dead) * tuning.rerank.unwrap_or(1))
             .min(index.ntotal() as usize)
             .max(1);
         let res = index
@@ -295,13 +380,16 @@ impl Probe {
             let mut found: Vec<(u64, f32)> = labels
                 .iter()
                 .filter_map(|l| l.get())
-                .map(|id| (id, 0.0))
+                .filter_map(|id| Some((id, self.row_of.get(&id)?)))
+                .map(|(id, &r)| {
+                    let score = match tuning.rerank {
+                        Some(_) => dot(query, &data[r * dim..(r + 1) * dim]),
+                        None => 0.0,
+                    };
+                    (id, score)
+                })
                 .collect();
-            if job.rerank.is_some() {
-                for (id, score) in &mut found {
-                    let r = self.row_of[id];
-                    *score = dot(query, &job.data[r * dim..(r + 1) * dim]);
-                }
+            if tuning.rerank.is_some() {
                 found.sort_by(|a, b| b.1.total_cmp(&a.1));
             }
             let truth = &self.truth[q];

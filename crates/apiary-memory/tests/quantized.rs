@@ -3,21 +3,12 @@
 
 mod common;
 
-use apiary_memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
+use apiary_memory::{IndexConfig, Memory, MemoryConfig, MemoryError, Pattern, Query, TunedOn};
 use common::{base, ground_truth, key, queries, row, DIM};
 
 /// recall@10 of the memory on the slice's 100 queries against the exact ground truth.
 async fn recall_at_10(m: &Memory) -> f64 {
-    let gt = ground_truth();
-    let mut hits = 0;
-    for (q, truth) in queries().into_iter().zip(&gt) {
-        let found = m.search(Query::vector(q, 10)).await.unwrap();
-        hits += found
-            .iter()
-            .filter(|h| truth[..10].contains(&row(&h.key)))
-            .count();
-    }
-    hits as f64 / (gt.len() * 10) as f64
+    recall_on(m, 0..queries().len()).await
 }
 
 fn corpus(rows: std::ops::Range<usize>) -> Vec<Pattern> {
@@ -74,6 +65,84 @@ async fn trains_in_the_background_and_reaches_target_recall() {
         .unwrap();
     assert!(after.iter().all(|h| h.key != key(123)));
     assert_eq!(m.stats().await.unwrap().index.indexed, 4_998);
+    m.close().await;
+}
+
+/// recall@10 on `queries` (indexes into the slice's queries) against the ground truth.
+async fn recall_on(m: &Memory, which: std::ops::Range<usize>) -> f64 {
+    let (all, gt) = (queries(), ground_truth());
+    let mut hits = 0;
+    for i in which.clone() {
+        let found = m.search(Query::vector(all[i].clone(), 10)).await.unwrap();
+        hits += found
+            .iter()
+            .filter(|h| gt[i][..10].contains(&row(&h.key)))
+            .count();
+    }
+    hits as f64 / (which.len() * 10) as f64
+}
+
+/// The ring of recent queries: a training tunes on it once it is full, and `retune` tunes
+/// the live index on it again; recall holds on queries neither saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunes_on_the_queries_it_serves() {
+    let config = IndexConfig::default()
+        .train_threshold(5_000)
+        .query_ring(50)
+        .retune_every(None);
+    let m = Memory::open(MemoryConfig::new(DIM).index(config))
+        .await
+        .unwrap();
+    m.add_patterns(corpus(0..4_000)).await.unwrap();
+    let exact = m.retune().await.unwrap_err();
+    assert!(
+        matches!(&exact, MemoryError::CannotRetune { reason } if reason.contains("exact")),
+        "{exact}"
+    );
+    // 50 queries fill the ring while the index is exact; the training tunes on them.
+    recall_on(&m, 0..50).await;
+    m.add_patterns(corpus(4_000..5_000)).await.unwrap();
+    let trained = m.settle().await.unwrap();
+    assert_eq!(
+        trained.index.tuned_on,
+        Some(TunedOn::RecentQueries { queries: 50 }),
+        "{trained:?}"
+    );
+    assert!(trained.index.recall.unwrap() >= 0.95, "{trained:?}");
+
+    // Traffic moves on: the next 50 queries replace them, and a re-tuning measures on those.
+    recall_on(&m, 50..100).await;
+    let retuned = m.retune().await.unwrap();
+    assert_eq!(
+        retuned.index.tuned_on,
+        Some(TunedOn::RecentQueries { queries: 50 })
+    );
+    let tuned = retuned.index.recall.unwrap();
+    assert!(tuned >= 0.95, "re-tuning measured {tuned}");
+    assert!(retuned.index.param.is_some());
+    // Unseen by the second tuning: the first 50 queries (50 queries: a standard error of
+    // about 0.015).
+    let unseen = recall_on(&m, 0..50).await;
+    assert!(
+        unseen >= 0.92,
+        "recall@10 on queries the tuning did not see: {unseen}"
+    );
+    m.close().await;
+
+    // Without a ring, trainings tune on held-out vectors, and there is nothing to re-tune on.
+    let config = IndexConfig::default().train_threshold(5_000).query_ring(0);
+    let m = Memory::open(MemoryConfig::new(DIM).index(config))
+        .await
+        .unwrap();
+    m.add_patterns(corpus(0..5_000)).await.unwrap();
+    let stats = m.settle().await.unwrap();
+    assert_eq!(
+        stats.index.tuned_on,
+        Some(TunedOn::HeldOut { queries: 500 })
+    );
+    recall_on(&m, 0..10).await;
+    let none = m.retune().await.unwrap_err();
+    assert!(matches!(none, MemoryError::CannotRetune { .. }), "{none}");
     m.close().await;
 }
 

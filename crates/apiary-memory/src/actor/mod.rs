@@ -4,9 +4,11 @@
 //! meanwhile, swapping it in and saving it) is in [`training`].
 
 mod commit;
+mod retuning;
 mod training;
 
 use commit::{InFlight, Then};
+use retuning::Retuning;
 use training::Training;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -25,7 +27,7 @@ use crate::{
     searchable::Shared,
     store::{Contents, Store},
     stored_vectors::StoredVectors,
-    train::Trained,
+    train::{Retuned, Trained},
     vectors::VectorSlab,
     writer::Writer,
     IndexOrigin, IndexStats, MemoryError, MemoryStats,
@@ -82,6 +84,12 @@ pub(crate) enum MemoryMsg {
     Settle {
         reply: Reply<MemoryStats>,
     },
+    Retune {
+        reply: Reply<MemoryStats>,
+    },
+    /// The re-tuning timer (`IndexConfig::retune_every`).
+    RetuneDue,
+    Retuned(Box<Result<Retuned, MemoryError>>),
     Sweep,
     /// The writer has stored writes: apply them and reply.
     Committed,
@@ -140,6 +148,7 @@ pub(crate) struct State {
     origin: IndexOrigin,
     training: Option<Training>,
     trainings: u64,
+    retuning: Option<Retuning>,
     last_error: Option<String>,
     /// Collection size at the last failed training: retried only once it doubles.
     failed_at: Option<usize>,
@@ -181,6 +190,7 @@ impl Actor for MemoryActor {
             origin: IndexOrigin::Fresh,
             training: None,
             trainings: 0,
+            retuning: None,
             last_error: None,
             failed_at: None,
             settle_waiters: Vec::new(),
@@ -204,6 +214,9 @@ impl Actor for MemoryActor {
         state.publish_sizes();
         state.schedule_sweep(&myself);
         state.maybe_train(&myself);
+        if let Some(every) = state.config.retune_every {
+            myself.send_after(every, || MemoryMsg::RetuneDue);
+        }
         Ok(state)
     }
 
@@ -316,6 +329,9 @@ impl Actor for MemoryActor {
                 state.settle_writes(&myself);
             }
             MemoryMsg::Trained(result) => state.trained(*result),
+            MemoryMsg::Retune { reply } => state.retune_now(&myself, reply),
+            MemoryMsg::RetuneDue => state.retune_due(&myself),
+            MemoryMsg::Retuned(result) => state.retuned(*result),
             #[cfg(test)]
             MemoryMsg::TrainMidCommit {
                 patterns,
@@ -495,9 +511,14 @@ impl State {
 
     fn stats(&self) -> MemoryStats {
         let s = self.shared.read();
-        let (kind, param, recall) = match &s.index {
-            ActiveIndex::Exact(_) => ("Flat".to_owned(), None, None),
-            ActiveIndex::Quantized(q) => (q.factory.clone(), q.param.clone(), Some(q.recall)),
+        let (kind, param, recall, tuned_on) = match &s.index {
+            ActiveIndex::Exact(_) => ("Flat".to_owned(), None, None, None),
+            ActiveIndex::Quantized(q) => (
+                q.factory.clone(),
+                q.param.clone(),
+                Some(q.recall),
+                q.tuned_on,
+            ),
         };
         let (durable_writes, commits) = self.writer.as_ref().map_or((0, 0), Writer::counts);
         MemoryStats {
@@ -511,6 +532,7 @@ impl State {
                 factory: kind,
                 param,
                 recall,
+                tuned_on,
                 indexed: s.index.ntotal() - s.dead_in_index,
                 training: self.training.is_some(),
                 trainings: self.trainings,

@@ -67,6 +67,9 @@ impl State {
             self.config.rerank_for(&factory),
         );
         let seed = self.trainings ^ n as u64;
+        // A full ring of recent queries is what the new index is tuned on.
+        let ring = self.shared.ring();
+        let queries = ring.full().then(|| ring.take());
         self.training = Some(Training {
             since,
             ..Training::default()
@@ -85,6 +88,7 @@ impl State {
                     tune_queries,
                     rerank,
                     seed,
+                    queries,
                 })
             })
             .await
@@ -152,40 +156,46 @@ impl State {
         }
         self.index_covers = self.index_covers.max(changes.since);
         self.failed_at = None;
-        let s = shared.read();
-        if let ActiveIndex::Quantized(q) = &s.index {
-            metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
-            if let Some((_, dir)) = &self.store {
-                // Save a copy on a blocking thread; searches go on against the original.
-                match faiss::index::TryClone::try_clone(&q.index) {
-                    Ok(copy) => {
-                        let q = crate::index::Quantized {
-                            index: copy,
-                            factory: q.factory.clone(),
-                            param: q.param.clone(),
-                            ..*q
-                        };
-                        let (dir, generation, previous) =
-                            (dir.clone(), self.index_generation(), self.saving.take());
-                        self.saving = Some(tokio::spawn(async move {
-                            if let Some(previous) = previous {
-                                let _ = previous.await;
-                            }
-                            let saved = tokio::task::spawn_blocking(move || {
-                                index_file::save(&dir, &q, generation)
-                            })
-                            .await;
-                            if let Ok(Err(e)) = saved {
-                                tracing::warn!(error = %e, "memory: saving the trained index failed; it will be rebuilt at the next start");
-                            }
-                        }));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "memory: cannot copy the index to save it")
-                    }
-                }
-            }
-        }
+        self.save_index();
         Ok(())
+    }
+
+    /// Publishes the index's recall and, with a directory, saves a copy of the index on a
+    /// blocking thread while searches go on against the original.
+    pub(super) fn save_index(&mut self) {
+        let shared = self.shared.clone();
+        let s = shared.read();
+        let ActiveIndex::Quantized(q) = &s.index else {
+            return;
+        };
+        metrics::gauge!(m::MEMORY_RECALL.name).set(q.recall);
+        let Some((_, dir)) = &self.store else {
+            return;
+        };
+        let copy = match faiss::index::TryClone::try_clone(&q.index) {
+            Ok(copy) => copy,
+            Err(e) => {
+                tracing::warn!(error = %e, "memory: cannot copy the index to save it");
+                return;
+            }
+        };
+        let q = crate::index::Quantized {
+            index: copy,
+            factory: q.factory.clone(),
+            param: q.param.clone(),
+            ..*q
+        };
+        let (dir, generation, previous) =
+            (dir.clone(), self.index_generation(), self.saving.take());
+        self.saving = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let saved =
+                tokio::task::spawn_blocking(move || index_file::save(&dir, &q, generation)).await;
+            if let Ok(Err(e)) = saved {
+                tracing::warn!(error = %e, "memory: saving the trained index failed; it will be rebuilt at the next start");
+            }
+        }));
     }
 }
