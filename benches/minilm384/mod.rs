@@ -73,6 +73,12 @@ impl Data {
         hits as f64 / (found.len() * 10) as f64
     }
 
+    /// Takes the first `n` queries (and their ground truth) out of the set.
+    pub fn take_queries(&mut self, n: usize) -> Vec<Vec<f32>> {
+        self.gt.drain(..n);
+        self.queries.drain(..n).collect()
+    }
+
     /// The base as one row-major slice.
     pub fn flat_base(&self) -> Vec<f32> {
         self.base.iter().flatten().copied().collect()

@@ -124,12 +124,15 @@ impl MemoryConfig {
 /// vectors). Past it, the quantized index (`factory`) is trained on a sample on a blocking
 /// thread while the exact index keeps answering, then swapped in; its search parameter
 /// (`nprobe` for IVF, `efSearch` for HNSW) is set to the smallest value whose recall@10
-/// against exact search, measured on vectors held out of the index, reaches `target_recall`
-/// with 95% confidence, judged from the spread of recall between those queries. Held-out
-/// vectors stand for queries because they come from the collection's own distribution;
-/// the recall they measured is what [`IndexStats::recall`](crate::IndexStats) reports. The
-/// collection is retrained when it grows `retrain_growth` times past the size it was
-/// trained at, or when removed vectors an index cannot drop pass a tenth of it.
+/// against exact search reaches `target_recall` with 95% confidence, judged from the spread
+/// of recall between the queries it was measured on. Those are the most recent queries
+/// searched, once the [`query_ring`](Self::query_ring) is full; before that, vectors held
+/// out of the collection, which are easier queries than real ones. The memory re-tunes the
+/// live index on the ring every [`retune_every`](Self::retune_every) once the ring has been
+/// renewed, and on [`Memory::retune`](crate::Memory::retune).
+/// [`IndexStats`](crate::IndexStats) reports the recall measured and what it was measured
+/// on. The collection is retrained when it grows `retrain_growth` times past the size it
+/// was trained at, or when removed vectors an index cannot drop pass a tenth of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexConfig {
     pub(crate) factory: Option<String>,

@@ -256,7 +256,7 @@ impl Memory {
                     Content::Vector(v) => v,
                     Content::Text(_) => embedded.next().unwrap_or_default(),
                 };
-                let vector = normalised(&format!("pattern {:?}", p.key), vector, self.dim)?;
+                let vector = normalised(&format_args!("pattern {:?}", p.key), vector, self.dim)?;
                 Ok((p.key, vector, p.metadata))
             })
             .collect()
@@ -312,7 +312,7 @@ impl Memory {
             Content::Vector(v) => v,
             Content::Text(text) => self.embed(vec![text]).await?.pop().unwrap_or_default(),
         };
-        let vector = normalised("query", vector, self.dim)?;
+        let vector = normalised(&"query", vector, self.dim)?;
         self.shared.ring().record(&vector);
         // On this thread, under the read lock, while the actor runs and writes nothing.
         if matches!(self.actor.get_status(), ractor::ActorStatus::Running)

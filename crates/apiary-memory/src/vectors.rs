@@ -5,34 +5,49 @@ use std::collections::HashMap;
 use crate::MemoryError;
 
 /// Checks `v` (dimension, finite, non-zero) and scales it to unit length, so inner product
-/// equals cosine similarity.
-pub(crate) fn normalised(what: &str, mut v: Vec<f32>, dim: usize) -> Result<Vec<f32>, MemoryError> {
+/// equals cosine similarity. `what` names the vector in errors, formatted only for one.
+pub(crate) fn normalised(
+    what: &dyn std::fmt::Display,
+    mut v: Vec<f32>,
+    dim: usize,
+) -> Result<Vec<f32>, MemoryError> {
     if v.len() != dim {
         return Err(MemoryError::Dimension {
-            what: what.to_owned(),
+            what: what.to_string(),
             expected: dim,
             got: v.len(),
         });
     }
     if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
         return Err(MemoryError::NotFinite {
-            what: what.to_owned(),
+            what: what.to_string(),
             index,
             value,
         });
     }
-    let norm = v
+    // In f64 (no overflow for any finite f32), four sums at once: one running sum is a
+    // chain of dependent adds, which made normalising cost as much as a tenth of an insert.
+    let mut lanes = [0f64; 4];
+    let chunks = v.chunks_exact(4);
+    let tail: f64 = chunks
+        .remainder()
         .iter()
-        .map(|x| f64::from(*x) * f64::from(*x))
-        .sum::<f64>()
-        .sqrt();
+        .map(|x| f64::from(*x).powi(2))
+        .sum();
+    for c in chunks {
+        for i in 0..4 {
+            lanes[i] += f64::from(c[i]) * f64::from(c[i]);
+        }
+    }
+    let norm = (lanes.iter().sum::<f64>() + tail).sqrt();
     if norm == 0.0 {
         return Err(MemoryError::ZeroVector {
-            what: what.to_owned(),
+            what: what.to_string(),
         });
     }
+    let scale = 1.0 / norm;
     v.iter_mut()
-        .for_each(|x| *x = (f64::from(*x) / norm) as f32);
+        .for_each(|x| *x = (f64::from(*x) * scale) as f32);
     Ok(v)
 }
 
@@ -93,7 +108,66 @@ pub(crate) struct VectorSlab {
     dim: usize,
     data: Vec<f32>,
     ids: Vec<u64>,
-    row_of: HashMap<u64, usize>,
+    row_of: RowOf,
+}
+
+/// Row by id. Ids count up from 0, so most are looked up in a dense array (one read, in a
+/// table small enough to stay in cache: a hash map's probe missed the cache on every
+/// re-scored candidate); ids far above the row count go to a map, so a few large ids cannot
+/// make the array huge.
+#[derive(Debug, Default)]
+struct RowOf {
+    dense: Vec<u32>,
+    sparse: HashMap<u64, usize>,
+}
+
+impl RowOf {
+    const NONE: u32 = u32::MAX;
+
+    fn get(&self, id: u64) -> Option<usize> {
+        match self.dense.get(usize::try_from(id).ok()?) {
+            Some(&row) if row != Self::NONE => Some(row as usize),
+            Some(_) => None,
+            None => self.sparse.get(&id).copied(),
+        }
+    }
+
+    /// Sets `id`'s row; `rows` (the slab's size) bounds how far the dense array may grow.
+    fn insert(&mut self, id: u64, row: usize, rows: usize) {
+        let limit = (rows * 8).max(1 << 20);
+        debug_assert!(row < Self::NONE as usize);
+        match usize::try_from(id) {
+            Ok(at) if at < self.dense.len() => self.dense[at] = row as u32,
+            Ok(at) if at < limit => {
+                self.dense.resize(at + 1, Self::NONE);
+                self.dense[at] = row as u32;
+                // Ids the array now covers move in from the map (rarely any).
+                let dense = &mut self.dense;
+                self.sparse
+                    .retain(|&id, &mut row| match dense.get_mut(id as usize) {
+                        Some(slot) => {
+                            *slot = row as u32;
+                            false
+                        }
+                        None => true,
+                    });
+            }
+            _ => {
+                self.sparse.insert(id, row);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<usize> {
+        let row = self.get(id)?;
+        match self.dense.get_mut(id as usize) {
+            Some(slot) => *slot = Self::NONE,
+            None => {
+                self.sparse.remove(&id);
+            }
+        }
+        Some(row)
+    }
 }
 
 impl VectorSlab {
@@ -102,14 +176,17 @@ impl VectorSlab {
             dim,
             data: Vec::new(),
             ids: Vec::new(),
-            row_of: HashMap::new(),
+            row_of: RowOf::default(),
         }
     }
 
     /// A slab of `ids` with their rows concatenated in `data`.
     pub(crate) fn from_parts(dim: usize, ids: Vec<u64>, data: Vec<f32>) -> Self {
         debug_assert_eq!(ids.len() * dim, data.len());
-        let row_of = ids.iter().enumerate().map(|(row, &id)| (id, row)).collect();
+        let mut row_of = RowOf::default();
+        for (row, &id) in ids.iter().enumerate() {
+            row_of.insert(id, row, ids.len());
+        }
         Self {
             dim,
             data,
@@ -120,24 +197,24 @@ impl VectorSlab {
 
     pub(crate) fn insert(&mut self, id: u64, v: &[f32]) {
         debug_assert_eq!(v.len(), self.dim);
-        if let Some(&row) = self.row_of.get(&id) {
+        if let Some(row) = self.row_of.get(id) {
             self.data[row * self.dim..(row + 1) * self.dim].copy_from_slice(v);
             return;
         }
-        self.row_of.insert(id, self.ids.len());
+        self.row_of.insert(id, self.ids.len(), self.ids.len());
         self.ids.push(id);
         self.data.extend_from_slice(v);
     }
 
     pub(crate) fn remove(&mut self, id: u64) -> bool {
-        let Some(row) = self.row_of.remove(&id) else {
+        let Some(row) = self.row_of.remove(id) else {
             return false;
         };
         let last = self.ids.len() - 1;
         if row != last {
             let moved = self.ids[last];
             self.ids[row] = moved;
-            self.row_of.insert(moved, row);
+            self.row_of.insert(moved, row, self.ids.len());
             self.data
                 .copy_within(last * self.dim..(last + 1) * self.dim, row * self.dim);
         }
@@ -147,7 +224,7 @@ impl VectorSlab {
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<&[f32]> {
-        let row = *self.row_of.get(&id)?;
+        let row = self.row_of.get(id)?;
         Some(&self.data[row * self.dim..(row + 1) * self.dim])
     }
 
@@ -168,7 +245,7 @@ mod tests {
     #[test]
     fn checks_and_normalises() {
         assert!(matches!(
-            normalised("q", vec![1.0; 3], 4),
+            normalised(&"q", vec![1.0; 3], 4),
             Err(MemoryError::Dimension {
                 expected: 4,
                 got: 3,
@@ -176,14 +253,14 @@ mod tests {
             })
         ));
         assert!(matches!(
-            normalised("q", vec![1.0, f32::NAN], 2),
+            normalised(&"q", vec![1.0, f32::NAN], 2),
             Err(MemoryError::NotFinite { index: 1, .. })
         ));
         assert!(matches!(
-            normalised("q", vec![0.0; 2], 2),
+            normalised(&"q", vec![0.0; 2], 2),
             Err(MemoryError::ZeroVector { .. })
         ));
-        let v = normalised("q", vec![3.0, 4.0], 2).unwrap();
+        let v = normalised(&"q", vec![3.0, 4.0], 2).unwrap();
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
     }
 
@@ -214,6 +291,28 @@ mod tests {
                 assert!((g - dot(&q, r)).abs() < 1e-4);
             }
         }
+    }
+
+    #[test]
+    fn rows_by_id_dense_and_sparse() {
+        let mut r = RowOf::default();
+        r.insert(3, 0, 1);
+        r.insert(u64::MAX, 1, 2);
+        r.insert(5_000_000, 2, 3);
+        assert_eq!(r.dense.len(), 4, "large ids stay out of the array");
+        assert_eq!(
+            (r.get(3), r.get(u64::MAX), r.get(5_000_000)),
+            (Some(0), Some(1), Some(2))
+        );
+        assert_eq!((r.get(4), r.get(2)), (None, None));
+        // The array grows past a sparse id (the slab grew): the id moves in, still found.
+        r.insert(6_000_000, 3, 1_000_000);
+        assert_eq!((r.get(5_000_000), r.get(6_000_000)), (Some(2), Some(3)));
+        assert!(r.sparse.len() == 1);
+        assert_eq!(r.remove(5_000_000), Some(2));
+        assert_eq!((r.remove(5_000_000), r.get(5_000_000)), (None, None));
+        assert_eq!(r.remove(u64::MAX), Some(1));
+        assert_eq!(r.get(u64::MAX), None);
     }
 
     #[test]
