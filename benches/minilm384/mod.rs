@@ -83,6 +83,18 @@ impl Data {
     pub fn flat_base(&self) -> Vec<f32> {
         self.base.iter().flatten().copied().collect()
     }
+
+    /// The base as one row-major slice of unit vectors: what a memory stores (its vectors
+    /// are normalised for cosine; the f16 file's rows are off unit length by up to ~1e-3).
+    pub fn flat_base_normalised(&self) -> Vec<f32> {
+        self.base
+            .iter()
+            .flat_map(|v| {
+                let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+                v.iter().map(move |x| (f64::from(*x) / norm) as f32)
+            })
+            .collect()
+    }
 }
 
 /// The memory key of base row `i`.

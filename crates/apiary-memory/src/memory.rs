@@ -6,13 +6,13 @@ use ractor::{Actor, ActorRef, RpcReplyPort};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    actor::{MemoryActor, MemoryMsg, NewPattern, Start},
+    actor::{MemoryActor, MemoryMsg, NewPatterns, Start},
     key::{namespace_of, pinned_namespace},
-    patterns::Content,
+    patterns::{Content, PatternInfo},
     query_ring::QueryRing,
     searchable::{Searchable, Shared},
     store::Store,
-    vectors::normalised,
+    vectors::{normalised, push_normalised},
     Embedder, Hit, MemoryConfig, MemoryError, MemoryStats, Pattern, Query,
 };
 
@@ -238,8 +238,9 @@ impl Memory {
             .await
     }
 
-    /// Checks keys, embeds the texts in one batch and normalises every vector.
-    async fn prepare(&self, mut patterns: Vec<Pattern>) -> Result<Vec<NewPattern>, MemoryError> {
+    /// Checks keys, embeds the texts in one batch and normalises every vector into one
+    /// buffer.
+    async fn prepare(&self, mut patterns: Vec<Pattern>) -> Result<NewPatterns, MemoryError> {
         let mut texts = Vec::new();
         for p in &mut patterns {
             namespace_of(&p.key)?;
@@ -249,17 +250,27 @@ impl Memory {
             }
         }
         let mut embedded = self.embed(texts).await?.into_iter();
-        patterns
-            .into_iter()
-            .map(|p| {
-                let vector = match p.content {
-                    Content::Vector(v) => v,
-                    Content::Text(_) => embedded.next().unwrap_or_default(),
-                };
-                let vector = normalised(&format_args!("pattern {:?}", p.key), vector, self.dim)?;
-                Ok((p.key, vector, p.metadata))
-            })
-            .collect()
+        let mut batch = NewPatterns {
+            infos: Vec::with_capacity(patterns.len()),
+            vectors: Vec::with_capacity(patterns.len() * self.dim),
+        };
+        for p in patterns {
+            let vector = match p.content {
+                Content::Vector(v) => v,
+                Content::Text(_) => embedded.next().unwrap_or_default(),
+            };
+            push_normalised(
+                &format_args!("pattern {:?}", p.key),
+                &vector,
+                self.dim,
+                &mut batch.vectors,
+            )?;
+            batch.infos.push(PatternInfo {
+                key: p.key,
+                metadata: p.metadata,
+            });
+        }
+        Ok(batch)
     }
 
     /// One vector per text, in order. Never inside the actor: on the caller's task for a

@@ -58,8 +58,12 @@ pub(crate) enum Write {
 
 impl Write {
     /// The bytes a pattern is stored as.
-    pub(crate) fn encode_pattern(pattern: &StoredPattern) -> Result<Vec<u8>, MemoryError> {
-        encode(&pattern.info.key, pattern)
+    /// The bytes a pattern is stored as: a [`StoredPattern`], encoded from borrowed parts.
+    pub(crate) fn encode_pattern(
+        info: &PatternInfo,
+        vector: &[f32],
+    ) -> Result<Vec<u8>, MemoryError> {
+        encode(&info.key, &(info, vector))
     }
 
     /// The bytes an entry is stored as.
@@ -342,4 +346,26 @@ fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, MemoryError> {
         key: key.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_encoded_from_parts_decode_as_stored_patterns() {
+        let info = PatternInfo {
+            key: "lessons/a".into(),
+            metadata: [("agent".to_owned(), "coder".to_owned())].into(),
+        };
+        let vector = [0.6f32, 0.8];
+        let bytes = Write::encode_pattern(&info, &vector).unwrap();
+        let whole = StoredPattern {
+            info: info.clone(),
+            vector: vector.to_vec(),
+        };
+        assert_eq!(bytes, postcard::to_allocvec(&whole).unwrap());
+        let back = decode_pattern(Path::new("t"), 1, &bytes).unwrap();
+        assert_eq!((back.info, back.vector), (info, vector.to_vec()));
+    }
 }

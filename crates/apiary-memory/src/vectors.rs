@@ -11,6 +11,26 @@ pub(crate) fn normalised(
     mut v: Vec<f32>,
     dim: usize,
 ) -> Result<Vec<f32>, MemoryError> {
+    let scale = inverse_norm(what, &v, dim)?;
+    v.iter_mut()
+        .for_each(|x| *x = (f64::from(*x) * scale) as f32);
+    Ok(v)
+}
+
+/// [`normalised`], appending the unit vector to `out` (a batch's rows, concatenated).
+pub(crate) fn push_normalised(
+    what: &dyn std::fmt::Display,
+    v: &[f32],
+    dim: usize,
+    out: &mut Vec<f32>,
+) -> Result<(), MemoryError> {
+    let scale = inverse_norm(what, v, dim)?;
+    out.extend(v.iter().map(|x| (f64::from(*x) * scale) as f32));
+    Ok(())
+}
+
+/// 1 / |v|, once `v` is checked.
+fn inverse_norm(what: &dyn std::fmt::Display, v: &[f32], dim: usize) -> Result<f64, MemoryError> {
     if v.len() != dim {
         return Err(MemoryError::Dimension {
             what: what.to_string(),
@@ -45,10 +65,7 @@ pub(crate) fn normalised(
             what: what.to_string(),
         });
     }
-    let scale = 1.0 / norm;
-    v.iter_mut()
-        .for_each(|x| *x = (f64::from(*x) * scale) as f32);
-    Ok(v)
+    Ok(1.0 / norm)
 }
 
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -260,6 +277,10 @@ mod tests {
             normalised(&"q", vec![0.0; 2], 2),
             Err(MemoryError::ZeroVector { .. })
         ));
+        let mut batch = vec![1.0];
+        push_normalised(&"q", &[0.0, 2.0], 2, &mut batch).unwrap();
+        assert_eq!(batch, [1.0, 0.0, 1.0]);
+        assert!(push_normalised(&"q", &[0.0; 2], 2, &mut batch).is_err());
         let v = normalised(&"q", vec![3.0, 4.0], 2).unwrap();
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
     }

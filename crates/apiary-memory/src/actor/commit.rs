@@ -11,15 +11,8 @@ use std::collections::HashMap;
 
 use apiary_metrics as m;
 
-use super::{Reply, State};
-use crate::{
-    kv::Entry,
-    patterns::PatternInfo,
-    searchable::Searchable,
-    store::{StoredPattern, Write},
-    writer::Committed,
-    MemoryError,
-};
+use super::{NewPatterns, Reply, State};
+use crate::{kv::Entry, searchable::Searchable, store::Write, writer::Committed, MemoryError};
 
 /// What the actor does with a write once its transaction has ended.
 pub(crate) enum Then {
@@ -37,8 +30,10 @@ pub(crate) enum Then {
         keys: Vec<String>,
         now: u64,
     },
+    /// `patterns` get the ids `first_id..`, in order.
     AddPatterns {
-        rows: Vec<(u64, StoredPattern)>,
+        first_id: u64,
+        patterns: NewPatterns,
         replaced: Vec<u64>,
         reply: Reply<()>,
     },
@@ -135,29 +130,26 @@ impl State {
     }
 
     /// Stores `patterns` (later entries for the same key win; an existing key is replaced).
-    pub(super) fn add_patterns(&mut self, patterns: Vec<super::NewPattern>, reply: Reply<()>) {
-        if patterns.is_empty() {
+    pub(super) fn add_patterns(&mut self, mut patterns: NewPatterns, reply: Reply<()>) {
+        if patterns.infos.is_empty() {
             let _ = reply.send(Ok(()));
             return;
         }
-        let mut replaced: Vec<u64> = Vec::new();
-        let mut rows: Vec<(u64, StoredPattern)> = Vec::with_capacity(patterns.len());
-        let mut batch_ids = HashMap::new();
-        let mut next = self.shared.read().patterns.next_id;
-        for (key, vector, metadata) in patterns {
-            if let Some(old) = batch_ids.insert(key.clone(), next) {
-                rows.retain(|(id, _)| *id != old);
-            } else if let Some(old) = self.pattern_id(&key) {
-                replaced.push(old);
-            }
-            let info = PatternInfo { key, metadata };
-            rows.push((next, StoredPattern { info, vector }));
-            next += 1;
-        }
+        keep_last_of_each_key(&mut patterns, self.dim);
+        let replaced: Vec<u64> = patterns
+            .infos
+            .iter()
+            .filter_map(|info| self.pattern_id(&info.key))
+            .collect();
+        let first_id = self.shared.read().patterns.next_id;
         // Encoded for the store only: an in-RAM memory has nothing to write.
         let encoded = if self.writer.is_some() {
-            rows.iter()
-                .map(|(id, p)| Write::encode_pattern(p).map(|bytes| (*id, bytes)))
+            patterns
+                .infos
+                .iter()
+                .zip(patterns.vectors.chunks_exact(self.dim))
+                .zip(first_id..)
+                .map(|((info, v), id)| Write::encode_pattern(info, v).map(|bytes| (id, bytes)))
                 .collect::<Result<Vec<_>, _>>()
         } else {
             Ok(Vec::new())
@@ -170,9 +162,9 @@ impl State {
             }
         };
         // Ids are taken now, so that writes in flight never share one.
-        self.shared.write().patterns.next_id = next;
-        for (id, p) in &rows {
-            self.in_flight.touch_pattern(&p.info.key, Some(*id));
+        self.shared.write().patterns.next_id = first_id + patterns.infos.len() as u64;
+        for (info, id) in patterns.infos.iter().zip(first_id..) {
+            self.in_flight.touch_pattern(&info.key, Some(id));
         }
         let write = Write::Patterns {
             add,
@@ -181,7 +173,8 @@ impl State {
         self.submit(
             write,
             Then::AddPatterns {
-                rows,
+                first_id,
+                patterns,
                 replaced,
                 reply,
             },
@@ -272,15 +265,16 @@ impl State {
                 }
             }
             Then::AddPatterns {
-                rows,
+                first_id,
+                patterns,
                 replaced,
                 reply,
             } => {
-                for (_, p) in &rows {
-                    self.in_flight.done_pattern(&p.info.key);
+                for info in &patterns.infos {
+                    self.in_flight.done_pattern(&info.key);
                 }
                 let result = match generation {
-                    Some(g) => self.apply_patterns(rows, &replaced, g),
+                    Some(g) => self.apply_patterns(first_id, patterns, &replaced, g),
                     None => stored.map(|_| ()),
                 };
                 let _ = reply.send(result);
@@ -307,16 +301,13 @@ impl State {
 
     fn apply_patterns(
         &mut self,
-        rows: Vec<(u64, StoredPattern)>,
+        first_id: u64,
+        patterns: NewPatterns,
         replaced: &[u64],
         generation: u64,
     ) -> Result<(), MemoryError> {
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut data = Vec::with_capacity(rows.len() * self.dim);
-        for (id, StoredPattern { vector, .. }) in &rows {
-            ids.push(*id);
-            data.extend_from_slice(vector);
-        }
+        let NewPatterns { infos, vectors } = patterns;
+        let ids: Vec<u64> = (first_id..first_id + infos.len() as u64).collect();
         let shared = self.shared.clone();
         let mut s = shared.write();
         let replaced: Vec<u64> = replaced
@@ -325,13 +316,17 @@ impl State {
             .filter(|id| s.patterns.by_id.contains_key(id))
             .collect();
         self.drop_patterns(&mut s, &replaced, generation)?;
-        for (id, StoredPattern { info, vector }) in rows {
+        for ((info, vector), &id) in infos
+            .into_iter()
+            .zip(vectors.chunks_exact(self.dim))
+            .zip(&ids)
+        {
             s.note_namespace(&info.key);
-            s.vectors.insert(id, &vector);
+            s.vectors.insert(id, vector);
             s.patterns.insert(id, info);
         }
         if generation > self.index_covers {
-            s.index.add(&ids, &data)?;
+            s.index.add(&ids, &vectors)?;
         }
         drop(s);
         if let Some(t) = &mut self.training
@@ -369,6 +364,35 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Drops all but the last pattern of each key in the batch (the last one wins, as if the
+/// patterns had been added one by one), with their rows.
+fn keep_last_of_each_key(patterns: &mut NewPatterns, dim: usize) {
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(patterns.infos.len());
+    for (i, info) in patterns.infos.iter().enumerate() {
+        last.insert(&info.key, i);
+    }
+    if last.len() == patterns.infos.len() {
+        return;
+    }
+    let keep: Vec<bool> = patterns
+        .infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| last[info.key.as_str()] == i)
+        .collect();
+    drop(last);
+    let mut at = 0;
+    patterns.vectors.retain(|_| {
+        at += 1;
+        keep[(at - 1) / dim]
+    });
+    let mut at = 0;
+    patterns.infos.retain(|_| {
+        at += 1;
+        keep[at - 1]
+    });
 }
 
 #[cfg(test)]

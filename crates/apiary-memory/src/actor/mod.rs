@@ -23,7 +23,7 @@ use crate::{
     index::ActiveIndex,
     index_file::{self, Loaded},
     kv::{Entry, KvTable},
-    patterns::{Hit, Metadata},
+    patterns::{Hit, Metadata, PatternInfo},
     searchable::Shared,
     store::{Contents, Store},
     stored_vectors::StoredVectors,
@@ -35,8 +35,13 @@ use crate::{
 
 type Reply<T> = RpcReplyPort<Result<T, MemoryError>>;
 
-/// A pattern ready to store: key checked, vector checked and normalised.
-pub(crate) type NewPattern = (String, Vec<f32>, Metadata);
+/// Patterns ready to store: keys checked, vectors checked, normalised and concatenated
+/// (row `i` is `infos[i]`'s), so that the index takes the batch without another copy.
+#[derive(Debug, Default)]
+pub(crate) struct NewPatterns {
+    pub(crate) infos: Vec<PatternInfo>,
+    pub(crate) vectors: Vec<f32>,
+}
 
 pub(crate) enum MemoryMsg {
     Put {
@@ -64,7 +69,7 @@ pub(crate) enum MemoryMsg {
         reply: Reply<Vec<String>>,
     },
     AddPatterns {
-        patterns: Vec<NewPattern>,
+        patterns: NewPatterns,
         reply: Reply<()>,
     },
     RemovePattern {
@@ -100,7 +105,7 @@ pub(crate) enum MemoryMsg {
     /// swapped in first.
     #[cfg(test)]
     TrainMidCommit {
-        patterns: Vec<NewPattern>,
+        patterns: NewPatterns,
         hold: bool,
         reply: Reply<()>,
     },

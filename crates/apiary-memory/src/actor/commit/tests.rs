@@ -84,3 +84,27 @@ async fn applied_after_the_swap_they_are_not_added_again() {
     check(&m).await;
     m.close().await;
 }
+
+#[test]
+fn a_batch_keeps_the_last_pattern_of_each_key_with_its_row() {
+    use super::{super::NewPatterns, keep_last_of_each_key};
+    use crate::patterns::PatternInfo;
+    let info = |key: &str| PatternInfo {
+        key: key.into(),
+        metadata: Default::default(),
+    };
+    let mut batch = NewPatterns {
+        infos: vec![
+            info("n/a"),
+            info("n/b"),
+            info("n/a"),
+            info("n/c"),
+            info("n/b"),
+        ],
+        vectors: vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0],
+    };
+    keep_last_of_each_key(&mut batch, 2);
+    let keys: Vec<&str> = batch.infos.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["n/a", "n/c", "n/b"]);
+    assert_eq!(batch.vectors, [3.0, 3.0, 4.0, 4.0, 5.0, 5.0]);
+}
