@@ -13,6 +13,13 @@ use crate::{
     MemoryError, TunedOn,
 };
 
+/// k-means iterations for an IVF index's lists. FAISS gives IVF 10; on 100k MiniLM vectors
+/// (`IVF316,PQ192x4fs`, three trainings on different samples) 10 reached recall@10
+/// 0.955-0.961 at `nprobe` 31 and 25 reached 0.958-0.960 (mean +0.002, about one `nprobe`
+/// less for the same recall), for 2.5-4 s more training. 50, or the best of two runs of
+/// 25, did no better.
+const KMEANS_ITERATIONS: i32 = 25;
+
 /// recall@K is what tuning measures and what the memory reports.
 pub(crate) const RECALL_K: usize = 10;
 
@@ -70,6 +77,9 @@ pub(crate) fn train(job: TrainJob) -> Result<Trained, MemoryError> {
         (ids, vectors)
     };
     let (_, sample) = gather(&rest_rows[..sample_rows]);
+    // The lists first, with more k-means iterations than FAISS gives them; `train` then
+    // trains only the codes.
+    crate::ffi::train_lists(&mut index, &sample, KMEANS_ITERATIONS)?;
     index.train(&sample).map_err(MemoryError::index("train"))?;
     drop(sample);
     let (rest_ids, rest) = gather(rest_rows);
