@@ -11,7 +11,7 @@
 //! - **Thin memory**: each memory's own trained index, read back with FAISS alone from the
 //!   file the memory saved at close and searched at the memory's parameter (fast-scan
 //!   re-scored exactly against a plain array, as the memory does), against the same searches
-//!   through the memory.
+//!   through the memory: each query searched by both back to back, the order alternating.
 //! - **Inserts**: batches of 1,000 through the memory against FAISS's own `add_with_ids`
 //!   into the same trained index.
 //!
@@ -37,11 +37,13 @@ use faiss::{index::autotune::ParameterSpace, index::IndexImpl, Idx, Index, Metri
 use minilm384::{row, Data, DIM};
 use tokio::runtime::Runtime;
 
-/// Rounds of the race: each system searches a quarter of the queries per round, so the
-/// turns are short and drift on the host falls evenly (24 rounds: each query six times).
-const ROUNDS: usize = 24;
-/// Quarters of the query set.
-const PARTS: usize = 4;
+/// Rounds of the race: each system searches a twentieth of the queries per round (25, a
+/// few milliseconds), so the turns are short and drift on the host falls evenly on every
+/// system (120 rounds: each query six times). Turns of a quarter moved the same pair's
+/// ratio by 5-10% between runs on this shared host.
+const ROUNDS: usize = 120;
+/// Parts of the query set.
+const PARTS: usize = 20;
 /// The recall every figure is compared at.
 const TARGET: f64 = 0.95;
 /// Candidates per result the fast-scan indexes re-score exactly (FAISS's `k_factor_rf`; the
@@ -155,6 +157,44 @@ fn pass(
         (searcher, found, times)
     }))
     .unwrap()
+}
+
+/// Rounds of the thin pairs: each query searched this many times by each side.
+const PAIRED_ROUNDS: usize = 6;
+
+/// Two searchers on the same queries, back to back per query (which goes first alternates),
+/// so that both meet the same moment of the host: their recall and latencies in query order.
+fn paired(
+    rt: &Runtime,
+    data: &Data,
+    a: Searcher,
+    b: Searcher,
+) -> ((f64, Vec<f64>), (f64, Vec<f64>)) {
+    let queries = data.queries.clone();
+    let (found, times) = rt
+        .block_on(rt.spawn(async move {
+            let mut pair = [a, b];
+            let mut found = [Vec::new(), Vec::new()];
+            let mut times = [Vec::new(), Vec::new()];
+            for round in 0..PAIRED_ROUNDS {
+                for (i, q) in queries.iter().enumerate() {
+                    let first = (round + i) % 2;
+                    for side in [first, 1 - first] {
+                        let started = Instant::now();
+                        let rows = pair[side].search(q).await;
+                        times[side].push(started.elapsed().as_secs_f64() * 1e6);
+                        if round == 0 {
+                            found[side].push(rows);
+                        }
+                    }
+                }
+            }
+            (found, times)
+        }))
+        .unwrap();
+    let [ta, tb] = times;
+    let [fa, fb] = found;
+    ((data.recall_at_10(&fa), ta), (data.recall_at_10(&fb), tb))
 }
 
 /// Times the entries in turns and prints recall, p50 and p99 for each.
@@ -449,20 +489,31 @@ fn main() {
 
     // The same index and parameter, raw and through the memory.
     for run in &runs {
-        let mut pair = [
-            Entry::new("raw FAISS, the memory's saved index", raw_twin(run, &flat)),
-            Entry::new("through the memory", Searcher::Memory(run.memory.clone())),
-        ];
-        race(
+        let (raw, memory) = paired(
             &rt,
             &data,
-            &format!("thin memory: {}", run.label),
-            &mut pair,
+            raw_twin(run, &flat),
+            Searcher::Memory(run.memory.clone()),
         );
         println!(
-            "{}: memory / raw p50 = {:.3}",
+            "== thin memory: {} (each query searched by both, back to back, {PAIRED_ROUNDS} times)",
+            run.label
+        );
+        println!("| system | recall@10 | p50 | p99 |");
+        println!("| --- | --- | --- | --- |");
+        for (name, e) in [
+            ("raw FAISS, the memory's saved index", &raw),
+            ("through the memory", &memory),
+        ] {
+            let (p50, p99) = percentiles(e.1.clone());
+            println!("| {name} | {:.3} | {p50:.1} us | {p99:.1} us |", e.0);
+        }
+        let ratios: Vec<f64> = memory.1.iter().zip(&raw.1).map(|(m, r)| m / r).collect();
+        println!(
+            "{}: memory / raw p50 = {:.3}, median of the paired ratios = {:.3}",
             run.label,
-            p50(&pair[1]) / p50(&pair[0])
+            percentiles(memory.1.clone()).0 / percentiles(raw.1.clone()).0,
+            percentiles(ratios).0
         );
     }
 
