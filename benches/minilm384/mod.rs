@@ -79,11 +79,6 @@ impl Data {
         self.queries.drain(..n).collect()
     }
 
-    /// The base as one row-major slice.
-    pub fn flat_base(&self) -> Vec<f32> {
-        self.base.iter().flatten().copied().collect()
-    }
-
     /// The base as one row-major slice of unit vectors: what a memory stores (its vectors
     /// are normalised for cosine; the f16 file's rows are off unit length by up to ~1e-3).
     pub fn flat_base_normalised(&self) -> Vec<f32> {

@@ -117,6 +117,27 @@ pub(crate) enum MemoryMsg {
 #[cfg(feature = "cluster")]
 impl ractor::Message for MemoryMsg {}
 
+/// Runs `work` on tokio's blocking pool, off the actor's loop, and sends its result back
+/// to the actor as `message(result)`; a panic in `work` becomes [`MemoryError::Panicked`]
+/// naming `what`. If the actor has stopped meanwhile, the result is dropped.
+fn off_the_loop<T: Send + 'static>(
+    myself: &ActorRef<MemoryMsg>,
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, MemoryError> + Send + 'static,
+    message: fn(Box<Result<T, MemoryError>>) -> MemoryMsg,
+) {
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let result = tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+            Err(MemoryError::Panicked {
+                what,
+                reason: e.to_string(),
+            })
+        });
+        let _ = me.cast(message(Box::new(result)));
+    });
+}
+
 /// What `open` hands the actor: the store's contents already read (so open fails with a
 /// typed error, not an actor start failure).
 pub(crate) struct Start {

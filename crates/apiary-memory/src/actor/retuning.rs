@@ -12,7 +12,7 @@
 
 use ractor::ActorRef;
 
-use super::{MemoryMsg, Reply, State};
+use super::{off_the_loop, MemoryMsg, Reply, State};
 use crate::{
     index::{set_param, ActiveIndex},
     train::{retune, RetuneJob, Retuned},
@@ -107,23 +107,16 @@ impl State {
             trainings: self.trainings,
             waiters: Vec::new(),
         });
-        let me = myself.clone();
-        tokio::spawn(async move {
-            let result = tokio::task::spawn_blocking(move || {
+        off_the_loop(
+            myself,
+            "re-tuning",
+            move || {
                 let (mut job, snapshot) = job;
                 (job.ids, job.data) = snapshot.read()?;
                 retune(job)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(MemoryError::Panicked {
-                    what: "re-tuning",
-                    reason: e.to_string(),
-                })
-            });
-            // If the actor has stopped, the result is simply dropped.
-            let _ = me.cast(MemoryMsg::Retuned(Box::new(result)));
-        });
+            },
+            MemoryMsg::Retuned,
+        );
         Ok(())
     }
 

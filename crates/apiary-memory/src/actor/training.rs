@@ -5,7 +5,7 @@
 use apiary_metrics as m;
 use ractor::ActorRef;
 
-use super::{MemoryMsg, State};
+use super::{off_the_loop, MemoryMsg, State};
 use crate::{
     index::ActiveIndex,
     index_file,
@@ -75,9 +75,10 @@ impl State {
             ..Training::default()
         });
         tracing::info!(vectors = n, factory = %factory, "memory: training a quantized index in the background");
-        let me = myself.clone();
-        tokio::spawn(async move {
-            let result = tokio::task::spawn_blocking(move || {
+        off_the_loop(
+            myself,
+            "training",
+            move || {
                 let (ids, data) = snapshot.read()?;
                 train(TrainJob {
                     dim,
@@ -90,17 +91,9 @@ impl State {
                     seed,
                     queries,
                 })
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(MemoryError::Panicked {
-                    what: "training",
-                    reason: e.to_string(),
-                })
-            });
-            // If the actor has stopped, the trained index is simply dropped.
-            let _ = me.cast(MemoryMsg::Trained(Box::new(result)));
-        });
+            },
+            MemoryMsg::Trained,
+        );
     }
 
     /// Replays what changed during training onto the new index, swaps it in and saves it.
