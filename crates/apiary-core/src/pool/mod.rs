@@ -1,15 +1,15 @@
 //! Pools of pre-warmed agents of one kind, handed out one user at a time.
 
-use std::collections::VecDeque;
+mod slots;
+
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use thiserror::Error;
-use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::actor::Reset;
@@ -17,6 +17,7 @@ use crate::entry::{AgentEntry, EntryParts, ErasedEntry, Replica};
 use crate::factory::spawn_agent;
 use crate::mailbox::AgentMsg;
 use crate::runtime::Runtime;
+use slots::{Closed, Slots, Take, Vacancy};
 use crate::{
     Agent, AgentName, AgentSpec, BoxError, SubmitError, SubmitErrorKind, SubmitOptions, Swarm,
     TaskError, TaskHandle,
@@ -193,19 +194,29 @@ impl<A: Agent> PoolBuilder<A> {
             spec: Arc::new(self.spec),
             make: self.make,
             reset,
-            idle: Mutex::new(VecDeque::new()),
-            checkout: Semaphore::new(self.max_size),
+            slots: Slots::new(self.max_size),
             size: AtomicUsize::new(0),
             next_id: AtomicUsize::new(0),
             min_idle,
             idle_timeout: self.idle_timeout,
-            closed: AtomicBool::new(false),
         });
-        let warm = futures::future::join_all((0..min_idle).map(|_| inner.spawn_member())).await;
+        let warm = futures::future::join_all((0..min_idle).map(|_| async {
+            // The pool is new and `min_idle <= max_size`: there is room for each.
+            match inner.slots.try_take() {
+                Ok(Some(Take::Room)) => Vacancy(&inner.slots).fill(inner.start_member()).await,
+                Ok(Some(Take::Idle(member))) => Ok(member),
+                Ok(None) | Err(Closed) => Err(PoolError::Closed(inner.name.clone())),
+            }
+        }))
+        .await;
         let mut failure = None;
         for member in warm {
             match member {
-                Ok(m) => inner.lock_idle().push_back(m),
+                Ok(m) => {
+                    if let Err(m) = inner.slots.put_back(m) {
+                        inner.retire(m).await;
+                    }
+                }
                 Err(e) => failure = Some(e),
             }
         }
@@ -228,16 +239,12 @@ struct PoolInner<A: Agent> {
     spec: Arc<AgentSpec>,
     make: Arc<dyn Fn() -> A + Send + Sync>,
     reset: Reset<A>,
-    // Released agents at the back, so the warmest is reused first and the coldest reaped.
-    idle: Mutex<VecDeque<Member<A::Task, A::Output>>>,
-    // One permit per agent that may be checked out: `max_size` bounds the pool. A checked-out
-    // agent's permit is forgotten and added back when the agent returns (see `Pool::acquire`).
-    checkout: Semaphore,
+    // Idle agents (the warmest reused first, the coldest reaped) and the bound on the rest.
+    slots: Slots<Member<A::Task, A::Output>>,
     size: AtomicUsize,
     next_id: AtomicUsize,
     min_idle: usize,
     idle_timeout: Duration,
-    closed: AtomicBool,
 }
 
 /// A pooled agent: an entry of its own with one replica, never restarted (a failed pooled
@@ -278,26 +285,19 @@ impl<A: Agent> Pool<A> {
     /// [`PoolError::Closed`], [`PoolError::SwarmGone`], or [`PoolError::Spawn`] if a new agent
     /// failed to start.
     pub async fn acquire(&self) -> Result<Pooled<A>, PoolError> {
-        let closed = || PoolError::Closed(self.inner.name.clone());
-        // Most acquisitions find a permit free: take it without building a wait.
-        let permit = match self.inner.checkout.try_acquire() {
-            Ok(permit) => permit,
-            Err(TryAcquireError::Closed) => return Err(closed()),
-            Err(TryAcquireError::NoPermits) => {
-                self.inner.checkout.acquire().await.map_err(|_| closed())?
-            }
+        let closed = |Closed| PoolError::Closed(self.inner.name.clone());
+        // Most acquisitions find an idle agent: take it without building a wait.
+        let took = match self.inner.slots.try_take().map_err(closed)? {
+            Some(took) => took,
+            None => self.inner.slots.take().await.map_err(closed)?,
         };
-        let idle = self.inner.lock_idle().pop_back();
-        let member = match idle {
-            Some(m) => m,
+        let member = match took {
+            Take::Idle(member) => member,
             // Boxed: starting an agent is a large future, and inline it would make every
             // acquire's future (and its first poll) as large.
-            None => Box::pin(self.inner.spawn_member()).await?,
+            Take::Room => Box::pin(Vacancy(&self.inner.slots).fill(self.inner.start_member()))
+                .await?,
         };
-        // Until here, dropping this future or failing to spawn drops the permit, which gives
-        // it back. From here it travels with the `Pooled` (which holds the pool anyway) and is
-        // added back by hand when the agent returns: no second reference-counted handle.
-        permit.forget();
         Ok(Pooled {
             member: Some(member),
             pool: self.inner.clone(),
@@ -311,27 +311,20 @@ impl<A: Agent> Pool<A> {
 
     /// Agents idle now.
     pub fn idle(&self) -> usize {
-        self.inner.lock_idle().len()
+        self.inner.slots.idle()
     }
 
     /// Closes the pool: no more acquisitions; idle agents stop now, checked-out ones when
     /// released.
     pub async fn close(&self) {
-        self.inner.closed.store(true, Ordering::Release);
-        self.inner.checkout.close();
-        let idle: Vec<_> = self.inner.lock_idle().drain(..).collect();
-        for member in idle {
+        for member in self.inner.slots.close() {
             self.inner.retire(member).await;
         }
     }
 }
 
 impl<A: Agent> PoolInner<A> {
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Member<A::Task, A::Output>>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn spawn_member(&self) -> Result<Member<A::Task, A::Output>, PoolError> {
+    async fn start_member(&self) -> Result<Member<A::Task, A::Output>, PoolError> {
         if self.rt.is_closed() {
             return Err(PoolError::SwarmGone(self.name.clone()));
         }
@@ -369,10 +362,12 @@ impl<A: Agent> PoolInner<A> {
         })
     }
 
+    /// Stops a held agent and gives its hold back.
     async fn retire(&self, member: Member<A::Task, A::Output>) {
         member.entry.queue().close();
         let _ = member.actor().stop_and_wait(None, None).await;
         self.size.fetch_sub(1, Ordering::AcqRel);
+        self.slots.vacate();
     }
 
     /// Resets a returned agent (after the tasks it still has) and puts it back, or retires
@@ -381,9 +376,13 @@ impl<A: Agent> PoolInner<A> {
         let actor: ractor::ActorRef<AgentMsg<A::Task, A::Output>> =
             ractor::ActorCell::clone(&member.actor()).into();
         let reset = actor.call(AgentMsg::Reset, None).await;
-        if matches!(reset, Ok(CallResult::Success(()))) && !self.closed.load(Ordering::Acquire) {
+        if matches!(reset, Ok(CallResult::Success(()))) {
             member.idle_since = Instant::now();
-            self.lock_idle().push_back(member);
+            match self.slots.put_back(member) {
+                Ok(()) => {}
+                // Closed meanwhile.
+                Err(member) => self.retire(member).await,
+            }
         } else {
             self.retire(member).await;
         }
@@ -391,17 +390,9 @@ impl<A: Agent> PoolInner<A> {
 
     /// Stops agents idle past the timeout, oldest first, keeping `min_idle`.
     async fn reap(&self) {
-        let mut expired = Vec::new();
-        {
-            let mut idle = self.lock_idle();
-            while idle.len() > self.min_idle
-                && idle
-                    .front()
-                    .is_some_and(|m| m.idle_since.elapsed() >= self.idle_timeout)
-            {
-                expired.extend(idle.pop_front());
-            }
-        }
+        let expired = self.slots.take_expired(self.min_idle, |m| {
+            m.idle_since.elapsed() >= self.idle_timeout
+        });
         for member in expired {
             self.retire(member).await;
         }
@@ -415,7 +406,7 @@ async fn reap_idle<A: Agent>(pool: Weak<PoolInner<A>>, idle_timeout: Duration) {
     loop {
         tick.tick().await;
         let Some(pool) = pool.upgrade() else { return };
-        if pool.closed.load(Ordering::Acquire) {
+        if pool.slots.is_closed() {
             return;
         }
         pool.reap().await;
@@ -506,7 +497,6 @@ impl<A: Agent> Pooled<A> {
     pub async fn release(mut self) {
         if let Some(member) = self.member.take() {
             self.pool.take_back(member).await;
-            self.pool.checkout.add_permits(1);
         }
     }
 }
@@ -519,17 +509,14 @@ impl<A: Agent> Drop for Pooled<A> {
         let pool = self.pool.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(async move {
-                    pool.take_back(member).await;
-                    pool.checkout.add_permits(1);
-                });
+                rt.spawn(async move { pool.take_back(member).await });
             }
             // No runtime to reset it on: stop the agent rather than hand out dirty state.
             Err(_) => {
                 member.entry.queue().close();
                 member.actor().stop(None);
                 pool.size.fetch_sub(1, Ordering::AcqRel);
-                pool.checkout.add_permits(1);
+                pool.slots.vacate();
             }
         }
     }
