@@ -15,7 +15,7 @@ use crate::MembershipEvent;
 /// be published as a `DecodeFailed` event, and one that does must not be.
 pub fn decode_all(bytes: &[u8]) {
     let (events, mut seen) = broadcast::channel(16);
-    let shared = Arc::new(Shared::new("fuzz".into(), "default".into(), events));
+    let shared = Arc::new(Shared::new("fuzz".into(), "default".into(), events, crate::line::Lines::new(0, None)));
     let wire = Wire(bytes.to_vec());
     check(open::<u64>(&wire, &shared, "a"), &mut seen);
     check(open::<String>(&wire, &shared, "a"), &mut seen);

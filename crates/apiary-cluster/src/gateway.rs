@@ -4,13 +4,15 @@
 use std::{marker::PhantomData, sync::Arc};
 
 use apiary_core::AgentRef;
+use futures::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
+    line::server::Serve,
     members::{member_name, scope},
     node::Shared,
-    wire::{encode, open, GatewayMsg, Reply, Wire},
+    wire::{decode, encode, open, undecodable, GatewayMsg, LineTicket, Reply, Wire},
     ClusterError, Node,
 };
 
@@ -54,28 +56,74 @@ where
         msg: GatewayMsg,
         state: &mut GatewayState<T, O>,
     ) -> Result<(), ActorProcessingErr> {
-        let GatewayMsg::Call(wire, reply) = msg;
-        let (agent, shared) = (state.agent.clone(), state.shared.clone());
-        // One task per call: the gateway takes the next call while this one runs.
-        tokio::spawn(async move {
-            let answer = answer(&agent, &shared, &wire).await;
-            let bytes = encode(&answer).unwrap_or_default();
-            // The caller may be gone (its node dropped); nothing to do then.
-            let _ = reply.send(Wire(bytes));
-        });
+        match msg {
+            GatewayMsg::Call(wire, reply) => {
+                let (agent, shared) = (state.agent.clone(), state.shared.clone());
+                // One task per call: the gateway takes the next call while this one runs.
+                tokio::spawn(async move {
+                    let answer = match open(&wire, &shared, agent.name().as_str()) {
+                        Ok(task) => run(agent, task).await,
+                        Err(e) => Reply::Undecodable(e),
+                    };
+                    let bytes = encode(&answer).unwrap_or_default();
+                    // The caller may be gone (its node dropped); nothing to do then.
+                    let _ = reply.send(Wire(bytes));
+                });
+            }
+            GatewayMsg::Open(from, reply) => {
+                let ticket = ticket(state, &from);
+                let _ = reply.send(Wire(encode(&ticket).unwrap_or_default()));
+            }
+        }
         Ok(())
     }
 }
 
-async fn answer<T, O>(agent: &AgentRef<T, O>, shared: &Shared, wire: &Wire) -> Reply
+/// A ticket for node `from` (postcard of its name) to open a task line to this agent.
+fn ticket<T, O>(state: &GatewayState<T, O>, from: &Wire) -> Result<LineTicket, String>
 where
     T: DeserializeOwned + Send + 'static,
     O: Serialize + Send + 'static,
 {
-    let task: T = match open(wire, shared, agent.name().as_str()) {
-        Ok(t) => t,
-        Err(e) => return Reply::Undecodable(e),
-    };
+    let lines = &state.shared.lines;
+    if lines.port == 0 {
+        return Err(format!("node `{}` serves no task lines", state.shared.name));
+    }
+    let from: String = decode(&from.0)?;
+    let served = Arc::new(Served(state.agent.clone()));
+    let token = lines.tickets.issue(from, served)?;
+    Ok(LineTicket {
+        port: lines.port,
+        token,
+    })
+}
+
+/// An exported agent, as its task lines serve it.
+struct Served<T, O>(AgentRef<T, O>);
+
+impl<T, O> Serve for Served<T, O>
+where
+    T: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+{
+    fn serve(&self, shared: &Shared, from: &str, task: &[u8]) -> BoxFuture<'static, Reply> {
+        let agent = self.0.clone();
+        match decode::<T>(task) {
+            Ok(task) => Box::pin(run(agent, task)),
+            Err(e) => {
+                let why = undecodable(shared, from.to_owned(), agent.name().as_str(), e);
+                Box::pin(std::future::ready(Reply::Undecodable(why)))
+            }
+        }
+    }
+}
+
+/// Runs one task on the exported agent.
+async fn run<T, O>(agent: AgentRef<T, O>, task: T) -> Reply
+where
+    T: Send + 'static,
+    O: Serialize + Send + 'static,
+{
     match agent.submit(task).await {
         Err(refused) => Reply::Failed(refused.to_string()),
         Ok(handle) => match handle.await {

@@ -27,6 +27,7 @@ mod error;
 pub mod fuzzing;
 mod gateway;
 mod heartbeat;
+mod line;
 mod members;
 mod node;
 mod remote;

@@ -2,7 +2,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::{SocketAddr, TcpListener},
+    net::{IpAddr, SocketAddr, TcpListener},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::heartbeat::{self, Heartbeat};
+use crate::line::{self, Lines};
 use crate::members::{check_name, Member, Offered, Session};
 use crate::ClusterError;
 
@@ -148,6 +149,8 @@ pub(crate) struct Shared {
     watcher: Mutex<Option<tokio::task::AbortHandle>>,
     pub(crate) events: broadcast::Sender<MembershipEvent>,
     pub(crate) peers: Mutex<Peers>,
+    /// Task lines, served and opened.
+    pub(crate) lines: Lines,
 }
 
 impl Shared {
@@ -157,6 +160,7 @@ impl Shared {
         name: String,
         swarm: String,
         events: broadcast::Sender<MembershipEvent>,
+        lines: Lines,
     ) -> Self {
         Self {
             name,
@@ -166,7 +170,19 @@ impl Shared {
             watcher: Mutex::default(),
             events,
             peers: Mutex::default(),
+            lines,
         }
+    }
+
+    /// The address of `node`'s session with this node, where its task lines are dialled.
+    pub(crate) fn peer_ip(&self, node: &str) -> Option<IpAddr> {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers
+            .by_addr
+            .iter()
+            .find(|(_, name)| *name == node)
+            .and_then(|(addr, _)| addr.parse::<SocketAddr>().ok())
+            .map(|addr| addr.ip())
     }
 
     /// The members of `group` in this node's swarm that it can reach, its own first.
@@ -250,6 +266,11 @@ impl NodeEventSubscription for Subscription {
             name
         };
         let node = node.or_else(|| name_of(&ses)).unwrap_or_else(|| "?".into());
+        // A frozen or cut-off peer may keep its task lines open: end their calls now, so
+        // they fail over, as calls through the session do.
+        self.0
+            .lines
+            .close_node(&node, &format!("the session with `{node}` closed"));
         self.0.publish(MembershipEvent::Down {
             node,
             addr: ses.peer_addr,
@@ -309,11 +330,25 @@ impl Node {
         let addr = TcpListener::bind(config.listen)
             .and_then(|l| l.local_addr())
             .map_err(|e| listen_error(e.to_string()))?;
+        // Task lines listen beside the session port, on the same address.
+        let lines = TcpListener::bind((addr.ip(), 0))
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            })
+            .map_err(|e| listen_error(format!("task-line listener: {e}")))?;
+        let lines_port = lines.local_addr().map_err(|e| listen_error(e.to_string()))?.port();
         let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared::new(
             config.name.clone(),
             config.swarm.clone(),
             events,
+            Lines::new(lines_port, config.tls.clone()),
+        ));
+        tokio::spawn(line::server::listen(
+            lines,
+            Arc::downgrade(&shared),
+            shared.lines.stopping.clone(),
         ));
         let server = NodeServer::new(
             addr.port(),
@@ -461,6 +496,7 @@ impl Node {
         if let Some(watcher) = watcher {
             watcher.abort();
         }
+        self.shared.lines.stop(&self.shared.name);
         let _ = self.server.stop_and_wait(None, None).await;
         for cell in self.shared.offered.take_all() {
             let _ = cell.stop_and_wait(None, None).await;

@@ -3,6 +3,7 @@
 use std::{
     collections::HashSet,
     marker::PhantomData,
+    net::SocketAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -16,10 +17,15 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     gateway::group,
+    line::client::{Ended, Line},
+    line::frame::{self, Hello},
     node::Shared,
-    wire::{decode, seal, GatewayMsg, Reply},
+    wire::{decode, encode, seal, GatewayMsg, LineTicket, Reply, Wire},
     Node, RemoteError,
 };
+
+/// How long opening a task line may take (ticket, connection, TLS, hello).
+const LINE_OPEN: Duration = Duration::from_secs(10);
 
 /// An agent exported by one or more nodes ([`Node::export`]), called from this node.
 ///
@@ -100,11 +106,14 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
 
     async fn send(&self, task: &T) -> Result<O, RemoteError> {
         let agent = self.agent.clone();
-        let request = seal(&self.shared.name, task).map_err(|message| RemoteError::Decode {
+        let undecodable = |message| RemoteError::Decode {
             agent: agent.clone(),
             node: self.shared.name.clone(),
             message,
-        })?;
+        };
+        // Encoded once, for a task line; sealed for a session only if one is needed.
+        let call = frame::call(task).map_err(undecodable)?;
+        let mut sealed = None;
         // Ids are unique per node only: a gateway is known by its node and id.
         let mut tried: HashSet<(String, ActorId)> = HashSet::new();
         let mut last_down = None;
@@ -122,45 +131,41 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
             let id = member.cell.get_id();
             let node = member.node;
             let gateway: ActorRef<GatewayMsg> = member.cell.into();
-            let payload = request.clone();
-            // A gateway whose session is gone (closed mid-call or unreachable) is failed
-            // over from: the next member of the group gets the task.
-            let cause = match gateway
-                .call(|reply| GatewayMsg::Call(payload, reply), self.timeout)
-                .await
-            {
-                Ok(CallResult::Success(wire)) => {
-                    return match decode::<Reply>(&wire.0) {
-                        Ok(Reply::Output(out)) => {
-                            decode(&out).map_err(|message| RemoteError::Decode {
-                                agent,
-                                node,
-                                message,
-                            })
-                        }
-                        Ok(Reply::Failed(message)) => Err(RemoteError::Task {
-                            agent,
-                            node,
-                            message,
-                        }),
-                        Ok(Reply::Undecodable(message)) | Err(message) => {
-                            Err(RemoteError::Decode {
-                                agent,
-                                node,
-                                message,
-                            })
-                        }
+            // This node's own gateway is called in process; a peer's through its task line.
+            let line = match node == self.shared.name {
+                true => None,
+                false => self.line(&node, &gateway).await,
+            };
+            // A member whose line or session is gone (closed mid-call or unreachable) is
+            // failed over from: the next member of the group gets the task.
+            let cause = match line {
+                Some(line) => match line.call(call.clone(), self.timeout).await {
+                    Ok(reply) => return self.finish(reply, node),
+                    Err(Ended::Timeout) => return Err(self.timed_out(node)),
+                    Err(Ended::Down(cause)) => cause,
+                },
+                None => {
+                    let payload = match &sealed {
+                        Some(sealed) => Wire::clone(sealed),
+                        None => sealed
+                            .insert(seal(&self.shared.name, task).map_err(undecodable)?)
+                            .clone(),
                     };
+                    match gateway
+                        .call(|reply| GatewayMsg::Call(payload, reply), self.timeout)
+                        .await
+                    {
+                        Ok(CallResult::Success(wire)) => {
+                            let reply = decode::<Reply>(&wire.0).unwrap_or_else(Reply::Undecodable);
+                            return self.finish(reply, node);
+                        }
+                        Ok(CallResult::Timeout) => return Err(self.timed_out(node)),
+                        Ok(CallResult::SenderError) => {
+                            "the session closed before the answer came".into()
+                        }
+                        Err(e) => e.to_string(),
+                    }
                 }
-                Ok(CallResult::Timeout) => {
-                    return Err(RemoteError::Timeout {
-                        agent,
-                        node,
-                        seconds: self.timeout.map_or(0, |t| t.as_secs()),
-                    })
-                }
-                Ok(CallResult::SenderError) => "the session closed before the answer came".into(),
-                Err(e) => e.to_string(),
             };
             metrics::counter!(m::REMOTE_FAILOVERS_TOTAL.name, "node" => self.shared.name.clone(), "agent" => agent.clone())
                 .increment(1);
@@ -172,6 +177,96 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
             });
         }
     }
+
+    /// The open task line to `gateway` on `node`, opening one if there is none; `None` if
+    /// none can be opened (the task then goes through the session).
+    async fn line(&self, node: &str, gateway: &ActorRef<GatewayMsg>) -> Option<Arc<Line>> {
+        let lines = &self.shared.lines;
+        // Twice at most: a line found closed is forgotten and one new one tried.
+        for _ in 0..2 {
+            let slot = lines.slot(node, gateway.get_id());
+            let line = slot
+                .get_or_init(|| async {
+                    match open_line(&self.shared, node, gateway).await {
+                        Ok(line) => Some(Arc::new(line)),
+                        Err(e) => {
+                            tracing::warn!(%node, agent = %self.agent, error = %e, "cluster: no task line; tasks go through the session");
+                            None
+                        }
+                    }
+                })
+                .await
+                .clone();
+            match line {
+                Some(line) if line.is_closed() => lines.forget(node, gateway.get_id(), &slot),
+                line => return line,
+            }
+        }
+        None
+    }
+
+    /// What a reply from `node` means for the caller.
+    fn finish(&self, reply: Reply, node: String) -> Result<O, RemoteError> {
+        let agent = self.agent.clone();
+        match reply {
+            Reply::Output(out) => decode(&out).map_err(|message| RemoteError::Decode {
+                agent,
+                node,
+                message,
+            }),
+            Reply::Failed(message) => Err(RemoteError::Task {
+                agent,
+                node,
+                message,
+            }),
+            Reply::Undecodable(message) => Err(RemoteError::Decode {
+                agent,
+                node,
+                message,
+            }),
+        }
+    }
+
+    fn timed_out(&self, node: String) -> RemoteError {
+        RemoteError::Timeout {
+            agent: self.agent.clone(),
+            node,
+            seconds: self.timeout.map_or(0, |t| t.as_secs()),
+        }
+    }
+}
+
+/// Asks `gateway` on `node` for a ticket and opens a task line with it.
+async fn open_line(
+    shared: &Shared,
+    node: &str,
+    gateway: &ActorRef<GatewayMsg>,
+) -> Result<Line, String> {
+    let from = Wire(encode(&shared.name)?);
+    let ticket = match gateway
+        .call(|reply| GatewayMsg::Open(from, reply), Some(LINE_OPEN))
+        .await
+    {
+        Ok(CallResult::Success(wire)) => decode::<Result<LineTicket, String>>(&wire.0)??,
+        Ok(CallResult::Timeout) => return Err("no ticket in time".into()),
+        Ok(CallResult::SenderError) => return Err("the session closed before the ticket came".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let ip = shared
+        .peer_ip(node)
+        .ok_or_else(|| format!("no session address for `{node}`"))?;
+    let hello = Hello {
+        from: shared.name.clone(),
+        token: ticket.token,
+    };
+    Line::open(
+        node,
+        SocketAddr::new(ip, ticket.port),
+        &hello,
+        shared.lines.tls.as_ref(),
+        LINE_OPEN,
+    )
+    .await
 }
 
 /// A remote agent is itself an agent: add it to a local swarm under the remote agent's name

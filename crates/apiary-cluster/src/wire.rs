@@ -26,11 +26,25 @@ impl BytesConvertable for Wire {
     }
 }
 
-/// The gateway actor's message: one remote call per task.
+/// The gateway actor's message: one remote call per task, or a ticket for a task line
+/// (see [`line`](crate::line)).
 #[derive(RactorClusterMessage)]
 pub(crate) enum GatewayMsg {
     #[rpc]
     Call(Wire, RpcReplyPort<Wire>),
+    /// Carries the caller's node name; answered with a `Result<LineTicket, String>`: a
+    /// ticket, or why there is none.
+    #[rpc]
+    Open(Wire, RpcReplyPort<Wire>),
+}
+
+/// Where and how to open a task line to a gateway.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LineTicket {
+    /// The port of the node's task-line listener.
+    pub(crate) port: u16,
+    /// The single-use token to say in the hello.
+    pub(crate) token: crate::line::frame::Token,
 }
 
 /// Every request between nodes: who sends it, and the postcard of what it carries (a task,
@@ -58,17 +72,20 @@ pub(crate) fn open<T: DeserializeOwned>(
     shared: &Shared,
     target: &str,
 ) -> Result<T, String> {
-    let undecodable = |node: String, error: String| {
-        tracing::warn!(%node, target, %error, "cluster: a message does not decode");
-        shared.publish(MembershipEvent::DecodeFailed {
-            node,
-            agent: target.to_owned(),
-            error: error.clone(),
-        });
-        error
-    };
-    let request: Request = decode(&wire.0).map_err(|e| undecodable("?".into(), e))?;
-    decode(&request.body).map_err(|e| undecodable(request.from, e))
+    let request: Request =
+        decode(&wire.0).map_err(|e| undecodable(shared, "?".into(), target, e))?;
+    decode(&request.body).map_err(|e| undecodable(shared, request.from, target, e))
+}
+
+/// Publishes that a message from `node` for `target` did not decode, and returns why.
+pub(crate) fn undecodable(shared: &Shared, node: String, target: &str, error: String) -> String {
+    tracing::warn!(%node, target, %error, "cluster: a message does not decode");
+    shared.publish(MembershipEvent::DecodeFailed {
+        node,
+        agent: target.to_owned(),
+        error: error.clone(),
+    });
+    error
 }
 
 /// The answer: postcard of the output, or why there is none.
