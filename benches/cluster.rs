@@ -1,5 +1,7 @@
-//! A task's round trip to an agent on another node (a child process, over loopback TCP
-//! through ractor_cluster) vs the same agent in a local swarm, in the same run.
+//! A task's round trip to an agent on another node (a child process, over loopback TCP:
+//! found through ractor_cluster, called over a task line) vs the same agent in a local
+//! swarm, and vs the floor: a plain request/reply of 8 bytes over one loopback socket to the
+//! same child process (tokio on both ends, as the nodes), all in the same run.
 //!
 //!     cargo bench --features cluster --bench cluster
 //!
@@ -7,11 +9,13 @@
 
 mod baseline;
 
-use std::{io::BufRead, process::Stdio, time::Duration};
+use std::{io::BufRead, net::SocketAddr, process::Stdio, time::Duration};
 
 use apiary::cluster::{Node, NodeConfig};
 use apiary::prelude::*;
 use criterion::{criterion_group, Criterion, Throughput};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 const COOKIE: &str = "apiary-bench";
 const PEER_VAR: &str = "APIARY_BENCH_WORKER_PEER";
@@ -37,9 +41,36 @@ fn worker(peer: &str) {
             .await
             .unwrap();
         node.connect(peer.parse().unwrap()).await.unwrap();
-        println!("ready");
-        std::future::pending::<()>().await;
+        // The floor's other end: echoes whatever arrives on each connection.
+        let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("ready {}", echo.local_addr().unwrap());
+        loop {
+            let (mut tcp, _) = echo.accept().await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if tcp.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
     });
+}
+
+/// Sends `n` 8-byte requests in one write and reads the `n` echoed replies.
+async fn echo_round_trip(tcp: &mut TcpStream, n: usize) {
+    let out: Vec<u8> = (0..n as u64).flat_map(u64::to_le_bytes).collect();
+    tcp.write_all(&out).await.unwrap();
+    let mut back = vec![0u8; out.len()];
+    tcp.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, out);
 }
 
 struct Child(std::process::Child);
@@ -65,10 +96,15 @@ fn bench(c: &mut Criterion) {
     );
     let stdout = child.0.stdout.take().unwrap();
     let ready = std::io::BufReader::new(stdout).lines().next();
-    assert!(
-        matches!(ready, Some(Ok(ref l)) if l == "ready"),
-        "worker failed: {ready:?}"
-    );
+    let echo: SocketAddr = match ready {
+        Some(Ok(ref l)) if l.starts_with("ready ") => l["ready ".len()..].parse().unwrap(),
+        _ => panic!("worker failed: {ready:?}"),
+    };
+    let mut tcp = rt.block_on(async {
+        let tcp = TcpStream::connect(echo).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp
+    });
     let remote = &node.remote::<u64, u64>("echo");
     rt.block_on(async {
         while remote.nodes() != ["worker"] {
@@ -88,6 +124,17 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { remote.submit(&41).await.unwrap() })
     });
+    group.bench_function("floor_tcp_echo_loopback", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = std::time::Instant::now();
+                for _ in 0..iters {
+                    echo_round_trip(&mut tcp, 1).await;
+                }
+                started.elapsed()
+            })
+        })
+    });
     group.finish();
 
     // 64 in flight at once: what pipelining over one session gives.
@@ -104,6 +151,18 @@ fn bench(c: &mut Criterion) {
             futures::future::join_all(
                 (0..64u64).map(|n| async move { remote.submit(&n).await.unwrap() }),
             )
+        })
+    });
+    // The floor of pipelining: 64 requests in one write, 64 replies read back.
+    group.bench_function("floor_tcp_echo_loopback", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = std::time::Instant::now();
+                for _ in 0..iters {
+                    echo_round_trip(&mut tcp, 64).await;
+                }
+                started.elapsed()
+            })
         })
     });
     group.finish();

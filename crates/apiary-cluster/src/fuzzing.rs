@@ -5,17 +5,24 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use crate::line::frame::{self, Hello};
+use crate::line::Lines;
 use crate::node::Shared;
-use crate::wire::{decode, open, Reply, Wire};
+use crate::wire::{decode, open, LineTicket, Reply, Wire};
 use crate::MembershipEvent;
 
 /// Decodes `bytes` as everything a node takes off the wire: a request for an agent (its
 /// envelope, then a task of a few types), a request for the memory (a query, a pattern),
-/// and a reply. Errors are expected; a panic is a bug. A request that does not decode must
+/// a reply, and a task line's frames (a hello, a call's id, an answer, a ticket). Errors are expected; a panic is a bug. A request that does not decode must
 /// be published as a `DecodeFailed` event, and one that does must not be.
 pub fn decode_all(bytes: &[u8]) {
     let (events, mut seen) = broadcast::channel(16);
-    let shared = Arc::new(Shared::new("fuzz".into(), "default".into(), events, crate::line::Lines::new(0, None)));
+    let shared = Arc::new(Shared::new(
+        "fuzz".into(),
+        "default".into(),
+        events,
+        Lines::new(0, None),
+    ));
     let wire = Wire(bytes.to_vec());
     check(open::<u64>(&wire, &shared, "a"), &mut seen);
     check(open::<String>(&wire, &shared, "a"), &mut seen);
@@ -29,6 +36,17 @@ pub fn decode_all(bytes: &[u8]) {
         &mut seen,
     );
     let _ = decode::<Reply>(bytes);
+    let _ = decode::<Hello>(bytes);
+    let _ = decode::<Result<LineTicket, String>>(bytes);
+    let _ = frame::split_id(bytes);
+    if let Ok((id, reply)) = frame::read_answer(bytes) {
+        // What decodes encodes back to the same frame.
+        assert_eq!(
+            frame::answer(id, &reply),
+            bytes,
+            "an answer frame changed on a round trip"
+        );
+    }
 }
 
 fn check<T>(decoded: Result<T, String>, seen: &mut broadcast::Receiver<MembershipEvent>) {

@@ -337,7 +337,10 @@ impl Node {
                 tokio::net::TcpListener::from_std(l)
             })
             .map_err(|e| listen_error(format!("task-line listener: {e}")))?;
-        let lines_port = lines.local_addr().map_err(|e| listen_error(e.to_string()))?.port();
+        let lines_port = lines
+            .local_addr()
+            .map_err(|e| listen_error(e.to_string()))?
+            .port();
         let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared::new(
             config.name.clone(),

@@ -187,7 +187,11 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
             let slot = lines.slot(node, gateway.get_id());
             let line = slot
                 .get_or_init(|| async {
-                    match open_line(&self.shared, node, gateway).await {
+                    let opened = open_line(&self.shared, node, gateway).await;
+                    let outcome = if opened.is_ok() { "opened" } else { "failed" };
+                    metrics::counter!(m::CLUSTER_TASK_LINES_TOTAL.name, "node" => self.shared.name.clone(), "peer" => node.to_owned(), "outcome" => outcome)
+                        .increment(1);
+                    match opened {
                         Ok(line) => Some(Arc::new(line)),
                         Err(e) => {
                             tracing::warn!(%node, agent = %self.agent, error = %e, "cluster: no task line; tasks go through the session");
@@ -249,7 +253,9 @@ async fn open_line(
     {
         Ok(CallResult::Success(wire)) => decode::<Result<LineTicket, String>>(&wire.0)??,
         Ok(CallResult::Timeout) => return Err("no ticket in time".into()),
-        Ok(CallResult::SenderError) => return Err("the session closed before the ticket came".into()),
+        Ok(CallResult::SenderError) => {
+            return Err("the session closed before the ticket came".into())
+        }
         Err(e) => return Err(e.to_string()),
     };
     let ip = shared

@@ -136,6 +136,14 @@ async fn three_node_processes_lose_no_task_when_one_is_killed() {
     assert!(metrics.contains(
         r#"apiary_remote_task_duration_seconds_count{node="coordinator",agent="sieve"} 300"#
     ));
+    // The tasks travelled on task lines, one to each worker's gateway, none refused.
+    for peer in ["b", "c"] {
+        let opened = format!(
+            r#"apiary_cluster_task_lines_total{{node="coordinator",peer="{peer}",outcome="opened"}} 1"#
+        );
+        assert!(metrics.contains(&opened), "{metrics}");
+    }
+    assert!(!metrics.contains(r#"outcome="failed""#), "{metrics}");
     coordinator.shutdown().await;
 }
 

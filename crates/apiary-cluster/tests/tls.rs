@@ -9,6 +9,19 @@ use apiary_cluster::{
     },
     ClusterError, Node, NodeConfig, Tls,
 };
+use apiary_core::{Agent, AgentContext, AgentSpec, Swarm};
+
+struct Double;
+
+impl Agent for Double {
+    type Task = u64;
+    type Output = u64;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
+        Ok(2 * n)
+    }
+}
 
 fn tls() -> Tls {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -47,6 +60,33 @@ async fn tls_nodes_connect_and_plain_ones_are_refused() {
     assert_eq!(client.connect(server.addr()).await.unwrap(), "secure");
     assert_eq!(client.peers(), ["secure"]);
 
+    // Tasks travel on a task line, through TLS as well.
+    let exporter = apiary_metrics::Exporter::install("127.0.0.1:0".parse().unwrap()).unwrap();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("double"), || Double)
+        .start()
+        .await
+        .unwrap();
+    server
+        .export(&swarm.agent::<u64, u64>("double").unwrap())
+        .await
+        .unwrap();
+    let double = client.remote::<u64, u64>("double");
+    for _ in 0..500 {
+        if double.nodes() == ["secure"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(double.submit(&21).await.unwrap(), 42);
+    let metrics = exporter.render();
+    assert!(
+        metrics.contains(
+            r#"apiary_cluster_task_lines_total{node="also-secure",peer="secure",outcome="opened"} 1"#
+        ),
+        "{metrics}"
+    );
+
     let plain = Node::start(NodeConfig::new("plain", "cookie"))
         .await
         .unwrap();
@@ -62,4 +102,5 @@ async fn tls_nodes_connect_and_plain_ones_are_refused() {
     for node in [server, client, plain] {
         node.shutdown().await;
     }
+    swarm.shutdown().await;
 }

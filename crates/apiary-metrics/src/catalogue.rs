@@ -100,6 +100,9 @@ catalogue! {
     /// Cluster peers with a ready session.
     CLUSTER_PEERS = "apiary_cluster_peers", Gauge, ["node"], "",
         "Peers of a node of this process whose ractor_cluster session is authenticated and ready.";
+    /// Task lines opened to peers.
+    CLUSTER_TASK_LINES_TOTAL = "apiary_cluster_task_lines_total", Counter, ["node", "peer", "outcome"], "",
+        "Task lines a node of this process tried to open to an agent's gateway on a peer, by outcome (opened, failed: that gateway's tasks then go through the ractor_cluster session).";
     /// Tasks sent to agents on other nodes.
     REMOTE_TASKS_TOTAL = "apiary_remote_tasks_total", Counter, ["node", "agent", "outcome"], "",
         "Tasks a node of this process sent to an agent on another node, by outcome (completed, failed, node_down, no_node, undecodable, timed_out).";

@@ -118,7 +118,12 @@ impl Line {
         }
     }
 
-    async fn start<S>(peer: &str, addr: SocketAddr, stream: S, hello: &Hello) -> Result<Self, String>
+    async fn start<S>(
+        peer: &str,
+        addr: SocketAddr,
+        stream: S,
+        hello: &Hello,
+    ) -> Result<Self, String>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -133,10 +138,7 @@ impl Line {
         match reader.next().await {
             Some(Ok(answer)) if answer.is_empty() => {}
             Some(Ok(refusal)) => {
-                return Err(format!(
-                    "refused: {}",
-                    String::from_utf8_lossy(&refusal)
-                ))
+                return Err(format!("refused: {}", String::from_utf8_lossy(&refusal)))
             }
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("closed during the handshake".into()),

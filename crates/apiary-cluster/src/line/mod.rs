@@ -106,6 +106,22 @@ impl Lines {
         }
     }
 
+    /// Lines to `node` that are open now.
+    #[cfg(test)]
+    pub(crate) fn open_to(&self, node: &str) -> usize {
+        self.lock()
+            .iter()
+            .filter(|((n, _), slot)| {
+                n == node
+                    && slot
+                        .get()
+                        .cloned()
+                        .flatten()
+                        .is_some_and(|l| !l.is_closed())
+            })
+            .count()
+    }
+
     /// Stops serving lines and closes every line this node opened.
     pub(crate) fn stop(&self, node: &str) {
         self.stopping.cancel();
@@ -131,3 +147,6 @@ pub(crate) async fn write_batches<W: AsyncWrite + Unpin>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -81,7 +81,11 @@ impl Tickets {
 }
 
 /// Serves task lines on `listener` until `stopping` is cancelled or the node is gone.
-pub(crate) async fn listen(listener: TcpListener, shared: Weak<Shared>, stopping: CancellationToken) {
+pub(crate) async fn listen(
+    listener: TcpListener,
+    shared: Weak<Shared>,
+    stopping: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             () = stopping.cancelled() => return,

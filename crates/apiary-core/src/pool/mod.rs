@@ -17,11 +17,11 @@ use crate::entry::{AgentEntry, EntryParts, ErasedEntry, Replica};
 use crate::factory::spawn_agent;
 use crate::mailbox::AgentMsg;
 use crate::runtime::Runtime;
-use slots::{Closed, Slots, Take, Vacancy};
 use crate::{
     Agent, AgentName, AgentSpec, BoxError, SubmitError, SubmitErrorKind, SubmitOptions, Swarm,
     TaskError, TaskHandle,
 };
+use slots::{Closed, Slots, Take, Vacancy};
 
 /// Why a pool could not hand out an agent.
 #[derive(Debug, Error)]
@@ -295,8 +295,9 @@ impl<A: Agent> Pool<A> {
             Take::Idle(member) => member,
             // Boxed: starting an agent is a large future, and inline it would make every
             // acquire's future (and its first poll) as large.
-            Take::Room => Box::pin(Vacancy(&self.inner.slots).fill(self.inner.start_member()))
-                .await?,
+            Take::Room => {
+                Box::pin(Vacancy(&self.inner.slots).fill(self.inner.start_member())).await?
+            }
         };
         Ok(Pooled {
             member: Some(member),

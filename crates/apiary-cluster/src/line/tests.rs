@@ -1,0 +1,204 @@
+//! Task lines between two nodes of one process: used, cut, reopened, and refused without a
+//! valid ticket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiary_core::{Agent, AgentContext, AgentSpec, Swarm};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::codec::Framed;
+
+use super::frame::{self, Hello};
+use super::server::Serve;
+use crate::node::Shared;
+use crate::wire::Reply;
+use crate::{MembershipEvent, Node, NodeConfig, RemoteError};
+
+/// Adds one; task 0 first says it arrived, then waits for a permit.
+struct Gate {
+    arrived: Arc<Notify>,
+    open: Arc<Semaphore>,
+}
+
+impl Agent for Gate {
+    type Task = u64;
+    type Output = u64;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
+        if n == 0 {
+            self.arrived.notify_one();
+            let _ = self.open.acquire().await;
+        }
+        Ok(n + 1)
+    }
+}
+
+async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what} never happened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_travel_on_a_line_a_cut_line_ends_its_calls_once_and_a_new_one_opens() {
+    let caller = Node::start(NodeConfig::new("line-caller", "c"))
+        .await
+        .unwrap();
+    let server = Node::start(NodeConfig::new("line-server", "c"))
+        .await
+        .unwrap();
+    let (arrived, open) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("gate").replicas(2), {
+            let (arrived, open) = (arrived.clone(), open.clone());
+            move || Gate {
+                arrived: arrived.clone(),
+                open: open.clone(),
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    server
+        .export(&swarm.agent::<u64, u64>("gate").unwrap())
+        .await
+        .unwrap();
+    caller.connect(server.addr()).await.unwrap();
+    let gate = caller.remote::<u64, u64>("gate");
+    until("the gateway", || gate.nodes() == ["line-server"]).await;
+
+    assert_eq!(gate.submit(&1).await.unwrap(), 2);
+    assert_eq!(caller.shared.lines.open_to("line-server"), 1);
+
+    // A task in flight when the line is cut ends with the cause, once.
+    let stuck = tokio::spawn({
+        let gate = caller.remote::<u64, u64>("gate");
+        async move { gate.submit(&0).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), arrived.notified())
+        .await
+        .unwrap();
+    caller
+        .shared
+        .lines
+        .close_node("line-server", "cut by the test");
+    let err = tokio::time::timeout(Duration::from_secs(10), stuck)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, RemoteError::NodeDown { node, cause, .. } if node == "line-server" && cause.contains("cut by the test")),
+        "{err}"
+    );
+    assert_eq!(caller.shared.lines.open_to("line-server"), 0);
+
+    // The next task opens a new line.
+    assert_eq!(gate.submit(&41).await.unwrap(), 42);
+    assert_eq!(caller.shared.lines.open_to("line-server"), 1);
+
+    // A task that does not decode on the far side: an error to the caller, and an event
+    // there naming the caller; the line stays open.
+    let mut events = server.subscribe();
+    let wrong = caller.remote::<(), u64>("gate");
+    let err = wrong.submit(&()).await.unwrap_err();
+    assert!(
+        matches!(&err, RemoteError::Decode { node, .. } if node == "line-server"),
+        "{err}"
+    );
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&event, MembershipEvent::DecodeFailed { node, agent, .. } if node == "line-caller" && agent == "gate"),
+        "{event:?}"
+    );
+    assert_eq!(gate.submit(&2).await.unwrap(), 3);
+    assert_eq!(caller.shared.lines.open_to("line-server"), 1);
+
+    open.add_permits(1);
+    caller.shutdown().await;
+    server.shutdown().await;
+    swarm.shutdown().await;
+}
+
+/// Answers every task with a failure; only its ticket matters here.
+struct Refuses;
+
+impl Serve for Refuses {
+    fn serve(&self, _: &Shared, _: &str, _: &[u8]) -> futures::future::BoxFuture<'static, Reply> {
+        Box::pin(std::future::ready(Reply::Failed("served".into())))
+    }
+}
+
+/// Connects to `node`'s line listener and says `hello`; the answer frame, `None` if the
+/// connection closed instead.
+async fn hello(node: &Node, hello: &Hello) -> Option<String> {
+    let tcp = TcpStream::connect(("127.0.0.1", node.shared.lines.port))
+        .await
+        .unwrap();
+    let mut line = Framed::new(tcp, frame::codec());
+    let hello = postcard::to_allocvec(hello).unwrap();
+    line.send(Bytes::from(hello)).await.unwrap();
+    match line.next().await {
+        Some(Ok(answer)) => Some(String::from_utf8(answer.to_vec()).unwrap()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_opens_only_once_per_ticket_and_only_for_the_node_it_was_issued_to() {
+    let node = Node::start(NodeConfig::new("line-tickets", "c"))
+        .await
+        .unwrap();
+    let tickets = &node.shared.lines.tickets;
+
+    let unknown = Hello {
+        from: "mallory".into(),
+        token: [7; 16],
+    };
+    let refusal = hello(&node, &unknown).await.unwrap();
+    assert!(
+        refusal.contains("has no ticket of node `mallory`"),
+        "{refusal}"
+    );
+
+    let token = tickets.issue("alice".into(), Arc::new(Refuses)).unwrap();
+    let stolen = Hello {
+        from: "mallory".into(),
+        token,
+    };
+    assert!(hello(&node, &stolen).await.unwrap().contains("no ticket"));
+    // Shown once to the wrong node, the ticket is spent.
+    let late = Hello {
+        from: "alice".into(),
+        token,
+    };
+    assert!(hello(&node, &late).await.unwrap().contains("no ticket"));
+
+    let token = tickets.issue("alice".into(), Arc::new(Refuses)).unwrap();
+    let good = Hello {
+        from: "alice".into(),
+        token,
+    };
+    assert_eq!(hello(&node, &good).await.unwrap(), "", "accepted");
+    assert!(hello(&node, &good).await.unwrap().contains("no ticket"));
+
+    // Not a hello at all: the connection is closed.
+    let tcp = TcpStream::connect(("127.0.0.1", node.shared.lines.port))
+        .await
+        .unwrap();
+    let mut line = Framed::new(tcp, frame::codec());
+    line.send(Bytes::from_static(&[0xff; 3])).await.unwrap();
+    assert!(line.next().await.is_none_or(|r| r.is_err()));
+    node.shutdown().await;
+}
