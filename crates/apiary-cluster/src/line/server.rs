@@ -1,23 +1,21 @@
-//! The serving end of task lines: single-use tickets, the listener, and one reader per
-//! connection that runs each call on its own task and queues the answer for a batching
-//! writer.
+//! The serving end of task lines: single-use tickets, the listener, and one task per
+//! connection that reads calls, runs them side by side, and writes their answers as they
+//! come, all ready ones in one write.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::{SinkExt, StreamExt};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Hello, Token};
-use super::write_batches;
 use crate::node::Shared;
 use crate::wire::Reply;
 
@@ -108,7 +106,7 @@ pub(crate) async fn listen(
         tokio::spawn(async move {
             tokio::select! {
                 () = stopping.cancelled() => {}
-                served = connection(tcp, addr, &shared, &stopping) => {
+                served = connection(tcp, &shared) => {
                     if let Err(e) = served {
                         tracing::warn!(node = %shared.name, peer = %addr, error = %e, "cluster: task line closed");
                     }
@@ -118,12 +116,7 @@ pub(crate) async fn listen(
     }
 }
 
-async fn connection(
-    tcp: TcpStream,
-    addr: SocketAddr,
-    shared: &Arc<Shared>,
-    stopping: &CancellationToken,
-) -> Result<(), String> {
+async fn connection(tcp: TcpStream, shared: &Arc<Shared>) -> Result<(), String> {
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     match &shared.lines.tls {
         Some(tls) => {
@@ -131,18 +124,13 @@ async fn connection(
                 .await
                 .map_err(|_| "no TLS handshake in time".to_owned())?
                 .map_err(|e| format!("TLS: {e}"))?;
-            serve(stream, addr, shared, stopping).await
+            serve(stream, shared).await
         }
-        None => serve(tcp, addr, shared, stopping).await,
+        None => serve(tcp, shared).await,
     }
 }
 
-async fn serve<S>(
-    stream: S,
-    addr: SocketAddr,
-    shared: &Arc<Shared>,
-    stopping: &CancellationToken,
-) -> Result<(), String>
+async fn serve<S>(stream: S, shared: &Arc<Shared>) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -166,32 +154,37 @@ where
         return Err(why);
     };
     writer.send(Bytes::new()).await.map_err(|e| e.to_string())?;
-    let (answers, queued) = mpsc::unbounded_channel();
-    // Stops with the node; otherwise once the reader and every call it started are done.
-    tokio::spawn({
-        let stopping = stopping.clone();
-        async move {
-            tokio::select! {
-                () = stopping.cancelled() => {}
-                written = write_batches(writer, queued) => {
-                    if let Err(e) = written {
-                        tracing::debug!(peer = %addr, error = %e, "cluster: task line answers not written");
-                    }
+    let at = |e: std::io::Error| format!("with `{}`: {e}", hello.from);
+    // The calls run here, not on tasks of their own, and their answers are written here:
+    // an answer's way out is the agent waking this task, which writes it with every other
+    // answer ready by then in one write.
+    let mut running = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some((id, reply)) = running.next(), if !running.is_empty() => {
+                writer.feed(Bytes::from(frame::answer(id, &reply))).await.map_err(at)?;
+                while let Some(Some((id, reply))) = running.next().now_or_never() {
+                    writer.feed(Bytes::from(frame::answer(id, &reply))).await.map_err(at)?;
                 }
+                SinkExt::<Bytes>::flush(&mut writer).await.map_err(at)?;
+            }
+            call = reader.next() => {
+                let Some(call) = call else { break };
+                let call = call.map_err(at)?;
+                let (id, task) =
+                    frame::split_id(&call).map_err(|e| format!("from `{}`: {e}", hello.from))?;
+                let answer = served.serve(shared, &hello.from, task);
+                running.push(async move { (id, answer.await) });
             }
         }
-    });
-    while let Some(call) = reader.next().await {
-        let call = call.map_err(|e| format!("from `{}`: {e}", hello.from))?;
-        let (id, task) =
-            frame::split_id(&call).map_err(|e| format!("from `{}`: {e}", hello.from))?;
-        let answer = served.serve(shared, &hello.from, task);
-        let answers = answers.clone();
-        tokio::spawn(async move {
-            let reply = answer.await;
-            // The line may have closed meanwhile: the caller then gave the task up.
-            let _ = answers.send(frame::answer(id, &reply));
-        });
+    }
+    // The caller stopped sending (it shut its side): answer what is still running.
+    while let Some((id, reply)) = running.next().await {
+        writer
+            .send(Bytes::from(frame::answer(id, &reply)))
+            .await
+            .map_err(at)?;
     }
     Ok(())
 }
