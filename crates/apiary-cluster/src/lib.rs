@@ -5,8 +5,10 @@
 //!   A [`Heartbeat`] drops a peer that stops answering and redials the peers a node
 //!   connected to, so a cut link shows as `Down` within seconds and a healed one rejoins.
 //! - [`Node::export`] makes an agent of a local swarm reachable from every node serving the
-//!   same swarm ([`NodeConfig::swarm`]); tasks and outputs cross nodes postcard-encoded
-//!   inside ractor_cluster's serializable messages. Several nodes may share one process, and
+//!   same swarm ([`NodeConfig::swarm`]); tasks and outputs cross nodes postcard-encoded on
+//!   *task lines*, connections of apiary's own opened with a single-use ticket handed out
+//!   over the authenticated session (inside ractor_cluster's messages if a line cannot be
+//!   opened). Several nodes may share one process, and
 //!   several swarms one cluster: each node sees only its own exports and those of its peers
 //!   in its swarm.
 //! - [`Node::remote`] gives a [`RemoteAgent`] that sends tasks to whichever nodes export the
