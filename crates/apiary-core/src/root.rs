@@ -77,6 +77,9 @@ pub(crate) struct RootState {
     restarts: HashMap<(AgentName, usize), u32>,
     // Restarts waiting out their backoff (ractor timers), cancelled if the root stops.
     timers: Vec<Timer>,
+    // Replicas whose actor is already down, to restart without backoff right after the
+    // event that decided it: not through the root's own mailbox, one hop less per crash.
+    due: Vec<(AgentName, usize)>,
     epoch: Instant,
 }
 
@@ -103,6 +106,7 @@ impl Actor for Root {
             backoff: HashMap::new(),
             restarts: HashMap::new(),
             timers: Vec::new(),
+            due: Vec::new(),
             epoch: Instant::now(),
         })
     }
@@ -133,6 +137,9 @@ impl Actor for Root {
             SupervisionEvent::ActorFailed(cell, _) => state.on_exit(&myself, &cell, true),
             SupervisionEvent::ActorTerminated(cell, _, _) => state.on_exit(&myself, &cell, false),
             _ => {}
+        }
+        for (agent, replica) in std::mem::take(&mut state.due) {
+            state.restart(&myself, agent, replica, Duration::ZERO).await;
         }
         Ok(())
     }
@@ -236,6 +243,10 @@ impl RootState {
                     .stop(Some("restarted with a failed sibling".into()));
             } else {
                 replica.set_status(ReplicaStatus::Restarting);
+                if delay.is_zero() {
+                    self.due.push((child.name().clone(), *cr));
+                    continue;
+                }
             }
             self.schedule(myself, child.name().clone(), *cr, delay);
         }
