@@ -40,7 +40,9 @@ fn index(outcome: Outcome) -> usize {
 /// One agent's task series, registered with its first task.
 pub(crate) struct AgentMetrics {
     agent: AgentName,
-    series: OnceLock<Series>,
+    // Boxed: nine handles inline would be ~150 bytes in every agent, most of which never
+    // take a task (pools' spares, coordinators that only delegate).
+    series: OnceLock<Box<Series>>,
 }
 
 struct Series {
@@ -66,13 +68,13 @@ impl AgentMetrics {
     fn series(&self) -> &Series {
         self.series.get_or_init(|| {
             let name = self.agent.to_string();
-            Series {
+            Box::new(Series {
                 outcomes: OUTCOMES.map(|o| {
                     metrics::counter!(m::TASKS_TOTAL.name, "agent" => name.clone(), "outcome" => o.as_str())
                 }),
                 duration: metrics::histogram!(m::TASK_DURATION_SECONDS.name, "agent" => name.clone()),
                 depth: metrics::gauge!(m::QUEUE_DEPTH.name, "agent" => name),
-            }
+            })
         })
     }
 
