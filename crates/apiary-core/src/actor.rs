@@ -87,46 +87,11 @@ impl<A: Agent> Actor for AgentActor<A> {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            AgentMsg::Task(env) => {
-                let paused = state.home.queue().is_paused();
-                if (paused || !state.held.is_empty()) && !state.home.aborted().is_raised() {
-                    // Keep arrival order: nothing overtakes a held task.
-                    env.ticket().shared.set_waiting(paused);
-                    state.held.push_back(env);
-                    Ok(())
-                } else {
-                    let ran = run(state, env).await;
-                    // This replica is free again (or crashed): the next waiting task goes
-                    // to a free replica.
-                    if state.home.has_waiting() {
-                        state.home.clone().pump();
-                    }
-                    ran
-                }
-            }
-            AgentMsg::Resume => {
-                while !state.home.queue().is_paused() || state.home.aborted().is_raised() {
-                    let Some(env) = state.held.pop_front() else {
-                        break;
-                    };
-                    env.ticket().shared.set_waiting(false);
-                    run(state, env).await?;
-                }
-                if state.home.has_waiting() {
-                    state.home.clone().pump();
-                }
-                Ok(())
-            }
-            AgentMsg::Reset(reply) => {
-                if let Some(reset) = &state.reset {
-                    reset(&mut state.agent);
-                }
-                // The pool may have given up waiting; the reset is done either way.
-                let _ = reply.send(());
-                Ok(())
-            }
-        }
+        // Boxed: inline, handling a message (a task's whole run) would size this future,
+        // and ractor boxes the actor's message loop with it once per actor, for the actor's
+        // life, holding it twice (`run_with_signal`): ~800 bytes in every agent, idle or
+        // not, against one allocation per message.
+        Box::pin(handle(msg, state)).await
     }
 
     async fn post_stop(
@@ -143,6 +108,53 @@ impl<A: Agent> Actor for AgentActor<A> {
             reason: StopReason::Normal,
         });
         Ok(())
+    }
+}
+
+/// What [`AgentActor`] does with a message.
+async fn handle<A: Agent>(
+    msg: AgentMsg<A::Task, A::Output>,
+    state: &mut AgentState<A>,
+) -> Result<(), ActorProcessingErr> {
+    match msg {
+        AgentMsg::Task(env) => {
+            let paused = state.home.queue().is_paused();
+            if (paused || !state.held.is_empty()) && !state.home.aborted().is_raised() {
+                // Keep arrival order: nothing overtakes a held task.
+                env.ticket().shared.set_waiting(paused);
+                state.held.push_back(env);
+                Ok(())
+            } else {
+                let ran = run(state, env).await;
+                // This replica is free again (or crashed): the next waiting task goes
+                // to a free replica.
+                if state.home.has_waiting() {
+                    state.home.clone().pump();
+                }
+                ran
+            }
+        }
+        AgentMsg::Resume => {
+            while !state.home.queue().is_paused() || state.home.aborted().is_raised() {
+                let Some(env) = state.held.pop_front() else {
+                    break;
+                };
+                env.ticket().shared.set_waiting(false);
+                run(state, env).await?;
+            }
+            if state.home.has_waiting() {
+                state.home.clone().pump();
+            }
+            Ok(())
+        }
+        AgentMsg::Reset(reply) => {
+            if let Some(reset) = &state.reset {
+                reset(&mut state.agent);
+            }
+            // The pool may have given up waiting; the reset is done either way.
+            let _ = reply.send(());
+            Ok(())
+        }
     }
 }
 

@@ -27,7 +27,9 @@ trait PendingAgent: Send {
 }
 
 struct Pending<A, F> {
-    spec: AgentSpec,
+    // Shared from the start: the entry keeps this very allocation, so starting does not
+    // move each spec (~360 bytes) into a new one.
+    spec: Arc<AgentSpec>,
     make: F,
     _agent: PhantomData<fn() -> A>,
 }
@@ -48,7 +50,7 @@ where
             .unwrap_or(rt.settings.queue_capacity);
         let factory = Factory::<A, F>::new(self.make, Arc::downgrade(rt));
         Slot::new(AgentEntry::new(EntryParts {
-            spec: Arc::new(self.spec),
+            spec: self.spec,
             capacity,
             spawner: Some(Arc::new(factory)),
             cloner: cloners.get::<A::Task>(),
@@ -156,7 +158,7 @@ impl SwarmBuilder {
         F: Fn() -> A + Send + Sync + 'static,
     {
         self.agents.push(Box::new(Pending {
-            spec,
+            spec: Arc::new(spec),
             make,
             _agent: PhantomData,
         }));

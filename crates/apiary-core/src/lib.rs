@@ -134,23 +134,3 @@ pub use topology::{MemberView, RouteRequest, Topology, TopologyError};
 pub use topology_spec::TopologySpec;
 
 pub use apiary_supervisor::{BreakerConfig, RestartType};
-#[cfg(test)]
-mod scratch_sizes {
-    #[test]
-    fn sizes() {
-        use std::mem::size_of;
-        eprintln!("AgentSpec {}", size_of::<crate::AgentSpec>());
-        eprintln!(
-            "AgentEntry<u64,u64> {}",
-            size_of::<crate::entry::AgentEntry<u64, u64>>()
-        );
-        eprintln!("Replica {}", size_of::<crate::entry::Replica>());
-        eprintln!(
-            "AgentContext {}",
-            size_of::<crate::AgentContext<u64, u64>>()
-        );
-        eprintln!("TaskEnv {}", size_of::<crate::task::TaskEnv>());
-        eprintln!("AgentQueue {}", size_of::<crate::queue::AgentQueue>());
-        eprintln!("Notify {}", size_of::<tokio::sync::Notify>());
-    }
-}
