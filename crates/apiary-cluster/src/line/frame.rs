@@ -72,8 +72,18 @@ pub(crate) fn split_id(frame: &[u8]) -> Result<(u64, &[u8]), String> {
     }
 }
 
-/// The answer frame to call `id`.
+/// The answer frame to call `id`. An output too large for a frame is answered as a failure
+/// saying so: the call ends, and the line (with every other call on it) stays open.
 pub(crate) fn answer(id: u64, reply: &Reply) -> Vec<u8> {
+    if let Reply::Output(out) = reply
+        && ID_LEN + 1 + out.len() > MAX_FRAME
+    {
+        let why = format!(
+            "the output encodes to {} bytes, over the task line's limit of {MAX_FRAME}",
+            out.len()
+        );
+        return answer(id, &Reply::Failed(why));
+    }
     let (tag, body): (u8, &[u8]) = match reply {
         Reply::Output(out) => (0, out),
         Reply::Failed(why) => (1, why.as_bytes()),
@@ -115,6 +125,19 @@ mod tests {
         assert_eq!(
             postcard::from_bytes::<(u64, String)>(task).unwrap(),
             (7, "seven".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_task_over_the_frame_limit_fails_alone_naming_its_size_and_the_limit() {
+        let huge = vec![7u8; MAX_FRAME];
+        let err = call(&huge).unwrap_err();
+        assert!(err.contains(&format!("limit of {MAX_FRAME}")), "{err}");
+        assert!(call(&vec![7u8; 1024]).is_ok());
+        let (id, reply) = read_answer(&answer(5, &Reply::Output(huge))).unwrap();
+        assert!(
+            matches!(&reply, Reply::Failed(why) if id == 5 && why.contains("over the task line's limit")),
+            "{reply:?}"
         );
     }
 
