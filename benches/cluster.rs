@@ -64,6 +64,15 @@ fn worker(peer: &str) {
     });
 }
 
+/// `rounds` of [`echo_round_trip`], timed together.
+async fn echo_rounds(tcp: &mut TcpStream, n: usize, rounds: u64) -> Duration {
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        echo_round_trip(tcp, n).await;
+    }
+    started.elapsed()
+}
+
 /// Sends `n` 8-byte requests in one write and reads the `n` echoed replies.
 async fn echo_round_trip(tcp: &mut TcpStream, n: usize) {
     let out: Vec<u8> = (0..n as u64).flat_map(u64::to_le_bytes).collect();
@@ -125,15 +134,7 @@ fn bench(c: &mut Criterion) {
             .iter(|| async { remote.submit(&41).await.unwrap() })
     });
     group.bench_function("floor_tcp_echo_loopback", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = std::time::Instant::now();
-                for _ in 0..iters {
-                    echo_round_trip(&mut tcp, 1).await;
-                }
-                started.elapsed()
-            })
-        })
+        b.iter_custom(|iters| rt.block_on(echo_rounds(&mut tcp, 1, iters)))
     });
     group.finish();
 
@@ -155,15 +156,7 @@ fn bench(c: &mut Criterion) {
     });
     // The floor of pipelining: 64 requests in one write, 64 replies read back.
     group.bench_function("floor_tcp_echo_loopback", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = std::time::Instant::now();
-                for _ in 0..iters {
-                    echo_round_trip(&mut tcp, 64).await;
-                }
-                started.elapsed()
-            })
-        })
+        b.iter_custom(|iters| rt.block_on(echo_rounds(&mut tcp, 64, iters)))
     });
     group.finish();
     drop(child);
