@@ -13,6 +13,7 @@ use apiary::{
 };
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
 
 use crate::orphans::Orphans;
 use crate::step::{tail, Step, StepOutput, StepRecord};
@@ -100,15 +101,28 @@ impl Agent for ShellAgent {
     ) -> Result<StepOutput, ShellError> {
         let command = self.config.command.clone();
         let started = Instant::now();
-        let child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&command)
+        // With --state, the group is noted while it runs (see `orphans`), and the command
+        // waits for the note: `sh` first reads a line from a pipe, then becomes the
+        // command. Started at once, the command could act (and `apiary` be killed) before
+        // the note was written, leaving an orphan no later run knows of. If `apiary` dies
+        // before the line is written, the read sees end of file and nothing runs.
+        let orphans = ctx.resource::<Orphans>().ok();
+        let mut sh = tokio::process::Command::new("sh");
+        match orphans {
+            Some(_) => sh
+                .arg("-c")
+                .arg(r#"read -r _ && exec sh -c "$1""#)
+                .arg("sh")
+                .arg(&command)
+                .stdin(Stdio::piped()),
+            None => sh.arg("-c").arg(&command).stdin(Stdio::null()),
+        };
+        let mut child = sh
             .current_dir(&self.dir)
             .envs(&self.config.env)
             .env("APIARY_AGENT", ctx.name().as_str())
             .env("APIARY_ATTEMPT", step.attempt.to_string())
             .env("APIARY_NODE", self.node.as_deref().unwrap_or(""))
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -119,11 +133,15 @@ impl Agent for ShellAgent {
                 source,
             })?;
         let mut guard = GroupGuard(child.id().map(|id| Pid::from_raw(id as i32)));
-        // With --state, the group is noted while it runs (see `orphans`).
-        let _noted = match (ctx.resource::<Orphans>(), guard.0) {
-            (Ok(orphans), Some(pgid)) => orphans.note(ctx.name().as_str(), pgid.as_raw()).ok(),
+        let _noted = match (orphans, guard.0) {
+            (Some(orphans), Some(pgid)) => orphans.note(ctx.name().as_str(), pgid.as_raw()).ok(),
             _ => None,
         };
+        if let Some(mut gate) = child.stdin.take() {
+            // Then the command runs, its stdin at end of file as without --state. A write
+            // that fails means `sh` is already gone; waiting below says how it ended.
+            let _ = gate.write_all(b"go\n").await;
+        }
         let waited = match self.config.timeout {
             Some(after) => match tokio::time::timeout(after, child.wait_with_output()).await {
                 Ok(out) => out,
