@@ -132,9 +132,10 @@ impl<T: Serialize, O: DeserializeOwned> RemoteAgent<T, O> {
             let node = member.node;
             let gateway: ActorRef<GatewayMsg> = member.cell.into();
             // This node's own gateway is called in process; a peer's through its task line.
-            let line = match node == self.shared.name {
-                true => None,
-                false => self.line(&node, &gateway).await,
+            let line = if node == self.shared.name {
+                None
+            } else {
+                self.line(&node, &gateway).await
             };
             // A member whose line or session is gone (closed mid-call or unreachable) is
             // failed over from: the next member of the group gets the task.

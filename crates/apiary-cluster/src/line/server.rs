@@ -22,6 +22,9 @@ use crate::wire::Reply;
 /// How long a ticket may wait for its connection.
 const TICKET_LIFE: Duration = Duration::from_secs(30);
 
+/// The largest hello read: a node name and a token need far less.
+const MAX_HELLO: usize = 64 << 10;
+
 /// How long a new connection may take to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 
@@ -135,7 +138,10 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let mut reader = FramedRead::new(read, frame::codec());
+    // Until a ticket is shown, nobody gets to make this node buffer a large frame.
+    let mut before_hello = frame::codec();
+    before_hello.set_max_frame_length(MAX_HELLO);
+    let mut reader = FramedRead::new(read, before_hello);
     let mut writer = FramedWrite::new(write, frame::codec());
     let hello = match tokio::time::timeout(HELLO_WITHIN, reader.next()).await {
         Ok(Some(Ok(hello))) => hello,
@@ -154,6 +160,7 @@ where
         return Err(why);
     };
     writer.send(Bytes::new()).await.map_err(|e| e.to_string())?;
+    reader.decoder_mut().set_max_frame_length(frame::MAX_FRAME);
     let at = |e: std::io::Error| format!("with `{}`: {e}", hello.from);
     // The calls run here, not on tasks of their own, and their answers are written here:
     // an answer's way out is the agent waking this task, which writes it with every other
