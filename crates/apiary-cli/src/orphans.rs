@@ -5,7 +5,9 @@
 //! (and whatever it started) runs on, and a resumed run would start the same step beside its
 //! own orphan. Each shell step writes `running/<step>.<pgid>` (holding the group leader's start
 //! time) when it starts and removes it when it ends; the next run with the same `--state`
-//! kills the groups still named there. The start time guards against a recycled pid.
+//! kills the groups still named there. The start time guards against a recycled pid. The
+//! command itself waits for the note (its `sh` reads a line apiary writes after it), so no
+//! kill, however timed, leaves a group running that is not noted.
 
 use std::path::{Path, PathBuf};
 
