@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use apiary_planner::{Node, Plan, PlanLimits};
 use apiary_supervisor::CircuitBreaker;
 use ractor::{Actor, ActorCell};
+use smallvec::{smallvec, SmallVec};
 
 use crate::entry::{AgentEntry, Cloner, EntryParts, Replica};
 use crate::events::EventBus;
@@ -17,13 +18,13 @@ use crate::registry::Slot;
 use crate::resources::Resources;
 use crate::root::{Root, Supervised, SwarmSlot};
 use crate::runtime::Runtime;
-use crate::{Agent, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings, Topology};
+use crate::{Agent, AgentName, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings, Topology};
 
 /// An agent added to a builder, its type erased until the swarm starts.
 trait PendingAgent: Send {
     fn spec(&self) -> &AgentSpec;
-    /// The agent's entry in `rt`'s swarm.
-    fn entry(self: Box<Self>, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot;
+    /// The agent's entry in `rt`'s swarm, named `name` (its spec's).
+    fn entry(self: Box<Self>, name: AgentName, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot;
 }
 
 struct Pending<A, F> {
@@ -43,13 +44,14 @@ where
         &self.spec
     }
 
-    fn entry(self: Box<Self>, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot {
+    fn entry(self: Box<Self>, name: AgentName, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot {
         let capacity = self
             .spec
             .queue_capacity
             .unwrap_or(rt.settings.queue_capacity);
         let factory = Factory::<A, F>::new(self.make, Arc::downgrade(rt));
         Slot::new(AgentEntry::new(EntryParts {
+            name,
             spec: self.spec,
             capacity,
             spawner: Some(Arc::new(factory)),
@@ -243,11 +245,17 @@ impl SwarmBuilder {
         for agent in &agents {
             agent.spec().validate()?;
         }
+        // Each name is made once and shared by the plan, the entry and its metrics.
+        let names: Vec<AgentName> = agents
+            .iter()
+            .map(|a| AgentName::from(a.spec().name.as_str()))
+            .collect();
         let nodes: Vec<Node> = agents
             .iter()
-            .map(|a| {
+            .zip(&names)
+            .map(|(a, name)| {
                 let s = a.spec();
-                Node::new(s.name.as_str())
+                Node::new(name.shared())
                     .depends_on(s.depends_on.iter().map(String::as_str))
                     .weight(s.replicas as usize)
             })
@@ -255,7 +263,7 @@ impl SwarmBuilder {
         let limits = PlanLimits::default()
             .max_concurrency(settings.max_concurrency)
             .batch_size(settings.batch_size);
-        let plan = Plan::new(&nodes, limits)?;
+        let plan = Plan::from_nodes(nodes, limits)?;
 
         let bus = Arc::new(EventBus::new(settings.event_capacity, hooks));
         let slot: SwarmSlot = Arc::new(OnceLock::new());
@@ -268,30 +276,40 @@ impl SwarmBuilder {
         let swarm = Swarm::from_parts(rt.clone(), root);
 
         // Every agent gets its entry up front; starting one only fills in its replicas.
-        let slots: Vec<Slot> = agents.into_iter().map(|a| a.entry(&rt, &cloners)).collect();
-        rt.registry.plan(slots.iter().cloned());
+        let slots: Vec<Slot> = agents
+            .into_iter()
+            .zip(names)
+            .map(|(a, name)| a.entry(name, &rt, &cloners))
+            .collect();
+        rt.registry.plan(&slots);
         let by_name: HashMap<&str, &Slot> =
             slots.iter().map(|s| (s.entry.name().as_str(), s)).collect();
         let chunk = match rt.settings.max_concurrency {
             0 => usize::MAX,
             n => n,
         };
+        // Reused from batch to batch: started one by one, a swarm has a batch per agent.
+        let mut jobs: Vec<(&Slot, usize)> = Vec::new();
+        let mut started: Vec<(&Slot, ActorCell)> = Vec::new();
         for batch in plan.batches() {
             // Every replica of every agent in the batch, spawned `chunk` at a time.
-            let jobs: Vec<(&Slot, usize)> = batch
-                .agents()
-                .flat_map(|name| {
-                    let slot = by_name[name];
-                    (0..slot.entry.spec().replicas as usize).map(move |r| (slot, r))
-                })
-                .collect();
-            let mut started: Vec<(&Slot, ActorCell)> = Vec::with_capacity(jobs.len());
+            jobs.clear();
+            jobs.extend(batch.agents().flat_map(|name| {
+                let slot = by_name[name];
+                (0..slot.entry.spec().replicas as usize).map(move |r| (slot, r))
+            }));
+            started.clear();
             let mut failure = None;
             for group in jobs.chunks(chunk) {
-                let results = futures::future::join_all(
-                    group.iter().map(|(slot, r)| slot.entry.clone().respawn(*r)),
-                )
-                .await;
+                let results: SmallVec<[_; 1]> = match group {
+                    // One actor to start (agents started one by one): no join to set up.
+                    [(slot, r)] => smallvec![slot.entry.clone().respawn(*r).await],
+                    _ => futures::future::join_all(
+                        group.iter().map(|(slot, r)| slot.entry.clone().respawn(*r)),
+                    )
+                    .await
+                    .into(),
+                };
                 for (&(slot, replica), result) in group.iter().zip(results) {
                     match result {
                         Ok(actor) => started.push((slot, actor)),
@@ -317,19 +335,21 @@ impl SwarmBuilder {
                 swarm.shutdown().await;
                 return Err(err);
             }
-            // Replicas of one agent were spawned together, in order.
-            let mut by_agent: Vec<(&Slot, Vec<Replica>)> = Vec::new();
-            for (slot, actor) in started {
-                let breaker = slot.entry.spec().breaker.clone().map(CircuitBreaker::new);
-                let replica = Replica::new(actor, breaker);
-                match by_agent.last_mut() {
-                    Some((s, replicas)) if s.entry.name() == slot.entry.name() => {
-                        replicas.push(replica)
-                    }
-                    _ => by_agent.push((slot, vec![replica])),
+            // Replicas of one agent were spawned together, in order: each run of one agent's
+            // actors becomes its replicas.
+            let mut actors = started.drain(..).peekable();
+            while let Some((slot, actor)) = actors.next() {
+                let replica = |actor| {
+                    let breaker = slot.entry.spec().breaker.clone().map(CircuitBreaker::new);
+                    Replica::new(actor, breaker)
+                };
+                let mut replicas = Vec::with_capacity(slot.entry.spec().replicas as usize);
+                replicas.push(replica(actor));
+                while let Some((_, actor)) =
+                    actors.next_if(|(next, _)| next.entry.name() == slot.entry.name())
+                {
+                    replicas.push(replica(actor));
                 }
-            }
-            for (slot, replicas) in by_agent {
                 if slot.entry.set_replicas(replicas) {
                     rt.registry.mark_started(slot);
                 }

@@ -164,13 +164,14 @@ fn stopped_kind(agent: &AgentName, gave_up: Option<&String>) -> SubmitErrorKind 
 }
 
 /// A future that starts one actor and gives back its cell.
-pub(crate) type SpawnFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<ActorCell, BoxError>> + Send + 'a>>;
+pub(crate) type SpawnFuture =
+    Pin<Box<dyn Future<Output = Result<ActorCell, BoxError>> + Send + 'static>>;
 
 /// Starts one replica of an agent, at swarm start and at every restart: the agent's factory
 /// with its type erased, so one swarm holds agents of many types.
 pub(crate) trait Spawner<T, O>: Send + Sync {
-    fn spawn<'a>(&'a self, home: &'a Arc<AgentEntry<T, O>>, replica: usize) -> SpawnFuture<'a>;
+    /// Owns what it needs, so the one boxed future is the whole start.
+    fn spawn(self: Arc<Self>, home: Arc<AgentEntry<T, O>>, replica: usize) -> SpawnFuture;
 }
 
 /// The task and output types an agent runs, for typed lookups and for error messages.
@@ -206,7 +207,7 @@ pub(crate) trait ErasedEntry: LiveMember + Send + Sync + 'static {
     /// Sets the replicas once all have started; false if they were already set.
     fn set_replicas(&self, replicas: Vec<Replica>) -> bool;
     /// Starts a new actor for `replica` (the old one has stopped).
-    fn respawn(self: Arc<Self>, replica: usize) -> SpawnFuture<'static>;
+    fn respawn(self: Arc<Self>, replica: usize) -> SpawnFuture;
     /// Delivers every parked task again; one that finds no taker ends with the reason.
     fn flush_parked(self: Arc<Self>);
     /// Resumes a paused queue: held tasks run in arrival order.
@@ -246,6 +247,8 @@ pub(crate) struct AgentEntry<T, O> {
 
 /// What an entry is made of.
 pub(crate) struct EntryParts<T, O> {
+    /// The spec's name, made once by whoever plans the agent.
+    pub(crate) name: AgentName,
     pub(crate) spec: Arc<AgentSpec>,
     pub(crate) capacity: usize,
     pub(crate) spawner: Option<Arc<dyn Spawner<T, O>>>,
@@ -263,7 +266,7 @@ impl<T: Send + 'static, O: Send + 'static> AgentEntry<T, O> {
     }
 
     fn from_parts(parts: EntryParts<T, O>, home: Redelivery<T, O>) -> Self {
-        let name = AgentName::from(parts.spec.name.as_str());
+        let name = parts.name;
         Self {
             env: Arc::new(TaskEnv {
                 metrics: telemetry::AgentMetrics::new(&name),
@@ -798,13 +801,14 @@ impl<T: Send + 'static, O: Send + 'static> ErasedEntry for AgentEntry<T, O> {
         self.replicas.set(replicas).is_ok()
     }
 
-    fn respawn(self: Arc<Self>, replica: usize) -> SpawnFuture<'static> {
-        Box::pin(async move {
-            let spawner = self.spawner.clone().ok_or_else(|| {
-                BoxError::from(format!("agent `{}` cannot be restarted", self.name))
-            })?;
-            spawner.spawn(&self, replica).await
-        })
+    fn respawn(self: Arc<Self>, replica: usize) -> SpawnFuture {
+        match self.spawner.clone() {
+            Some(spawner) => spawner.spawn(self, replica),
+            None => {
+                let reason = BoxError::from(format!("agent `{}` cannot be restarted", self.name));
+                Box::pin(std::future::ready(Err(reason)))
+            }
+        }
     }
 
     fn flush_parked(self: Arc<Self>) {

@@ -37,17 +37,17 @@ where
     A: Agent,
     F: Fn() -> A + Send + Sync + 'static,
 {
-    fn spawn<'a>(
-        &'a self,
-        home: &'a Arc<AgentEntry<A::Task, A::Output>>,
+    fn spawn(
+        self: Arc<Self>,
+        home: Arc<AgentEntry<A::Task, A::Output>>,
         replica: usize,
-    ) -> SpawnFuture<'a> {
+    ) -> SpawnFuture {
         Box::pin(async move {
             let rt = self
                 .rt
                 .upgrade()
                 .ok_or_else(|| BoxError::from("the swarm is gone"))?;
-            spawn_agent(&rt, (self.make)(), home, replica, None).await
+            spawn_agent(&rt, (self.make)(), &home, replica, None).await
         })
     }
 }

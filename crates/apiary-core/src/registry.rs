@@ -9,7 +9,9 @@
 //! is what every route reads from then on.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+
+use foldhash::fast::RandomState;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use smallvec::SmallVec;
@@ -66,12 +68,18 @@ impl Slot {
 /// The swarm's agents: every planned one by name, and those started, in start order.
 #[derive(Default)]
 pub(crate) struct Registry {
-    planned: ArcSwap<HashMap<AgentName, Slot>>,
+    planned: ArcSwap<HashMap<AgentName, Slot, RandomState>>,
     started: boxcar::Vec<Slot>,
     /// The same members, contiguous, once the swarm has started (`seal`).
     sealed: ArcSwapOption<Vec<Slot>>,
     topology: ArcSwapOption<Box<dyn Topology>>,
+    /// The member and replica each live actor of a member is, so the supervisor finds the
+    /// child behind an exit without a scan (which made stopping n agents O(n²)).
+    actors: Mutex<HashMap<ractor::ActorId, Child, RandomState>>,
 }
+
+/// A member's replica: its entry and the replica's index.
+pub(crate) type Child = (Arc<dyn ErasedEntry>, usize);
 
 /// The members `with_views` hands on: all of them, or those of `types` plus the agent `keep`.
 fn choose<'a>(
@@ -91,21 +99,49 @@ type Views<'a> = SmallVec<[MemberView<'a>; 16]>;
 
 impl Registry {
     /// Adds planned agents; they take tasks once marked started.
-    pub(crate) fn plan(&self, slots: impl IntoIterator<Item = Slot>) {
-        let slots: Vec<Slot> = slots.into_iter().collect();
+    pub(crate) fn plan(&self, slots: &[Slot]) {
         self.planned.rcu(|old| {
             let mut planned = HashMap::clone(old);
-            for slot in &slots {
+            planned.reserve(slots.len());
+            for slot in slots {
                 planned.insert(slot.entry.name().clone(), slot.clone());
             }
             planned
         });
+        let replicas = slots.iter().map(|s| s.entry.spec().replicas as usize).sum();
+        self.actors().reserve(replicas);
     }
 
     /// Marks a planned agent started: it is a member from now on. Called once per agent (when
     /// its replicas are first set), so there is no duplicate to look for.
     pub(crate) fn mark_started(&self, slot: &Slot) {
+        {
+            let mut actors = self.actors();
+            for (r, replica) in slot.entry.replicas().iter().enumerate() {
+                actors.insert(replica.actor_id(), (slot.entry.clone(), r));
+            }
+        }
         self.started.push(slot.clone());
+    }
+
+    /// A member's replica runs in a new actor (a restart).
+    pub(crate) fn replaced(&self, child: Child, actor: ractor::ActorId) {
+        self.actors().insert(actor, child);
+    }
+
+    /// The member and replica whose current actor `actor` was, forgotten as the actor has
+    /// stopped; `None` for an actor that was never a member's (a pooled agent's), or one a
+    /// replica no longer runs in (a supervisor restarted it before its exit came in).
+    pub(crate) fn exited(&self, actor: ractor::ActorId) -> Option<Child> {
+        let (entry, r) = self.actors().remove(&actor)?;
+        let current = entry.replicas().get(r)?.actor_id() == actor;
+        current.then_some((entry, r))
+    }
+
+    fn actors(&self) -> std::sync::MutexGuard<'_, HashMap<ractor::ActorId, Child, RandomState>> {
+        // The map is left whole by every holder (an insert or a remove), so a panic
+        // elsewhere while it was held leaves nothing to repair.
+        self.actors.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A planned agent by name.
@@ -135,20 +171,6 @@ impl Registry {
     /// The started agents' entries, in start order.
     pub(crate) fn entries(&self) -> Vec<Arc<dyn ErasedEntry>> {
         self.started.iter().map(|(_, s)| s.entry.clone()).collect()
-    }
-
-    /// The started agent and replica whose current actor is `actor`.
-    pub(crate) fn replica_of(
-        &self,
-        actor: ractor::ActorId,
-    ) -> Option<(Arc<dyn ErasedEntry>, usize)> {
-        self.started.iter().find_map(|(_, s)| {
-            s.entry
-                .replicas()
-                .iter()
-                .position(|r| r.actor_id() == actor)
-                .map(|i| (s.entry.clone(), i))
-        })
     }
 
     /// Every agent has started: publishes the members as one snapshot for the routes.

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::entry::{ErasedEntry, ReplicaStatus};
 use crate::events::EventBus;
+use crate::registry::Child;
 use crate::telemetry;
 use crate::{AgentName, EventKind, StopReason, SwarmSettings};
 
@@ -38,9 +39,11 @@ pub(crate) trait Supervised: Send + Sync + 'static {
     fn agents(&self) -> Vec<Arc<dyn ErasedEntry>>;
     /// A started agent by name.
     fn agent(&self, name: &AgentName) -> Option<Arc<dyn ErasedEntry>>;
-    /// The started agent and replica whose current actor is `actor`, found by a scan in
-    /// place (a crash no longer copies the list of agents; the scan is still linear).
-    fn replica_of(&self, actor: ractor::ActorId) -> Option<Child>;
+    /// The started agent and replica whose actor `actor` was, which has stopped (forgotten
+    /// from then on); `None` for an actor that is not a member's replica.
+    fn exited(&self, actor: ractor::ActorId) -> Option<Child>;
+    /// A replica runs in a new actor.
+    fn replaced(&self, child: Child, actor: ractor::ActorId);
     /// The coordinator that supervises `agent`, if the topology nests supervision.
     fn supervisor_of(&self, agent: &AgentName) -> Option<AgentName>;
     fn bus(&self) -> &EventBus;
@@ -85,9 +88,6 @@ pub(crate) struct RootState {
 
 /// A ractor timer that sends the root a restart.
 type Timer = JoinHandle<Result<(), ractor::MessagingErr<RootMsg>>>;
-
-/// A started replica: its agent and index.
-type Child = (Arc<dyn ErasedEntry>, usize);
 
 impl Actor for Root {
     type Msg = RootMsg;
@@ -182,7 +182,7 @@ impl RootState {
         // During shutdown the swarm marks each replica dead before stopping it, so those
         // exits are ignored below; a crash while queues drain is still restarted, so the
         // drain can finish.
-        let Some((entry, r)) = swarm.replica_of(id) else {
+        let Some((entry, r)) = swarm.exited(id) else {
             // A pooled agent, or an older actor of a replica: not this supervisor's to
             // restart.
             return;
@@ -418,6 +418,7 @@ impl RootState {
         }
         match entry.clone().respawn(replica).await {
             Ok(actor) => {
+                swarm.replaced((entry.clone(), replica), actor.get_id());
                 slot.replace(actor);
                 let count = self.restarts.entry((agent.clone(), replica)).or_insert(0);
                 *count += 1;

@@ -357,8 +357,11 @@ impl Swarm {
             for replica in entry.replicas() {
                 // Dead first, so the supervisor does not restart what shutdown stops.
                 replica.set_status(ReplicaStatus::Dead);
+                let actor = replica.actor();
+                // Unlinked, so the supervisor is not woken for an exit it would ignore.
+                actor.unlink(self.inner.root.get_cell());
                 // An error means the actor was already gone.
-                let _ = replica.actor().stop_and_wait(None, None).await;
+                let _ = actor.stop_and_wait(None, None).await;
             }
             // Tasks parked for a replica that will not come back now end as dead letters.
             Arc::clone(entry).flush_parked();
@@ -416,8 +419,12 @@ impl Supervised for Runtime {
             .filter(|e| !e.replicas().is_empty())
     }
 
-    fn replica_of(&self, actor: ractor::ActorId) -> Option<(Arc<dyn ErasedEntry>, usize)> {
-        self.registry.replica_of(actor)
+    fn exited(&self, actor: ractor::ActorId) -> Option<crate::registry::Child> {
+        self.registry.exited(actor)
+    }
+
+    fn replaced(&self, child: crate::registry::Child, actor: ractor::ActorId) {
+        self.registry.replaced(child, actor);
     }
 
     fn supervisor_of(&self, agent: &AgentName) -> Option<AgentName> {

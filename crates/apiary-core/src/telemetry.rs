@@ -67,7 +67,7 @@ impl AgentMetrics {
 
     fn series(&self) -> &Series {
         self.series.get_or_init(|| {
-            let name = self.agent.to_string();
+            let name = self.agent.shared();
             Box::new(Series {
                 outcomes: OUTCOMES.map(|o| {
                     metrics::counter!(m::TASKS_TOTAL.name, "agent" => name.clone(), "outcome" => o.as_str())
@@ -101,7 +101,7 @@ impl AgentMetrics {
 }
 
 pub(crate) fn restarted(agent: &AgentName) {
-    metrics::counter!(m::AGENT_RESTARTS_TOTAL.name, "agent" => agent.to_string()).increment(1);
+    metrics::counter!(m::AGENT_RESTARTS_TOTAL.name, "agent" => agent.shared()).increment(1);
 }
 
 pub(crate) fn gave_up(supervisor: &str) {
@@ -110,7 +110,7 @@ pub(crate) fn gave_up(supervisor: &str) {
 }
 
 pub(crate) fn dead_letter(agent: &AgentName) {
-    metrics::counter!(m::DEAD_LETTERS_TOTAL.name, "agent" => agent.to_string()).increment(1);
+    metrics::counter!(m::DEAD_LETTERS_TOTAL.name, "agent" => agent.shared()).increment(1);
 }
 
 pub(crate) fn breaker(agent: &AgentName, replica: usize, transition: BreakerTransition) {
@@ -119,12 +119,12 @@ pub(crate) fn breaker(agent: &AgentName, replica: usize, transition: BreakerTran
         BreakerTransition::HalfOpened => 1.0,
         BreakerTransition::Opened | BreakerTransition::Reopened => 2.0,
     };
-    metrics::gauge!(m::BREAKER_STATE.name, "agent" => agent.to_string(), "replica" => replica.to_string())
+    metrics::gauge!(m::BREAKER_STATE.name, "agent" => agent.shared(), "replica" => replica.to_string())
         .set(state);
 }
 
 pub(crate) fn spawned(agent: &AgentName, took: Duration) {
-    metrics::histogram!(m::SPAWN_DURATION_SECONDS.name, "agent" => agent.to_string())
+    metrics::histogram!(m::SPAWN_DURATION_SECONDS.name, "agent" => agent.shared())
         .record(took.as_secs_f64());
     metrics::gauge!(m::AGENTS.name).increment(1.0);
 }

@@ -1,5 +1,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use foldhash::fast::RandomState;
+
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction::{Incoming, Outgoing};
@@ -39,7 +41,16 @@ impl DependencyGraph {
     /// [`PlanError::Cycle`] naming the whole cycle. Repeated entries in one node's
     /// dependencies are harmless and counted once.
     pub fn new(nodes: &[Node]) -> Result<Self, PlanError> {
-        let mut index = HashMap::with_capacity(nodes.len());
+        Self::from_nodes(nodes.to_vec())
+    }
+
+    /// [`new`](Self::new), keeping the nodes rather than copying them.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn from_nodes(nodes: Vec<Node>) -> Result<Self, PlanError> {
+        let mut index = HashMap::with_capacity_and_hasher(nodes.len(), RandomState::default());
         let mut graph = DiGraph::with_capacity(nodes.len(), nodes.len());
         for (i, node) in nodes.iter().enumerate() {
             if index.insert(node.name(), NodeIndex::new(i)).is_some() {
@@ -63,11 +74,13 @@ impl DependencyGraph {
                 }
             }
         }
-        let this = Self {
-            nodes: nodes.to_vec(),
-            graph,
-        };
-        if let Some(path) = this.first_cycle() {
+        drop(index);
+        let this = Self { nodes, graph };
+        // A topological sort finds whether there is a cycle; only then is the cycle looked
+        // for, to name it.
+        if toposort(&this.graph, None).is_err()
+            && let Some(path) = this.first_cycle()
+        {
             return Err(PlanError::Cycle { path });
         }
         Ok(this)
@@ -78,10 +91,11 @@ impl DependencyGraph {
         &self.nodes
     }
 
-    /// For each node, the length of the longest dependency chain above it (0 for a root).
-    pub(crate) fn levels(&self) -> Vec<usize> {
+    /// For each node, the length of the longest dependency chain above it (0 for a root);
+    /// `order` is a topological order of the graph.
+    pub(crate) fn levels(&self, order: &[NodeIndex]) -> Vec<usize> {
         let mut level = vec![0; self.nodes.len()];
-        for v in self.topological_order() {
+        for &v in order {
             let l = self
                 .graph
                 .neighbors_directed(v, Incoming)
@@ -94,10 +108,10 @@ impl DependencyGraph {
     }
 
     /// For each node, the length of the longest chain of dependents below it (its critical
-    /// path; 0 for a node nothing depends on).
-    pub(crate) fn heights(&self) -> Vec<usize> {
+    /// path; 0 for a node nothing depends on); `order` is a topological order of the graph.
+    pub(crate) fn heights(&self, order: &[NodeIndex]) -> Vec<usize> {
         let mut height = vec![0; self.nodes.len()];
-        for v in self.topological_order().into_iter().rev() {
+        for &v in order.iter().rev() {
             let h = self
                 .graph
                 .neighbors_directed(v, Outgoing)
@@ -117,7 +131,7 @@ impl DependencyGraph {
             .map(|e| (e.source().index(), e.target().index()))
     }
 
-    fn topological_order(&self) -> Vec<NodeIndex> {
+    pub(crate) fn topological_order(&self) -> Vec<NodeIndex> {
         // `new` rejected every cycle, so the sort cannot fail.
         toposort(&self.graph, None).unwrap_or_default()
     }

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 /// One agent as the planner sees it: a name, its dependencies and its weight.
 ///
 /// The weight is the number of actors the agent becomes (its replicas); it is what
@@ -15,14 +17,16 @@
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    name: String,
+    // Shared, so the plan's batches name their agents without copying the names.
+    name: Arc<str>,
     depends_on: Vec<String>,
     weight: usize,
 }
 
 impl Node {
-    /// A node with no dependencies and weight 1.
-    pub fn new(name: impl Into<String>) -> Self {
+    /// A node with no dependencies and weight 1. The name is a `&str`, a `String`, or an
+    /// `Arc<str>` the caller already holds (which the node then shares).
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
         Self {
             name: name.into(),
             depends_on: Vec::new(),
@@ -49,6 +53,11 @@ impl Node {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name, shared.
+    pub(crate) fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// The names this node depends on, in declaration order.

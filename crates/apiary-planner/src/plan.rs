@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 use crate::{DependencyGraph, Node, PlanError, PlanLimits};
 
@@ -18,7 +19,8 @@ use crate::{DependencyGraph, Node, PlanError, PlanLimits};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     level: usize,
-    agents: Vec<String>,
+    // Shared with the plan's nodes: a batch copies no name.
+    agents: Vec<Arc<str>>,
 }
 
 impl Batch {
@@ -29,7 +31,7 @@ impl Batch {
 
     /// The agents of the batch, critical path first.
     pub fn agents(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.agents.iter().map(String::as_str)
+        self.agents.iter().map(|a| &**a)
     }
 
     /// The number of agents in the batch.
@@ -81,10 +83,23 @@ impl Plan {
         Ok(Self::from_graph(DependencyGraph::new(nodes)?, limits))
     }
 
+    /// [`new`](Self::new), keeping the nodes rather than copying them.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn from_nodes(nodes: Vec<Node>, limits: PlanLimits) -> Result<Self, PlanError> {
+        Ok(Self::from_graph(
+            DependencyGraph::from_nodes(nodes)?,
+            limits,
+        ))
+    }
+
     /// Plans the batches of an already validated graph.
     pub fn from_graph(graph: DependencyGraph, limits: PlanLimits) -> Self {
-        let levels = graph.levels();
-        let heights = graph.heights();
+        let topological = graph.topological_order();
+        let levels = graph.levels(&topological);
+        let heights = graph.heights(&topological);
         let nodes = graph.nodes();
         let mut order: Vec<usize> = (0..nodes.len()).collect();
         order.sort_by_key(|&i| (levels[i], std::cmp::Reverse(heights[i]), i));
@@ -107,7 +122,7 @@ impl Plan {
             weight += node.weight_value();
             batch_of[i] = batches.len() - 1;
             if let Some(b) = batches.last_mut() {
-                b.agents.push(node.name().to_owned());
+                b.agents.push(node.shared_name());
             }
         }
         Self {

@@ -335,6 +335,7 @@ impl<A: Agent> PoolInner<A> {
             .queue_capacity
             .unwrap_or(self.rt.settings.queue_capacity);
         let entry = AgentEntry::new(EntryParts {
+            name: AgentName::from(self.spec.name.as_str()),
             spec: self.spec.clone(),
             capacity,
             spawner: None,
