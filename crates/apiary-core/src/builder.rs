@@ -282,8 +282,6 @@ impl SwarmBuilder {
             .map(|(a, name)| a.entry(name, &rt, &cloners))
             .collect();
         rt.registry.plan(&slots);
-        let by_name: HashMap<&str, &Slot> =
-            slots.iter().map(|s| (s.entry.name().as_str(), s)).collect();
         let chunk = match rt.settings.max_concurrency {
             0 => usize::MAX,
             n => n,
@@ -294,8 +292,9 @@ impl SwarmBuilder {
         for batch in plan.batches() {
             // Every replica of every agent in the batch, spawned `chunk` at a time.
             jobs.clear();
-            jobs.extend(batch.agents().flat_map(|name| {
-                let slot = by_name[name];
+            // The plan's nodes were made from `agents`, in order, as were `slots`.
+            jobs.extend(batch.indices().flat_map(|i| {
+                let slot = &slots[i];
                 (0..slot.entry.spec().replicas as usize).map(move |r| (slot, r))
             }));
             started.clear();

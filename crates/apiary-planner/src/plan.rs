@@ -14,13 +14,15 @@ use crate::{DependencyGraph, Node, PlanError, PlanLimits};
 /// let first = plan.batches().next().unwrap();
 /// assert_eq!(first.level(), 0);
 /// assert_eq!(first.agents().collect::<Vec<_>>(), ["a", "b"]);
+/// assert_eq!(first.indices().collect::<Vec<_>>(), [0, 1]);
 /// # Ok::<(), apiary_planner::PlanError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     level: usize,
-    // Shared with the plan's nodes: a batch copies no name.
-    agents: Vec<Arc<str>>,
+    // Each agent's name (shared with the plan's nodes: a batch copies no name) and its
+    // position among the nodes.
+    agents: Vec<(Arc<str>, usize)>,
 }
 
 impl Batch {
@@ -31,7 +33,13 @@ impl Batch {
 
     /// The agents of the batch, critical path first.
     pub fn agents(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.agents.iter().map(|a| &**a)
+        self.agents.iter().map(|(name, _)| &**name)
+    }
+
+    /// The same agents as their positions in the list of nodes the plan was made from, so a
+    /// caller holding something per node finds it without a lookup by name.
+    pub fn indices(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        self.agents.iter().map(|&(_, i)| i)
     }
 
     /// The number of agents in the batch.
@@ -122,7 +130,7 @@ impl Plan {
             weight += node.weight_value();
             batch_of[i] = batches.len() - 1;
             if let Some(b) = batches.last_mut() {
-                b.agents.push(node.shared_name());
+                b.agents.push((node.shared_name(), i));
             }
         }
         Self {
@@ -193,7 +201,7 @@ impl fmt::Display for Plan {
                 "batch {} (level {}): {}",
                 i + 1,
                 batch.level,
-                batch.agents.join(", ")
+                batch.agents().collect::<Vec<_>>().join(", ")
             )?;
         }
         Ok(())

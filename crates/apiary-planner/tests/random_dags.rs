@@ -51,6 +51,9 @@ proptest! {
             if max_concurrency > 0 && batch.len() > 1 {
                 prop_assert!(w <= max_concurrency);
             }
+            // Each index names the node the batch names.
+            let by_index: Vec<&str> = batch.indices().map(|i| nodes[i].name()).collect();
+            prop_assert_eq!(by_index, batch.agents().collect::<Vec<_>>());
             for agent in batch.agents() {
                 prop_assert!(batch_of.insert(agent.to_owned(), b).is_none(), "{} planned twice", agent);
             }
@@ -61,7 +64,8 @@ proptest! {
                 prop_assert!(batch_of[dep] < batch_of[node.name()]);
             }
         }
-        // Deterministic: the same input plans the same way.
+        // Deterministic: the same input plans the same way, whether the nodes are lent or given.
         prop_assert_eq!(Plan::new(&nodes, limits).unwrap().to_string(), plan.to_string());
+        prop_assert_eq!(Plan::from_nodes(nodes.clone(), limits).unwrap().to_string(), plan.to_string());
     }
 }
