@@ -2,7 +2,8 @@
 //! spawns, 10,000 agents in a 100-level DAG, and a pooled acquire vs the floor of any async
 //! pool (a semaphore permit and a locked deque) and vs a fresh spawn.
 //! Memory per agent is printed first: RSS growth over 10,000 started agents, each side measured
-//! in a fresh process of its own.
+//! in a fresh process of its own. Stopping 10,000 agents is measured against stopping 10,000
+//! raw actors.
 //!
 //! Run: `cargo bench --bench spawn`
 
@@ -197,6 +198,8 @@ fn spawn(c: &mut Criterion) {
     group.bench_function("raw_ractor_one_by_one", |b| b.iter_custom(raw(false)));
     group.finish();
 
+    shutdown(c, &flat);
+
     // Pooled acquire (an idle agent is ready) vs the data structures any async pool touches,
     // and vs starting a fresh actor (what a pool saves). Acquisitions are timed in blocks of
     // `POOLED` (then all released, untimed): one clock read per block, not per acquire, whose
@@ -277,6 +280,58 @@ fn spawn(c: &mut Criterion) {
     });
     group.finish();
     rt.block_on(swarm.shutdown());
+}
+
+/// Stopping 10,000 started agents (`Swarm::shutdown`, which stops them one by one in reverse
+/// start order) against stopping 10,000 raw actors one by one (`stop_and_wait`), on the
+/// bench's two-worker runtime and on a single-threaded one, where no other thread can hide
+/// work the swarm's supervisor does for each exit. Only the stopping is timed.
+fn shutdown(c: &mut Criterion, flat: &[AgentSpec]) {
+    let mut group = c.benchmark_group("shutdown_10k");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(N as u64));
+    let single = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    for (runtime_name, rt) in [("two_workers", runtime()), ("one_thread", single())] {
+        let rt = &rt;
+        group.bench_function(format!("apiary_{runtime_name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let swarm = rt.block_on(start(flat, 1));
+                    let t = Instant::now();
+                    rt.block_on(swarm.shutdown());
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+        group.bench_function(format!("raw_ractor_{runtime_name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    rt.block_on(async {
+                        let mut actors = Vec::with_capacity(N);
+                        for _ in 0..N {
+                            actors.push(Actor::spawn(None, RawIdle, ()).await.unwrap().0);
+                        }
+                        let t = Instant::now();
+                        for a in actors {
+                            a.stop_and_wait(None, None).await.unwrap();
+                        }
+                        total += t.elapsed();
+                    });
+                }
+                total
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, spawn);
