@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use foldhash::fast::RandomState;
+
 use serde::{Deserialize, Serialize};
 
 /// Free-form string metadata attached to a pattern, filterable in searches.
@@ -145,8 +147,10 @@ impl PatternInfo {
 /// Pattern ids by key and infos by id.
 #[derive(Debug, Default)]
 pub(crate) struct PatternTable {
-    pub(crate) by_id: HashMap<u64, PatternInfo>,
-    pub(crate) by_key: HashMap<String, u64>,
+    // foldhash: every insert hashes a key and an id several times over, and SipHash's
+    // resistance to chosen keys buys nothing for keys the memory's own users write.
+    pub(crate) by_id: HashMap<u64, PatternInfo, RandomState>,
+    pub(crate) by_key: HashMap<String, u64, RandomState>,
     pub(crate) next_id: u64,
 }
 

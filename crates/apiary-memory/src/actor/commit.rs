@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use apiary_metrics as m;
 
 use super::{NewPatterns, Reply, State};
@@ -48,10 +50,10 @@ pub(crate) enum Then {
 #[derive(Debug, Default)]
 pub(super) struct InFlight {
     /// Key/value writes in flight per key.
-    kv: HashMap<String, u32>,
+    kv: HashMap<String, u32, RandomState>,
     /// Pattern writes in flight per key, and the id the key will have after them (`None`:
     /// removed).
-    patterns: HashMap<String, (u32, Option<u64>)>,
+    patterns: HashMap<String, (u32, Option<u64>), RandomState>,
     /// An expiry sweep is in flight: the next is scheduled once it is applied.
     pub(super) expiring: bool,
 }
@@ -163,8 +165,11 @@ impl State {
         };
         // Ids are taken now, so that writes in flight never share one.
         self.shared.write().patterns.next_id = first_id + patterns.infos.len() as u64;
-        for (info, id) in patterns.infos.iter().zip(first_id..) {
-            self.in_flight.touch_pattern(&info.key, Some(id));
+        // Without a store the write is applied before this returns: nothing is in flight.
+        if self.writer.is_some() {
+            for (info, id) in patterns.infos.iter().zip(first_id..) {
+                self.in_flight.touch_pattern(&info.key, Some(id));
+            }
         }
         let write = Write::Patterns {
             add,
@@ -270,8 +275,10 @@ impl State {
                 replaced,
                 reply,
             } => {
-                for info in &patterns.infos {
-                    self.in_flight.done_pattern(&info.key);
+                if !self.in_flight.patterns.is_empty() {
+                    for info in &patterns.infos {
+                        self.in_flight.done_pattern(&info.key);
+                    }
                 }
                 let result = match generation {
                     Some(g) => self.apply_patterns(first_id, patterns, &replaced, g),
@@ -369,7 +376,8 @@ impl State {
 /// Drops all but the last pattern of each key in the batch (the last one wins, as if the
 /// patterns had been added one by one), with their rows.
 fn keep_last_of_each_key(patterns: &mut NewPatterns, dim: usize) {
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(patterns.infos.len());
+    let mut last: HashMap<&str, usize, RandomState> =
+        HashMap::with_capacity_and_hasher(patterns.infos.len(), RandomState::default());
     for (i, info) in patterns.infos.iter().enumerate() {
         last.insert(&info.key, i);
     }
