@@ -7,13 +7,16 @@
 //! that readers walk in start order as it grows - so starting n agents one by one is O(n) -
 //! and once the swarm has started they are published once as one contiguous snapshot, which
 //! is what every route reads from then on.
+//!
+//! The supervisor learns of an exit by actor id; a map from each member actor's id to its
+//! agent and replica (kept under a lock only the start, restarts and exits take) finds the
+//! child in O(1), so stopping n agents is O(n).
 
 use std::collections::HashMap;
-
-use foldhash::fast::RandomState;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use foldhash::fast::RandomState;
 use smallvec::SmallVec;
 
 use crate::entry::{AgentEntry, ErasedEntry, Types};
