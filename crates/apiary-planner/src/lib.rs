@@ -6,7 +6,10 @@
 //! batches respect a [`PlanLimits`]. The plan is deterministic: the same input always gives
 //! the same batches in the same order.
 //!
-//! The planner knows nothing of actors; it plans names.
+//! The planner knows nothing of actors; it plans names. A caller that keeps something per
+//! node (an apiary swarm keeps each agent's entry) finds it through [`Batch::indices`], the
+//! agents' positions in the list of nodes, rather than by name; [`Plan::from_nodes`] takes
+//! that list without copying it, and batches share the nodes' names.
 //!
 //! # Examples
 //!
