@@ -1,7 +1,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use foldhash::fast::RandomState;
-
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction::{Incoming, Outgoing};
@@ -29,6 +28,8 @@ pub struct DependencyGraph {
     nodes: Vec<Node>,
     // Vertex weights are indices into `nodes`; vertex i is node i.
     graph: DiGraph<usize, ()>,
+    // A topological order, found while checking for cycles and kept for planning.
+    order: Vec<NodeIndex>,
 }
 
 impl DependencyGraph {
@@ -75,15 +76,24 @@ impl DependencyGraph {
             }
         }
         drop(index);
-        let this = Self { nodes, graph };
         // A topological sort finds whether there is a cycle; only then is the cycle looked
-        // for, to name it.
-        if toposort(&this.graph, None).is_err()
-            && let Some(path) = this.first_cycle()
-        {
-            return Err(PlanError::Cycle { path });
+        // for, to name it. The order is kept: planning needs it.
+        match toposort(&graph, None) {
+            Ok(order) => Ok(Self {
+                nodes,
+                graph,
+                order,
+            }),
+            Err(_) => {
+                let this = Self {
+                    nodes,
+                    graph,
+                    order: Vec::new(),
+                };
+                let path = this.first_cycle().unwrap_or_default();
+                Err(PlanError::Cycle { path })
+            }
         }
-        Ok(this)
     }
 
     /// The nodes, in declaration order.
@@ -131,9 +141,9 @@ impl DependencyGraph {
             .map(|e| (e.source().index(), e.target().index()))
     }
 
-    pub(crate) fn topological_order(&self) -> Vec<NodeIndex> {
-        // `new` rejected every cycle, so the sort cannot fail.
-        toposort(&self.graph, None).unwrap_or_default()
+    /// Every node, each after all of its dependencies.
+    pub(crate) fn topological_order(&self) -> &[NodeIndex] {
+        &self.order
     }
 
     /// The cycle through the earliest-declared node that lies on one, as names in

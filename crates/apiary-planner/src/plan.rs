@@ -105,9 +105,8 @@ impl Plan {
 
     /// Plans the batches of an already validated graph.
     pub fn from_graph(graph: DependencyGraph, limits: PlanLimits) -> Self {
-        let topological = graph.topological_order();
-        let levels = graph.levels(&topological);
-        let heights = graph.heights(&topological);
+        let levels = graph.levels(graph.topological_order());
+        let heights = graph.heights(graph.topological_order());
         let nodes = graph.nodes();
         let mut order: Vec<usize> = (0..nodes.len()).collect();
         order.sort_by_key(|&i| (levels[i], std::cmp::Reverse(heights[i]), i));
