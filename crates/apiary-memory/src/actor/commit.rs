@@ -165,11 +165,8 @@ impl State {
         };
         // Ids are taken now, so that writes in flight never share one.
         self.shared.write().patterns.next_id = first_id + patterns.infos.len() as u64;
-        // Without a store the write is applied before this returns: nothing is in flight.
-        if self.writer.is_some() {
-            for (info, id) in patterns.infos.iter().zip(first_id..) {
-                self.in_flight.touch_pattern(&info.key, Some(id));
-            }
+        for (info, id) in patterns.infos.iter().zip(first_id..) {
+            self.in_flight.touch_pattern(&info.key, Some(id));
         }
         let write = Write::Patterns {
             add,
@@ -275,10 +272,8 @@ impl State {
                 replaced,
                 reply,
             } => {
-                if !self.in_flight.patterns.is_empty() {
-                    for info in &patterns.infos {
-                        self.in_flight.done_pattern(&info.key);
-                    }
+                for info in &patterns.infos {
+                    self.in_flight.done_pattern(&info.key);
                 }
                 let result = match generation {
                     Some(g) => self.apply_patterns(first_id, patterns, &replaced, g),
