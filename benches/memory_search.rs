@@ -13,7 +13,10 @@
 //!   re-scored exactly against a plain array, as the memory does), against the same searches
 //!   through the memory: each query searched by both back to back, the order alternating.
 //! - **Inserts**: batches of 1,000 through the memory against FAISS's own `add_with_ids`
-//!   into the same trained index.
+//!   into the same trained index, and against that add plus appending the batch's rows to a
+//!   plain array holding the collection's (what the thin comparison re-scores against, and
+//!   what the memory keeps for re-scoring, retraining and filtered searches). Each side's page faults per vector are
+//!   printed beside it: writing into pages never touched before is what the rows cost.
 //!
 //! Latencies are single-query searches (k = 10) timed one by one from a task on the tokio
 //! runtime, as an agent calls its memory. The systems take turns over several rounds, each
@@ -543,19 +546,54 @@ fn main() {
     c.final_summary();
 }
 
+/// Minor page faults of the whole process so far (`/proc/self/stat`, field 10): each is a
+/// page touched for the first time, which the kernel must zero (and, on a VM, the host may
+/// have to back).
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(7).unwrap().parse().unwrap()
+}
+
+/// What the first write to a page never touched costs here: 256 MiB freshly mapped (a zeroed
+/// allocation that large is mapped, not taken from the heap), one byte written per 4 KiB page.
+fn first_touch_per_page() -> Duration {
+    const PAGE: usize = 4096;
+    const BYTES: usize = 256 << 20;
+    let mut fresh = vec![0u8; BYTES];
+    let started = Instant::now();
+    for page in fresh.chunks_mut(PAGE) {
+        page[0] = 1;
+    }
+    let took = started.elapsed();
+    std::hint::black_box(&fresh);
+    took / (BYTES / PAGE) as u32
+}
+
 /// Batches of 1,000 new vectors into each memory's trained index, through the memory (in
 /// RAM: with a directory each batch also waits for its commit to disk) and with FAISS's
-/// `add_with_ids` into the same index read back from the file, taking turns.
+/// `add_with_ids` into the same index read back from the file, taking turns. The second
+/// floor also appends the rows to a plain array, as the memory keeps them.
 fn inserts(rt: &Runtime, data: &Data, runs: &[MemoryRun]) {
     const BATCH: usize = 1_000;
     const BATCHES: usize = 10;
     println!("== inserts into the trained index, {BATCHES} batches of {BATCH} (turns)");
-    println!("| index | FAISS add_with_ids | through the memory | memory / FAISS |");
-    println!("| --- | --- | --- | --- |");
+    println!(
+        "| index | FAISS add_with_ids | FAISS add + rows kept | through the memory | \
+         memory / FAISS | memory / (FAISS + rows) | page faults per vector: FAISS / rows / memory |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let touch = first_touch_per_page();
     let n = data.base.len();
     for run in runs {
         let mut raw = saved_index(run.dir.path());
-        let (mut faiss_time, mut memory_time) = (Duration::ZERO, Duration::ZERO);
+        // Like the memory's own array, it already holds the collection: new rows go to pages
+        // past it, never touched before (a small array would reuse pages the process freed).
+        let mut rows_kept: Vec<f32> = data.base.iter().flatten().copied().collect();
+        let (mut faiss_time, mut rows_time, mut memory_time) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let (mut faiss_faults, mut rows_faults, mut memory_faults) = (0, 0, 0);
         for b in 0..BATCHES {
             // New vectors: the queries, renumbered past the collection.
             let rows: Vec<usize> = (b * BATCH..(b + 1) * BATCH).collect();
@@ -564,9 +602,16 @@ fn inserts(rt: &Runtime, data: &Data, runs: &[MemoryRun]) {
                 .flat_map(|&i| data.queries[i % data.queries.len()].iter().copied())
                 .collect();
             let ids: Vec<Idx> = rows.iter().map(|&i| Idx::new((n + i) as u64)).collect();
+            let faults = minor_faults();
             let started = Instant::now();
             raw.add_with_ids(&vectors, &ids).unwrap();
             faiss_time += started.elapsed();
+            let mid = minor_faults();
+            let started = Instant::now();
+            rows_kept.extend_from_slice(&vectors);
+            rows_time += started.elapsed();
+            faiss_faults += mid - faults;
+            rows_faults += minor_faults() - mid;
 
             let patterns: Vec<Pattern> = rows
                 .iter()
@@ -578,18 +623,30 @@ fn inserts(rt: &Runtime, data: &Data, runs: &[MemoryRun]) {
                 })
                 .collect();
             let memory = run.in_ram.clone();
+            let faults = minor_faults();
             let started = Instant::now();
             rt.block_on(rt.spawn(async move { memory.add_patterns(patterns).await.unwrap() }))
                 .unwrap();
             memory_time += started.elapsed();
+            memory_faults += minor_faults() - faults;
         }
         let per_s = |t: Duration| (BATCHES * BATCH) as f64 / t.as_secs_f64();
+        let per_vector = |faults: u64| faults as f64 / (BATCHES * BATCH) as f64;
         println!(
-            "| {} | {:.1}k/s | {:.1}k/s | {:.2} |",
+            "| {} | {:.1}k/s | {:.1}k/s | {:.1}k/s | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} |",
             run.stats.index.factory,
             per_s(faiss_time) / 1e3,
+            per_s(faiss_time + rows_time) / 1e3,
             per_s(memory_time) / 1e3,
-            per_s(memory_time) / per_s(faiss_time)
+            per_s(memory_time) / per_s(faiss_time),
+            per_s(memory_time) / per_s(faiss_time + rows_time),
+            per_vector(faiss_faults),
+            per_vector(rows_faults),
+            per_vector(memory_faults),
         );
     }
+    println!(
+        "first write to a page never touched: {:.2} us a page (256 MiB freshly mapped)",
+        touch.as_secs_f64() * 1e6
+    );
 }

@@ -1,5 +1,5 @@
 //! Starting agents: 10,000 independent agents planner-batched vs one by one vs raw ractor
-//! spawns, 10,000 agents in a 100-level DAG, and a pooled acquire vs the floor of any async
+//! spawns (free, and linked under a supervisor as agents are), 10,000 agents in a 100-level DAG, and a pooled acquire vs the floor of any async
 //! pool (a semaphore permit and a locked deque) and vs a fresh spawn.
 //! Memory per agent is printed first: RSS growth over 10,000 started agents, each side measured
 //! in a fresh process of its own. Stopping 10,000 agents is measured against stopping 10,000
@@ -196,6 +196,37 @@ fn spawn(c: &mut Criterion) {
     };
     group.bench_function("raw_ractor_concurrent", |b| b.iter_custom(raw(true)));
     group.bench_function("raw_ractor_one_by_one", |b| b.iter_custom(raw(false)));
+    // The floor of a supervised actor: raw ractor actors spawned one by one, each linked
+    // under one supervisor actor, as every apiary agent is linked under its swarm's.
+    group.bench_function("raw_ractor_linked_one_by_one", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (supervisor, _) = rt.block_on(Actor::spawn(None, RawIdle, ())).unwrap();
+                let t = Instant::now();
+                let actors: Vec<ActorRef<()>> = rt.block_on(async {
+                    let mut v = Vec::with_capacity(N);
+                    for _ in 0..N {
+                        let (actor, _) =
+                            Actor::spawn_linked(None, RawIdle, (), supervisor.get_cell())
+                                .await
+                                .unwrap();
+                        v.push(actor);
+                    }
+                    v
+                });
+                total += t.elapsed();
+                rt.block_on(async {
+                    for a in actors {
+                        a.unlink(supervisor.get_cell());
+                        a.stop_and_wait(None, None).await.unwrap();
+                    }
+                    supervisor.stop_and_wait(None, None).await.unwrap();
+                });
+            }
+            total
+        })
+    });
     group.finish();
 
     shutdown(c, &flat);
