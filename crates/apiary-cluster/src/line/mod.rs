@@ -33,12 +33,8 @@ pub(crate) mod server;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use futures::SinkExt;
 use ractor::ActorId;
-use tokio::io::AsyncWrite;
-use tokio::sync::{mpsc, OnceCell};
-use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::Tls;
@@ -130,22 +126,6 @@ impl Lines {
             line.close(&format!("node `{node}` shut down"));
         }
     }
-}
-
-/// Writes the frames sent on `frames` until it closes: everything queued when a write
-/// starts goes out in that write.
-pub(crate) async fn write_batches<W: AsyncWrite + Unpin>(
-    mut sink: FramedWrite<W, LengthDelimitedCodec>,
-    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
-) -> std::io::Result<()> {
-    let mut batch = Vec::with_capacity(64);
-    while frames.recv_many(&mut batch, 256).await > 0 {
-        for frame in batch.drain(..) {
-            sink.feed(Bytes::from(frame)).await?;
-        }
-        SinkExt::<Bytes>::flush(&mut sink).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -131,6 +131,85 @@ async fn tasks_travel_on_a_line_a_cut_line_ends_its_calls_once_and_a_new_one_ope
     swarm.shutdown().await;
 }
 
+/// Answers with the task's length and the sum of its bytes.
+struct Weigh;
+
+impl Agent for Weigh {
+    type Task = Vec<u8>;
+    type Output = (usize, u64);
+    type Error = std::convert::Infallible;
+
+    async fn handle(
+        &mut self,
+        task: Vec<u8>,
+        _: &AgentContext<Vec<u8>, (usize, u64)>,
+    ) -> Result<(usize, u64), Self::Error> {
+        Ok((task.len(), task.iter().map(|&b| u64::from(b)).sum()))
+    }
+}
+
+fn weight(task: &[u8]) -> (usize, u64) {
+    (task.len(), task.iter().map(|&b| u64::from(b)).sum())
+}
+
+/// A call alone on its line writes its own frame, and one far larger than the socket takes
+/// at once is finished by the writer task; calls in flight together go through the writer.
+/// Either way every frame arrives whole and every call gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_larger_than_the_socket_takes_arrive_whole_alone_or_together() {
+    let caller = Node::start(NodeConfig::new("big-caller", "c"))
+        .await
+        .unwrap();
+    let server = Node::start(NodeConfig::new("big-server", "c"))
+        .await
+        .unwrap();
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("weigh").replicas(2), || Weigh)
+        .start()
+        .await
+        .unwrap();
+    server
+        .export(&swarm.agent::<Vec<u8>, (usize, u64)>("weigh").unwrap())
+        .await
+        .unwrap();
+    caller.connect(server.addr()).await.unwrap();
+    let weigh = caller.remote::<Vec<u8>, (usize, u64)>("weigh");
+    until("the gateway", || weigh.nodes() == ["big-server"]).await;
+
+    // Alone: 16 MiB, far more than a loopback socket's buffers take in one write. If the
+    // rest of the frame were never written, the answer would never come.
+    let big: Vec<u8> = (0..16usize << 20).map(|i| (i % 251) as u8).collect();
+    let answer = tokio::time::timeout(Duration::from_secs(30), weigh.submit(&big))
+        .await
+        .expect("the 16 MiB call was answered within 30 s");
+    assert_eq!(answer.unwrap(), weight(&big));
+    assert_eq!(caller.shared.lines.open_to("big-server"), 1);
+
+    // Together: eight of 1 MiB and eight small ones at once, each answered as its own.
+    let tasks: Vec<Vec<u8>> = (0..16u8)
+        .map(|n| {
+            let len = if n % 2 == 0 { 1 << 20 } else { 3 };
+            (0..len).map(|i| (i as u8).wrapping_mul(n)).collect()
+        })
+        .collect();
+    let answers = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures::future::join_all(tasks.iter().map(|t| weigh.submit(t))),
+    )
+    .await
+    .expect("the calls in flight together were answered within 30 s");
+    for (task, answer) in tasks.iter().zip(answers) {
+        assert_eq!(answer.unwrap(), weight(task));
+    }
+    // Then alone again, on the same line.
+    assert_eq!(weigh.submit(&vec![7u8; 100]).await.unwrap(), (100, 700));
+    assert_eq!(caller.shared.lines.open_to("big-server"), 1);
+
+    caller.shutdown().await;
+    server.shutdown().await;
+    swarm.shutdown().await;
+}
+
 /// Answers every task with a failure; only its ticket matters here.
 struct Refuses;
 
