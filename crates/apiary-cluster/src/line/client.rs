@@ -100,8 +100,9 @@ impl State {
         let Ok(mut sink) = self.sink.try_lock() else {
             return self.queue(frame);
         };
-        // Polled once, never waited on: a caller that went away must not leave half a
-        // frame. What the codec took stays in its buffer for the writer task to finish.
+        // Polled once, never waited on (the caller goes on to wait for its answer): what the
+        // socket does not take now stays in the codec's buffer for the writer task to finish,
+        // so no frame is ever left half written.
         let mut cx = Context::from_waker(Waker::noop());
         match SinkExt::<Bytes>::poll_ready_unpin(&mut *sink, &mut cx) {
             Poll::Ready(Ok(())) => {}

@@ -14,8 +14,9 @@
 //!    and sends the token in its hello; the peer accepts a token once, from the node it was
 //!    issued to.
 //! 3. From then on every task is one frame (an id and the task, encoded once) and every
-//!    answer one frame back. All frames queued while a write is under way go out in the
-//!    next write, so 64 tasks in flight share a few syscalls; answers come back as tasks
+//!    answer one frame back. A call alone on the line writes its own frame; calls in flight
+//!    together queue theirs, and all frames queued while a write is under way go out in the
+//!    next write, so 64 tasks in flight share a few syscalls. Answers come back as tasks
 //!    finish, in any order.
 //!
 //! Every call ends exactly once: with its answer; with a timeout; or, when the line closes
