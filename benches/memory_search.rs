@@ -15,8 +15,9 @@
 //! - **Inserts**: batches of 1,000 through the memory against FAISS's own `add_with_ids`
 //!   into the same trained index, and against that add plus appending the batch's rows to a
 //!   plain array holding the collection's (what the thin comparison re-scores against, and
-//!   what the memory keeps for re-scoring, retraining and filtered searches). Each side's page faults per vector are
-//!   printed beside it: writing into pages never touched before is what the rows cost.
+//!   what the memory keeps for re-scoring, retraining and filtered searches). Each side's
+//!   page faults per vector are printed beside it: writing into pages never touched before
+//!   is what the rows cost.
 //!
 //! Latencies are single-query searches (k = 10) timed one by one from a task on the tokio
 //! runtime, as an agent calls its memory. The systems take turns over several rounds, each

@@ -1,6 +1,7 @@
 //! Starting agents: 10,000 independent agents planner-batched vs one by one vs raw ractor
-//! spawns (free, and linked under a supervisor as agents are), 10,000 agents in a 100-level DAG, and a pooled acquire vs the floor of any async
-//! pool (a semaphore permit and a locked deque) and vs a fresh spawn.
+//! spawns (free, and linked under a supervisor as agents are), 10,000 agents in a 100-level
+//! DAG, and a pooled acquire vs the floor of any async pool (a semaphore permit and a locked
+//! deque) and vs a fresh spawn.
 //! Memory per agent is printed first: RSS growth over 10,000 started agents, each side measured
 //! in a fresh process of its own. Stopping 10,000 agents is measured against stopping 10,000
 //! raw actors.
