@@ -47,14 +47,32 @@ async fn until(what: &str, mut ok: impl FnMut() -> bool) {
     panic!("{what} never happened");
 }
 
+/// Two nodes, `{name}-caller` and `{name}-server`; the server exports `swarm`'s agent `agent`
+/// and the caller waits until it sees that gateway.
+async fn exported<T, O>(name: &str, swarm: &Swarm, agent: &str) -> (Node, Node)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    O: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    let caller = Node::start(NodeConfig::new(format!("{name}-caller"), "c"))
+        .await
+        .unwrap();
+    let server = Node::start(NodeConfig::new(format!("{name}-server"), "c"))
+        .await
+        .unwrap();
+    server
+        .export(&swarm.agent::<T, O>(agent).unwrap())
+        .await
+        .unwrap();
+    caller.connect(server.addr()).await.unwrap();
+    let remote = caller.remote::<T, O>(agent);
+    let server_name = format!("{name}-server");
+    until("the gateway", || remote.nodes() == [server_name.as_str()]).await;
+    (caller, server)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_travel_on_a_line_a_cut_line_ends_its_calls_once_and_a_new_one_opens() {
-    let caller = Node::start(NodeConfig::new("line-caller", "c"))
-        .await
-        .unwrap();
-    let server = Node::start(NodeConfig::new("line-server", "c"))
-        .await
-        .unwrap();
     let (arrived, open) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
     let swarm = Swarm::builder()
         .agent(AgentSpec::new("gate").replicas(2), {
@@ -67,13 +85,8 @@ async fn tasks_travel_on_a_line_a_cut_line_ends_its_calls_once_and_a_new_one_ope
         .start()
         .await
         .unwrap();
-    server
-        .export(&swarm.agent::<u64, u64>("gate").unwrap())
-        .await
-        .unwrap();
-    caller.connect(server.addr()).await.unwrap();
+    let (caller, server) = exported::<u64, u64>("line", &swarm, "gate").await;
     let gate = caller.remote::<u64, u64>("gate");
-    until("the gateway", || gate.nodes() == ["line-server"]).await;
 
     assert_eq!(gate.submit(&1).await.unwrap(), 2);
     assert_eq!(caller.shared.lines.open_to("line-server"), 1);
@@ -144,7 +157,7 @@ impl Agent for Weigh {
         task: Vec<u8>,
         _: &AgentContext<Vec<u8>, (usize, u64)>,
     ) -> Result<(usize, u64), Self::Error> {
-        Ok((task.len(), task.iter().map(|&b| u64::from(b)).sum()))
+        Ok(weight(&task))
     }
 }
 
@@ -157,24 +170,13 @@ fn weight(task: &[u8]) -> (usize, u64) {
 /// Either way every frame arrives whole and every call gets its own answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_larger_than_the_socket_takes_arrive_whole_alone_or_together() {
-    let caller = Node::start(NodeConfig::new("big-caller", "c"))
-        .await
-        .unwrap();
-    let server = Node::start(NodeConfig::new("big-server", "c"))
-        .await
-        .unwrap();
     let swarm = Swarm::builder()
         .agent(AgentSpec::new("weigh").replicas(2), || Weigh)
         .start()
         .await
         .unwrap();
-    server
-        .export(&swarm.agent::<Vec<u8>, (usize, u64)>("weigh").unwrap())
-        .await
-        .unwrap();
-    caller.connect(server.addr()).await.unwrap();
+    let (caller, server) = exported::<Vec<u8>, (usize, u64)>("big", &swarm, "weigh").await;
     let weigh = caller.remote::<Vec<u8>, (usize, u64)>("weigh");
-    until("the gateway", || weigh.nodes() == ["big-server"]).await;
 
     // Alone: 16 MiB, far more than a loopback socket's buffers take in one write. If the
     // rest of the frame were never written, the answer would never come.
