@@ -17,7 +17,10 @@
 //!   plain array holding the collection's (what the thin comparison re-scores against, and
 //!   what the memory keeps for re-scoring, retraining and filtered searches). Each side's
 //!   page faults per vector are printed beside it: writing into pages never touched before
-//!   is what the rows cost.
+//!   is what the rows cost. The fast-scan memory re-scores from its rows, which makes it
+//!   FAISS's `IVF..,PQ..x4fs,RFlat` (the raw fast-scan of the race): its row is also read
+//!   against FAISS's own add into that index, the same trained fast-scan holding the
+//!   collection, wrapped in `IndexRefineFlat`, which keeps every row for its refine step.
 //!
 //! Latencies are single-query searches (k = 10) timed one by one from a task on the tokio
 //! runtime, as an agent calls its memory. The systems take turns over several rounds, each
@@ -37,7 +40,10 @@ use std::{
 
 use apiary::memory::{IndexConfig, Memory, MemoryConfig, Pattern, Query};
 use criterion::Criterion;
-use faiss::{index::autotune::ParameterSpace, index::IndexImpl, Idx, Index, MetricType};
+use faiss::{
+    index::{autotune::ParameterSpace, refine_flat::RefineFlatIndexImpl, IndexImpl},
+    Idx, Index, MetricType,
+};
 use minilm384::{row, Data, DIM};
 use tokio::runtime::Runtime;
 
@@ -543,7 +549,7 @@ fn main() {
     });
     group.finish();
 
-    inserts(&rt, &data, &runs);
+    inserts(&rt, &data, &flat, &runs);
     c.final_summary();
 }
 
@@ -572,29 +578,68 @@ fn first_touch_per_page() -> Duration {
     took / (BYTES / PAGE) as u32
 }
 
-/// Batches of 1,000 new vectors into each memory's trained index, through the memory (in
-/// RAM: with a directory each batch also waits for its commit to disk) and with FAISS's
-/// `add_with_ids` into the same index read back from the file, taking turns. The second
-/// floor also appends the rows to a plain array, as the memory keeps them.
-fn inserts(rt: &Runtime, data: &Data, runs: &[MemoryRun]) {
+/// Batches of 1,000 new vectors into each memory's trained index through the memory (in
+/// RAM: with a directory each batch also waits for its commit to disk), against FAISS's
+/// `add_with_ids` into the same index read back from the file, all taking turns. The floors:
+/// the bare add, and the add plus appending the rows to a plain array holding the
+/// collection's (as the memory keeps them), each on the bench's main thread and on a runtime
+/// worker (where the memory's add runs: glibc gives each thread but the main one its own
+/// heap, which behaves differently); for fast-scan, FAISS's add into the same trained index
+/// under FAISS's own refine (`RFlat`).
+fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
     const BATCH: usize = 1_000;
     const BATCHES: usize = 10;
     println!("== inserts into the trained index, {BATCHES} batches of {BATCH} (turns)");
-    println!(
-        "| index | FAISS add_with_ids | FAISS add + rows kept | through the memory | \
-         memory / FAISS | memory / (FAISS + rows) | page faults per vector: FAISS / rows / memory |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| index | side | vectors/s | memory / side | page faults per vector |");
+    println!("| --- | --- | --- | --- | --- |");
     let touch = first_touch_per_page();
     let n = data.base.len();
     for run in runs {
+        // Each floor's array, like the memory's own, already holds the collection: new rows
+        // go to pages past it, never touched before (a small array would reuse pages the
+        // process freed).
+        let collection = || -> Vec<f32> { data.base.iter().flatten().copied().collect() };
         let mut raw = saved_index(run.dir.path());
-        // Like the memory's own array, it already holds the collection: new rows go to pages
-        // past it, never touched before (a small array would reuse pages the process freed).
-        let mut rows_kept: Vec<f32> = data.base.iter().flatten().copied().collect();
-        let (mut faiss_time, mut rows_time, mut memory_time) =
-            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        let (mut faiss_faults, mut rows_faults, mut memory_faults) = (0, 0, 0);
+        let mut rows_kept = collection();
+        let mut on_worker = Some((saved_index(run.dir.path()), collection()));
+        let mut refined = run.stats.index.factory.contains("x4fs").then(|| {
+            // IndexRefineFlat takes an empty base: the same trained index, emptied, then
+            // filled with the collection in the memory's chunks (so its array of rows has
+            // grown as the memory's did, and has room left, as the memory's has).
+            let mut base = saved_index(run.dir.path());
+            base.reset().unwrap();
+            let mut refined = RefineFlatIndexImpl::new(base).unwrap();
+            for chunk in flat.chunks(10_000 * DIM) {
+                refined.add(chunk).unwrap();
+            }
+            refined
+        });
+        // Time and page faults per side, in the order of `SIDES`.
+        const SIDES: [&str; 6] = [
+            "FAISS add_with_ids",
+            "FAISS add + rows kept",
+            "FAISS add_with_ids, on a runtime worker",
+            "FAISS add + rows kept, on a runtime worker",
+            "FAISS add into `RFlat` (its own refine keeps the rows)",
+            "through the memory",
+        ];
+        const MEMORY: usize = SIDES.len() - 1;
+        let mut took = [Duration::ZERO; SIDES.len()];
+        let mut faults = [0u64; SIDES.len()];
+        // Runs `f` (one side's turn), adding its time and page faults to `side`'s.
+        fn timed<T>(
+            side: usize,
+            took: &mut [Duration],
+            faults: &mut [u64],
+            f: impl FnOnce() -> T,
+        ) -> T {
+            let before = minor_faults();
+            let started = Instant::now();
+            let out = f();
+            took[side] += started.elapsed();
+            faults[side] += minor_faults() - before;
+            out
+        }
         for b in 0..BATCHES {
             // New vectors: the queries, renumbered past the collection.
             let rows: Vec<usize> = (b * BATCH..(b + 1) * BATCH).collect();
@@ -603,17 +648,28 @@ fn inserts(rt: &Runtime, data: &Data, runs: &[MemoryRun]) {
                 .flat_map(|&i| data.queries[i % data.queries.len()].iter().copied())
                 .collect();
             let ids: Vec<Idx> = rows.iter().map(|&i| Idx::new((n + i) as u64)).collect();
-            let faults = minor_faults();
-            let started = Instant::now();
-            raw.add_with_ids(&vectors, &ids).unwrap();
-            faiss_time += started.elapsed();
-            let mid = minor_faults();
-            let started = Instant::now();
-            rows_kept.extend_from_slice(&vectors);
-            rows_time += started.elapsed();
-            faiss_faults += mid - faults;
-            rows_faults += minor_faults() - mid;
-
+            let (t, f) = (&mut took, &mut faults);
+            timed(0, t, f, || raw.add_with_ids(&vectors, &ids).unwrap());
+            timed(1, t, f, || rows_kept.extend_from_slice(&vectors));
+            // Timed inside the task, as the memory's add runs inside its actor.
+            let (mut index, mut kept) = on_worker.take().unwrap();
+            let (v, i) = (vectors.clone(), ids.clone());
+            let task = rt.spawn(async move {
+                let (mut t, mut f) = ([Duration::ZERO; 2], [0u64; 2]);
+                timed(0, &mut t, &mut f, || index.add_with_ids(&v, &i).unwrap());
+                timed(1, &mut t, &mut f, || kept.extend_from_slice(&v));
+                (index, kept, t, f)
+            });
+            let (index, kept, t, f) = rt.block_on(task).unwrap();
+            on_worker = Some((index, kept));
+            for side in 0..2 {
+                took[2 + side] += t[side];
+                faults[2 + side] += f[side];
+            }
+            if let Some(refined) = &mut refined {
+                // IndexRefine numbers its vectors itself (no `add_with_ids`).
+                timed(4, &mut took, &mut faults, || refined.add(&vectors).unwrap());
+            }
             let patterns: Vec<Pattern> = rows
                 .iter()
                 .map(|&i| {
@@ -624,27 +680,29 @@ fn inserts(rt: &Runtime, data: &Data, runs: &[MemoryRun]) {
                 })
                 .collect();
             let memory = run.in_ram.clone();
-            let faults = minor_faults();
-            let started = Instant::now();
-            rt.block_on(rt.spawn(async move { memory.add_patterns(patterns).await.unwrap() }))
-                .unwrap();
-            memory_time += started.elapsed();
-            memory_faults += minor_faults() - faults;
+            timed(MEMORY, &mut took, &mut faults, || {
+                let task = rt.spawn(async move { memory.add_patterns(patterns).await.unwrap() });
+                rt.block_on(task).unwrap();
+            });
+        }
+        // Each rows floor is the add and the append, timed apart.
+        for side in [1, 3] {
+            took[side] += took[side - 1];
+            faults[side] += faults[side - 1];
         }
         let per_s = |t: Duration| (BATCHES * BATCH) as f64 / t.as_secs_f64();
-        let per_vector = |faults: u64| faults as f64 / (BATCHES * BATCH) as f64;
-        println!(
-            "| {} | {:.1}k/s | {:.1}k/s | {:.1}k/s | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} |",
-            run.stats.index.factory,
-            per_s(faiss_time) / 1e3,
-            per_s(faiss_time + rows_time) / 1e3,
-            per_s(memory_time) / 1e3,
-            per_s(memory_time) / per_s(faiss_time),
-            per_s(memory_time) / per_s(faiss_time + rows_time),
-            per_vector(faiss_faults),
-            per_vector(rows_faults),
-            per_vector(memory_faults),
-        );
+        for (side, name) in SIDES.iter().enumerate() {
+            if side == 4 && refined.is_none() {
+                continue;
+            }
+            println!(
+                "| {} | {name} | {:.1}k | {:.2} | {:.2} |",
+                run.stats.index.factory,
+                per_s(took[side]) / 1e3,
+                took[side].as_secs_f64() / took[MEMORY].as_secs_f64(),
+                faults[side] as f64 / (BATCHES * BATCH) as f64,
+            );
+        }
     }
     println!(
         "first write to a page never touched: {:.2} us a page (256 MiB freshly mapped)",

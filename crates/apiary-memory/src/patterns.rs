@@ -155,6 +155,12 @@ pub(crate) struct PatternTable {
 }
 
 impl PatternTable {
+    /// Room for `more` patterns, so that a batch grows the tables at most once.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        self.by_key.reserve(more);
+        self.by_id.reserve(more);
+    }
+
     pub(crate) fn insert(&mut self, id: u64, info: PatternInfo) {
         self.by_key.insert(info.key.clone(), id);
         self.by_id.insert(id, info);

@@ -43,6 +43,13 @@ impl Snapshot {
 }
 
 impl StoredVectors {
+    /// Room for `more` vectors kept in RAM.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        if let StoredVectors::Ram(slab) = self {
+            slab.reserve(more);
+        }
+    }
+
     pub(crate) fn insert(&mut self, id: u64, v: &[f32]) {
         if let StoredVectors::Ram(slab) = self {
             slab.insert(id, v);

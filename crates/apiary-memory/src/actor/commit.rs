@@ -90,9 +90,14 @@ impl InFlight {
 impl State {
     /// The id `key` will have once the writes in flight are applied.
     fn pattern_id(&self, key: &str) -> Option<u64> {
+        self.pattern_id_in(&self.shared.read(), key)
+    }
+
+    /// [`pattern_id`](Self::pattern_id) with the shared state already read.
+    fn pattern_id_in(&self, shared: &Searchable, key: &str) -> Option<u64> {
         match self.in_flight.patterns.get(key) {
             Some(&(_, id)) => id,
-            None => self.shared.read().patterns.by_key.get(key).copied(),
+            None => shared.patterns.by_key.get(key).copied(),
         }
     }
 
@@ -138,12 +143,16 @@ impl State {
             return;
         }
         keep_last_of_each_key(&mut patterns, self.dim);
-        let replaced: Vec<u64> = patterns
-            .infos
-            .iter()
-            .filter_map(|info| self.pattern_id(&info.key))
-            .collect();
-        let first_id = self.shared.read().patterns.next_id;
+        // One read lock for the batch, not one per key.
+        let (replaced, first_id) = {
+            let s = self.shared.read();
+            let replaced: Vec<u64> = patterns
+                .infos
+                .iter()
+                .filter_map(|info| self.pattern_id_in(&s, &info.key))
+                .collect();
+            (replaced, s.patterns.next_id)
+        };
         // Encoded for the store only: an in-RAM memory has nothing to write.
         let encoded = if self.writer.is_some() {
             patterns
@@ -165,8 +174,11 @@ impl State {
         };
         // Ids are taken now, so that writes in flight never share one.
         self.shared.write().patterns.next_id = first_id + patterns.infos.len() as u64;
-        for (info, id) in patterns.infos.iter().zip(first_id..) {
-            self.in_flight.touch_pattern(&info.key, Some(id));
+        // An in-RAM memory applies the write before anything else runs: nothing is in flight.
+        if self.writer.is_some() {
+            for (info, id) in patterns.infos.iter().zip(first_id..) {
+                self.in_flight.touch_pattern(&info.key, Some(id));
+            }
         }
         let write = Write::Patterns {
             add,
@@ -272,8 +284,10 @@ impl State {
                 replaced,
                 reply,
             } => {
-                for info in &patterns.infos {
-                    self.in_flight.done_pattern(&info.key);
+                if !self.in_flight.patterns.is_empty() {
+                    for info in &patterns.infos {
+                        self.in_flight.done_pattern(&info.key);
+                    }
                 }
                 let result = match generation {
                     Some(g) => self.apply_patterns(first_id, patterns, &replaced, g),
@@ -318,6 +332,8 @@ impl State {
             .filter(|id| s.patterns.by_id.contains_key(id))
             .collect();
         self.drop_patterns(&mut s, &replaced, generation)?;
+        s.patterns.reserve(infos.len());
+        s.vectors.reserve(infos.len());
         for ((info, vector), &id) in infos
             .into_iter()
             .zip(vectors.chunks_exact(self.dim))
