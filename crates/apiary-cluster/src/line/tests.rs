@@ -17,7 +17,7 @@ use crate::node::Shared;
 use crate::wire::Reply;
 use crate::{MembershipEvent, Node, NodeConfig, RemoteError};
 
-/// Adds one; task 0 first says it arrived, then waits for a permit.
+/// Adds one; task 0 first says it arrived, then waits for a permit of its own.
 struct Gate {
     arrived: Arc<Notify>,
     open: Arc<Semaphore>,
@@ -31,7 +31,10 @@ impl Agent for Gate {
     async fn handle(&mut self, n: u64, _: &AgentContext<u64, u64>) -> Result<u64, Self::Error> {
         if n == 0 {
             self.arrived.notify_one();
-            let _ = self.open.acquire().await;
+            // Taken for good: each permit lets one task 0 through.
+            if let Ok(permit) = self.open.acquire().await {
+                permit.forget();
+            }
         }
         Ok(n + 1)
     }
@@ -137,6 +140,83 @@ async fn tasks_travel_on_a_line_a_cut_line_ends_its_calls_once_and_a_new_one_ope
     );
     assert_eq!(gate.submit(&2).await.unwrap(), 3);
     assert_eq!(caller.shared.lines.open_to("line-server"), 1);
+
+    open.add_permits(1);
+    caller.shutdown().await;
+    server.shutdown().await;
+    swarm.shutdown().await;
+}
+
+/// `f`'s output, or a panic naming `what` after 10 s.
+async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} within 10 s"))
+}
+
+/// A call held on the far side does not hold up the calls made meanwhile on its line, and a
+/// call that times out leaves the line working for the calls after it, alone or together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_holds_up_no_other_and_a_timed_out_one_leaves_the_line_working() {
+    let (arrived, open) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("gate").replicas(2), {
+            let (arrived, open) = (arrived.clone(), open.clone());
+            move || Gate {
+                arrived: arrived.clone(),
+                open: open.clone(),
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let (caller, server) = exported::<u64, u64>("lone", &swarm, "gate").await;
+    let gate = caller.remote::<u64, u64>("gate");
+    let gate = &gate;
+
+    // Alone on the line, held on the far side.
+    let held = tokio::spawn({
+        let gate = caller.remote::<u64, u64>("gate");
+        async move { gate.submit(&0).await }
+    });
+    within("task 0 reached the agent", arrived.notified()).await;
+    // Calls made meanwhile go to the other replica and are answered.
+    let meanwhile = within(
+        "the calls made meanwhile were answered",
+        futures::future::join_all((1..=8u64).map(|n| async move { gate.submit(&n).await })),
+    )
+    .await;
+    for (n, answer) in (1..=8u64).zip(meanwhile) {
+        assert_eq!(answer.unwrap(), n + 1);
+    }
+    assert!(!held.is_finished());
+    open.add_permits(1);
+    let answer = within("task 0 was answered", held).await;
+    assert_eq!(answer.unwrap().unwrap(), 1);
+
+    // Alone and given up on: the calls after it, alone or together, are answered.
+    let hasty = caller
+        .remote::<u64, u64>("gate")
+        .timeout(Duration::from_millis(200));
+    let err = within("the hasty call's time-out", hasty.submit(&0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RemoteError::Timeout { .. }), "{err}");
+    let answer = within(
+        "a lone call after the time-out was answered",
+        gate.submit(&41),
+    )
+    .await;
+    assert_eq!(answer.unwrap(), 42);
+    let together = within(
+        "the calls after the time-out were answered",
+        futures::future::join_all((100..116u64).map(|n| async move { gate.submit(&n).await })),
+    )
+    .await;
+    for (n, answer) in (100..116u64).zip(together) {
+        assert_eq!(answer.unwrap(), n + 1);
+    }
+    assert_eq!(caller.shared.lines.open_to("lone-server"), 1);
 
     open.add_permits(1);
     caller.shutdown().await;
