@@ -108,24 +108,27 @@ impl Searcher {
     async fn search(&mut self, q: &[f32]) -> Vec<u32> {
         match self {
             Searcher::Raw(index) => labels(&index.search(q, 10).unwrap()),
-            Searcher::RawReranked(index, base) => {
-                let res = index.search(q, 10 * RERANK).unwrap();
-                let mut scored: Vec<(u32, f32)> = labels(&res)
-                    .into_iter()
-                    .map(|r| {
-                        let v = &base[r as usize * DIM..(r as usize + 1) * DIM];
-                        (r, dot(v, q))
-                    })
-                    .collect();
-                scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-                scored.into_iter().take(10).map(|(r, _)| r).collect()
-            }
+            Searcher::RawReranked(index, base) => reranked(index, base, q),
             Searcher::Memory(memory) => {
                 let hits = memory.search(Query::vector(q.to_vec(), 10)).await.unwrap();
                 hits.iter().map(|h| row(&h.key)).collect()
             }
         }
     }
+}
+
+/// The 10 best of `RERANK * 10` candidates from `index`, re-scored exactly against `base`.
+fn reranked(index: &mut IndexImpl, base: &[f32], q: &[f32]) -> Vec<u32> {
+    let res = index.search(q, 10 * RERANK).unwrap();
+    let mut scored: Vec<(u32, f32)> = labels(&res)
+        .into_iter()
+        .map(|r| {
+            let v = &base[r as usize * DIM..(r as usize + 1) * DIM];
+            (r, dot(v, q))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.into_iter().take(10).map(|(r, _)| r).collect()
 }
 
 /// A named searcher and what it measured.
@@ -531,13 +534,15 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let next = AtomicUsize::new(0);
     let mut group = c.benchmark_group("memory_search_k10");
-    let Searcher::RawReranked(mut twin, _) = raw_twin(&runs[0], &flat) else {
+    let Searcher::RawReranked(mut twin, base) = raw_twin(&runs[0], &flat) else {
         panic!("the default memory is not fast-scan: {}", runs[0].label);
     };
+    // Re-scored as the memory does: before 2026-12-05 this side skipped the re-scoring (40
+    // rows read from a 150 MB array), and read about 20% faster than the memory here.
     group.bench_function("faiss_fast_scan_saved_index_rerank", |b| {
         b.iter(|| {
             let q = &data.queries[next.fetch_add(1, Ordering::Relaxed) % data.queries.len()];
-            twin.search(q, 10 * RERANK).unwrap()
+            reranked(&mut twin, &base, q)
         })
     });
     let memory = &runs[0].memory;
