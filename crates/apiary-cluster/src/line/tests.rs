@@ -40,6 +40,23 @@ impl Agent for Gate {
     }
 }
 
+/// A swarm of two `gate` replicas, the notice that a task 0 arrived, and its permits.
+async fn gated() -> (Swarm, Arc<Notify>, Arc<Semaphore>) {
+    let (arrived, open) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
+    let swarm = Swarm::builder()
+        .agent(AgentSpec::new("gate").replicas(2), {
+            let (arrived, open) = (arrived.clone(), open.clone());
+            move || Gate {
+                arrived: arrived.clone(),
+                open: open.clone(),
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    (swarm, arrived, open)
+}
+
 async fn until(what: &str, mut ok: impl FnMut() -> bool) {
     for _ in 0..500 {
         if ok() {
@@ -76,18 +93,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_travel_on_a_line_a_cut_line_ends_its_calls_once_and_a_new_one_opens() {
-    let (arrived, open) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
-    let swarm = Swarm::builder()
-        .agent(AgentSpec::new("gate").replicas(2), {
-            let (arrived, open) = (arrived.clone(), open.clone());
-            move || Gate {
-                arrived: arrived.clone(),
-                open: open.clone(),
-            }
-        })
-        .start()
-        .await
-        .unwrap();
+    let (swarm, arrived, open) = gated().await;
     let (caller, server) = exported::<u64, u64>("line", &swarm, "gate").await;
     let gate = caller.remote::<u64, u64>("gate");
 
@@ -158,18 +164,7 @@ async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
 /// call that times out leaves the line working for the calls after it, alone or together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_call_holds_up_no_other_and_a_timed_out_one_leaves_the_line_working() {
-    let (arrived, open) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
-    let swarm = Swarm::builder()
-        .agent(AgentSpec::new("gate").replicas(2), {
-            let (arrived, open) = (arrived.clone(), open.clone());
-            move || Gate {
-                arrived: arrived.clone(),
-                open: open.clone(),
-            }
-        })
-        .start()
-        .await
-        .unwrap();
+    let (swarm, arrived, open) = gated().await;
     let (caller, server) = exported::<u64, u64>("lone", &swarm, "gate").await;
     let gate = caller.remote::<u64, u64>("gate");
     let gate = &gate;
