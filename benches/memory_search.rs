@@ -609,8 +609,8 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
         let first = touch_pages(1 << 30);
         touched.push((first, touch_pages(256 << 20)));
         // Each floor's array, like the memory's own, already holds the collection: new rows
-        // go to pages past it, never touched before (a small array would reuse pages the
-        // process freed).
+        // go to pages past it, which it never wrote (a small array would reuse heap memory
+        // the process freed, and fault far less than the memory's).
         let collection = || -> Vec<f32> { data.base.iter().flatten().copied().collect() };
         let mut raw = saved_index(run.dir.path());
         let mut rows_kept = collection();
