@@ -611,10 +611,9 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
         // Each floor's array, like the memory's own, already holds the collection: new rows
         // go to pages past it, which it never wrote (a small array would reuse heap memory
         // the process freed, and fault far less than the memory's).
-        let collection = || -> Vec<f32> { data.base.iter().flatten().copied().collect() };
         let mut raw = saved_index(run.dir.path());
-        let mut rows_kept = collection();
-        let mut on_worker = Some((saved_index(run.dir.path()), collection()));
+        let mut rows_kept = flat.to_vec();
+        let mut on_worker = Some((saved_index(run.dir.path()), flat.to_vec()));
         let mut refined = run.stats.index.factory.contains("x4fs").then(|| {
             // IndexRefineFlat takes an empty base: the same trained index, emptied, then
             // filled with the collection in the memory's chunks (so its array of rows has
@@ -640,18 +639,12 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
         let mut took = [Duration::ZERO; SIDES.len()];
         let mut faults = [0u64; SIDES.len()];
         // Runs `f` (one side's turn), adding its time and page faults to `side`'s.
-        fn timed<T>(
-            side: usize,
-            took: &mut [Duration],
-            faults: &mut [u64],
-            f: impl FnOnce() -> T,
-        ) -> T {
+        fn timed(side: usize, took: &mut [Duration], faults: &mut [u64], f: impl FnOnce()) {
             let before = minor_faults();
             let started = Instant::now();
-            let out = f();
+            f();
             took[side] += started.elapsed();
             faults[side] += minor_faults() - before;
-            out
         }
         for b in 0..BATCHES {
             // New vectors: the queries, renumbered past the collection.

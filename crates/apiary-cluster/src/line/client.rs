@@ -106,19 +106,24 @@ impl State {
         let mut cx = Context::from_waker(Waker::noop());
         match SinkExt::<Bytes>::poll_ready_unpin(&mut *sink, &mut cx) {
             Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => return self.close(&format!("{}: {e}", self.at)),
+            Poll::Ready(Err(e)) => return self.fail(e),
             Poll::Pending => return self.queue(frame),
         }
         if let Err(e) = sink.start_send_unpin(Bytes::from(frame)) {
-            return self.close(&format!("{}: {e}", self.at));
+            return self.fail(e);
         }
         match SinkExt::<Bytes>::poll_flush_unpin(&mut *sink, &mut cx) {
             Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => self.close(&format!("{}: {e}", self.at)),
+            Poll::Ready(Err(e)) => self.fail(e),
             Poll::Pending => {
                 let _ = self.frames.send(Out::Flush);
             }
         }
+    }
+
+    /// Closes the line over a write that failed, naming the line.
+    fn fail(&self, e: std::io::Error) {
+        self.close(&format!("{}: {e}", self.at));
     }
 
     /// Ends every waiting call with `cause`; the first cause sticks.
@@ -220,7 +225,7 @@ impl Line {
             let state = state.clone();
             async move {
                 if let Err(e) = write_queued(&state, queued).await {
-                    state.close(&format!("{}: {e}", state.at));
+                    state.fail(e);
                 }
             }
         });
