@@ -64,6 +64,7 @@ mod memory;
 #[cfg(feature = "minilm")]
 mod minilm;
 mod patterns;
+mod positions;
 mod query_ring;
 mod searchable;
 mod simd;

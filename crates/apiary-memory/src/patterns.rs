@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use foldhash::fast::RandomState;
-
 use serde::{Deserialize, Serialize};
+
+use crate::positions::Positions;
 
 /// Free-form string metadata attached to a pattern, filterable in searches.
 pub type Metadata = BTreeMap<String, String>;
@@ -145,12 +146,20 @@ impl PatternInfo {
 }
 
 /// Pattern ids by key and infos by id.
+///
+/// The infos sit in an array in insertion order (a removal swaps the last one in), found by
+/// id through [`Positions`]: a batch's inserts append to it rather than each hashing into a
+/// table of every pattern, where an insert and a search's lookup of each hit both missed
+/// the cache.
 #[derive(Debug, Default)]
 pub(crate) struct PatternTable {
-    // foldhash: every insert hashes a key and an id several times over, and SipHash's
-    // resistance to chosen keys buys nothing for keys the memory's own users write.
-    pub(crate) by_id: HashMap<u64, PatternInfo, RandomState>,
-    pub(crate) by_key: HashMap<String, u64, RandomState>,
+    infos: Vec<PatternInfo>,
+    /// The id of each entry of `infos`.
+    ids: Vec<u64>,
+    position: Positions,
+    // foldhash: every insert hashes a key, and SipHash's resistance to chosen keys buys
+    // nothing for keys the memory's own users write.
+    by_key: HashMap<String, u64, RandomState>,
     pub(crate) next_id: u64,
 }
 
@@ -158,25 +167,121 @@ impl PatternTable {
     /// Room for `more` patterns, so that a batch grows the tables at most once.
     pub(crate) fn reserve(&mut self, more: usize) {
         self.by_key.reserve(more);
-        self.by_id.reserve(more);
+        self.infos.reserve(more);
+        self.ids.reserve(more);
     }
 
+    /// Stores pattern `id` (replacing what `id` held) and points its key at it.
     pub(crate) fn insert(&mut self, id: u64, info: PatternInfo) {
         self.by_key.insert(info.key.clone(), id);
-        self.by_id.insert(id, info);
+        match self.position.get(id) {
+            Some(at) => {
+                let old = std::mem::replace(&mut self.infos[at], info);
+                if old.key != self.infos[at].key && self.by_key.get(&old.key) == Some(&id) {
+                    self.by_key.remove(&old.key);
+                }
+            }
+            None => {
+                self.position.insert(id, self.ids.len(), self.ids.len() + 1);
+                self.ids.push(id);
+                self.infos.push(info);
+            }
+        }
         self.next_id = self.next_id.max(id + 1);
     }
 
     /// Removes pattern `id` (and its key, if the key still names it).
     pub(crate) fn remove_id(&mut self, id: u64) {
-        if let Some(info) = self.by_id.remove(&id)
+        let Some(at) = self.position.remove(id) else {
+            return;
+        };
+        let last = self.ids.len() - 1;
+        if at != last {
+            self.ids.swap(at, last);
+            self.infos.swap(at, last);
+            self.position.insert(self.ids[at], at, self.ids.len());
+        }
+        self.ids.pop();
+        if let Some(info) = self.infos.pop()
             && self.by_key.get(&info.key) == Some(&id)
         {
             self.by_key.remove(&info.key);
         }
     }
 
+    /// Pattern `id`'s key and metadata.
+    pub(crate) fn get(&self, id: u64) -> Option<&PatternInfo> {
+        self.position.get(id).map(|at| &self.infos[at])
+    }
+
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.position.get(id).is_some()
+    }
+
+    /// The id `key` names.
+    pub(crate) fn id_of(&self, key: &str) -> Option<u64> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Every pattern, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &PatternInfo)> {
+        self.ids.iter().copied().zip(&self.infos)
+    }
+
     pub(crate) fn len(&self) -> usize {
-        self.by_id.len()
+        self.infos.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(key: &str) -> PatternInfo {
+        PatternInfo {
+            key: key.to_owned(),
+            metadata: Metadata::new(),
+        }
+    }
+
+    fn keys(t: &PatternTable) -> Vec<(u64, String)> {
+        let mut all: Vec<(u64, String)> = t.iter().map(|(id, i)| (id, i.key.clone())).collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn removing_swaps_the_last_entry_in_and_keeps_every_other_findable() {
+        let mut t = PatternTable::default();
+        for (id, key) in [(0, "a/x"), (1, "a/y"), (2, "a/z")] {
+            t.insert(id, info(key));
+        }
+        t.remove_id(0);
+        assert_eq!((t.len(), t.contains(0), t.id_of("a/x")), (2, false, None));
+        assert_eq!(t.get(2).map(|i| i.key.as_str()), Some("a/z"));
+        assert_eq!(t.get(1).map(|i| i.key.as_str()), Some("a/y"));
+        assert_eq!(keys(&t), [(1, "a/y".into()), (2, "a/z".into())]);
+        // Removing the last entry, and an id that is not there.
+        t.remove_id(1);
+        t.remove_id(1);
+        assert_eq!(keys(&t), [(2, "a/z".into())]);
+        assert_eq!(t.next_id, 3);
+    }
+
+    #[test]
+    fn a_key_given_a_new_id_survives_the_removal_of_its_old_one() {
+        let mut t = PatternTable::default();
+        t.insert(0, info("a/x"));
+        t.insert(1, info("a/x"));
+        t.remove_id(0);
+        assert_eq!(t.id_of("a/x"), Some(1));
+        assert_eq!(t.get(1).map(|i| i.key.as_str()), Some("a/x"));
+        // Inserting an id again replaces what it held.
+        t.insert(1, info("a/w"));
+        assert_eq!(
+            (t.len(), t.id_of("a/w"), t.id_of("a/x")),
+            (1, Some(1), None)
+        );
+        assert_eq!(t.get(1).map(|i| i.key.as_str()), Some("a/w"));
     }
 }

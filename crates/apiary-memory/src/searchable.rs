@@ -162,7 +162,7 @@ impl Searchable {
             let mut hits: Vec<Hit> = found
                 .into_iter()
                 .filter_map(|(id, score)| {
-                    let info = self.patterns.by_id.get(&id)?;
+                    let info = self.patterns.get(id)?;
                     info.matches(namespace, filter).then(|| Hit {
                         key: info.key.clone(),
                         score,
@@ -174,16 +174,15 @@ impl Searchable {
             if filtered && hits.len() < k {
                 let matching: Vec<u64> = self
                     .patterns
-                    .by_id
                     .iter()
                     .filter(|(_, info)| info.matches(namespace, filter))
-                    .map(|(id, _)| *id)
+                    .map(|(id, _)| id)
                     .collect();
                 let mut exact: Vec<(f32, &PatternInfo)> = self
                     .vectors
                     .scores(q, &matching)?
                     .into_iter()
-                    .filter_map(|(id, score)| Some((score, self.patterns.by_id.get(&id)?)))
+                    .filter_map(|(id, score)| Some((score, self.patterns.get(id)?)))
                     .collect();
                 exact.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
                 hits = exact

@@ -1,7 +1,6 @@
 //! Checking and normalising vectors, and the slab that keeps every stored vector exactly.
 
-use std::collections::HashMap;
-
+use crate::positions::Positions;
 use crate::MemoryError;
 
 /// Checks `v` (dimension, finite, non-zero) and scales it to unit length, so inner product
@@ -142,66 +141,7 @@ pub(crate) struct VectorSlab {
     dim: usize,
     data: Vec<f32>,
     ids: Vec<u64>,
-    row_of: RowOf,
-}
-
-/// Row by id. Ids count up from 0, so most are looked up in a dense array (one read, in a
-/// table small enough to stay in cache: a hash map's probe missed the cache on every
-/// re-scored candidate); ids far above the row count go to a map, so a few large ids cannot
-/// make the array huge.
-#[derive(Debug, Default)]
-struct RowOf {
-    dense: Vec<u32>,
-    sparse: HashMap<u64, usize>,
-}
-
-impl RowOf {
-    const NONE: u32 = u32::MAX;
-
-    fn get(&self, id: u64) -> Option<usize> {
-        match self.dense.get(usize::try_from(id).ok()?) {
-            Some(&row) if row != Self::NONE => Some(row as usize),
-            Some(_) => None,
-            None => self.sparse.get(&id).copied(),
-        }
-    }
-
-    /// Sets `id`'s row; `rows` (the slab's size) bounds how far the dense array may grow.
-    fn insert(&mut self, id: u64, row: usize, rows: usize) {
-        let limit = (rows * 8).max(1 << 20);
-        debug_assert!(row < Self::NONE as usize);
-        match usize::try_from(id) {
-            Ok(at) if at < self.dense.len() => self.dense[at] = row as u32,
-            Ok(at) if at < limit => {
-                self.dense.resize(at + 1, Self::NONE);
-                self.dense[at] = row as u32;
-                // Ids the array now covers move in from the map (rarely any).
-                let dense = &mut self.dense;
-                self.sparse
-                    .retain(|&id, &mut row| match dense.get_mut(id as usize) {
-                        Some(slot) => {
-                            *slot = row as u32;
-                            false
-                        }
-                        None => true,
-                    });
-            }
-            _ => {
-                self.sparse.insert(id, row);
-            }
-        }
-    }
-
-    fn remove(&mut self, id: u64) -> Option<usize> {
-        let row = self.get(id)?;
-        match self.dense.get_mut(id as usize) {
-            Some(slot) => *slot = Self::NONE,
-            None => {
-                self.sparse.remove(&id);
-            }
-        }
-        Some(row)
-    }
+    row_of: Positions,
 }
 
 impl VectorSlab {
@@ -210,14 +150,14 @@ impl VectorSlab {
             dim,
             data: Vec::new(),
             ids: Vec::new(),
-            row_of: RowOf::default(),
+            row_of: Positions::default(),
         }
     }
 
     /// A slab of `ids` with their rows concatenated in `data`.
     pub(crate) fn from_parts(dim: usize, ids: Vec<u64>, data: Vec<f32>) -> Self {
         debug_assert_eq!(ids.len() * dim, data.len());
-        let mut row_of = RowOf::default();
+        let mut row_of = Positions::default();
         for (row, &id) in ids.iter().enumerate() {
             row_of.insert(id, row, ids.len());
         }
@@ -345,28 +285,6 @@ mod tests {
                 assert!((g - dot(&q, r)).abs() < 1e-4);
             }
         }
-    }
-
-    #[test]
-    fn rows_by_id_dense_and_sparse() {
-        let mut r = RowOf::default();
-        r.insert(3, 0, 1);
-        r.insert(u64::MAX, 1, 2);
-        r.insert(5_000_000, 2, 3);
-        assert_eq!(r.dense.len(), 4, "large ids stay out of the array");
-        assert_eq!(
-            (r.get(3), r.get(u64::MAX), r.get(5_000_000)),
-            (Some(0), Some(1), Some(2))
-        );
-        assert_eq!((r.get(4), r.get(2)), (None, None));
-        // The array grows past a sparse id (the slab grew): the id moves in, still found.
-        r.insert(6_000_000, 3, 1_000_000);
-        assert_eq!((r.get(5_000_000), r.get(6_000_000)), (Some(2), Some(3)));
-        assert!(r.sparse.len() == 1);
-        assert_eq!(r.remove(5_000_000), Some(2));
-        assert_eq!((r.remove(5_000_000), r.get(5_000_000)), (None, None));
-        assert_eq!(r.remove(u64::MAX), Some(1));
-        assert_eq!(r.get(u64::MAX), None);
     }
 
     #[test]

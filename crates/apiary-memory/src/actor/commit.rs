@@ -97,7 +97,7 @@ impl State {
     fn pattern_id_in(&self, shared: &Searchable, key: &str) -> Option<u64> {
         match self.in_flight.patterns.get(key) {
             Some(&(_, id)) => id,
-            None => shared.patterns.by_key.get(key).copied(),
+            None => shared.patterns.id_of(key),
         }
     }
 
@@ -300,7 +300,7 @@ impl State {
                 let shared = self.shared.clone();
                 let mut s = shared.write();
                 let result = match generation {
-                    Some(g) if s.patterns.by_id.contains_key(&id) => {
+                    Some(g) if s.patterns.contains(id) => {
                         self.drop_patterns(&mut s, &[id], g).map(|()| {
                             metrics::counter!(m::MEMORY_WRITES_TOTAL.name, "op" => "remove_pattern")
                                 .increment(1);
@@ -329,7 +329,7 @@ impl State {
         let replaced: Vec<u64> = replaced
             .iter()
             .copied()
-            .filter(|id| s.patterns.by_id.contains_key(id))
+            .filter(|&id| s.patterns.contains(id))
             .collect();
         self.drop_patterns(&mut s, &replaced, generation)?;
         s.patterns.reserve(infos.len());
