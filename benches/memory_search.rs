@@ -595,8 +595,11 @@ fn touch_pages(bytes: usize) -> Duration {
 /// under FAISS's own refine (`RFlat`).
 fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
     const BATCH: usize = 1_000;
-    const BATCHES: usize = 10;
-    println!("== inserts into the trained index, {BATCHES} batches of {BATCH} after one to warm up (turns)");
+    const BATCHES: usize = 12;
+    println!(
+        "== inserts into the trained index, {BATCHES} batches of {BATCH} after one to warm up"
+    );
+    println!("(the sides take turns, in an order that moves on by one each batch)");
     println!("| index | side | vectors/s | memory / side | page faults per vector |");
     println!("| --- | --- | --- | --- | --- |");
     let n = data.base.len();
@@ -661,28 +664,6 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                 .flat_map(|&i| data.queries[i % data.queries.len()].iter().copied())
                 .collect();
             let ids: Vec<Idx> = rows.iter().map(|&i| Idx::new((n + i) as u64)).collect();
-            let (t, f) = (&mut took, &mut faults);
-            timed(0, t, f, || raw.add_with_ids(&vectors, &ids).unwrap());
-            timed(1, t, f, || rows_kept.extend_from_slice(&vectors));
-            // Timed inside the task, as the memory's add runs inside its actor.
-            let (mut index, mut kept) = on_worker.take().unwrap();
-            let (v, i) = (vectors.clone(), ids.clone());
-            let task = rt.spawn(async move {
-                let (mut t, mut f) = ([Duration::ZERO; 2], [0u64; 2]);
-                timed(0, &mut t, &mut f, || index.add_with_ids(&v, &i).unwrap());
-                timed(1, &mut t, &mut f, || kept.extend_from_slice(&v));
-                (index, kept, t, f)
-            });
-            let (index, kept, t, f) = rt.block_on(task).unwrap();
-            on_worker = Some((index, kept));
-            for side in 0..2 {
-                took[2 + side] += t[side];
-                faults[2 + side] += f[side];
-            }
-            if let Some(refined) = &mut refined {
-                // IndexRefine numbers its vectors itself (no `add_with_ids`).
-                timed(4, &mut took, &mut faults, || refined.add(&vectors).unwrap());
-            }
             let patterns: Vec<Pattern> = rows
                 .iter()
                 .map(|&i| {
@@ -692,11 +673,51 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                     )
                 })
                 .collect();
-            let memory = run.in_ram.clone();
-            timed(MEMORY, &mut took, &mut faults, || {
-                let task = rt.spawn(async move { memory.add_patterns(patterns).await.unwrap() });
-                rt.block_on(task).unwrap();
-            });
+            let mut patterns = Some(patterns);
+            // The four turns, in an order that moves on by one each batch (twelve batches:
+            // each turn comes first three times), so that no side owes its figure to its
+            // place: first after the bench's own work, or right after another's add.
+            for turn in 0..4 {
+                match (turn + b) % 4 {
+                    0 => {
+                        let (t, f) = (&mut took, &mut faults);
+                        timed(0, t, f, || raw.add_with_ids(&vectors, &ids).unwrap());
+                        timed(1, t, f, || rows_kept.extend_from_slice(&vectors));
+                    }
+                    1 => {
+                        // Timed inside the task, as the memory's add runs inside its actor.
+                        let (mut index, mut kept) = on_worker.take().unwrap();
+                        let (v, i) = (vectors.clone(), ids.clone());
+                        let task = rt.spawn(async move {
+                            let (mut t, mut f) = ([Duration::ZERO; 2], [0u64; 2]);
+                            timed(0, &mut t, &mut f, || index.add_with_ids(&v, &i).unwrap());
+                            timed(1, &mut t, &mut f, || kept.extend_from_slice(&v));
+                            (index, kept, t, f)
+                        });
+                        let (index, kept, t, f) = rt.block_on(task).unwrap();
+                        on_worker = Some((index, kept));
+                        for side in 0..2 {
+                            took[2 + side] += t[side];
+                            faults[2 + side] += f[side];
+                        }
+                    }
+                    2 => {
+                        if let Some(refined) = &mut refined {
+                            // IndexRefine numbers its vectors itself (no `add_with_ids`).
+                            timed(4, &mut took, &mut faults, || refined.add(&vectors).unwrap());
+                        }
+                    }
+                    _ => {
+                        let (memory, patterns) = (run.in_ram.clone(), patterns.take());
+                        timed(MEMORY, &mut took, &mut faults, || {
+                            let task = rt.spawn(async move {
+                                memory.add_patterns(patterns.unwrap()).await.unwrap()
+                            });
+                            rt.block_on(task).unwrap();
+                        });
+                    }
+                }
+            }
         }
         // Each rows floor is the add and the append, timed apart.
         for side in [1, 3] {
