@@ -154,9 +154,8 @@ impl PatternInfo {
 #[derive(Debug, Default)]
 pub(crate) struct PatternTable {
     infos: Vec<PatternInfo>,
-    /// The id of each entry of `infos`.
-    ids: Vec<u64>,
-    position: Positions,
+    /// The id of each entry of `infos`, and each id's entry.
+    entries: Positions,
     // foldhash: every insert hashes a key, and SipHash's resistance to chosen keys buys
     // nothing for keys the memory's own users write.
     by_key: HashMap<String, u64, RandomState>,
@@ -168,13 +167,13 @@ impl PatternTable {
     pub(crate) fn reserve(&mut self, more: usize) {
         self.by_key.reserve(more);
         self.infos.reserve(more);
-        self.ids.reserve(more);
+        self.entries.reserve(more);
     }
 
     /// Stores pattern `id` (replacing what `id` held) and points its key at it.
     pub(crate) fn insert(&mut self, id: u64, info: PatternInfo) {
         self.by_key.insert(info.key.clone(), id);
-        match self.position.get(id) {
+        match self.entries.get(id) {
             Some(at) => {
                 let old = std::mem::replace(&mut self.infos[at], info);
                 if old.key != self.infos[at].key && self.by_key.get(&old.key) == Some(&id) {
@@ -182,8 +181,7 @@ impl PatternTable {
                 }
             }
             None => {
-                self.position.insert(id, self.ids.len(), self.ids.len() + 1);
-                self.ids.push(id);
+                self.entries.push(id);
                 self.infos.push(info);
             }
         }
@@ -192,30 +190,22 @@ impl PatternTable {
 
     /// Removes pattern `id` (and its key, if the key still names it).
     pub(crate) fn remove_id(&mut self, id: u64) {
-        let Some(at) = self.position.remove(id) else {
+        let Some(at) = self.entries.swap_remove(id) else {
             return;
         };
-        let last = self.ids.len() - 1;
-        if at != last {
-            self.ids.swap(at, last);
-            self.infos.swap(at, last);
-            self.position.insert(self.ids[at], at, self.ids.len());
-        }
-        self.ids.pop();
-        if let Some(info) = self.infos.pop()
-            && self.by_key.get(&info.key) == Some(&id)
-        {
+        let info = self.infos.swap_remove(at);
+        if self.by_key.get(&info.key) == Some(&id) {
             self.by_key.remove(&info.key);
         }
     }
 
     /// Pattern `id`'s key and metadata.
     pub(crate) fn get(&self, id: u64) -> Option<&PatternInfo> {
-        self.position.get(id).map(|at| &self.infos[at])
+        self.entries.get(id).map(|at| &self.infos[at])
     }
 
     pub(crate) fn contains(&self, id: u64) -> bool {
-        self.position.get(id).is_some()
+        self.entries.get(id).is_some()
     }
 
     /// The id `key` names.
@@ -225,7 +215,7 @@ impl PatternTable {
 
     /// Every pattern, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &PatternInfo)> {
-        self.ids.iter().copied().zip(&self.infos)
+        self.entries.ids().iter().copied().zip(&self.infos)
     }
 
     pub(crate) fn len(&self) -> usize {

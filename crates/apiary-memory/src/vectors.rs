@@ -140,8 +140,8 @@ pub(crate) fn dot_many(q: &[f32], rows: &[&[f32]]) -> [f32; 4] {
 pub(crate) struct VectorSlab {
     dim: usize,
     data: Vec<f32>,
-    ids: Vec<u64>,
-    row_of: Positions,
+    /// The id of each row, and each id's row.
+    rows: Positions,
 }
 
 impl VectorSlab {
@@ -149,72 +149,62 @@ impl VectorSlab {
         Self {
             dim,
             data: Vec::new(),
-            ids: Vec::new(),
-            row_of: Positions::default(),
+            rows: Positions::default(),
         }
     }
 
     /// A slab of `ids` with their rows concatenated in `data`.
     pub(crate) fn from_parts(dim: usize, ids: Vec<u64>, data: Vec<f32>) -> Self {
         debug_assert_eq!(ids.len() * dim, data.len());
-        let mut row_of = Positions::default();
-        for (row, &id) in ids.iter().enumerate() {
-            row_of.insert(id, row, ids.len());
-        }
         Self {
             dim,
             data,
-            ids,
-            row_of,
+            rows: Positions::from_ids(ids),
         }
     }
 
     /// Room for `more` rows, so that a batch grows the slab at most once.
     pub(crate) fn reserve(&mut self, more: usize) {
-        self.ids.reserve(more);
+        self.rows.reserve(more);
         self.data.reserve(more * self.dim);
     }
 
     pub(crate) fn insert(&mut self, id: u64, v: &[f32]) {
         debug_assert_eq!(v.len(), self.dim);
-        if let Some(row) = self.row_of.get(id) {
+        if let Some(row) = self.rows.get(id) {
             self.data[row * self.dim..(row + 1) * self.dim].copy_from_slice(v);
             return;
         }
-        self.row_of.insert(id, self.ids.len(), self.ids.len());
-        self.ids.push(id);
+        self.rows.push(id);
         self.data.extend_from_slice(v);
     }
 
     pub(crate) fn remove(&mut self, id: u64) -> bool {
-        let Some(row) = self.row_of.remove(id) else {
+        let Some(row) = self.rows.swap_remove(id) else {
             return false;
         };
-        let last = self.ids.len() - 1;
+        // The last row moves into the gap, as its id did.
+        let last = self.rows.len();
         if row != last {
-            let moved = self.ids[last];
-            self.ids[row] = moved;
-            self.row_of.insert(moved, row, self.ids.len());
             self.data
                 .copy_within(last * self.dim..(last + 1) * self.dim, row * self.dim);
         }
-        self.ids.pop();
         self.data.truncate(last * self.dim);
         true
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<&[f32]> {
-        let row = self.row_of.get(id)?;
+        let row = self.rows.get(id)?;
         Some(&self.data[row * self.dim..(row + 1) * self.dim])
     }
 
     /// All ids and rows, for training and rebuilding.
     pub(crate) fn snapshot(&self) -> (Vec<u64>, Vec<f32>) {
-        (self.ids.clone(), self.data.clone())
+        (self.rows.ids().to_vec(), self.data.clone())
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.data.len() * 4 + self.ids.len() * 8
+        self.data.len() * 4 + self.rows.len() * 8
     }
 }
 
