@@ -664,16 +664,6 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                 .flat_map(|&i| data.queries[i % data.queries.len()].iter().copied())
                 .collect();
             let ids: Vec<Idx> = rows.iter().map(|&i| Idx::new((n + i) as u64)).collect();
-            let patterns: Vec<Pattern> = rows
-                .iter()
-                .map(|&i| {
-                    Pattern::vector(
-                        format!("fresh/{i}"),
-                        data.queries[i % data.queries.len()].clone(),
-                    )
-                })
-                .collect();
-            let mut patterns = Some(patterns);
             // The four turns, in an order that moves on by one each batch (twelve batches:
             // each turn comes first three times), so that no side owes its figure to its
             // place: first after the bench's own work, or right after another's add.
@@ -708,11 +698,19 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                         }
                     }
                     _ => {
-                        let (memory, patterns) = (run.in_ram.clone(), patterns.take());
+                        let patterns: Vec<Pattern> = rows
+                            .iter()
+                            .map(|&i| {
+                                Pattern::vector(
+                                    format!("fresh/{i}"),
+                                    data.queries[i % data.queries.len()].clone(),
+                                )
+                            })
+                            .collect();
+                        let memory = run.in_ram.clone();
                         timed(MEMORY, &mut took, &mut faults, || {
-                            let task = rt.spawn(async move {
-                                memory.add_patterns(patterns.unwrap()).await.unwrap()
-                            });
+                            let task = rt
+                                .spawn(async move { memory.add_patterns(patterns).await.unwrap() });
                             rt.block_on(task).unwrap();
                         });
                     }
