@@ -444,6 +444,13 @@ fn main() {
         data.queries.len()
     );
 
+    // `MEMORY_SEARCH_ONLY=inserts`: the default memory's inserts alone (under a minute,
+    // where the whole bench takes about ten), for repeating issue 16's part 7.
+    if std::env::var("MEMORY_SEARCH_ONLY").as_deref() == Ok("inserts") {
+        let runs = [memory_run(&rt, &data, &traffic, "default", IndexConfig::default())];
+        inserts(&rt, &data, &flat, &runs);
+        return;
+    }
     let runs = [
         memory_run(&rt, &data, &traffic, "default", IndexConfig::default()),
         memory_run(
@@ -595,13 +602,18 @@ fn touch_pages(bytes: usize) -> Duration {
 /// under FAISS's own refine (`RFlat`).
 fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
     const BATCH: usize = 1_000;
-    const BATCHES: usize = 12;
+    // Thirty-six: a batch here takes 5-7 ms, and the host stalls one now and then by
+    // 3-4 ms, whichever side it is running; over twelve batches one such stall moved a
+    // side's figure by 5%.
+    const BATCHES: usize = 36;
     println!(
         "== inserts into the trained index, {BATCHES} batches of {BATCH} after one to warm up"
     );
     println!("(the sides take turns, in an order that moves on by one each batch)");
-    println!("| index | side | vectors/s | memory / side | page faults per vector |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| index | side | vectors/s | memory / side | memory / side, median batch | page faults per vector |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
     let n = data.base.len();
     let mut touched = Vec::new();
     for run in runs {
@@ -641,6 +653,8 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
         const MEMORY: usize = SIDES.len() - 1;
         let mut took = [Duration::ZERO; SIDES.len()];
         let mut faults = [0u64; SIDES.len()];
+        // Each counted batch's time per side, for the medians.
+        let mut batches: [Vec<Duration>; SIDES.len()] = Default::default();
         // Runs `f` (one side's turn), adding its time and page faults to `side`'s.
         fn timed(side: usize, took: &mut [Duration], faults: &mut [u64], f: impl FnOnce()) {
             let before = minor_faults();
@@ -657,6 +671,7 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                 took = [Duration::ZERO; SIDES.len()];
                 faults = [0; SIDES.len()];
             }
+            let before = took;
             // New vectors: the queries, renumbered past the collection.
             let rows: Vec<usize> = (b * BATCH..(b + 1) * BATCH).collect();
             let vectors: Vec<f32> = rows
@@ -664,8 +679,8 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                 .flat_map(|&i| data.queries[i % data.queries.len()].iter().copied())
                 .collect();
             let ids: Vec<Idx> = rows.iter().map(|&i| Idx::new((n + i) as u64)).collect();
-            // The four turns, in an order that moves on by one each batch (twelve batches:
-            // each turn comes first three times), so that no side owes its figure to its
+            // The four turns, in an order that moves on by one each batch (each turn comes
+            // first in nine batches), so that no side owes its figure to its
             // place: first after the bench's own work, or right after another's add.
             for turn in 0..4 {
                 match (turn + b) % 4 {
@@ -716,22 +731,37 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                     }
                 }
             }
+            if b > 0 {
+                for (side, times) in batches.iter_mut().enumerate() {
+                    times.push(took[side] - before[side]);
+                }
+            }
         }
         // Each rows floor is the add and the append, timed apart.
         for side in [1, 3] {
             took[side] += took[side - 1];
             faults[side] += faults[side - 1];
+            for b in 0..BATCHES {
+                let add = batches[side - 1][b];
+                batches[side][b] += add;
+            }
         }
+        let median = |times: &[Duration]| {
+            let mut sorted = times.to_vec();
+            sorted.sort();
+            sorted[sorted.len() / 2].as_secs_f64()
+        };
         let per_s = |t: Duration| (BATCHES * BATCH) as f64 / t.as_secs_f64();
         for (side, name) in SIDES.iter().enumerate() {
             if side == 4 && refined.is_none() {
                 continue;
             }
             println!(
-                "| {} | {name} | {:.1}k | {:.2} | {:.2} |",
+                "| {} | {name} | {:.1}k | {:.2} | {:.2} | {:.2} |",
                 run.stats.index.factory,
                 per_s(took[side]) / 1e3,
                 took[side].as_secs_f64() / took[MEMORY].as_secs_f64(),
+                median(&batches[side]) / median(&batches[MEMORY]),
                 faults[side] as f64 / (BATCHES * BATCH) as f64,
             );
         }
