@@ -133,6 +133,17 @@ mod tests {
     }
 
     #[test]
+    fn an_id_the_array_grows_over_keeps_the_position_it_is_given() {
+        // In the map at 0; then given position 1 in the call that grows the array over it:
+        // the map's stale 0 moves in first, and must not win.
+        let mut r = Positions::default();
+        r.push(5_000_000);
+        r.set(5_000_000, 1, 1_000_000);
+        assert_eq!(r.get(5_000_000), Some(1));
+        assert!(r.sparse.is_empty());
+    }
+
+    #[test]
     fn removing_moves_the_last_id_into_the_gap_as_swap_remove_does() {
         let mut r = Positions::from_ids(vec![10, 11, u64::MAX, 13]);
         let mut values = vec!["a", "b", "c", "d"];
