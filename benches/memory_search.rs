@@ -18,7 +18,9 @@
 //!   filtered searches), each on the main thread and on a runtime worker (where the memory's
 //!   add runs), and for fast-scan against FAISS's add into that index under its own refine,
 //!   `RFlat`, which keeps the rows too (the memory re-scores from its rows: it *is* an
-//!   `IVF..,PQ..x4fs,RFlat`). Each side's page faults per vector are printed beside it, and
+//!   `IVF..,PQ..x4fs,RFlat`), on both kinds of thread too. Each side's total and median
+//!   batch are read against the memory's. Each side's page faults per vector are printed
+//!   beside it, and
 //!   the kernel is handed freed, host-backed pages first, so that no side's rows land on
 //!   pages the host never backed while another's do not.
 //!
@@ -622,13 +624,13 @@ fn fresh_vector(flat: &[f32], i: usize) -> Vec<f32> {
 /// collection's (as the memory keeps them), each on the bench's main thread and on a runtime
 /// worker (where the memory's add runs: glibc gives each thread but the main one its own
 /// heap, which behaves differently); for fast-scan, FAISS's add into the same trained index
-/// under FAISS's own refine (`RFlat`).
+/// under FAISS's own refine (`RFlat`), on both kinds of thread as well.
 fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
     const BATCH: usize = 1_000;
-    // Thirty-six: a batch here takes 5-7 ms, and the host stalls one now and then by
-    // 3-4 ms, whichever side it is running; over twelve batches one such stall moved a
-    // side's figure by 5%.
-    const BATCHES: usize = 36;
+    // Forty: a batch here takes 5-7 ms, and the host stalls one now and then by 3-4 ms,
+    // whichever side it is running; over twelve batches one such stall moved a side's
+    // figure by 5%.
+    const BATCHES: usize = 40;
     println!(
         "== inserts into the trained index, {BATCHES} batches of {BATCH} after one to warm up"
     );
@@ -652,7 +654,8 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
         let mut raw = saved_index(run.dir.path());
         let mut rows_kept = flat.to_vec();
         let mut on_worker = Some((saved_index(run.dir.path()), flat.to_vec()));
-        let mut refined = run.stats.index.factory.contains("x4fs").then(|| {
+        let fast_scan = run.stats.index.factory.contains("x4fs");
+        let refined = || {
             // IndexRefineFlat takes an empty base: the same trained index, emptied, then
             // filled with the collection in the memory's chunks (so its array of rows has
             // grown as the memory's did, and has room left, as the memory's has).
@@ -663,14 +666,17 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                 refined.add(chunk).unwrap();
             }
             refined
-        });
+        };
+        let mut refined_on_main = fast_scan.then(refined);
+        let mut refined_on_worker = fast_scan.then(refined);
         // Time and page faults per side, in the order of `SIDES`.
-        const SIDES: [&str; 6] = [
+        const SIDES: [&str; 7] = [
             "FAISS add_with_ids",
             "FAISS add + rows kept",
             "FAISS add_with_ids, on a runtime worker",
             "FAISS add + rows kept, on a runtime worker",
             "FAISS add into `RFlat` (its own refine keeps the rows)",
+            "FAISS add into `RFlat`, on a runtime worker",
             "through the memory",
         ];
         const MEMORY: usize = SIDES.len() - 1;
@@ -700,11 +706,11 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
             let fresh: Vec<Vec<f32>> = rows.iter().map(|&i| fresh_vector(flat, i)).collect();
             let vectors: Vec<f32> = fresh.concat();
             let ids: Vec<Idx> = rows.iter().map(|&i| Idx::new((n + i) as u64)).collect();
-            // The four turns, in an order that moves on by one each batch (each turn comes
-            // first in nine batches), so that no side owes its figure to its
+            // The five turns, in an order that moves on by one each batch (each turn comes
+            // first in eight batches), so that no side owes its figure to its
             // place: first after the bench's own work, or right after another's add.
-            for turn in 0..4 {
-                match (turn + b) % 4 {
+            for turn in 0..5 {
+                match (turn + b) % 5 {
                     0 => {
                         let (t, f) = (&mut took, &mut faults);
                         timed(0, t, f, || raw.add_with_ids(&vectors, &ids).unwrap());
@@ -728,9 +734,23 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                         }
                     }
                     2 => {
-                        if let Some(refined) = &mut refined {
+                        if let Some(refined) = &mut refined_on_main {
                             // IndexRefine numbers its vectors itself (no `add_with_ids`).
                             timed(4, &mut took, &mut faults, || refined.add(&vectors).unwrap());
+                        }
+                    }
+                    3 => {
+                        if let Some(mut refined) = refined_on_worker.take() {
+                            let v = vectors.clone();
+                            let task = rt.spawn(async move {
+                                let (mut t, mut f) = ([Duration::ZERO], [0u64]);
+                                timed(0, &mut t, &mut f, || refined.add(&v).unwrap());
+                                (refined, t[0], f[0])
+                            });
+                            let (refined, t, f) = rt.block_on(task).unwrap();
+                            refined_on_worker = Some(refined);
+                            took[5] += t;
+                            faults[5] += f;
                         }
                     }
                     _ => {
@@ -770,7 +790,7 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
         };
         let per_s = |t: Duration| (BATCHES * BATCH) as f64 / t.as_secs_f64();
         for (side, name) in SIDES.iter().enumerate() {
-            if side == 4 && refined.is_none() {
+            if (side == 4 || side == 5) && !fast_scan {
                 continue;
             }
             println!(
