@@ -19,10 +19,9 @@
 //!   add runs), and for fast-scan against FAISS's add into that index under its own refine,
 //!   `RFlat`, which keeps the rows too (the memory re-scores from its rows: it *is* an
 //!   `IVF..,PQ..x4fs,RFlat`), on both kinds of thread too. Each side's total and median
-//!   batch are read against the memory's. Each side's page faults per vector are printed
-//!   beside it, and
-//!   the kernel is handed freed, host-backed pages first, so that no side's rows land on
-//!   pages the host never backed while another's do not.
+//!   batch are read against the memory's, and its page faults per vector printed beside
+//!   them. The kernel is handed freed, host-backed pages first, so that no side's rows land
+//!   on pages the host never backed while another's do not.
 //!
 //! Latencies are single-query searches (k = 10) timed one by one from a task on the tokio
 //! runtime, as an agent calls its memory. The systems take turns over several rounds, each
@@ -617,6 +616,25 @@ fn fresh_vector(flat: &[f32], i: usize) -> Vec<f32> {
     sum.iter().map(|x| x / norm).collect()
 }
 
+/// Runs `work` on `state` in a task on the runtime, so on a worker thread, where the memory's
+/// add runs; `state` goes there and comes back.
+fn on_a_worker<S: Send + 'static, R: Send + 'static>(
+    rt: &Runtime,
+    state: &mut Option<S>,
+    work: impl FnOnce(&mut S) -> R + Send + 'static,
+) -> R {
+    let mut s = state
+        .take()
+        .expect("a side's state is back from its last turn");
+    let task = rt.spawn(async move {
+        let r = work(&mut s);
+        (s, r)
+    });
+    let (s, r) = rt.block_on(task).unwrap();
+    *state = Some(s);
+    r
+}
+
 /// Batches of 1,000 new vectors into each memory's trained index through the memory (in
 /// RAM: with a directory each batch also waits for its commit to disk), against FAISS's
 /// `add_with_ids` into the same index read back from the file, all taking turns. The floors:
@@ -718,16 +736,13 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                     }
                     1 => {
                         // Timed inside the task, as the memory's add runs inside its actor.
-                        let (mut index, mut kept) = on_worker.take().unwrap();
                         let (v, i) = (vectors.clone(), ids.clone());
-                        let task = rt.spawn(async move {
+                        let (t, f) = on_a_worker(rt, &mut on_worker, move |(index, kept)| {
                             let (mut t, mut f) = ([Duration::ZERO; 2], [0u64; 2]);
                             timed(0, &mut t, &mut f, || index.add_with_ids(&v, &i).unwrap());
                             timed(1, &mut t, &mut f, || kept.extend_from_slice(&v));
-                            (index, kept, t, f)
+                            (t, f)
                         });
-                        let (index, kept, t, f) = rt.block_on(task).unwrap();
-                        on_worker = Some((index, kept));
                         for side in 0..2 {
                             took[2 + side] += t[side];
                             faults[2 + side] += f[side];
@@ -739,20 +754,17 @@ fn inserts(rt: &Runtime, data: &Data, flat: &[f32], runs: &[MemoryRun]) {
                             timed(4, &mut took, &mut faults, || refined.add(&vectors).unwrap());
                         }
                     }
-                    3 => {
-                        if let Some(mut refined) = refined_on_worker.take() {
-                            let v = vectors.clone();
-                            let task = rt.spawn(async move {
-                                let (mut t, mut f) = ([Duration::ZERO], [0u64]);
-                                timed(0, &mut t, &mut f, || refined.add(&v).unwrap());
-                                (refined, t[0], f[0])
-                            });
-                            let (refined, t, f) = rt.block_on(task).unwrap();
-                            refined_on_worker = Some(refined);
-                            took[5] += t;
-                            faults[5] += f;
-                        }
+                    3 if fast_scan => {
+                        let v = vectors.clone();
+                        let (t, f) = on_a_worker(rt, &mut refined_on_worker, move |refined| {
+                            let (mut t, mut f) = ([Duration::ZERO], [0u64]);
+                            timed(0, &mut t, &mut f, || refined.add(&v).unwrap());
+                            (t, f)
+                        });
+                        took[5] += t[0];
+                        faults[5] += f[0];
                     }
+                    3 => {}
                     _ => {
                         let patterns: Vec<Pattern> = rows
                             .iter()
