@@ -332,16 +332,18 @@ impl State {
             .filter(|&id| s.patterns.contains(id))
             .collect();
         self.drop_patterns(&mut s, &replaced, generation)?;
+        // The keys first: in RAM nothing runs between the key checks and here, so the
+        // buckets they probed are still in cache; the rows (1.5 kB each) would push them
+        // out. In the insert bench the table took 0.21-0.24 ms a batch of 1,000 this way,
+        // 0.25-0.39 ms after the rows.
         s.patterns.reserve(infos.len());
-        s.vectors.reserve(infos.len());
-        for ((info, vector), &id) in infos
-            .into_iter()
-            .zip(vectors.chunks_exact(self.dim))
-            .zip(&ids)
-        {
+        for (info, &id) in infos.into_iter().zip(&ids) {
             s.note_namespace(&info.key);
-            s.vectors.insert(id, vector);
             s.patterns.insert(id, info);
+        }
+        s.vectors.reserve(ids.len());
+        for (vector, &id) in vectors.chunks_exact(self.dim).zip(&ids) {
+            s.vectors.insert(id, vector);
         }
         if generation > self.index_covers {
             s.index.add(&ids, &vectors)?;
