@@ -436,7 +436,8 @@ impl State {
         }
         for (id, info) in contents.patterns {
             s.note_namespace(&info.key);
-            s.patterns.insert(id, info);
+            // The store holds one pattern per key: nothing to drop.
+            let _ = s.patterns.insert(id, info);
         }
         self.generation = contents.generation;
         if s.patterns.len() == 0 {
