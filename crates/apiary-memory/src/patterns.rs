@@ -170,10 +170,9 @@ impl PatternTable {
         self.entries.reserve(more);
     }
 
-    /// Stores pattern `id` (replacing what `id` held) and points its key at it; returns the
-    /// other id the key named before, which the caller drops.
-    pub(crate) fn insert(&mut self, id: u64, info: PatternInfo) -> Option<u64> {
-        let before = self.by_key.insert(info.key.clone(), id);
+    /// Stores pattern `id` (replacing what `id` held) and points its key at it.
+    pub(crate) fn insert(&mut self, id: u64, info: PatternInfo) {
+        self.by_key.insert(info.key.clone(), id);
         match self.entries.get(id) {
             Some(at) => {
                 let old = std::mem::replace(&mut self.infos[at], info);
@@ -187,7 +186,6 @@ impl PatternTable {
             }
         }
         self.next_id = self.next_id.max(id + 1);
-        before.filter(|&b| b != id)
     }
 
     /// Removes pattern `id` (and its key, if the key still names it).
@@ -263,16 +261,13 @@ mod tests {
     #[test]
     fn a_key_given_a_new_id_survives_the_removal_of_its_old_one() {
         let mut t = PatternTable::default();
-        assert_eq!(t.insert(0, info("a/x")), None);
-        // The id the key named before comes back, for the caller to drop.
-        assert_eq!(t.insert(1, info("a/x")), Some(0));
+        t.insert(0, info("a/x"));
+        t.insert(1, info("a/x"));
         t.remove_id(0);
         assert_eq!(t.id_of("a/x"), Some(1));
         assert_eq!(t.get(1).map(|i| i.key.as_str()), Some("a/x"));
-        // Inserting an id again replaces what it held (under a key new or its own, no
-        // other id to drop).
-        assert_eq!(t.insert(1, info("a/w")), None);
-        assert_eq!(t.insert(1, info("a/w")), None);
+        // Inserting an id again replaces what it held.
+        t.insert(1, info("a/w"));
         assert_eq!(
             (t.len(), t.id_of("a/w"), t.id_of("a/x")),
             (1, Some(1), None)

@@ -436,8 +436,7 @@ impl State {
         }
         for (id, info) in contents.patterns {
             s.note_namespace(&info.key);
-            // The store holds one pattern per key: nothing to drop.
-            let _ = s.patterns.insert(id, info);
+            s.patterns.insert(id, info);
         }
         self.generation = contents.generation;
         if s.patterns.len() == 0 {
