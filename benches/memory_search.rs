@@ -446,15 +446,16 @@ fn main() {
     );
 
     // `MEMORY_SEARCH_ONLY=inserts`: the default memory's inserts alone (under a minute,
-    // where the whole bench takes about three), for repeating issue 16's part 7.
-    if std::env::var("MEMORY_SEARCH_ONLY").as_deref() == Ok("inserts") {
-        let runs = [memory_run(
-            &rt,
-            &data,
-            &traffic,
-            "default",
-            IndexConfig::default(),
-        )];
+    // where the whole bench takes about three), for repeating issue 16's part 7;
+    // `MEMORY_SEARCH_ONLY=inserts:<factory>` the same for another index, such as
+    // `inserts:IVF{nlist},SQ8`.
+    if let Ok(only) = std::env::var("MEMORY_SEARCH_ONLY") {
+        let (label, config) = match only.strip_prefix("inserts:") {
+            Some(factory) => (factory, IndexConfig::default().factory(factory)),
+            None if only == "inserts" => ("default", IndexConfig::default()),
+            None => panic!("MEMORY_SEARCH_ONLY={only}: expected `inserts` or `inserts:<factory>`"),
+        };
+        let runs = [memory_run(&rt, &data, &traffic, label, config)];
         inserts(&rt, &data, &flat, &runs);
         return;
     }
