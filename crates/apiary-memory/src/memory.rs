@@ -12,7 +12,7 @@ use crate::{
     query_ring::QueryRing,
     searchable::{Searchable, Shared},
     store::Store,
-    vectors::{normalised, push_normalised},
+    vectors::normalised,
     Embedder, Hit, MemoryConfig, MemoryError, MemoryStats, Pattern, Query,
 };
 
@@ -238,8 +238,7 @@ impl Memory {
             .await
     }
 
-    /// Checks keys, embeds the texts in one batch and normalises every vector into one
-    /// buffer.
+    /// Checks keys, embeds the texts in one batch and normalises every vector in place.
     async fn prepare(&self, mut patterns: Vec<Pattern>) -> Result<NewPatterns, MemoryError> {
         let mut texts = Vec::new();
         for p in &mut patterns {
@@ -252,19 +251,18 @@ impl Memory {
         let mut embedded = self.embed(texts).await?.into_iter();
         let mut batch = NewPatterns {
             infos: Vec::with_capacity(patterns.len()),
-            vectors: Vec::with_capacity(patterns.len() * self.dim),
+            vectors: Vec::with_capacity(patterns.len()),
         };
         for p in patterns {
             let vector = match p.content {
                 Content::Vector(v) => v,
                 Content::Text(_) => embedded.next().unwrap_or_default(),
             };
-            push_normalised(
+            batch.vectors.push(normalised(
                 &format_args!("pattern {:?}", p.key),
-                &vector,
+                vector,
                 self.dim,
-                &mut batch.vectors,
-            )?;
+            )?);
             batch.infos.push(PatternInfo {
                 key: p.key,
                 metadata: p.metadata,

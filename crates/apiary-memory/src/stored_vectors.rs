@@ -43,16 +43,12 @@ impl Snapshot {
 }
 
 impl StoredVectors {
-    /// Room for `more` vectors kept in RAM.
-    pub(crate) fn reserve(&mut self, more: usize) {
-        if let StoredVectors::Ram(slab) = self {
-            slab.reserve(more);
-        }
-    }
-
-    pub(crate) fn insert(&mut self, id: u64, v: &[f32]) {
-        if let StoredVectors::Ram(slab) = self {
-            slab.insert(id, v);
+    /// Keeps a batch's rows in RAM, if they are kept there, and returns them concatenated
+    /// when the slab holds them so (see [`VectorSlab::insert_batch`]).
+    pub(crate) fn insert_batch(&mut self, ids: &[u64], rows: &[Vec<f32>]) -> Option<&[f32]> {
+        match self {
+            StoredVectors::Ram(slab) => slab.insert_batch(ids, rows),
+            StoredVectors::Store(_) => None,
         }
     }
 

@@ -11,20 +11,12 @@ pub(crate) fn normalised(
     dim: usize,
 ) -> Result<Vec<f32>, MemoryError> {
     let scale = inverse_norm(what, &v, dim)?;
-    v.iter_mut().for_each(|x| *x = scaled(*x, scale));
+    // One loop per kind of scale, so the common one vectorises.
+    match scale {
+        Scale::Single(s) => v.iter_mut().for_each(|x| *x *= s),
+        Scale::Double(s) => v.iter_mut().for_each(|x| *x = (f64::from(*x) * s) as f32),
+    }
     Ok(v)
-}
-
-/// [`normalised`], appending the unit vector to `out` (a batch's rows, concatenated).
-pub(crate) fn push_normalised(
-    what: &dyn std::fmt::Display,
-    v: &[f32],
-    dim: usize,
-    out: &mut Vec<f32>,
-) -> Result<(), MemoryError> {
-    let scale = inverse_norm(what, v, dim)?;
-    out.extend(v.iter().map(|&x| scaled(x, scale)));
-    Ok(())
 }
 
 /// How a component is scaled: in `f32` when the norm was found in `f32` (the common case,
@@ -33,13 +25,6 @@ pub(crate) fn push_normalised(
 enum Scale {
     Single(f32),
     Double(f64),
-}
-
-fn scaled(x: f32, scale: Scale) -> f32 {
-    match scale {
-        Scale::Single(s) => x * s,
-        Scale::Double(s) => (f64::from(x) * s) as f32,
-    }
 }
 
 /// 1 / |v|, once `v` is checked.
@@ -169,14 +154,31 @@ impl VectorSlab {
         self.data.reserve(more * self.dim);
     }
 
-    pub(crate) fn insert(&mut self, id: u64, v: &[f32]) {
+    /// Stores a batch's rows (row `i` is `ids[i]`'s) and returns them as the slab now holds
+    /// them, concatenated in order, when every id was new (the batch's rows then make up
+    /// the slab's end): the index can take the batch from there without another copy.
+    pub(crate) fn insert_batch(&mut self, ids: &[u64], rows: &[Vec<f32>]) -> Option<&[f32]> {
+        debug_assert_eq!(ids.len(), rows.len());
+        self.reserve(ids.len());
+        let first_row = self.rows.len();
+        let mut appended = true;
+        for (&id, row) in ids.iter().zip(rows) {
+            appended &= self.insert(id, row);
+        }
+        appended.then(|| &self.data[first_row * self.dim..])
+    }
+
+    /// Stores `v` as `id`'s row; returns whether it was appended (false: it replaced the
+    /// row `id` had).
+    pub(crate) fn insert(&mut self, id: u64, v: &[f32]) -> bool {
         debug_assert_eq!(v.len(), self.dim);
         if let Some(row) = self.rows.get(id) {
             self.data[row * self.dim..(row + 1) * self.dim].copy_from_slice(v);
-            return;
+            return false;
         }
         self.rows.push(id);
         self.data.extend_from_slice(v);
+        true
     }
 
     pub(crate) fn remove(&mut self, id: u64) -> bool {
@@ -230,10 +232,7 @@ mod tests {
             normalised(&"q", vec![0.0; 2], 2),
             Err(MemoryError::ZeroVector { .. })
         ));
-        let mut batch = vec![1.0];
-        push_normalised(&"q", &[0.0, 2.0], 2, &mut batch).unwrap();
-        assert_eq!(batch, [1.0, 0.0, 1.0]);
-        assert!(push_normalised(&"q", &[0.0; 2], 2, &mut batch).is_err());
+        assert_eq!(normalised(&"q", vec![0.0, 2.0], 2).unwrap(), [0.0, 1.0]);
         let v = normalised(&"q", vec![3.0, 4.0], 2).unwrap();
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
         // Squares that overflow f32, or underflow it, still give a unit vector (in f64).
@@ -288,5 +287,22 @@ mod tests {
         assert_eq!(s.get(3), Some(&[0.5, 0.5][..]));
         assert_eq!(s.get(2), Some(&[0.0, 1.0][..]));
         assert_eq!(s.bytes(), 2 * (2 * 4 + 8));
+    }
+
+    #[test]
+    fn a_batch_of_new_ids_is_handed_back_as_the_slab_holds_it() {
+        let mut s = VectorSlab::new(2);
+        s.insert(7, &[9.0, 9.0]);
+        let rows = vec![vec![1.0, 2.0], vec![3.0, 4.0]];
+        assert_eq!(
+            s.insert_batch(&[1, 2], &rows),
+            Some(&[1.0, 2.0, 3.0, 4.0][..])
+        );
+        // An id the slab holds is overwritten in place: the batch is not at the slab's end.
+        let again = vec![vec![5.0, 6.0], vec![0.0, 1.0]];
+        assert_eq!(s.insert_batch(&[3, 7], &again), None);
+        assert_eq!(s.get(3), Some(&[5.0, 6.0][..]));
+        assert_eq!(s.get(7), Some(&[0.0, 1.0][..]));
+        assert_eq!(s.get(1), Some(&[1.0, 2.0][..]));
     }
 }

@@ -142,7 +142,7 @@ impl State {
             let _ = reply.send(Ok(()));
             return;
         }
-        keep_last_of_each_key(&mut patterns, self.dim);
+        keep_last_of_each_key(&mut patterns);
         // One read lock for the batch, not one per key.
         let (replaced, first_id) = {
             let s = self.shared.read();
@@ -158,7 +158,7 @@ impl State {
             patterns
                 .infos
                 .iter()
-                .zip(patterns.vectors.chunks_exact(self.dim))
+                .zip(&patterns.vectors)
                 .zip(first_id..)
                 .map(|((info, v), id)| Write::encode_pattern(info, v).map(|bytes| (id, bytes)))
                 .collect::<Result<Vec<_>, _>>()
@@ -341,12 +341,19 @@ impl State {
             s.note_namespace(&info.key);
             s.patterns.insert(id, info);
         }
-        s.vectors.reserve(ids.len());
-        for (vector, &id) in vectors.chunks_exact(self.dim).zip(&ids) {
-            s.vectors.insert(id, vector);
-        }
+        let Searchable {
+            vectors: slab,
+            index,
+            ..
+        } = &mut *s;
+        let kept = slab.insert_batch(&ids, &vectors);
         if generation > self.index_covers {
-            s.index.add(&ids, &vectors)?;
+            // The batch as the slab now holds it, contiguous; concatenated only when the slab
+            // does not hold it so (compact mode).
+            match kept {
+                Some(batch) => index.add(&ids, batch)?,
+                None => index.add(&ids, &vectors.concat())?,
+            }
         }
         drop(s);
         if let Some(t) = &mut self.training
@@ -388,7 +395,7 @@ impl State {
 
 /// Drops all but the last pattern of each key in the batch (the last one wins, as if the
 /// patterns had been added one by one), with their rows.
-fn keep_last_of_each_key(patterns: &mut NewPatterns, dim: usize) {
+fn keep_last_of_each_key(patterns: &mut NewPatterns) {
     let mut last: HashMap<&str, usize, RandomState> =
         HashMap::with_capacity_and_hasher(patterns.infos.len(), RandomState::default());
     for (i, info) in patterns.infos.iter().enumerate() {
@@ -407,7 +414,7 @@ fn keep_last_of_each_key(patterns: &mut NewPatterns, dim: usize) {
     let mut at = 0;
     patterns.vectors.retain(|_| {
         at += 1;
-        keep[(at - 1) / dim]
+        keep[at - 1]
     });
     let mut at = 0;
     patterns.infos.retain(|_| {

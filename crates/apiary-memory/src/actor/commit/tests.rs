@@ -101,10 +101,10 @@ fn a_batch_keeps_the_last_pattern_of_each_key_with_its_row() {
             info("n/c"),
             info("n/b"),
         ],
-        vectors: vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0],
+        vectors: (1..=5).map(|x| vec![x as f32; 2]).collect(),
     };
-    keep_last_of_each_key(&mut batch, 2);
+    keep_last_of_each_key(&mut batch);
     let keys: Vec<&str> = batch.infos.iter().map(|i| i.key.as_str()).collect();
     assert_eq!(keys, ["n/a", "n/c", "n/b"]);
-    assert_eq!(batch.vectors, [3.0, 3.0, 4.0, 4.0, 5.0, 5.0]);
+    assert_eq!(batch.vectors, [[3.0; 2], [4.0; 2], [5.0; 2]]);
 }
