@@ -59,6 +59,7 @@ mod ffi;
 mod index;
 mod index_file;
 mod key;
+mod key_ids;
 mod kv;
 mod memory;
 #[cfg(feature = "minilm")]

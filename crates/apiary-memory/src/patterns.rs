@@ -1,11 +1,10 @@
 //! Patterns: what a search returns, and the table of pattern ids, keys and metadata.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
 
-use crate::positions::Positions;
+use crate::{key_ids::KeyIds, positions::Positions};
 
 /// Free-form string metadata attached to a pattern, filterable in searches.
 pub type Metadata = BTreeMap<String, String>;
@@ -156,10 +155,14 @@ pub(crate) struct PatternTable {
     infos: Vec<PatternInfo>,
     /// The id of each entry of `infos`, and each id's entry.
     entries: Positions,
-    // foldhash: every insert hashes a key, and SipHash's resistance to chosen keys buys
-    // nothing for keys the memory's own users write.
-    by_key: HashMap<String, u64, RandomState>,
+    /// Each key's id; the keys themselves are the infos'.
+    by_key: KeyIds,
     pub(crate) next_id: u64,
+}
+
+/// The key pattern `id` has in `infos`, found through `entries`.
+fn key_of<'a>(entries: &Positions, infos: &'a [PatternInfo], id: u64) -> Option<&'a str> {
+    entries.get(id).map(|at| infos[at].key.as_str())
 }
 
 impl PatternTable {
@@ -172,17 +175,24 @@ impl PatternTable {
 
     /// Stores pattern `id` (replacing what `id` held) and points its key at it.
     pub(crate) fn insert(&mut self, id: u64, info: PatternInfo) {
-        self.by_key.insert(info.key.clone(), id);
-        match self.entries.get(id) {
+        let Self {
+            infos,
+            entries,
+            by_key,
+            ..
+        } = self;
+        by_key.insert(&info.key, id, |i| key_of(entries, infos, i));
+        match entries.get(id) {
             Some(at) => {
-                let old = std::mem::replace(&mut self.infos[at], info);
-                if old.key != self.infos[at].key && self.by_key.get(&old.key) == Some(&id) {
-                    self.by_key.remove(&old.key);
+                let old = std::mem::replace(&mut infos[at], info);
+                if old.key != infos[at].key {
+                    // Goes by id: the old key's slot still names `id`, if it does at all.
+                    by_key.remove(&old.key, id);
                 }
             }
             None => {
-                self.entries.push(id);
-                self.infos.push(info);
+                entries.push(id);
+                infos.push(info);
             }
         }
         self.next_id = self.next_id.max(id + 1);
@@ -194,9 +204,7 @@ impl PatternTable {
             return;
         };
         let info = self.infos.swap_remove(at);
-        if self.by_key.get(&info.key) == Some(&id) {
-            self.by_key.remove(&info.key);
-        }
+        self.by_key.remove(&info.key, id);
     }
 
     /// Pattern `id`'s key and metadata.
@@ -210,7 +218,8 @@ impl PatternTable {
 
     /// The id `key` names.
     pub(crate) fn id_of(&self, key: &str) -> Option<u64> {
-        self.by_key.get(key).copied()
+        self.by_key
+            .get(key, |id| key_of(&self.entries, &self.infos, id))
     }
 
     /// Every pattern, in no particular order.
