@@ -3,9 +3,9 @@
 //! The pattern table already keeps every key, in its infos. A `HashMap<String, u64>` beside
 //! them copied each key (an allocation per insert) and kept 32 bytes a bucket plus the copy;
 //! growing it re-read every copied key to hash it again, which in the insert bench cost the
-//! one batch that crossed 114,688 keys 5-10 ms. This table keeps each key's hash and id, 16
-//! bytes, and finds the key itself through the caller's `key_of` only to confirm a match:
-//! two keys meet there only when their 64-bit hashes are equal.
+//! one batch that crossed 114,688 keys 6.7 ms (2.35 ms with this table). This table keeps
+//! each key's hash and id, 16 bytes, and finds the key itself through the caller's `key_of`
+//! only to confirm a match: two keys meet there only when their 64-bit hashes are equal.
 
 use std::hash::BuildHasher;
 
