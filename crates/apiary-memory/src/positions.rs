@@ -51,6 +51,12 @@ impl Positions {
         self.ids.len()
     }
 
+    /// Bytes of the ids and the lookups: 8 an id, 4 a slot of the dense array, and a map
+    /// entry's key and value for each sparse id (lengths, not capacities).
+    pub(crate) fn bytes(&self) -> usize {
+        self.ids.len() * 8 + self.dense.len() * 4 + self.sparse.len() * 16
+    }
+
     pub(crate) fn reserve(&mut self, more: usize) {
         self.ids.reserve(more);
     }

@@ -206,7 +206,7 @@ impl VectorSlab {
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.data.len() * 4 + self.rows.len() * 8
+        self.data.len() * 4 + self.rows.bytes()
     }
 }
 
@@ -286,7 +286,8 @@ mod tests {
         assert!(!s.remove(1));
         assert_eq!(s.get(3), Some(&[0.5, 0.5][..]));
         assert_eq!(s.get(2), Some(&[0.0, 1.0][..]));
-        assert_eq!(s.bytes(), 2 * (2 * 4 + 8));
+        // Two rows of two floats with their ids, and the dense array's slots for ids 0-3.
+        assert_eq!(s.bytes(), 2 * (2 * 4 + 8) + 4 * 4);
     }
 
     #[test]

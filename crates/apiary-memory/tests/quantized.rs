@@ -221,7 +221,8 @@ async fn compact_mode_reranks_pq_candidates_exactly() {
     assert_eq!(top[0].key, key(42));
     assert!((top[0].score - 1.0).abs() < 1e-4, "{}", top[0].score);
     // Without a directory the exact vectors have nowhere to live but RAM.
-    assert_eq!(stats.vector_bytes, 5_000 * (DIM * 4 + 8));
+    // Each row, its id (8 bytes) and its slot in the dense array of positions (4).
+    assert_eq!(stats.vector_bytes, 5_000 * (DIM * 4 + 8 + 4));
     m.close().await;
 }
 
