@@ -76,6 +76,15 @@ impl DependencyGraph {
             }
         }
         drop(index);
+        if graph.edge_count() == 0 {
+            // Nothing depends on anything: declaration order is topological.
+            let order = graph.node_indices().collect();
+            return Ok(Self {
+                nodes,
+                graph,
+                order,
+            });
+        }
         // A topological sort finds whether there is a cycle; only then is the cycle looked
         // for, to name it. The order is kept: planning needs it.
         match toposort(&graph, None) {
@@ -99,6 +108,11 @@ impl DependencyGraph {
     /// The nodes, in declaration order.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
+    }
+
+    /// Whether any node depends on another.
+    pub(crate) fn has_dependencies(&self) -> bool {
+        self.graph.edge_count() > 0
     }
 
     /// For each node, the length of the longest dependency chain above it (0 for a root);

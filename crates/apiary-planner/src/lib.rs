@@ -9,7 +9,8 @@
 //! The planner knows nothing of actors; it plans names. A caller that keeps something per
 //! node (an apiary swarm keeps each agent's entry) finds it through [`Batch::indices`], the
 //! agents' positions in the list of nodes, rather than by name; [`Plan::from_nodes`] takes
-//! that list without copying it, and batches share the nodes' names.
+//! that list without copying it, and batches are views into the plan: planning allocates
+//! nothing per batch.
 //!
 //! # Examples
 //!

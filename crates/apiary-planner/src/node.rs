@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    // Shared, so the plan's batches name their agents without copying the names.
+    // Shared: a caller that already holds the name (an apiary swarm does) gives it without a copy.
     name: Arc<str>,
     depends_on: Vec<String>,
     weight: usize,
@@ -53,11 +53,6 @@ impl Node {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The name, shared.
-    pub(crate) fn shared_name(&self) -> Arc<str> {
-        self.name.clone()
     }
 
     /// The names this node depends on, in declaration order.

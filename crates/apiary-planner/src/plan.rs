@@ -1,9 +1,11 @@
 use std::fmt;
-use std::sync::Arc;
 
 use crate::{DependencyGraph, Node, PlanError, PlanLimits};
 
 /// Agents that may start together: all their dependencies are in earlier batches.
+///
+/// A view into its [`Plan`]: batches are slices of one list the plan keeps, so planning
+/// allocates nothing per batch (an agent started alone is a batch of its own).
 ///
 /// # Examples
 ///
@@ -17,39 +19,49 @@ use crate::{DependencyGraph, Node, PlanError, PlanLimits};
 /// assert_eq!(first.indices().collect::<Vec<_>>(), [0, 1]);
 /// # Ok::<(), apiary_planner::PlanError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
     level: usize,
-    // Each agent's name (shared with the plan's nodes: a batch copies no name) and its
-    // position among the nodes.
-    agents: Vec<(Arc<str>, usize)>,
+    // The agents' positions among the nodes, in start order.
+    indices: &'a [usize],
+    nodes: &'a [Node],
 }
 
-impl Batch {
+impl<'a> Batch<'a> {
     /// The dependency level: the length of the longest dependency chain above this batch.
     pub fn level(&self) -> usize {
         self.level
     }
 
     /// The agents of the batch, critical path first.
-    pub fn agents(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.agents.iter().map(|(name, _)| &**name)
+    pub fn agents(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
+        let nodes = self.nodes;
+        self.indices.iter().map(move |&i| nodes[i].name())
     }
 
     /// The same agents as their positions in the list of nodes the plan was made from, so a
     /// caller holding something per node finds it without a lookup by name.
-    pub fn indices(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
-        self.agents.iter().map(|&(_, i)| i)
+    pub fn indices(&self) -> impl ExactSizeIterator<Item = usize> + 'a {
+        self.indices.iter().copied()
     }
 
     /// The number of agents in the batch.
     pub fn len(&self) -> usize {
-        self.agents.len()
+        self.indices.len()
     }
 
     /// Whether the batch is empty (a plan never yields one).
     pub fn is_empty(&self) -> bool {
-        self.agents.is_empty()
+        self.indices.is_empty()
+    }
+}
+
+impl fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("level", &self.level)
+            .field("agents", &self.agents().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -76,7 +88,10 @@ impl Batch {
 pub struct Plan {
     graph: DependencyGraph,
     limits: PlanLimits,
-    batches: Vec<Batch>,
+    // Every node's index, in start order: the batches are consecutive runs of it.
+    order: Vec<usize>,
+    // Each batch's level, and where it starts and ends in `order`.
+    batches: Vec<(usize, usize, usize)>,
     // batch number (0-based) of each node, by declaration index
     batch_of: Vec<usize>,
 }
@@ -105,44 +120,55 @@ impl Plan {
 
     /// Plans the batches of an already validated graph.
     pub fn from_graph(graph: DependencyGraph, limits: PlanLimits) -> Self {
-        let levels = graph.levels(graph.topological_order());
-        let heights = graph.heights(graph.topological_order());
         let nodes = graph.nodes();
         let mut order: Vec<usize> = (0..nodes.len()).collect();
-        order.sort_by_key(|&i| (levels[i], std::cmp::Reverse(heights[i]), i));
+        // Without dependencies every level and height is 0: declaration order stands.
+        let levels = if graph.has_dependencies() {
+            let levels = graph.levels(graph.topological_order());
+            let heights = graph.heights(graph.topological_order());
+            order.sort_by_key(|&i| (levels[i], std::cmp::Reverse(heights[i]), i));
+            levels
+        } else {
+            vec![0; nodes.len()]
+        };
 
-        let mut batches: Vec<Batch> = Vec::new();
+        let mut batches: Vec<(usize, usize, usize)> = Vec::new();
         let mut batch_of = vec![0; nodes.len()];
-        let mut weight = 0;
-        for i in order {
-            let node = &nodes[i];
-            let fits = batches.last().is_some_and(|b| {
-                b.level == levels[i] && limits.admits(b.len(), weight, node.weight_value())
+        let (mut len, mut weight) = (0, 0);
+        for (at, &i) in order.iter().enumerate() {
+            let next = nodes[i].weight_value();
+            let fits = batches.last().is_some_and(|&(level, _, _)| {
+                level == levels[i] && limits.admits(len, weight, next)
             });
-            if !fits {
-                batches.push(Batch {
-                    level: levels[i],
-                    agents: Vec::new(),
-                });
-                weight = 0;
+            if fits {
+                len += 1;
+                weight += next;
+            } else {
+                batches.push((levels[i], at, at));
+                (len, weight) = (1, next);
             }
-            weight += node.weight_value();
             batch_of[i] = batches.len() - 1;
-            if let Some(b) = batches.last_mut() {
-                b.agents.push((node.shared_name(), i));
+            if let Some(last) = batches.last_mut() {
+                last.2 = at + 1;
             }
         }
         Self {
             graph,
             limits,
+            order,
             batches,
             batch_of,
         }
     }
 
     /// The batches, first to start first.
-    pub fn batches(&self) -> impl ExactSizeIterator<Item = &Batch> + '_ {
-        self.batches.iter()
+    pub fn batches(&self) -> impl ExactSizeIterator<Item = Batch<'_>> + '_ {
+        let nodes = self.graph.nodes();
+        self.batches.iter().map(move |&(level, start, end)| Batch {
+            level,
+            indices: &self.order[start..end],
+            nodes,
+        })
     }
 
     /// The number of batches.
@@ -194,7 +220,7 @@ impl Plan {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, batch) in self.batches.iter().enumerate() {
+        for (i, batch) in self.batches().enumerate() {
             writeln!(
                 f,
                 "batch {} (level {}): {}",
@@ -254,6 +280,28 @@ mod tests {
             names(&plan),
             [vec!["long"], vec!["short"], vec!["mid"], vec!["end"]]
         );
+    }
+
+    #[test]
+    fn without_dependencies_declaration_order_is_cut_by_the_limits() {
+        let nodes: Vec<Node> = ["c", "a", "b", "d", "e"]
+            .into_iter()
+            .map(|n| Node::new(n).weight(if n == "b" { 3 } else { 1 }))
+            .collect();
+        let plan = Plan::from_nodes(
+            nodes,
+            PlanLimits::default().batch_size(2).max_concurrency(3),
+        )
+        .unwrap();
+        assert_eq!(names(&plan), [vec!["c", "a"], vec!["b"], vec!["d", "e"]]);
+        let batches: Vec<Batch<'_>> = plan.batches().collect();
+        assert_eq!(batches[1].indices().collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            format!("{:?}", batches[2]),
+            r#"Batch { level: 0, agents: ["d", "e"] }"#
+        );
+        assert_eq!(plan.batch_of("e"), Some(2));
+        assert!(plan.batches().all(|b| b.level() == 0 && !b.is_empty()));
     }
 
     #[test]
