@@ -259,6 +259,10 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME_LEN {
         return Err(format!("is longer than {MAX_NAME_LEN} bytes"));
     }
+    // Names are nearly always printable ASCII, checked a byte at a time.
+    if name.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+        return Ok(());
+    }
     if let Some(c) = name
         .chars()
         .find(|c| c.is_whitespace() || c.is_control() || *c == '"')

@@ -126,11 +126,21 @@ pub(crate) fn breaker(agent: &AgentName, replica: usize, transition: BreakerTran
 pub(crate) fn spawned(agent: &AgentName, took: Duration) {
     metrics::histogram!(m::SPAWN_DURATION_SECONDS.name, "agent" => agent.shared())
         .record(took.as_secs_f64());
-    metrics::gauge!(m::AGENTS.name).increment(1.0);
+    agents().increment(1.0);
 }
 
 pub(crate) fn stopped() {
-    metrics::gauge!(m::AGENTS.name).decrement(1.0);
+    agents().decrement(1.0);
+}
+
+/// The live-agents gauge's key, hashed at compile time: every start and stop touches it,
+/// and `gauge!` would hash the name and drop the key each time.
+static AGENTS: metrics::Key = metrics::Key::from_static_name(m::AGENTS.name);
+static AGENTS_META: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+fn agents() -> Gauge {
+    metrics::with_recorder(|r| r.register_gauge(&AGENTS, &AGENTS_META))
 }
 
 #[cfg(test)]
