@@ -338,11 +338,12 @@ impl SwarmBuilder {
             // actors becomes its replicas.
             let mut actors = started.drain(..).peekable();
             while let Some((slot, actor)) = actors.next() {
+                let n = slot.entry.spec().replicas as usize;
                 let replica = |actor| {
                     let breaker = slot.entry.spec().breaker.clone().map(CircuitBreaker::new);
-                    Replica::new(actor, breaker)
+                    Replica::new(actor, breaker, n > 1)
                 };
-                let mut replicas = Vec::with_capacity(slot.entry.spec().replicas as usize);
+                let mut replicas = Vec::with_capacity(n);
                 replicas.push(replica(actor));
                 while let Some((_, actor)) =
                     actors.next_if(|(next, _)| next.entry.name() == slot.entry.name())

@@ -51,9 +51,10 @@ pub(crate) enum ReplicaStatus {
 /// One actor behind an agent's name; the actor is replaced when the replica restarts.
 pub(crate) struct Replica {
     actor: ArcSwap<ActorCell>,
-    /// Tasks handed to it and not yet ended (counted only for agents with several
-    /// replicas, where it is 0 or 1: a replica is claimed by swapping 0 for 1).
-    load: Arc<LoadCount>,
+    /// Tasks handed to it and not yet ended, 0 or 1 (a replica is claimed by swapping 0
+    /// for 1). Only agents with several replicas count them: with one, its mailbox is the
+    /// queue, and the count is not allocated.
+    load: Option<Arc<LoadCount>>,
     status: AtomicU8,
     /// Whether its actor has completed a task since it (re)started: its next crash is then
     /// not part of a crash loop, and its restart backoff starts over.
@@ -65,14 +66,22 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
-    pub(crate) fn new(actor: ActorCell, breaker: Option<CircuitBreaker>) -> Self {
+    /// `shared`: the agent has several replicas, which claim tasks by their load.
+    pub(crate) fn new(actor: ActorCell, breaker: Option<CircuitBreaker>, shared: bool) -> Self {
         Self {
             actor: ArcSwap::from_pointee(actor),
-            load: Arc::default(),
+            load: shared.then(Arc::default),
             status: AtomicU8::new(ReplicaStatus::Running as u8),
             served: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             breaker,
+        }
+    }
+
+    /// Gives back a claim on it (see `load`).
+    fn release(&self) {
+        if let Some(load) = &self.load {
+            line::release(load);
         }
     }
 
@@ -656,14 +665,15 @@ impl<T: Send + 'static, O: Send + 'static> Takers<(T, Ticket<T, O>)> for AgentEn
                 }
                 ReplicaStatus::Dead => continue,
             }
-            if !line::try_claim(&replica.load) {
+            // Every replica of an agent with several has a count (`Replica::new`).
+            if replica.load.as_ref().is_some_and(|l| !line::try_claim(l)) {
                 later = true;
                 continue;
             }
             match self.acquire(i, replica) {
                 Ok(permit) => return Claim::Got((i, permit)),
                 Err(d) => {
-                    line::release(&replica.load);
+                    replica.release();
                     open_for = Some(open_for.map_or(d, |o| o.min(d)));
                 }
             }
@@ -687,7 +697,7 @@ impl<T: Send + 'static, O: Send + 'static> Takers<(T, Ticket<T, O>)> for AgentEn
             return Handed::Unused((i, permit));
         }
         let replica = &self.replica_slice()[i];
-        ticket.assign_claimed(i, &replica.load, permit);
+        ticket.assign_claimed(i, replica.load.as_ref(), permit);
         match self.send(replica, task, ticket) {
             Ok(()) => Handed::Taken,
             Err(back) => {
@@ -702,7 +712,7 @@ impl<T: Send + 'static, O: Send + 'static> Takers<(T, Ticket<T, O>)> for AgentEn
     /// An unused breaker permit is dropped: it counts as neither outcome (a trial permit
     /// lets the next trial through after the breaker's timeout).
     fn unclaim(&self, (i, _permit): Self::Claim) {
-        line::release(&self.replica_slice()[i].load);
+        self.replica_slice()[i].release();
     }
 }
 

@@ -132,14 +132,14 @@ impl<T, O> Ticket<T, O> {
     pub(crate) fn assign_claimed(
         &mut self,
         replica: usize,
-        load: &Arc<AtomicUsize>,
+        load: Option<&Arc<AtomicUsize>>,
         breaker: Option<Permit>,
     ) {
         self.unassign();
         self.shared.set_replica(replica);
         self.assigned = Some(Assignment {
             replica,
-            load: Some(load.clone()),
+            load: load.cloned(),
             breaker,
         });
     }

@@ -355,7 +355,7 @@ impl<A: Agent> PoolInner<A> {
             agent: self.name.clone(),
             source,
         })?;
-        entry.set_replicas(vec![Replica::new(actor, None)]);
+        entry.set_replicas(vec![Replica::new(actor, None, false)]);
         self.size.fetch_add(1, Ordering::AcqRel);
         Ok(Member {
             id,
