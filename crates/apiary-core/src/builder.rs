@@ -3,7 +3,6 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock, Weak};
 
 use apiary_planner::{Node, Plan, PlanLimits};
@@ -20,22 +19,15 @@ use crate::root::{Root, Supervised, SwarmSlot};
 use crate::runtime::Runtime;
 use crate::{Agent, AgentName, AgentSpec, Hook, Swarm, SwarmError, SwarmSettings, Topology};
 
-/// An agent added to a builder, its type erased until the swarm starts.
-trait PendingAgent: Send {
+/// An agent added to a builder (its factory), its type erased until the swarm starts.
+trait PendingAgent: Send + Sync {
     fn spec(&self) -> &AgentSpec;
-    /// The agent's entry in `rt`'s swarm, named `name` (its spec's).
-    fn entry(self: Box<Self>, name: AgentName, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot;
+    /// The agent's entry in `rt`'s swarm, named `name` (its spec's); the entry keeps this
+    /// factory to start the agent's replicas.
+    fn entry(self: Arc<Self>, name: AgentName, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot;
 }
 
-struct Pending<A, F> {
-    // Shared from the start: the entry keeps this very allocation, so starting does not
-    // move each spec (~360 bytes) into a new one.
-    spec: Arc<AgentSpec>,
-    make: F,
-    _agent: PhantomData<fn() -> A>,
-}
-
-impl<A, F> PendingAgent for Pending<A, F>
+impl<A, F> PendingAgent for Factory<A, F>
 where
     A: Agent,
     F: Fn() -> A + Send + Sync + 'static,
@@ -44,17 +36,19 @@ where
         &self.spec
     }
 
-    fn entry(self: Box<Self>, name: AgentName, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot {
+    fn entry(mut self: Arc<Self>, name: AgentName, rt: &Arc<Runtime>, cloners: &Cloners) -> Slot {
+        self.bind(rt);
         let capacity = self
             .spec
             .queue_capacity
             .unwrap_or(rt.settings.queue_capacity);
-        let factory = Factory::<A, F>::new(self.make, Arc::downgrade(rt));
         Slot::new(AgentEntry::new(EntryParts {
             name,
-            spec: self.spec,
+            // Shared from the start: the entry keeps this very allocation, so starting does
+            // not move each spec (~360 bytes) into a new one.
+            spec: self.spec.clone(),
             capacity,
-            spawner: Some(Arc::new(factory)),
+            spawner: Some(self),
             cloner: cloners.get::<A::Task>(),
             bus: rt.bus.clone(),
             epoch: rt.epoch,
@@ -114,7 +108,7 @@ impl Cloners {
 #[derive(Default)]
 pub struct SwarmBuilder {
     settings: SwarmSettings,
-    agents: Vec<Box<dyn PendingAgent>>,
+    agents: Vec<Arc<dyn PendingAgent>>,
     hooks: Vec<Arc<dyn Hook>>,
     cloners: Cloners,
     topology: Option<Box<dyn Topology>>,
@@ -159,11 +153,7 @@ impl SwarmBuilder {
         A: Agent,
         F: Fn() -> A + Send + Sync + 'static,
     {
-        self.agents.push(Box::new(Pending {
-            spec: Arc::new(spec),
-            make,
-            _agent: PhantomData,
-        }));
+        self.agents.push(Arc::new(Factory::<A, F>::new(spec, make)));
         self
     }
 

@@ -12,22 +12,39 @@ use crate::entry::{AgentEntry, SpawnFuture, Spawner};
 use crate::mailbox::Home;
 use crate::runtime::Runtime;
 use crate::telemetry;
-use crate::{Agent, AgentContext, BoxError};
+use crate::{Agent, AgentContext, AgentSpec, BoxError};
 
 /// Makes fresh agent values of one type and starts each in its own actor.
+///
+/// A builder's agent is this very allocation from the moment it is added, so starting a
+/// swarm allocates no factory per agent; the runtime is bound to it when the swarm starts.
 pub(crate) struct Factory<A, F> {
+    /// The agent's spec, shared with its entry once the swarm starts.
+    pub(crate) spec: Arc<AgentSpec>,
     make: F,
+    /// Weak, as the runtime holds the factory (through the agent's entry); dangling until
+    /// the swarm starts.
     rt: Weak<Runtime>,
     _agent: PhantomData<fn() -> A>,
 }
 
 impl<A, F> Factory<A, F> {
-    /// A factory for a swarm's runtime; weak, as the runtime holds the factory.
-    pub(crate) fn new(make: F, rt: Weak<Runtime>) -> Self {
+    /// A factory not yet bound to a swarm.
+    pub(crate) fn new(spec: AgentSpec, make: F) -> Self {
         Self {
+            spec: Arc::new(spec),
             make,
-            rt,
+            rt: Weak::new(),
             _agent: PhantomData,
+        }
+    }
+
+    /// Binds the factory to the swarm it starts agents in. A builder's agent is its only
+    /// handle to its factory until then, so the binding is a plain write; a factory bound
+    /// nowhere says "the swarm is gone" when asked to start an agent.
+    pub(crate) fn bind(self: &mut Arc<Self>, rt: &Arc<Runtime>) {
+        if let Some(factory) = Arc::get_mut(self) {
+            factory.rt = Arc::downgrade(rt);
         }
     }
 }
