@@ -135,12 +135,12 @@ pub(crate) fn stopped() {
 
 /// The live-agents gauge's key, hashed at compile time: every start and stop touches it,
 /// and `gauge!` would hash the name and drop the key each time.
-static AGENTS: metrics::Key = metrics::Key::from_static_name(m::AGENTS.name);
+static AGENTS_KEY: metrics::Key = metrics::Key::from_static_name(m::AGENTS.name);
 static AGENTS_META: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 fn agents() -> Gauge {
-    metrics::with_recorder(|r| r.register_gauge(&AGENTS, &AGENTS_META))
+    metrics::with_recorder(|r| r.register_gauge(&AGENTS_KEY, &AGENTS_META))
 }
 
 #[cfg(test)]
